@@ -1,0 +1,50 @@
+# Everything a fresh machine needs: `make run` (set up, then start the daemon) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+QWEN_VERSION := 0.24.4
+QWEN_PREFIX := $(VENV)/qwen-code
+QWEN_CLI := $(QWEN_PREFIX)/node_modules/@qwen-code/qwen-code/cli.js
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(QWEN_CLI):
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is needed to install Qwen Code" >&2; exit 1; }
+	npm install --silent --no-audit --no-fund --prefix $(QWEN_PREFIX) @qwen-code/qwen-code@$(QWEN_VERSION)
+	@# the bundled ripgrep arrives without its execute bit; Qwen then falls back to a slow search
+	find $(QWEN_PREFIX)/node_modules/@qwen-code/qwen-code/vendor -type f -name rg -exec chmod +x {} +
+	test -f $@
+
+## install: virtualenv, Python packages, and the pinned Qwen Code (inside .venv)
+install: $(VENV)/.installed $(QWEN_CLI)
+
+## run: install, then start the daemon in the background and print its URL
+run: install
+	@# already running is fine: say where it is (url exits non-zero when nothing runs)
+	@$(BIN)/qwen-daemon start || $(BIN)/qwen-daemon url
+
+## test: install, add what the tests need, then run the whole suite
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy (strict on the package)
+lint: install
+	$(BIN)/ruff check qwen_daemon tests
+	$(BIN)/ruff format --check qwen_daemon tests
+	$(BIN)/mypy
+
+bench: install
+	@echo "benchmarks arrive with the performance issue"
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,277 @@
+"""Settings and on-disk locations.
+
+One typed, frozen :class:`Settings` object is built once at start from four layers, highest first:
+command-line flag > ``QWEN_DAEMON_*`` environment variable > TOML file in the config dir > default.
+Every value is parsed and range-checked here, so a bad value is one clear :class:`ConfigError`
+naming the setting and its source instead of a failure deep inside the server.
+
+Locations come from platformdirs, so a test run that points HOME and XDG_* at a temporary
+directory never touches the real home.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import shlex
+import tomllib
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP_NAME = "qwen-daemon"
+ENV_PREFIX = "QWEN_DAEMON_"
+#: The documented default port. ``0`` asks the OS for any free port.
+DEFAULT_PORT = 7861
+TOKEN_BYTES = 32  # 256 bits
+
+
+class ConfigError(Exception):
+    """A setting has a value the daemon cannot run with; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file and directory the daemon owns. Directories are created 0700 on demand."""
+
+    config_dir: Path
+    state_dir: Path
+    log_dir: Path
+    runtime_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def token_file(self) -> Path:
+        return self.config_dir / "token"
+
+    @property
+    def discovery_file(self) -> Path:
+        return self.runtime_dir / "daemon.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.runtime_dir / "daemon.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "daemon.log"
+
+    @property
+    def agent_log_dir(self) -> Path:
+        return self.log_dir / "agents"
+
+    @classmethod
+    def from_platform(cls) -> Paths:
+        dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to a private
+            # directory of its own; the fallback is fine for us, the warning is noise.
+            warnings.simplefilter("ignore")
+            runtime = dirs.user_runtime_dir
+        return cls(
+            config_dir=Path(dirs.user_config_dir),
+            state_dir=Path(dirs.user_state_dir),
+            log_dir=Path(dirs.user_log_dir),
+            runtime_dir=Path(runtime),
+        )
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make sure only the owner can enter it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Atomically replace ``path`` with ``text``; the file is 0600 from its first byte."""
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_or_create_token(paths: Paths) -> str:
+    """The API token: 256 random bits, kept 0600 in the config dir, stable across restarts."""
+    path = paths.token_file
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        write_private_file(path, token + "\n")
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return token
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def _parse_host(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a host name or IP address")
+    host = value.strip()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(part and len(part) <= 63 for part in host.split(".")) or " " in host:
+            raise ValueError(f"{host!r} is not a host name or IP address") from None
+    return host
+
+
+def _parse_int(low: int, high: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        if isinstance(value, str):
+            try:
+                value = int(value.strip(), 10)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a whole number") from None
+        if not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range ({low}..{high})")
+        return value
+
+    return parse
+
+
+def _parse_seconds(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number of seconds") from None
+    if not isinstance(value, int | float) or value != value or value <= 0 or value > 365 * 86400:
+        raise ValueError("must be a positive number of seconds")
+    return float(value)
+
+
+def _parse_command(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parts = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into words: {exc}") from None
+    elif isinstance(value, list | tuple) and all(isinstance(p, str) for p in value):
+        parts = list(value)
+    else:
+        raise ValueError("must be a command line (a string or a list of strings)")
+    if not parts or not parts[0]:
+        raise ValueError("must not be empty")
+    return tuple(parts)
+
+
+def _parse_log_level(value: object) -> str:
+    levels = ("debug", "info", "warning", "error")
+    if not isinstance(value, str) or value.lower() not in levels:
+        raise ValueError(f"must be one of {', '.join(levels)}")
+    return value.lower()
+
+
+@dataclass(frozen=True)
+class _Spec:
+    parse: Callable[[object], Any]
+    help: str
+
+
+_SPECS: dict[str, _Spec] = {
+    "host": _Spec(_parse_host, "address to listen on (loopback by default)"),
+    "port": _Spec(_parse_int(0, 65535), f"port to listen on (default {DEFAULT_PORT}; 0 = any free port)"),
+    "agent_cmd": _Spec(_parse_command, "command line of the ACP agent (default: the pinned Qwen Code)"),
+    "max_sessions": _Spec(_parse_int(1, 10_000), "most sessions open at once"),
+    "idle_timeout": _Spec(_parse_seconds, "seconds an idle session is kept open"),
+    "event_history": _Spec(_parse_int(100, 10_000_000), "events kept per session"),
+    "log_level": _Spec(_parse_log_level, "debug, info, warning or error"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon is configured with, validated."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    agent_cmd: tuple[str, ...] | None = None
+    max_sessions: int = 50
+    idle_timeout: float = 30 * 60.0
+    event_history: int = 10_000
+    log_level: str = "info"
+    paths: Paths = field(default_factory=Paths.from_platform)
+
+
+def setting_names() -> list[str]:
+    return list(_SPECS)
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    unknown = sorted(set(data) - set(_SPECS) - {"agents"})
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def load_settings(
+    flags: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+    paths: Paths | None = None,
+) -> Settings:
+    """Build :class:`Settings` from flags > environment > config file > defaults.
+
+    ``flags`` holds only the options the user actually gave (``None`` values are ignored).
+    """
+    env = os.environ if env is None else env
+    paths = paths or Paths.from_platform()
+    layers: list[tuple[str, Mapping[str, object]]] = [
+        ("command line", {k: v for k, v in (flags or {}).items() if v is not None}),
+        ("environment", {n: env[env_name(n)] for n in _SPECS if env_name(n) in env}),
+        (f"config file {paths.config_file}", _read_config_file(paths.config_file)),
+    ]
+    values: dict[str, Any] = {}
+    for name, spec in _SPECS.items():
+        for source, layer in layers:
+            if name in layer:
+                label = f"--{name.replace('_', '-')}" if source == "command line" else name
+                if source == "environment":
+                    label = env_name(name)
+                try:
+                    values[name] = spec.parse(layer[name])
+                except ValueError as exc:
+                    raise ConfigError(f"invalid {label} (from {source}): {exc}") from None
+                break
+    return Settings(paths=paths, **values)

@@ -1,0 +1,63 @@
+"""Domain errors: what went wrong, in words a user can act on.
+
+Managers raise these and know nothing of HTTP; ``server/base.py`` maps each ``code`` to a status
+in one table. ``code`` is the stable, machine-readable part of every API error body.
+"""
+
+from __future__ import annotations
+
+
+class DaemonError(Exception):
+    """Base class; ``code`` names the error in API bodies and WebSocket error frames."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        #: extra, JSON-safe fields for the API error body (e.g. the id of a session that failed)
+        self.details = details
+
+
+class BadRequest(DaemonError):
+    code = "bad_request"
+
+
+class SessionNotFound(DaemonError):
+    code = "session_not_found"
+
+
+class SessionBusy(DaemonError):
+    """A turn is already running: the prompt is refused and never forwarded to the agent."""
+
+    code = "session_busy"
+
+
+class SessionClosed(DaemonError):
+    code = "session_closed"
+
+
+class SessionFailed(DaemonError):
+    code = "session_failed"
+
+
+class LimitReached(DaemonError):
+    code = "limit_reached"
+
+
+class PermissionNotFound(DaemonError):
+    code = "permission_not_found"
+
+
+class PermissionAlreadyAnswered(DaemonError):
+    code = "permission_already_answered"
+
+
+class AgentFailed(DaemonError):
+    """The agent refused or could not start; the message is the agent's own words."""
+
+    code = "agent_error"
+
+
+class ShuttingDown(DaemonError):
+    code = "shutting_down"

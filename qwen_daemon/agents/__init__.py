@@ -1,0 +1,1 @@
+"""Agent hosting: ACP subprocesses, translation of their updates, finding the agent."""

@@ -1,0 +1,301 @@
+"""One ACP agent subprocess serving every session of one workspace.
+
+The host spawns the agent lazily, speaks JSON-RPC to it over stdio through the
+``agent-client-protocol`` package's :class:`acp.connection.Connection`, and routes what the agent
+sends by ACP session id to a :class:`SessionSink`. Incoming messages are handled as raw JSON, not
+through the SDK's pydantic models: the daemon is a relay, and a parse/dump round trip would drop
+fields it does not know (Qwen Code sends several non-standard ones).
+
+Process hygiene: the agent gets its own process group, an environment without the supervisor's
+NOTIFY_SOCKET/WATCHDOG_*/LISTEN_* variables, a stdout line limit far above 64 KiB (one Qwen update
+can be 570 KB), and stderr appended to a log file. :meth:`AgentHost.stop` escalates: close stdin,
+then SIGTERM to the group, then SIGKILL, each with a deadline.
+
+The daemon advertises no ``fs`` or ``terminal`` client capabilities: the agent does its own I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from qwen_daemon import __version__
+from qwen_daemon.errors import AgentFailed
+
+if TYPE_CHECKING:
+    from acp.connection import Connection
+
+log = logging.getLogger(__name__)
+
+#: Variables that belong to our supervisor, never to an agent.
+SUPERVISOR_ENV = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
+STDOUT_LINE_LIMIT = 64 * 1024 * 1024
+PROTOCOL_VERSION = 1
+
+
+class SessionSink(Protocol):
+    """What a host delivers to the daemon session bound to one ACP session id."""
+
+    def on_update(self, update: dict[str, Any]) -> None: ...
+
+    def on_notification(self, method: str, params: dict[str, Any]) -> None: ...
+
+    async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]: ...
+
+    def on_agent_exit(self, message: str) -> None: ...
+
+
+def agent_environment(base: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment an agent runs with: ours, minus the supervisor's variables."""
+    env = {k: v for k, v in base.items() if k not in SUPERVISOR_ENV}
+    env.update(extra or {})
+    return env
+
+
+def describe_rpc_error(exc: BaseException) -> str:
+    """The agent's own words for a failed request (e.g. "Authentication required")."""
+    message = str(exc) or type(exc).__name__
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        detail = data.get("details") or data.get("message")
+        if isinstance(detail, str) and detail and detail not in message:
+            message = f"{message}: {detail}"
+    return message
+
+
+class AgentHost:
+    """Owns one agent process (started on first use) and the sessions living in it."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        cwd: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        start_timeout: float = 60.0,
+        stop_timeouts: tuple[float, float, float] = (2.0, 3.0, 2.0),
+    ) -> None:
+        self.command = tuple(command)
+        self.cwd = cwd
+        self.log_path = log_path
+        self._env = agent_environment(os.environ if env is None else env)
+        self._start_timeout = start_timeout
+        self._stop_timeouts = stop_timeouts
+        self._proc: asyncio.subprocess.Process | None = None
+        self._conn: Connection | None = None
+        self._sinks: dict[str, SessionSink] = {}
+        self._start_lock = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.agent_info: dict[str, Any] = {}
+        self.agent_capabilities: dict[str, Any] = {}
+        self.generation = 0  # bumps on every (re)start, so sessions know their agent session is gone
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None and self._conn is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def ensure_started(self) -> None:
+        """Start the agent and run ``initialize`` unless it already runs. Raises AgentFailed."""
+        async with self._start_lock:
+            if self.running:
+                return
+            self._stopping = False
+            try:
+                await asyncio.wait_for(self._spawn_and_initialize(), self._start_timeout)
+            except TimeoutError:
+                await self._kill_group()
+                raise AgentFailed(
+                    f"agent did not answer initialize within {self._start_timeout:g} s"
+                ) from None
+            except AgentFailed:
+                await self._kill_group()
+                raise
+
+    async def _spawn_and_initialize(self) -> None:
+        from acp.connection import Connection  # the SDK costs ~0.4 s to import: pay only when needed
+
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                cwd=self.cwd,
+                env=self._env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=fd,
+                start_new_session=True,
+                limit=STDOUT_LINE_LIMIT,
+            )
+        except OSError as exc:
+            raise AgentFailed(f"cannot start agent {self.command[0]!r}: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self.generation += 1
+        self._conn = Connection(self._handle, self._proc.stdin, self._proc.stdout)
+        self._watch = asyncio.create_task(self._watch_exit(self._proc, self._conn))
+        log.info("agent started pid=%s cwd=%s", self._proc.pid, self.cwd)
+        params = {
+            "protocolVersion": PROTOCOL_VERSION,
+            "clientCapabilities": {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False},
+            "clientInfo": {"name": "qwen-daemon", "version": __version__},
+        }
+        result = await self.request("initialize", params)
+        self.agent_info = dict(result.get("agentInfo") or {})
+        self.agent_capabilities = dict(result.get("agentCapabilities") or {})
+
+    async def _watch_exit(self, proc: asyncio.subprocess.Process, conn: Connection) -> None:
+        code = await proc.wait()
+        await conn.close()
+        if self._proc is proc:
+            self._conn = None
+        sinks = list(self._sinks.values())
+        self._sinks.clear()
+        message = self._exit_message(code)
+        if self._stopping:
+            log.info("agent pid=%s stopped (%s)", proc.pid, message)
+            return
+        log.warning("agent pid=%s %s", proc.pid, message)
+        for sink in sinks:
+            sink.on_agent_exit(message)
+
+    def _exit_message(self, code: int) -> str:
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"agent exited on signal {signal.Signals(-code).name}"
+        return f"agent exited with status {code}; see {self.log_path}"
+
+    async def stop(self) -> None:
+        """Stop the agent: stdin EOF, then SIGTERM, then SIGKILL to its group, each with a deadline."""
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        eof_wait, term_wait, kill_wait = self._stop_timeouts
+        if proc.returncode is None and proc.stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                proc.stdin.close()
+            await self._wait(proc, eof_wait)
+        if proc.returncode is None:
+            self._signal_group(proc.pid, signal.SIGTERM)
+            await self._wait(proc, term_wait)
+        await self._kill_group(kill_wait)
+        if self._watch is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def _kill_group(self, wait: float = 2.0) -> None:
+        """SIGKILL whatever is left of the agent's process group (the leader may be gone already)."""
+        proc = self._proc
+        if proc is None:
+            return
+        self._signal_group(proc.pid, signal.SIGKILL)
+        await self._wait(proc, wait)
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+    @staticmethod
+    async def _wait(proc: asyncio.subprocess.Process, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), seconds)
+
+    # --- requests -------------------------------------------------------------------------------
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; the agent's JSON-RPC error becomes AgentFailed with its message."""
+        from acp import RequestError
+
+        conn = self._conn
+        if conn is None:
+            raise AgentFailed("agent is not running")
+        try:
+            result = await conn.send_request(method, params)
+        except RequestError as exc:
+            raise AgentFailed(describe_rpc_error(exc)) from None
+        except ConnectionError:
+            raise AgentFailed(f"the agent went away; see {self.log_path}") from None
+        return result if isinstance(result, dict) else {}
+
+    async def new_session(self, cwd: str, sink: SessionSink) -> tuple[str, dict[str, Any]]:
+        """Create an ACP session; returns its id and the agent's full answer (modes etc.)."""
+        await self.ensure_started()
+        result = await self.request("session/new", {"cwd": cwd, "mcpServers": []})
+        session_id = result.get("sessionId")
+        if not isinstance(session_id, str) or not session_id:
+            raise AgentFailed("agent answered session/new without a session id")
+        self._sinks[session_id] = sink
+        return session_id, result
+
+    async def prompt(self, session_id: str, text: str) -> str:
+        """Run one turn; returns the stop reason."""
+        result = await self.request(
+            "session/prompt", {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
+        )
+        reason = result.get("stopReason")
+        return reason if isinstance(reason, str) else "end_turn"
+
+    async def cancel(self, session_id: str) -> None:
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                await conn.send_notification("session/cancel", {"sessionId": session_id})
+
+    async def set_mode(self, session_id: str, mode_id: str) -> None:
+        await self.request("session/set_mode", {"sessionId": session_id, "modeId": mode_id})
+
+    def forget(self, session_id: str) -> None:
+        """Stop routing a session's traffic (the daemon session was closed)."""
+        self._sinks.pop(session_id, None)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sinks)
+
+    # --- what the agent sends -----------------------------------------------------------------
+
+    async def _handle(self, method: str, params: Any, is_notification: bool) -> Any:
+        from acp import RequestError
+
+        params = params if isinstance(params, dict) else {}
+        sink = self._sinks.get(str(params.get("sessionId", "")))
+        if method == "session/update":
+            update = params.get("update")
+            if sink is not None and isinstance(update, dict):
+                sink.on_update(update)
+            return None
+        if method == "session/request_permission":
+            if sink is None:
+                raise RequestError.invalid_params({"details": "unknown session"})
+            return await sink.on_permission_request(params)
+        if is_notification:
+            if sink is not None:
+                sink.on_notification(method, params)
+            else:
+                log.debug("agent notification %s ignored", method)
+            return None
+        raise RequestError.method_not_found(method)

@@ -1,0 +1,1 @@
+"""Sessions: the state machine, numbered events, and the manager that owns them."""

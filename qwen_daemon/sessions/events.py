@@ -1,0 +1,147 @@
+"""Numbered session events and the per-session log that fans them out.
+
+Every thing a session emits becomes an event ``{"seq", "type", "ts", ...}`` whose ``seq`` rises
+by exactly one per session. The log serializes each event to JSON once, at append time, so a
+hundred clients cost one ``json.dumps``; subscribers get the stored object and send its text.
+
+Replay and live delivery meet without a gap or a duplicate because both happen on the event-loop
+thread: :meth:`EventLog.subscribe` takes the replay slice and registers the subscriber in the
+same synchronous step, so no append can fall between the two.
+
+The log keeps a bounded window in memory (``max_events``). It is the seam for durable storage:
+an implementation of :class:`EventSink` sees every event before any subscriber does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+#: Every event type a session can emit; anything else the agent sends travels as ``agent_update``.
+EVENT_TYPES = frozenset(
+    {
+        "user_message",
+        "agent_message_chunk",
+        "agent_thought_chunk",
+        "tool_call",
+        "tool_call_update",
+        "plan",
+        "permission_request",
+        "permission_resolved",
+        "turn_started",
+        "turn_ended",
+        "state",
+        "error",
+        "agent_update",
+    }
+)
+
+
+def utc_now() -> str:
+    """An ISO 8601 UTC timestamp with milliseconds, the one time format of the API."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stored event: its fields and their JSON text, made once."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+    json: str
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventSink(Protocol):
+    """Receives each event before subscribers do (the durable store plugs in here)."""
+
+    def __call__(self, event: Event) -> None: ...
+
+
+class Subscription:
+    """A live feed; :meth:`close` stops delivery. Closing twice is harmless."""
+
+    def __init__(self, log: EventLog, callback: Subscriber, on_end: Callable[[], None] | None = None) -> None:
+        self._log = log
+        self.callback = callback
+        self.on_end = on_end
+
+    def close(self) -> None:
+        self._log._subscribers.discard(self)
+
+
+class EventLog:
+    """The ordered, bounded event history of one session plus its live subscribers."""
+
+    def __init__(self, max_events: int = 10_000, last_seq: int = 0, sink: EventSink | None = None) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be positive")
+        self._events: deque[Event] = deque(maxlen=max_events)
+        self._last_seq = last_seq
+        self._sink = sink
+        self._subscribers: set[Subscription] = set()
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest seq still held (``last_seq + 1`` when empty)."""
+        return self._events[0].seq if self._events else self._last_seq + 1
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def append(self, type_: str, **fields: Any) -> Event:
+        """Number, timestamp and serialize an event, then hand it to the sink and subscribers."""
+        self._last_seq += 1
+        data: dict[str, Any] = {"seq": self._last_seq, "type": type_, "ts": utc_now(), **fields}
+        event = Event(
+            self._last_seq, type_, data, json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        )
+        if self._sink is not None:
+            self._sink(event)
+        self._events.append(event)
+        for sub in tuple(self._subscribers):
+            sub.callback(event)
+        return event
+
+    def since(self, after: int) -> list[Event]:
+        """Every held event with ``seq > after``, in order."""
+        if after >= self._last_seq or not self._events:
+            return []
+        start = max(0, after + 1 - self._events[0].seq)
+        # seqs are contiguous in the window, so the slice position is arithmetic, not a search
+        return [self._events[i] for i in range(start, len(self._events))]
+
+    def subscribe(
+        self, after: int, callback: Subscriber, on_end: Callable[[], None] | None = None
+    ) -> tuple[list[Event], Subscription]:
+        """Atomically: the replay (``seq > after``) and a subscription for everything after it.
+
+        ``on_end`` is called if the log ends the feed itself (the session was closed).
+        """
+        replay = self.since(after)
+        sub = Subscription(self, callback, on_end)
+        self._subscribers.add(sub)
+        return replay, sub
+
+    def close_subscribers(self) -> None:
+        """End every live feed, telling each subscriber through its ``on_end``."""
+        subs = tuple(self._subscribers)
+        self._subscribers.clear()
+        for sub in subs:
+            if sub.on_end is not None:
+                sub.on_end()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

@@ -1,0 +1,319 @@
+"""One agent session: its state machine, turns, permission requests and event log.
+
+States (every transition emits a ``state`` event)::
+
+    starting ──agent session created──▶ idle ──prompt──▶ running ──permission asked──▶ awaiting_permission
+       │                                 ▲                │  ▲                               │
+       │                                 └──turn_ended────┘  └────────answered / cancel──────┘
+       └──agent refused / failed to start──▶ failed
+    any state ──delete / idle timeout / shutdown──▶ closed
+
+One turn at a time: :meth:`Session.prompt` moves to ``running`` synchronously, before any await, so
+a second prompt is refused with :class:`SessionBusy` and never reaches the agent (Qwen Code would
+cancel the running turn). Cancel asks the agent to stop and resolves every pending permission
+request itself, because Qwen Code drops them silently.
+
+If the agent process dies, the turn ends with an ``error`` and ``turn_ended`` event and the session
+returns to ``idle``; its next prompt starts a fresh agent session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from qwen_daemon.agents.host import AgentHost
+from qwen_daemon.agents.translate import permission_options, tool_call_fields, translate_update
+from qwen_daemon.errors import (
+    AgentFailed,
+    BadRequest,
+    PermissionAlreadyAnswered,
+    PermissionNotFound,
+    SessionBusy,
+    SessionClosed,
+    SessionFailed,
+)
+from qwen_daemon.sessions.events import EventLog, utc_now
+
+log = logging.getLogger(__name__)
+
+State = Literal["starting", "idle", "running", "awaiting_permission", "closed", "failed"]
+BUSY_STATES: frozenset[str] = frozenset({"running", "awaiting_permission"})
+_ANSWERED_MEMORY = 1000
+
+
+def new_id(nbytes: int = 9) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+@dataclass
+class PendingPermission:
+    request_id: str
+    tool_call: dict[str, Any]
+    options: list[dict[str, Any]]
+    future: asyncio.Future[dict[str, Any]]
+    meta: dict[str, Any] | None = None
+    created_at: str = field(default_factory=utc_now)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {"request_id": self.request_id, "tool_call": self.tool_call, "options": self.options}
+        if self.meta is not None:
+            data["meta"] = self.meta
+        data["created_at"] = self.created_at
+        return data
+
+
+class Session:
+    """A daemon session bound to one ACP session inside a workspace's agent host."""
+
+    def __init__(self, cwd: str, title: str, host: AgentHost, max_events: int = 10_000) -> None:
+        self.id = new_id()
+        self.cwd = cwd
+        self.title = title
+        self.host = host
+        self.created_at = utc_now()
+        self.updated_at = self.created_at
+        self.state: State = "starting"
+        self.failure: str | None = None
+        self.agent_session_id: str | None = None
+        self.modes: dict[str, Any] | None = None
+        self.events = EventLog(max_events)
+        self.pending: dict[str, PendingPermission] = {}
+        self._answered: OrderedDict[str, str | None] = OrderedDict()
+        self._turn: asyncio.Task[None] | None = None
+        self._prompt_id: str | None = None
+        # a cancel that arrives before the prompt reached the agent must stop it from being sent
+        self._prompt_sent = False
+        self._cancel_requested = False
+        self._agent_generation = -1
+        self.last_activity = asyncio.get_running_loop().time()
+
+    # --- views --------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "cwd": self.cwd,
+            "state": self.state,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "url": f"/s/{self.id}",
+            "last_seq": self.events.last_seq,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        data = self.summary()
+        data["pending_permissions"] = [p.as_json() for p in self.pending.values()]
+        data["prompt_id"] = self._prompt_id
+        data["failure"] = self.failure
+        data["modes"] = self.modes
+        return data
+
+    @property
+    def busy(self) -> bool:
+        return self.state in BUSY_STATES
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        self.updated_at = utc_now()
+        self.last_activity = asyncio.get_running_loop().time()
+        self.events.append(type_, **fields)
+
+    def _set_state(self, state: State) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit("state", state=state)
+
+    def _check_open(self) -> None:
+        if self.state == "closed":
+            raise SessionClosed(f"session {self.id} is closed")
+        if self.state == "failed":
+            raise SessionFailed(f"session {self.id} failed: {self.failure}")
+
+    async def _ensure_agent_session(self) -> None:
+        """Make sure the agent holds a live ACP session for us (a new one after an agent restart)."""
+        if (
+            self.agent_session_id is not None
+            and self.host.running
+            and (self.host.generation == self._agent_generation)
+        ):
+            return
+        self.agent_session_id, result = await self.host.new_session(self.cwd, self)
+        self._agent_generation = self.host.generation
+        modes = result.get("modes")
+        self.modes = modes if isinstance(modes, dict) else None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the agent session. On refusal the session is ``failed`` and AgentFailed is raised."""
+        self._emit("state", state="starting")
+        try:
+            await self._ensure_agent_session()
+        except AgentFailed as exc:
+            self.failure = exc.message
+            self._emit("error", message=exc.message)
+            self._set_state("failed")
+            raise
+        self._set_state("idle")
+
+    def prompt(self, text: str) -> str:
+        """Start a turn; returns its prompt id. Never forwards a prompt while a turn runs."""
+        self._check_open()
+        if self.state == "starting":
+            raise SessionBusy("the session is still starting")
+        if self.busy:
+            raise SessionBusy("a turn is already running in this session; cancel it or wait for it to end")
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest("prompt text must be a non-empty string")
+        prompt_id = new_id(6)
+        self._prompt_id = prompt_id
+        self._prompt_sent = self._cancel_requested = False
+        self._emit("user_message", text=text, prompt_id=prompt_id)
+        self._emit("turn_started", prompt_id=prompt_id)
+        self._set_state("running")
+        self._turn = asyncio.create_task(self._run_turn(prompt_id, text), name=f"turn-{self.id}")
+        return prompt_id
+
+    async def _run_turn(self, prompt_id: str, text: str) -> None:
+        stop_reason = "error"
+        try:
+            await self._ensure_agent_session()
+            assert self.agent_session_id is not None
+            if self._cancel_requested:
+                stop_reason = "cancelled"
+                return
+            # the request is queued for the agent before this coroutine first yields, so a cancel
+            # seen after this flag is set always reaches the agent after the prompt
+            self._prompt_sent = True
+            stop_reason = await self.host.prompt(self.agent_session_id, text)
+        except AgentFailed as exc:
+            self._emit("error", message=exc.message)
+        except asyncio.CancelledError:
+            stop_reason = "cancelled"
+        except Exception as exc:  # a bug must end the turn visibly, not wedge the session
+            log.exception("turn %s of session %s failed", prompt_id, self.id)
+            self._emit("error", message=f"internal error: {exc}")
+        finally:
+            self._resolve_all_pending()
+            self._prompt_id = None
+            self._turn = None
+            self._emit("turn_ended", prompt_id=prompt_id, stop_reason=stop_reason)
+            if self.state in BUSY_STATES:
+                self._set_state("idle")
+
+    async def cancel(self) -> None:
+        """End the running turn (if any): pending permissions resolve as cancelled at once."""
+        self._check_open()
+        if not self.busy:
+            return
+        self._resolve_all_pending()
+        if not self._prompt_sent:
+            self._cancel_requested = True
+        elif self.agent_session_id is not None:
+            await self.host.cancel(self.agent_session_id)
+
+    async def close(self, reason: str = "closed") -> None:
+        """Cancel any turn, release the agent session and move to ``closed`` for good."""
+        if self.state == "closed":
+            return
+        turn = self._turn
+        if self.busy:
+            await self.cancel()
+        if turn is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(turn), 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                turn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await turn
+        if self.agent_session_id is not None:
+            self.host.forget(self.agent_session_id)
+        log.info("session %s closed (%s)", self.id, reason)
+        self._set_state("closed")
+        self.events.close_subscribers()
+
+    # --- permissions --------------------------------------------------------------------------
+
+    def answer_permission(
+        self, request_id: str, option_id: str, answers: dict[str, Any] | None = None
+    ) -> None:
+        """The first answer wins; later ones get PermissionAlreadyAnswered (409)."""
+        pending = self.pending.get(request_id)
+        if pending is None:
+            if request_id in self._answered:
+                raise PermissionAlreadyAnswered(f"permission request {request_id} was already answered")
+            raise PermissionNotFound(f"no permission request {request_id} in session {self.id}")
+        offered = [o["option_id"] for o in pending.options]
+        if option_id not in offered:
+            raise BadRequest(f"option {option_id!r} was not offered; choose one of: {', '.join(offered)}")
+        outcome: dict[str, Any] = {"outcome": {"outcome": "selected", "optionId": option_id}}
+        if answers:
+            outcome["answers"] = answers  # Qwen Code's non-standard ask_user_question reply
+        self._resolve(pending, option_id, outcome)
+
+    def _resolve(self, pending: PendingPermission, option_id: str | None, outcome: dict[str, Any]) -> None:
+        self.pending.pop(pending.request_id, None)
+        self._answered[pending.request_id] = option_id
+        while len(self._answered) > _ANSWERED_MEMORY:
+            self._answered.popitem(last=False)
+        if not pending.future.done():
+            pending.future.set_result(outcome)
+        self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id)
+        if not self.pending and self.state == "awaiting_permission":
+            self._set_state("running")
+
+    def _resolve_all_pending(self) -> None:
+        for pending in list(self.pending.values()):
+            self._resolve(pending, None, {"outcome": {"outcome": "cancelled"}})
+
+    # --- SessionSink: what the agent host delivers ----------------------------------------------
+
+    def on_update(self, update: dict[str, Any]) -> None:
+        if self.state == "closed":
+            return
+        event_type, fields = translate_update(update)
+        self._emit(event_type, **fields)
+
+    def on_notification(self, method: str, params: dict[str, Any]) -> None:
+        if self.state != "closed":
+            self._emit("agent_update", update={"method": method, "params": params})
+
+    async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.state not in BUSY_STATES:
+            return {"outcome": {"outcome": "cancelled"}}
+        raw_tool = params.get("toolCall")
+        raw_options = params.get("options")
+        pending = PendingPermission(
+            request_id=new_id(6),
+            tool_call=tool_call_fields(raw_tool) if isinstance(raw_tool, dict) else {},
+            options=permission_options(raw_options) if isinstance(raw_options, list) else [],
+            future=asyncio.get_running_loop().create_future(),
+            meta=params.get("_meta") if isinstance(params.get("_meta"), dict) else None,
+        )
+        self.pending[pending.request_id] = pending
+        self._emit("permission_request", **pending.as_json())
+        self._set_state("awaiting_permission")
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            # the agent withdrew the request (it went away): nobody can answer it any more
+            if pending.request_id in self.pending:
+                self._resolve(pending, None, {"outcome": {"outcome": "cancelled"}})
+            raise
+
+    def on_agent_exit(self, message: str) -> None:
+        self.agent_session_id = None
+        if self.state == "closed":
+            return
+        self._resolve_all_pending()
+        if not self.busy:
+            self._emit("error", message=message)
+        # a running turn sees the broken connection and ends itself with the same message

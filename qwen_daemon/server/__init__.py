@@ -1,0 +1,1 @@
+"""The Tornado server: one handler module per domain, joined in app.py."""

@@ -1,0 +1,292 @@
+"""The Tornado application and the :class:`Daemon` object that owns one running server.
+
+``make_app`` only joins each handler module's ``routes`` (ending with a catch-all 404); the
+:class:`Daemon` owns everything with a lifetime — the listening sockets, the session manager,
+the open WebSockets and the discovery file — and tears them down in one ordered, idempotent,
+time-bounded :meth:`Daemon.shutdown`.
+
+Process concerns (signals, sd_notify, daemonizing, logging setup) live in ``daemonize.py``; this
+module is equally usable in-process from tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+import tornado.websocket
+
+from qwen_daemon import __version__
+from qwen_daemon.agents.registry import AgentNotFound
+from qwen_daemon.config import Settings, load_or_create_token
+from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
+from qwen_daemon.server import health, sessions_api, stream
+from qwen_daemon.server.base import NotFoundHandler
+from qwen_daemon.sessions.manager import SessionManager
+
+log = logging.getLogger(__name__)
+
+#: Largest request body the HTTP server reads at all.
+MAX_BODY_SIZE = 1024 * 1024
+#: Upper bound on the whole of :meth:`Daemon.shutdown` (agents get SIGTERM → SIGKILL inside it).
+SHUTDOWN_TIMEOUT = 30.0
+#: WebSocket close code for "going away" (RFC 6455).
+CLOSE_GOING_AWAY = 1001
+
+
+class StartupError(Exception):
+    """The daemon cannot start (e.g. the port is taken); the message says what to do."""
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log without the query string: a browser URL carries ``?token=``."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    ms = 1000.0 * handler.request.request_time()
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %s %.1fms", status, handler.request.method, handler.request.path, ms
+    )
+
+
+def make_app(daemon: Daemon) -> tornado.web.Application:
+    """The application: every module's routes, then a catch-all JSON 404."""
+    routes: list[Any] = [*health.routes, *sessions_api.routes, *stream.routes, (r".*", NotFoundHandler)]
+    return tornado.web.Application(
+        routes,
+        daemon=daemon,
+        manager=daemon.manager,
+        token=daemon.token,
+        bind_host=daemon.settings.host,
+        default_handler_class=NotFoundHandler,
+        log_function=_log_request,
+        # Tornado 6.6: refuse state-changing requests whose Origin is not our own (defence in
+        # depth; bearer auth already stops CSRF).
+        cross_origin_protection=True,
+        websocket_ping_interval=30,
+        websocket_ping_timeout=60,
+        compress_response=False,
+        serve_traceback=False,
+        debug=False,
+    )
+
+
+def bind_listening_sockets(host: str, port: int, backlog: int = 128) -> list[socket.socket]:
+    """Listening sockets for every address ``host`` resolves to (port 0: one shared free port).
+
+    Unlike ``tornado.netutil.bind_sockets`` this closes every socket it made when a bind fails,
+    so a busy port leaks nothing (and trips no ResourceWarning in tests).
+    """
+    infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    seen: set[tuple[Any, ...]] = set()
+    try:
+        for family, kind, proto, _canon, addr in infos:
+            if (family, addr) in seen or family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            seen.add((family, addr))
+            if port == 0 and sockets:  # bind every family to the port the first one got
+                addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setblocking(False)
+                sock.bind(addr)
+                sock.listen(backlog)
+            except OSError as exc:
+                sock.close()
+                # "localhost" may resolve to ::1 on a host without IPv6: skip, if others work.
+                if exc.errno == errno.EADDRNOTAVAIL and len(infos) > 1:
+                    continue
+                raise
+            sockets.append(sock)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    if not sockets:
+        raise OSError(errno.EADDRNOTAVAIL, f"no usable address for {host}")
+    return sockets
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Daemon:
+    """One daemon instance: settings, token, identity, sessions and the HTTP server.
+
+    Lifecycle: ``await start()`` → serving → ``request_stop()`` (from ``POST /api/stop`` or a
+    signal) schedules ``shutdown()`` → ``await wait_stopped()`` returns once everything is torn
+    down. ``shutdown()`` may also be awaited directly; it runs once however often it is called.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.token = load_or_create_token(settings.paths)
+        self.instance_id = uuid.uuid4().hex
+        self.started_at = _utc_now()
+        self.pid = os.getpid()
+        self.manager = SessionManager(settings)
+        #: Open WebSocket handlers; BaseWebSocketHandler keeps this up to date.
+        self.websockets: set[tornado.websocket.WebSocketHandler] = set()
+        #: Called (synchronously) when shutdown begins, e.g. to send sd_notify STOPPING=1.
+        self.on_stopping: list[Callable[[], None]] = []
+        #: True from the moment shutdown begins; new API requests then get 503.
+        self.stopping = False
+        self.app = make_app(self)
+        self._server: tornado.httpserver.HTTPServer | None = None
+        self._port: int | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    # --- identity -------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the daemon is not listening yet")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return make_url(self.settings.host, self.port)
+
+    @property
+    def browser_url(self) -> str:
+        """The URL to open in a browser. Contains the token: print it, never log it."""
+        return f"{self.url}?{urllib.parse.urlencode({'token': self.token})}"
+
+    def discovery_info(self) -> DiscoveryInfo:
+        return DiscoveryInfo(
+            pid=self.pid,
+            host=self.settings.host,
+            port=self.port,
+            url=self.url,
+            instance_id=self.instance_id,
+            version=__version__,
+            started_at=self.started_at,
+        )
+
+    # --- start ----------------------------------------------------------------------------------
+
+    def _bind(self) -> list[socket.socket]:
+        host, port = self.settings.host, self.settings.port
+        try:
+            return bind_listening_sockets(host, port)
+        except OSError as exc:
+            where = f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"port {where} is already in use; stop the other program or choose another "
+                    "port with --port (0 picks a free one)"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise StartupError(f"cannot listen on {where}: no such local address") from None
+            if exc.errno == errno.EACCES:
+                raise StartupError(f"cannot listen on {where}: permission denied") from None
+            if isinstance(exc, socket.gaierror):
+                raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Listen (on ``sockets`` if given, else host:port from settings) and publish discovery.
+
+        Raises :class:`StartupError` when the agent cannot be found or binding fails (the message
+        names host and port).
+        """
+        if self._server is not None:
+            raise RuntimeError("Daemon.start() called twice")
+        try:
+            agent = self.manager.agent_command()
+        except AgentNotFound as exc:  # refuse now, not at the first session
+            raise StartupError(str(exc)) from None
+        log.info("agent: %s", " ".join(agent.argv))
+        if sockets is None:
+            sockets = self._bind()
+        if not sockets:
+            raise StartupError("no sockets to listen on")
+        self._port = sockets[0].getsockname()[1]
+        server = tornado.httpserver.HTTPServer(
+            self.app,
+            xheaders=False,
+            max_body_size=MAX_BODY_SIZE,
+            idle_connection_timeout=3600,
+        )
+        server.add_sockets(sockets)
+        self._server = server
+        self.manager.start()
+        write_discovery(self.settings.paths, self.discovery_info())
+        log.info("qwen-daemon %s listening on %s (pid %d)", __version__, self.url, self.pid)
+
+    # --- stop -----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown without waiting for it (safe from signal handlers)."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown(), name="shutdown")
+
+    async def wait_stopped(self) -> None:
+        """Return once shutdown has completed."""
+        await self._stopped.wait()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close WebSockets, shut sessions/agents down, remove discovery.
+
+        Idempotent and bounded by :data:`SHUTDOWN_TIMEOUT`; never raises for a step that fails.
+        """
+        self.request_stop()
+        assert self._shutdown_task is not None
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        log.info("shutting down")
+        for callback in self.on_stopping:
+            try:
+                callback()
+            except Exception:
+                log.exception("error in stopping callback")
+        try:
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                await self._teardown()
+        except TimeoutError:
+            log.error("shutdown did not finish within %.0f s; exiting anyway", SHUTDOWN_TIMEOUT)
+        except Exception:
+            log.exception("error during shutdown")
+        finally:
+            if self._port is not None:
+                try:
+                    remove_discovery(self.settings.paths, self.instance_id)
+                except OSError as exc:
+                    log.warning("cannot remove discovery file: %s", exc)
+            self._stopped.set()
+            log.info("stopped")
+
+    async def _teardown(self) -> None:
+        server = self._server
+        if server is not None:
+            server.stop()  # stop accepting new connections
+        for ws in list(self.websockets):
+            try:
+                ws.close(CLOSE_GOING_AWAY, "daemon is shutting down")
+            except Exception:
+                log.debug("error closing a WebSocket", exc_info=True)
+        self.websockets.clear()
+        try:
+            await self.manager.shutdown()
+        except Exception:
+            log.exception("error shutting down sessions")
+        if server is not None:
+            await server.close_all_connections()

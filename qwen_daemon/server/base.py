@@ -1,0 +1,329 @@
+"""The one base every HTTP and WebSocket handler builds on.
+
+Why a single base: security that each handler must remember to add is security some handler
+forgets. So authentication is deny-by-default in :meth:`prepare` (a route opts *out* with
+``auth_required = False``), the Host allowlist runs before anything else, and every error —
+domain, HTTP or a bug — leaves through one :meth:`write_error` as ``{"error": {"code",
+"message"}}`` with the status taken from one table. Tracebacks go to the log, never to a client.
+
+Threat model in one paragraph: the daemon listens on loopback and drives an agent that can run
+commands, so any web page the user visits is an attacker. Bearer tokens are never sent
+automatically by browsers (no CSRF); the Host check defeats DNS rebinding (an attacker's name
+resolving to 127.0.0.1); Origin checks stop cross-site WebSockets; ``hmac.compare_digest`` keeps
+the token comparison constant-time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import urllib.parse
+from collections.abc import Awaitable
+from http import HTTPStatus
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+import tornado.websocket
+
+from qwen_daemon.errors import BadRequest, DaemonError, ShuttingDown
+
+if TYPE_CHECKING:
+    from qwen_daemon.server.app import Daemon
+    from qwen_daemon.sessions.manager import SessionManager
+
+log = logging.getLogger(__name__)
+
+#: Domain error code → HTTP status. The only place this mapping exists.
+ERROR_STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "session_not_found": 404,
+    "permission_not_found": 404,
+    "session_busy": 409,
+    "session_closed": 409,
+    "session_failed": 409,
+    "permission_already_answered": 409,
+    "limit_reached": 429,
+    "agent_error": 502,
+    "shutting_down": 503,
+}
+
+#: Largest JSON body a handler accepts (the HTTP server's own cap is higher, for uploads later).
+MAX_JSON_BODY = 256 * 1024
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+_JSON_TYPES = ("application/json",)
+
+
+class ApiError(tornado.web.HTTPError):
+    """An HTTP-level refusal (auth, Host, Origin) with a stable ``code`` and a client message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status)
+        self.code = code
+        self.message = message
+
+
+def describe_error(exc: BaseException | None, status: int = 500) -> tuple[int, str, str]:
+    """(status, code, message) for any exception — also for WebSocket error frames.
+
+    Unexpected exceptions become a bland 500: their text may hold paths or secrets.
+    """
+    if isinstance(exc, DaemonError):
+        return ERROR_STATUS.get(exc.code, 500), exc.code, exc.message
+    if isinstance(exc, ApiError):
+        return exc.status_code, exc.code, exc.message
+    if isinstance(exc, tornado.web.MissingArgumentError):
+        return 400, "bad_request", f"missing argument {exc.arg_name!r}"
+    if isinstance(exc, tornado.web.HTTPError):
+        status = exc.status_code
+    elif exc is not None or status >= 500:
+        # A bug or an unmapped failure: the text may hold paths or secrets, so say nothing.
+        return 500, "internal_error", "internal error; see the daemon log"
+    if status == 500:
+        return 500, "internal_error", "internal error; see the daemon log"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "HTTP error"
+    return status, phrase.lower().replace(" ", "_").replace("-", "_"), phrase
+
+
+def host_allowed(host_header: str, bind_host: str) -> bool:
+    """Whether a request's ``Host`` is one we answer to (DNS-rebinding defence).
+
+    Allowed: loopback names and addresses, and the configured bind host. When bound to a
+    wildcard address the user asked for remote access, so any IP literal is allowed too — an IP
+    literal cannot be rebound, only names can.
+    """
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:  # name:port or v4:port
+        host = host.partition(":")[0]
+    host = host.rstrip(".")
+    if not host:
+        return False
+    bind = bind_host.strip().lower().strip("[]")
+    if host in _LOOPBACK_NAMES or host == bind:
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if addr.is_loopback:
+        return True
+    return bind in ("0.0.0.0", "::", "")
+
+
+class _Guard(tornado.web.RequestHandler):
+    """Auth, Host/Origin checks and JSON errors, shared by HTTP and WebSocket handlers."""
+
+    #: Set False on the few routes that must answer without a token (``/health``).
+    auth_required = True
+    #: Set True on routes that still make sense while the daemon shuts down.
+    available_during_shutdown = False
+
+    # --- accessors --------------------------------------------------------------------------
+
+    @property
+    def daemon(self) -> Daemon:
+        daemon: Daemon = self.application.settings["daemon"]
+        return daemon
+
+    @property
+    def manager(self) -> SessionManager:
+        manager: SessionManager = self.application.settings["manager"]
+        return manager
+
+    # --- checks -----------------------------------------------------------------------------
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+
+    def bearer_token(self) -> str | None:
+        """The token from ``Authorization: Bearer``; no other source (no cookies, no query)."""
+        scheme, _, value = self.request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        return value.strip()
+
+    def is_authenticated(self) -> bool:
+        given = self.bearer_token()
+        expected: str = self.application.settings["token"]
+        if given is None or not expected:
+            return False
+        return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+    def check_host(self) -> None:
+        bind_host: str = self.application.settings["bind_host"]
+        host = self.request.headers.get("Host", "")
+        if not host_allowed(host, bind_host):
+            log.warning("refused request with Host %r (possible DNS rebinding)", host[:100])
+            raise ApiError(403, "forbidden_host", "requests for this Host are not accepted")
+
+    def check_auth(self) -> None:
+        if self.auth_required and not self.is_authenticated():
+            raise ApiError(401, "unauthorized", "missing or invalid bearer token")
+
+    def prepare(self) -> Awaitable[None] | None:
+        self.check_host()
+        self.check_auth()
+        if self.daemon.stopping and not self.available_during_shutdown:
+            raise ShuttingDown("the daemon is shutting down")
+        return None
+
+    # --- errors -----------------------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        status, code, message = describe_error(exc, status_code)
+        if status != status_code:
+            self.set_status(status)
+        if status == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="qwen-daemon"')
+        if status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+            message = f"method {self.request.method} is not allowed on {self.request.path}"
+        if status == 404 and code == "not_found":
+            message = f"no such endpoint: {self.request.path}"
+        details = exc.details if isinstance(exc, DaemonError) else {}
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        body = {"error": {**details, "code": code, "message": message}}
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    def compute_etag(self) -> str | None:
+        return None  # API answers are live state; an ETag only invites stale caching
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # The summary never includes the query string: it may carry a token (?token=...).
+        summary = f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+        if isinstance(value, DaemonError):
+            if value.code not in ERROR_STATUS:
+                log.error("unmapped error code %r in %s", value.code, summary)
+            else:
+                log.info("%s: %s %s", summary, value.code, value.message)
+        elif isinstance(value, tornado.web.HTTPError):
+            log.debug("%s: HTTP %d", summary, value.status_code)  # the access log has it too
+        else:
+            log.error("uncaught exception in %s", summary, exc_info=(typ, value, tb))  # type: ignore[arg-type]
+
+    def allowed_methods(self) -> list[str]:
+        """Methods this handler implements (for ``Allow`` on 405)."""
+        base = tornado.web.RequestHandler
+        return [
+            m
+            for m in self.SUPPORTED_METHODS
+            if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)
+        ]
+
+
+class BaseHandler(_Guard):
+    """Base for JSON HTTP handlers."""
+
+    def write_json(self, obj: Any, status: int = 200) -> Awaitable[None]:
+        """Send ``obj`` as the whole response body and finish the request."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        return self.finish(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or :class:`BadRequest` saying what is wrong.
+
+        Requiring a JSON Content-Type is a CSRF defence too: a cross-site form or ``text/plain``
+        fetch cannot send it without a CORS preflight, which we never grant.
+        """
+        ctype = self.request.headers.get("Content-Type", "")
+        mime, _, params = ctype.partition(";")
+        mime = mime.strip().lower()
+        if not (mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))):
+            raise BadRequest(f"Content-Type must be application/json, not {ctype or 'missing'!r}")
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                raise BadRequest("the request body must be UTF-8 encoded")
+        body = self.request.body
+        if len(body) > MAX_JSON_BODY:
+            raise BadRequest(f"request body too large ({len(body)} bytes; at most {MAX_JSON_BODY})")
+        if not body.strip():
+            raise BadRequest("request body is empty; expected a JSON object")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the request body is not valid UTF-8") from None
+        try:
+            data = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BadRequest(f"the request body must be a JSON object, not {type(data).__name__}")
+        return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class NotFoundHandler(BaseHandler):
+    """The catch-all route: unknown paths get a JSON 404 (after the usual Host/auth checks)."""
+
+    available_during_shutdown = True
+
+    def prepare(self) -> Awaitable[None] | None:
+        super().prepare()
+        raise tornado.web.HTTPError(404)
+
+
+class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
+    """Base for WebSocket handlers: same Host + bearer checks, plus a strict Origin check.
+
+    The connection registers itself in ``daemon.websockets`` once upgraded and leaves it when
+    closed, so shutdown can close every socket; subclasses need not do it themselves.
+    Subclasses that override :meth:`on_connection_close` must call ``super()``.
+    """
+
+    def prepare(self) -> Awaitable[None] | None:
+        super().prepare()
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.origin_is_own(origin):
+            log.warning("refused WebSocket from foreign Origin %r", origin[:100])
+            raise ApiError(403, "forbidden_origin", "cross-origin WebSockets are not allowed")
+        return None
+
+    def origin_is_own(self, origin: str) -> bool:
+        """Same scheme-less origin as the (allowlisted) Host we were reached by."""
+        try:
+            parts = urllib.parse.urlsplit(origin)
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https"):
+            return False
+        return parts.netloc.lower() == self.request.headers.get("Host", "").strip().lower()
+
+    def check_origin(self, origin: str) -> bool:
+        return self.origin_is_own(origin)
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        registry = self.daemon.websockets
+        registry.add(self)
+        try:
+            await super().get(*args, **kwargs)
+        finally:
+            if self.ws_connection is None:  # handshake refused or already closed
+                registry.discard(self)
+
+    def on_connection_close(self) -> None:
+        self.daemon.websockets.discard(self)
+        super().on_connection_close()

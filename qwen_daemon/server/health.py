@@ -1,0 +1,47 @@
+"""Liveness and lifecycle endpoints: ``GET /health`` (public) and ``POST /api/stop``.
+
+``/health`` answers without a token because the CLI and supervisors probe it before they have
+(or need) one; it therefore says nothing secret — just enough (``pid`` + ``instance_id``) for a
+client to verify that the process behind a discovery file really is that daemon.
+"""
+
+from __future__ import annotations
+
+import tornado.web
+
+from qwen_daemon import __version__
+from qwen_daemon.server.base import BaseHandler
+
+
+class HealthHandler(BaseHandler):
+    auth_required = False
+    available_during_shutdown = True
+
+    def get(self) -> None:
+        daemon = self.daemon
+        self.write_json(
+            {
+                # "stopping" lets `qwen-daemon stop` tell a shutdown in progress from a hang.
+                "status": "stopping" if daemon.stopping else "ok",
+                "version": __version__,
+                "pid": daemon.pid,
+                "instance_id": daemon.instance_id,
+                "started_at": daemon.started_at,
+            }
+        )
+
+
+class StopHandler(BaseHandler):
+    """Asks the daemon to stop gracefully; answers first, so the caller is not cut off."""
+
+    available_during_shutdown = True  # a second stop is harmless: still 202
+
+    async def post(self) -> None:
+        await self.write_json({"status": "stopping"}, status=202)
+        self.daemon.request_stop()
+
+
+routes: list[tuple[str, type[tornado.web.RequestHandler]]] = [
+    (r"/health", HealthHandler),
+    (r"/api/stop", StopHandler),
+]

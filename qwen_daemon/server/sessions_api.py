@@ -1,0 +1,120 @@
+"""HTTP handlers for sessions: create, list, inspect, delete, prompt, cancel, permissions, events.
+
+Handlers only validate input and translate; every rule lives in the session manager and the
+session, and every failure is a domain error that ``base.py`` turns into a JSON error body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qwen_daemon.errors import BadRequest
+from qwen_daemon.server.base import BaseHandler
+
+MAX_PROMPT_CHARS = 100_000
+_ID = r"([A-Za-z0-9_-]{1,64})"
+
+
+def parse_after(raw: str | None) -> int:
+    """The ``after`` query parameter: a non-negative whole number (default 0)."""
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"after must be a non-negative whole number, got {raw!r}")
+    return int(raw)
+
+
+def required_str(body: dict[str, Any], name: str, *, max_len: int = 1000) -> str:
+    value = body.get(name)
+    if value is None:
+        raise BadRequest(f"missing field {name!r}")
+    if not isinstance(value, str):
+        raise BadRequest(f"field {name!r} must be a string")
+    if len(value) > max_len:
+        raise BadRequest(f"field {name!r} is longer than {max_len} characters")
+    return value
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    text = required_str(body, "text", max_len=MAX_PROMPT_CHARS)
+    if not text.strip():
+        raise BadRequest("field 'text' must not be empty")
+    return text
+
+
+def permission_answer(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    option_id = required_str(body, "option_id", max_len=200)
+    answers = body.get("answers")
+    if answers is not None and not isinstance(answers, dict):
+        raise BadRequest("field 'answers' must be an object")
+    return option_id, answers
+
+
+class SessionsHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json({"sessions": [s.summary() for s in self.manager.list()]})
+
+    async def post(self) -> None:
+        body = self.json_body()
+        unknown = set(body) - {"cwd", "title"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        if "cwd" not in body:
+            raise BadRequest("missing field 'cwd'")
+        session = await self.manager.create(body["cwd"], body.get("title"))
+        self.set_header("Location", f"/api/sessions/{session.id}")
+        self.write_json(session.detail(), status=201)
+
+
+class SessionHandler(BaseHandler):
+    def get(self, session_id: str) -> None:
+        self.write_json(self.manager.get(session_id).detail())
+
+    async def delete(self, session_id: str) -> None:
+        await self.manager.delete(session_id)
+        self.set_status(204)
+        self.finish()
+
+
+class PromptHandler(BaseHandler):
+    def post(self, session_id: str) -> None:
+        session = self.manager.get(session_id)
+        prompt_id = session.prompt(prompt_text(self.json_body()))
+        self.write_json({"prompt_id": prompt_id}, status=202)
+
+
+class CancelHandler(BaseHandler):
+    async def post(self, session_id: str) -> None:
+        await self.manager.get(session_id).cancel()
+        self.write_json({"status": "cancelling"}, status=202)
+
+
+class PermissionHandler(BaseHandler):
+    def post(self, session_id: str, request_id: str) -> None:
+        session = self.manager.get(session_id)
+        option_id, answers = permission_answer(self.json_body())
+        session.answer_permission(request_id, option_id, answers)
+        self.write_json({"request_id": request_id, "option_id": option_id})
+
+
+class EventsHandler(BaseHandler):
+    def get(self, session_id: str) -> None:
+        session = self.manager.get(session_id)
+        events = session.events.since(parse_after(self.get_query_argument("after", None)))
+        # events are serialized once, when they happen; the page is stitched from that text
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(
+            '{"events":['
+            + ",".join(e.json for e in events)
+            + f'],"last_seq":{session.events.last_seq},"first_seq":{session.events.first_seq}}}'
+        )
+
+
+routes: list[Any] = [
+    (r"/api/sessions", SessionsHandler),
+    (rf"/api/sessions/{_ID}", SessionHandler),
+    (rf"/api/sessions/{_ID}/prompt", PromptHandler),
+    (rf"/api/sessions/{_ID}/cancel", CancelHandler),
+    (rf"/api/sessions/{_ID}/permissions/{_ID}", PermissionHandler),
+    (rf"/api/sessions/{_ID}/events", EventsHandler),
+]

@@ -1,0 +1,288 @@
+"""The thin ``qwen-daemon`` command: parse, call discovery / HTTP / daemonize, print, exit.
+
+Exit codes follow LSB where they apply: 0 success/running, 1 failure, 2 bad usage or
+configuration, 3 not running, 4 state unknown (a process is there but does not answer).
+
+Fast paths (``status``, ``url``, ``sessions``, ``stop``) import neither Tornado nor the ACP
+library; only ``start`` loads the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from qwen_daemon import __version__
+from qwen_daemon.client import ClientError, probe_health, read_token, request_json
+from qwen_daemon.config import ConfigError, Paths, load_settings
+from qwen_daemon.discovery import (
+    DiscoveryInfo,
+    looks_like_daemon,
+    pid_alive,
+    read_discovery,
+    remove_discovery,
+)
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_UNKNOWN = 4
+
+#: ``stop``: how long to wait after POST /api/stop, after SIGTERM, and after SIGKILL.
+STOP_GRACE = 40.0
+TERM_GRACE = 10.0
+KILL_GRACE = 5.0
+
+
+def _print_err(message: str) -> None:
+    print(f"qwen-daemon: {message}", file=sys.stderr)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)  # polling another process's exit: there is nothing to await
+    return True
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "agent_cmd": args.agent_cmd,
+        "max_sessions": args.max_sessions,
+        "idle_timeout": args.idle_timeout,
+        "log_level": args.log_level,
+    }
+    try:
+        settings = load_settings(flags=flags)
+    except ConfigError as exc:
+        _print_err(str(exc))
+        return EXIT_USAGE
+    from qwen_daemon import daemonize
+
+    if args.foreground:
+        return daemonize.run_foreground(settings)
+    return daemonize.start_background(settings)
+
+
+def _running(paths: Paths) -> tuple[DiscoveryInfo | None, dict[str, Any] | None]:
+    info = read_discovery(paths)
+    return info, (probe_health(info) if info is not None else None)
+
+
+def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
+    info = read_discovery(paths)
+    if info is None:
+        print("qwen-daemon is not running")
+        return EXIT_OK
+    token = read_token(paths)
+    try:
+        request_json(info.url + "api/stop", "POST", token=token, timeout=5.0)
+    except ClientError as exc:
+        _print_err(f"graceful stop request failed: {exc}")
+    if not _wait_gone(info.pid, args.timeout):
+        # Before signalling, make sure the PID is still that daemon and not a reused PID.
+        if not _is_ours(info, paths):
+            _print_err(
+                f"pid {info.pid} did not stop and does not answer as qwen-daemon instance "
+                f"{info.instance_id}; not sending signals to it"
+            )
+            return EXIT_FAIL
+        _print_err(f"daemon (pid {info.pid}) did not stop in {args.timeout:.0f} s; sending SIGTERM")
+        _signal(info.pid, signal.SIGTERM)
+        if not _wait_gone(info.pid, TERM_GRACE):
+            _print_err(f"daemon (pid {info.pid}) ignored SIGTERM; sending SIGKILL")
+            _signal(info.pid, signal.SIGKILL)
+            if not _wait_gone(info.pid, KILL_GRACE):
+                _print_err(f"pid {info.pid} is still there after SIGKILL")
+                return EXIT_FAIL
+        remove_discovery(paths, info.instance_id)
+    print("qwen-daemon stopped")
+    return EXIT_OK
+
+
+def _is_ours(info: DiscoveryInfo, paths: Paths) -> bool:
+    """Is ``info.pid`` still that daemon? /health must confirm the instance id; failing that (a
+    hung daemon), the PID lock file must name the same PID and the process must look like us."""
+    if probe_health(info) is not None:
+        return True
+    try:
+        recorded = paths.pid_file.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return recorded == str(info.pid) and looks_like_daemon(info.pid)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _session_list(info: DiscoveryInfo, paths: Paths) -> list[dict[str, Any]]:
+    _status, payload = request_json(info.url + "api/sessions", token=read_token(paths), timeout=5.0)
+    sessions = payload.get("sessions") if isinstance(payload, dict) else payload
+    if not isinstance(sessions, list):
+        raise ClientError("unexpected answer from GET /api/sessions")
+    return [s for s in sessions if isinstance(s, dict)]
+
+
+def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    info, health = _running(paths)
+    if info is None or health is None:
+        if args.json:
+            doc: dict[str, Any] = {"running": False}
+            if info is not None:
+                doc.update(pid=info.pid, url=info.url, responding=False)
+            print(json.dumps(doc))
+        elif info is not None:
+            print(f"qwen-daemon (pid {info.pid}) is not responding at {info.url}")
+        else:
+            print("qwen-daemon is not running")
+        return EXIT_UNKNOWN if info is not None else EXIT_NOT_RUNNING
+    try:
+        count: int | None = len(_session_list(info, paths))
+    except ClientError:
+        count = None
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "running": True,
+                    "pid": info.pid,
+                    "url": info.url,
+                    "port": info.port,
+                    "version": health.get("version"),
+                    "instance_id": info.instance_id,
+                    "started_at": info.started_at,
+                    "sessions": count,
+                }
+            )
+        )
+    else:
+        sessions = "unknown" if count is None else str(count)
+        print(f"qwen-daemon {health.get('version')} is running at {info.url} (pid {info.pid})")
+        print(f"started {info.started_at}; sessions: {sessions}")
+    return EXIT_OK
+
+
+def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
+    info, health = _running(paths)
+    if info is None or health is None:
+        _print_err("qwen-daemon is not running")
+        return EXIT_NOT_RUNNING
+    try:
+        sessions = _session_list(info, paths)
+    except ClientError as exc:
+        _print_err(str(exc))
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(sessions, indent=2))
+        return EXIT_OK
+    if not sessions:
+        print("no sessions")
+        return EXIT_OK
+    rows = [[str(s.get(k, "")) for k in ("id", "state", "title", "cwd")] for s in sessions]
+    header = ["ID", "STATE", "TITLE", "CWD"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return EXIT_OK
+
+
+def cmd_url(args: argparse.Namespace, paths: Paths) -> int:
+    info = read_discovery(paths)
+    token = read_token(paths)
+    if info is None or token is None:
+        _print_err("qwen-daemon is not running")
+        return EXIT_NOT_RUNNING
+    from urllib.parse import urlencode
+
+    print(f"{info.url}?{urlencode({'token': token})}")
+    return EXIT_OK
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qwen-daemon",
+        description="Keep AI coding-agent (ACP) sessions alive in the background and serve them "
+        "to browsers and this CLI.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    start = sub.add_parser("start", help="start the daemon", description="Start the daemon.")
+    start.add_argument(
+        "--foreground",
+        action="store_true",
+        help="stay in the foreground (for systemd/launchd); otherwise detach and print the URL",
+    )
+    # Values stay strings: config.load_settings parses and range-checks every layer alike.
+    start.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    start.add_argument("--port", help="port to listen on (default 7861; 0 = any free port)")
+    start.add_argument("--agent-cmd", help="command line of the ACP agent")
+    start.add_argument("--max-sessions", help="most sessions open at once")
+    start.add_argument("--idle-timeout", help="seconds an idle session is kept open")
+    start.add_argument("--log-level", help="debug, info, warning or error")
+
+    stop = sub.add_parser("stop", help="stop the daemon gracefully", description="Stop the daemon.")
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=STOP_GRACE,
+        help=f"seconds to wait for a graceful stop before signalling (default {STOP_GRACE:.0f})",
+    )
+
+    status = sub.add_parser(
+        "status",
+        help="is the daemon running? (exit 0 yes, 3 no)",
+        description="Show whether the daemon runs. Exit 0 if running, 3 if not, 4 if not answering.",
+    )
+    status.add_argument("--json", action="store_true", help="print a JSON object")
+
+    sessions = sub.add_parser("sessions", help="list sessions", description="List the daemon's sessions.")
+    sessions.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser(
+        "url",
+        help="print the browser URL (contains the token)",
+        description="Print the URL to open in a browser, including the access token.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "start":
+        return cmd_start(args)
+    try:
+        paths = Paths.from_platform()
+    except OSError as exc:
+        _print_err(f"cannot determine the runtime directories: {exc}")
+        return EXIT_FAIL
+    commands: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
+        "stop": cmd_stop,
+        "status": cmd_status,
+        "sessions": cmd_sessions,
+        "url": cmd_url,
+    }
+    try:
+        return commands[args.command](args, paths)
+    except KeyboardInterrupt:
+        return 130

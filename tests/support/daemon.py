@@ -1,0 +1,185 @@
+"""An in-process daemon on a bound port, with a small async JSON client, for API tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tornado.httpclient
+import tornado.testing
+import tornado.websocket
+
+from qwen_daemon.config import Paths, Settings
+from qwen_daemon.server.app import Daemon
+
+FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "fake_agent.py")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+
+
+class Api:
+    """Bearer-authenticated JSON calls against one running daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.base = f"http://127.0.0.1:{daemon.port}"
+        self.http = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+        self.clients: list[WsClient] = []
+
+    def headers(self, token: str | None = "default", **extra: str) -> dict[str, str]:
+        token = self.daemon.token if token == "default" else token
+        headers = {"Content-Type": "application/json", **extra}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None = "default",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is None and method in ("POST", "PUT", "PATCH"):
+            data = b""
+        request = tornado.httpclient.HTTPRequest(
+            self.base + path,
+            method=method,
+            body=data,
+            headers={**self.headers(token), **(headers or {})},
+            allow_nonstandard_methods=True,
+            request_timeout=30,
+        )
+        response = await self.http.fetch(request, raise_error=False)
+        text = response.body.decode() if response.body else ""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return Reply(response.code, parsed, response.headers)
+
+    async def ws(self, session_id: str, after: int = 0, token: str | None = "default") -> WsClient:
+        request = tornado.httpclient.HTTPRequest(
+            f"ws://127.0.0.1:{self.daemon.port}/api/sessions/{session_id}/ws?after={after}",
+            headers={k: v for k, v in self.headers(token).items() if k != "Content-Type"},
+        )
+        client = WsClient(await tornado.websocket.websocket_connect(request))
+        self.clients.append(client)
+        return client
+
+    async def create(self, cwd: Path, **extra: Any) -> dict[str, Any]:
+        reply = await self.call("POST", "/api/sessions", {"cwd": str(cwd), **extra})
+        assert reply.status == 201, reply.body
+        return dict(reply.body)
+
+    async def wait_state(self, session_id: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            reply = await self.call("GET", f"/api/sessions/{session_id}")
+            if reply.body["state"] == state:
+                return dict(reply.body)
+            if loop.time() > deadline:
+                raise AssertionError(f"session stayed {reply.body['state']}, wanted {state}")
+            await asyncio.sleep(0.02)
+
+    async def events(self, session_id: str, after: int = 0) -> list[dict[str, Any]]:
+        reply = await self.call("GET", f"/api/sessions/{session_id}/events?after={after}")
+        assert reply.status == 200, reply.body
+        return list(reply.body["events"])
+
+    async def wait_event(
+        self, session_id: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for event in await self.events(session_id):
+                if pred(event):
+                    return event
+            if loop.time() > deadline:
+                raise AssertionError("event never arrived")
+            await asyncio.sleep(0.02)
+
+
+class WsClient:
+    """Reads frames with a deadline; keeps every frame seen."""
+
+    def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
+        self.conn = conn
+        self.frames: list[dict[str, Any]] = []
+
+    async def recv(self, timeout: float = 15.0) -> dict[str, Any] | None:
+        message = await asyncio.wait_for(self.conn.read_message(), timeout)
+        if message is None:
+            return None
+        frame = json.loads(message)
+        self.frames.append(frame)
+        return dict(frame)
+
+    async def until(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - loop.time()))
+            if frame is None:
+                raise AssertionError("connection closed before the frame arrived")
+            if pred(frame):
+                return frame
+
+    async def seen(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+        """Like :meth:`until`, but a matching frame already received counts too."""
+        for frame in self.frames:
+            if pred(frame):
+                return frame
+        return await self.until(pred, timeout)
+
+    async def send(self, frame: Any) -> None:
+        await self.conn.write_message(frame if isinstance(frame, str) else json.dumps(frame))
+
+    def events(self) -> list[dict[str, Any]]:
+        return [f for f in self.frames if "seq" in f]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "agent_cmd": (sys.executable, FAKE_AGENT),
+        "paths": Paths.from_platform(),
+        "port": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[Api]:
+    """A started daemon on a port bound with ``bind_unused_port``; shut down afterwards."""
+    sock, _port = tornado.testing.bind_unused_port()
+    daemon = Daemon(settings)
+    await daemon.start(sockets=[sock])
+    api = Api(daemon)
+    try:
+        yield api
+    finally:
+        for client in api.clients:
+            client.close()
+        api.http.close()
+        await daemon.shutdown()

@@ -1,0 +1,609 @@
+"""Drive tests/fake_agent.py as a real subprocess through the ACP client SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, cast
+
+import acp
+import pytest
+from acp.connection import StreamEvent
+from acp.schema import ClientCapabilities, Implementation, PromptResponse
+
+FAKE_AGENT = Path(__file__).with_name("fake_agent.py")
+LINE_LIMIT = 64 * 1024 * 1024  # Qwen can send ~570 KB lines: never read agent stdout with 64 KiB
+DEADLINE = 10.0
+
+Responder = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 25))
+
+
+async def select(option_id: str) -> dict[str, Any]:
+    return {"outcome": {"outcome": "selected", "optionId": option_id}}
+
+
+class RecordingClient:
+    """An ACP client that records every update and answers permission requests via `responder`."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, Any]] = []
+        self.permission_requests: list[dict[str, Any]] = []
+        self.responder: Responder = lambda request: select("proceed_once")
+        self.changed = asyncio.Condition()
+
+    async def _touch(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(predicate), DEADLINE)
+
+    async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
+        self.updates.append((session_id, update))
+        await self._touch()
+
+    async def request_permission(
+        self, session_id: str, tool_call: Any, options: list[Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        request = {"sessionId": session_id, "toolCall": tool_call, "options": options, "meta": kwargs}
+        self.permission_requests.append(request)
+        await self._touch()
+        return await self.responder(request)  # a dict: sent as is, extra fields included
+
+    def kinds(self, session_id: str) -> list[str]:
+        return [u.session_update for sid, u in self.updates if sid == session_id]
+
+    def text(self, session_id: str, kind: str = "agent_message_chunk") -> str:
+        return "".join(
+            u.content.text for sid, u in self.updates if sid == session_id and u.session_update == kind
+        )
+
+
+class Harness:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.client = RecordingClient()
+        self.raw: list[dict[str, Any]] = []
+        self.stderr: list[str] = []
+        self.stderr_changed = asyncio.Condition()
+        # RecordingClient implements only part of the Client protocol on purpose (see fake_agent.FakeAgent).
+        client = cast(acp.Client, self.client)
+        self.conn = acp.connect_to_agent(client, proc.stdin, proc.stdout, observers=[self._observe])
+        self._stderr_task = asyncio.create_task(self._read_stderr())
+
+    def _observe(self, event: StreamEvent) -> None:
+        if event.direction == "incoming":
+            self.raw.append(event.message)
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.stderr.append(line.decode().rstrip("\n"))
+            async with self.stderr_changed:
+                self.stderr_changed.notify_all()
+
+    async def stderr_line(self, pattern: str) -> re.Match[str]:
+        def find() -> re.Match[str] | None:
+            return next((m for line in self.stderr if (m := re.fullmatch(pattern, line))), None)
+
+        async with self.stderr_changed:
+            await asyncio.wait_for(self.stderr_changed.wait_for(lambda: find() is not None), DEADLINE)
+        match = find()
+        assert match is not None
+        return match
+
+    async def start(self) -> str:
+        await self.conn.initialize(
+            protocol_version=1,
+            client_capabilities=ClientCapabilities(),
+            client_info=Implementation(name="test", version="0"),
+        )
+        return await self.new_session()
+
+    async def new_session(self) -> str:
+        response = await self.conn.new_session(cwd=str(Path.cwd()), mcp_servers=[])
+        return response.session_id
+
+    async def prompt(self, session_id: str, script: str) -> PromptResponse:
+        prompt = self.conn.prompt(session_id=session_id, prompt=[acp.text_block(script)])
+        return await asyncio.wait_for(prompt, DEADLINE)
+
+    async def close_stdin(self) -> None:
+        assert self.proc.stdin is not None
+        if not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+            with contextlib.suppress(ConnectionError):
+                await self.proc.stdin.wait_closed()
+
+    async def shutdown(self) -> None:
+        await self.conn.close()
+        await self.close_stdin()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+        await self._stderr_task
+
+
+@contextlib.asynccontextmanager
+async def fake_agent(**env: str) -> AsyncIterator[Harness]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(FAKE_AGENT),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+        limit=LINE_LIMIT,
+        start_new_session=True,
+    )
+    harness = Harness(proc)
+    try:
+        yield harness
+    finally:
+        await harness.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_initialize_and_new_session() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            init = await h.conn.initialize(protocol_version=1, client_capabilities=ClientCapabilities())
+            assert init.protocol_version == 1
+            assert init.agent_capabilities is not None and init.agent_capabilities.load_session is True
+            assert init.agent_info is not None and init.agent_info.name == "fake-agent"
+            match = await h.stderr_line(r"fake-agent: started pid=(\d+)")
+            assert int(match[1]) == h.proc.pid
+            session = await h.conn.new_session(cwd="/tmp", mcp_servers=[])
+            assert re.fullmatch(rf"fake-1-{h.proc.pid}", session.session_id)
+            assert session.modes is not None and session.modes.current_mode_id == "default"
+            assert [m.id for m in session.modes.available_modes] == ["default", "plan"]
+            assert (await h.new_session()) == f"fake-2-{h.proc.pid}"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_exit_at_start() -> None:
+    async def main() -> None:
+        async with fake_agent(FAKE_AGENT_EXIT_AT_START="1") as h:
+            assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == 7
+            with pytest.raises(ConnectionError):
+                await h.conn.initialize(protocol_version=1)
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_auth_required() -> None:
+    async def main() -> None:
+        async with fake_agent(FAKE_AGENT_AUTH_REQUIRED="1") as h:
+            with pytest.raises(acp.RequestError) as info:
+                await h.start()
+            assert info.value.code == -32000 and str(info.value) == "Authentication required"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_say_think_stream_usage_echo() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            script = "say hello big world\nthink pondering\n\nstream 3 5\nhello there\nusage"
+            response = await h.prompt(sid, script)
+            assert response.stop_reason == "end_turn"
+            chunks = [
+                u.content.text for s, u in h.client.updates if u.session_update == "agent_message_chunk"
+            ]
+            assert chunks == [
+                "hello ",
+                "big ",
+                "world",
+                "chunk 1\n",
+                "chunk 2\n",
+                "chunk 3\n",
+                "echo: hello there",
+                "",
+            ]
+            assert h.client.text(sid, "agent_thought_chunk") == "pondering"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_tool_plan_mode_and_stderr() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            await h.prompt(sid, "tool execute ls -la\nplan read;edit ; test\nmode plan\nstderr hello stderr")
+            updates = [u for _, u in h.client.updates]
+            start, progress, done, plan, mode = updates
+            assert (
+                start.session_update == "tool_call" and start.kind == "execute" and start.status == "pending"
+            )
+            assert start.title == "ls -la"
+            assert progress.tool_call_id == start.tool_call_id and progress.status == "in_progress"
+            assert done.status == "completed" and done.content[0].content.text == "execute done: ls -la"
+            assert [(e.content, e.status, e.priority) for e in plan.entries] == [
+                ("read", "pending", "medium"),
+                ("edit", "pending", "medium"),
+                ("test", "pending", "medium"),
+            ]
+            assert mode.session_update == "current_mode_update" and mode.current_mode_id == "plan"
+            await h.stderr_line("hello stderr")
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_set_mode() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            await h.conn.set_session_mode(session_id=sid, mode_id="plan")
+            await h.client.wait_until(lambda: h.client.kinds(sid) == ["current_mode_update"])
+            assert h.client.updates[0][1].current_mode_id == "plan"
+            with pytest.raises(acp.RequestError) as info:
+                await h.conn.set_session_mode(session_id=sid, mode_id="yolo")
+            assert info.value.code == -32602
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("option_id", ["proceed_once", "proceed_always"])
+def test_permission_allowed(option_id: str) -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            h.client.responder = lambda request: select(option_id)
+            response = await h.prompt(sid, "permission Write foo.txt\nsay after")
+            assert response.stop_reason == "end_turn"
+            raw = next(m for m in h.raw if m.get("method") == "session/request_permission")
+            assert raw["params"]["options"] == [
+                {"optionId": "proceed_always", "name": "Always allow", "kind": "allow_always"},
+                {"optionId": "proceed_once", "name": "Allow once", "kind": "allow_once"},
+                {"optionId": "cancel", "name": "Reject", "kind": "reject_once"},
+            ]
+            assert raw["params"]["toolCall"]["title"] == "Write foo.txt"
+            updates = [u for _, u in h.client.updates]
+            assert updates[0].session_update == "tool_call" and updates[0].kind == "edit"
+            assert updates[0].status == "pending"
+            assert updates[1].session_update == "tool_call_update" and updates[1].status == "completed"
+            assert h.client.text(sid) == f"allowed {option_id}after"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("outcome", [{"outcome": "selected", "optionId": "cancel"}, {"outcome": "cancelled"}])
+def test_permission_rejected_ends_turn(outcome: dict[str, Any]) -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+
+            async def reject(request: dict[str, Any]) -> dict[str, Any]:
+                return {"outcome": outcome}
+
+            h.client.responder = reject
+            response = await h.prompt(sid, "permission Write foo.txt\nsay never said")
+            assert response.stop_reason == "cancelled"
+            assert h.client.kinds(sid) == ["tool_call", "tool_call_update"]
+            assert h.client.updates[1][1].status == "failed"
+            assert (await h.prompt(sid, "say next")).stop_reason == "end_turn"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_question_echoes_top_level_answers() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+
+            async def answer(request: dict[str, Any]) -> dict[str, Any]:
+                return {
+                    "outcome": {"outcome": "selected", "optionId": "proceed_once"},
+                    "answers": {"0": "Red"},
+                }
+
+            h.client.responder = answer
+            assert (await h.prompt(sid, "question Favourite colour?")).stop_reason == "end_turn"
+            raw = next(m for m in h.raw if m.get("method") == "session/request_permission")
+            assert [o["optionId"] for o in raw["params"]["options"]] == ["proceed_once", "cancel"]
+            assert raw["params"]["_meta"]["qwenQuestions"][0]["question"] == "Favourite colour?"
+            assert (
+                h.client.permission_requests[0]["meta"]["qwenQuestions"][0]["question"] == "Favourite colour?"
+            )
+            assert h.client.text(sid) == 'answers: {"0": "Red"}'
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("script", ["wait", "sleep 20000", "stream 1000 20", "say a\nwait\nsay b"])
+def test_cancel_interrupts_promptly(script: str) -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            prompt = asyncio.create_task(h.prompt(sid, "say started\n" + script))
+            await h.client.wait_until(lambda: h.client.text(sid).startswith("started"))
+            cancelled_at = time.monotonic()
+            await h.conn.cancel(session_id=sid)
+            response = await prompt
+            elapsed = time.monotonic() - cancelled_at
+            assert response.stop_reason == "cancelled"
+            assert elapsed < 1.0, elapsed  # typically a few ms
+            assert "b" not in h.client.text(sid)
+            assert (await h.prompt(sid, "say again")).stop_reason == "end_turn"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_cancel_abandons_pending_permission() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            late_answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            h.client.responder = lambda request: late_answer
+            prompt = asyncio.create_task(h.prompt(sid, "permission Write foo.txt\nsay never"))
+            await h.client.wait_until(lambda: len(h.client.permission_requests) == 1)
+            await h.conn.cancel(session_id=sid)
+            assert (await prompt).stop_reason == "cancelled"
+            late_answer.set_result({"outcome": {"outcome": "selected", "optionId": "proceed_once"}})
+            assert (await h.prompt(sid, "say fine")).stop_reason == "end_turn"
+            assert h.client.text(sid) == "fine"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_second_prompt_cancels_running_turn() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            first = asyncio.create_task(h.prompt(sid, "say one\nwait"))
+            await h.client.wait_until(lambda: h.client.text(sid) == "one")
+            second = await h.prompt(sid, "say two")
+            assert (await first).stop_reason == "cancelled"
+            assert second.stop_reason == "end_turn"
+            assert h.client.text(sid) == "onetwo"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_sessions_run_concurrently() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            a = await h.start()
+            b = await h.new_session()
+            blocked = asyncio.create_task(h.prompt(a, "say waiting\nwait"))
+            await h.client.wait_until(lambda: h.client.text(a) == "waiting")
+            assert (await h.prompt(b, "say meanwhile")).stop_reason == "end_turn"
+            assert not blocked.done()
+            await h.conn.cancel(session_id=a)
+            assert (await blocked).stop_reason == "cancelled"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_load_session_replays_history() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            await h.conn.set_session_mode(session_id=sid, mode_id="plan")
+            await h.prompt(sid, "say hi there")
+            await h.prompt(sid, "hello")
+            h.client.updates.clear()
+            loaded = await h.conn.load_session(cwd="/tmp", session_id=sid, mcp_servers=[])
+            assert loaded.modes is not None and loaded.modes.current_mode_id == "default"
+            replay = [(u.session_update, u.content.text) for _, u in h.client.updates]
+            assert replay == [
+                ("user_message_chunk", "say hi there"),
+                ("agent_message_chunk", "hi there"),
+                ("user_message_chunk", "hello"),
+                ("agent_message_chunk", "echo: hello"),
+            ]
+            with pytest.raises(acp.RequestError) as info:
+                await h.conn.load_session(cwd="/tmp", session_id="fake-99-1", mcp_servers=[])
+            assert info.value.code == -32002
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_load_session_across_processes_with_history_dir(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with fake_agent(FAKE_AGENT_HISTORY_DIR=str(tmp_path)) as h:
+            sid = await h.start()
+            await h.prompt(sid, "say remembered")
+        async with fake_agent(FAKE_AGENT_HISTORY_DIR=str(tmp_path)) as h:
+            await h.conn.initialize(protocol_version=1)
+            await h.conn.load_session(cwd="/tmp", session_id=sid, mcp_servers=[])
+            assert h.client.text(sid, "user_message_chunk") == "say remembered"
+            assert h.client.text(sid) == "remembered"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_error_command_fails_the_prompt() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            with pytest.raises(acp.RequestError) as info:
+                await h.prompt(sid, "say before\nerror model exploded\nsay after")
+            assert str(info.value) == "model exploded"
+            assert h.client.text(sid) == "before"
+            with pytest.raises(acp.RequestError) as info:
+                await h.prompt(sid, "sleep soon")
+            assert info.value.code == -32602 and info.value.data == {
+                "line": "sleep soon",
+                "details": "invalid literal for int() with base 10: 'soon'",
+            }
+            assert (await h.prompt(sid, "say ok")).stop_reason == "end_turn"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_big_line() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            await h.prompt(sid, "big 600\nsay done")
+            raw = next(
+                m
+                for m in h.raw
+                if m.get("params", {}).get("update", {}).get("sessionUpdate") == "available_commands_update"
+            )
+            size = len(json.dumps(raw, separators=(",", ":")))
+            assert 590 * 1024 < size < 700 * 1024, size
+            assert len(h.client.updates[0][1].available_commands) == 600
+            assert h.client.text(sid) == "done"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_crash_mid_turn() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            with pytest.raises(ConnectionError):
+                await h.prompt(sid, "say partial\ncrash\nsay never")
+            assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == 3
+            assert h.client.text(sid) == "partial"
+            await h.stderr_line("fake-agent: crashing")
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_unknown_methods() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            with pytest.raises(acp.RequestError) as info:
+                await h.conn.ext_method("qwen/unknown", {})
+            assert info.value.code == -32601
+            with pytest.raises(acp.RequestError) as info:
+                await h.conn.list_sessions()
+            assert info.value.code == -32601
+            await h.conn.ext_notification("qwen/whatever", {})  # ignored
+            assert (await h.prompt(sid, "say alive")).stop_reason == "end_turn"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_qwen_style_raw_notification_and_request(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            script = (
+                'notify qwen/notify/session/mode-update {"modeId": "plan"}\nrequest craft/drainMidTurnQueue'
+            )
+            await h.prompt(sid, script)
+            # The SDK answers the unknown request with -32601 but logs the unknown notification.
+            assert "Unhandled error while handling notification" in caplog.text
+            raw = next(m for m in h.raw if m.get("method") == "qwen/notify/session/mode-update")
+            assert raw["params"] == {"modeId": "plan"}
+            assert h.client.text(sid) == "request craft/drainMidTurnQueue: error -32601 Method not found"
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_stdin_eof_exits_quickly() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            sid = await h.start()
+            prompt = asyncio.create_task(h.prompt(sid, "say started\nwait"))
+            await h.client.wait_until(lambda: h.client.text(sid) == "started")
+            started = time.monotonic()
+            await h.close_stdin()
+            assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == 0
+            elapsed = time.monotonic() - started
+            assert elapsed < 0.5, elapsed  # the target is 0.2 s; leave slack for loaded machines
+            with pytest.raises(ConnectionError):
+                await prompt
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_sigterm_exits() -> None:
+    async def main() -> None:
+        async with fake_agent() as h:
+            await h.start()
+            h.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == -signal.SIGTERM
+
+    run(main())
+
+
+@pytest.mark.timeout(30)
+def test_ignore_sigterm_needs_sigkill() -> None:
+    async def main() -> None:
+        async with fake_agent(FAKE_AGENT_IGNORE_SIGTERM="1") as h:
+            sid = await h.start()
+            h.proc.send_signal(signal.SIGTERM)
+            assert (await h.prompt(sid, "say still here")).stop_reason == "end_turn"
+            await h.close_stdin()
+            await h.stderr_line("fake-agent: stdin closed, ignoring it")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(h.proc.wait()), 0.3)
+            os.killpg(h.proc.pid, signal.SIGKILL)
+            assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == -signal.SIGKILL
+
+    run(main())
+
+
+async def wait_pid_gone(pid: int) -> None:
+    """Wait (without polling) until `pid` has terminated, using a pidfd."""
+    fd = os.pidfd_open(pid)
+    try:
+        gone = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(fd, gone.set)
+        try:
+            await asyncio.wait_for(gone.wait(), DEADLINE)
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(30)
+def test_spawn_child_in_same_process_group() -> None:
+    async def main() -> None:
+        async with fake_agent(FAKE_AGENT_SPAWN_CHILD="1") as h:
+            await h.start()
+            child = int((await h.stderr_line(r"fake-agent: child pid=(\d+)"))[1])
+            assert os.getpgid(child) == os.getpgid(h.proc.pid) == h.proc.pid
+            os.killpg(h.proc.pid, signal.SIGKILL)
+            assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == -signal.SIGKILL
+            with contextlib.suppress(ProcessLookupError):
+                await wait_pid_gone(child)
+
+    run(main())

@@ -1,0 +1,143 @@
+"""Settings precedence and validation, token handling, private directories."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from qwen_daemon.config import (
+    DEFAULT_PORT,
+    ConfigError,
+    Paths,
+    Settings,
+    ensure_private_dir,
+    load_or_create_token,
+    load_settings,
+    write_private_file,
+)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _write_config(paths: Paths, text: str) -> None:
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text(text, encoding="utf-8")
+
+
+def test_paths_live_under_the_isolated_home(paths: Paths, isolated_home: Path) -> None:
+    for p in (paths.config_dir, paths.state_dir, paths.log_dir, paths.runtime_dir):
+        assert p.is_relative_to(isolated_home.parent)
+
+
+def test_defaults(paths: Paths) -> None:
+    s = load_settings(env={}, paths=paths)
+    assert s == Settings(paths=paths)
+    assert s.host == "127.0.0.1"
+    assert s.port == DEFAULT_PORT
+    assert s.agent_cmd is None
+    assert s.log_level == "info"
+
+
+def test_precedence_flag_over_env_over_file_over_default(paths: Paths) -> None:
+    _write_config(paths, 'port = 1111\nmax_sessions = 7\nlog_level = "debug"\nidle_timeout = 60\n')
+    env = {"QWEN_DAEMON_PORT": "2222", "QWEN_DAEMON_MAX_SESSIONS": "8"}
+    s = load_settings(flags={"port": "3333", "max_sessions": None}, env=env, paths=paths)
+    assert s.port == 3333  # flag wins
+    assert s.max_sessions == 8  # env beats file (the None flag is "not given")
+    assert s.log_level == "debug"  # file beats default
+    assert s.idle_timeout == 60.0
+    assert s.event_history == Settings(paths=paths).event_history  # default
+
+
+def test_env_is_read_from_the_process_by_default(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWEN_DAEMON_HOST", "::1")
+    assert load_settings(paths=paths).host == "::1"
+
+
+def test_agent_cmd_is_split_like_a_shell(paths: Paths) -> None:
+    s = load_settings(flags={"agent_cmd": "node 'my agent.js' --acp"}, env={}, paths=paths)
+    assert s.agent_cmd == ("node", "my agent.js", "--acp")
+    _write_config(paths, 'agent_cmd = ["qwen", "--acp"]\n')
+    assert load_settings(env={}, paths=paths).agent_cmd == ("qwen", "--acp")
+
+
+@pytest.mark.parametrize(
+    ("layer", "name", "value", "expected_label"),
+    [
+        ("flag", "port", "70000", "--port"),
+        ("flag", "port", "http", "--port"),
+        ("flag", "max_sessions", "0", "--max-sessions"),
+        ("flag", "idle_timeout", "-5", "--idle-timeout"),
+        ("flag", "log_level", "loud", "--log-level"),
+        ("flag", "host", "not a host", "--host"),
+        ("flag", "agent_cmd", "'unclosed", "--agent-cmd"),
+        ("env", "port", "-1", "QWEN_DAEMON_PORT"),
+        ("env", "idle_timeout", "soon", "QWEN_DAEMON_IDLE_TIMEOUT"),
+        ("file", "port", '"eighty"', "port"),
+        ("file", "max_sessions", "true", "max_sessions"),
+    ],
+)
+def test_bad_values_name_the_setting_and_source(
+    paths: Paths, layer: str, name: str, value: str, expected_label: str
+) -> None:
+    flags: dict[str, object] = {}
+    env: dict[str, str] = {}
+    if layer == "flag":
+        flags[name] = value
+    elif layer == "env":
+        env["QWEN_DAEMON_" + name.upper()] = value
+    else:
+        _write_config(paths, f"{name} = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(flags=flags, env=env, paths=paths)
+    message = str(info.value)
+    assert expected_label in message
+    source = {"flag": "command line", "env": "environment", "file": "config file"}[layer]
+    assert source in message
+
+
+def test_unknown_and_unparseable_config_files_are_errors(paths: Paths) -> None:
+    _write_config(paths, "prot = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown setting.*prot"):
+        load_settings(env={}, paths=paths)
+    _write_config(paths, "port = = 1\n")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(env={}, paths=paths)
+
+
+def test_token_is_private_long_and_stable(paths: Paths) -> None:
+    token = load_or_create_token(paths)
+    assert len(token) >= 32
+    assert _mode(paths.token_file) == 0o600
+    assert _mode(paths.config_dir) == 0o700
+    assert load_or_create_token(paths) == token
+    assert load_or_create_token(Paths.from_platform()) == token
+
+
+def test_token_permissions_are_repaired_and_short_tokens_replaced(paths: Paths) -> None:
+    token = load_or_create_token(paths)
+    paths.token_file.chmod(0o644)
+    assert load_or_create_token(paths) == token
+    assert _mode(paths.token_file) == 0o600
+    paths.token_file.write_text("short\n", encoding="utf-8")
+    replaced = load_or_create_token(paths)
+    assert replaced != "short"
+    assert len(replaced) >= 32
+
+
+def test_private_dirs_and_files(tmp_path: Path) -> None:
+    d = ensure_private_dir(tmp_path / "a" / "b")
+    assert _mode(d) == 0o700
+    d.chmod(0o755)
+    ensure_private_dir(d)
+    assert _mode(d) == 0o700
+    f = d / "x.json"
+    write_private_file(f, "one")
+    write_private_file(f, "two")
+    assert f.read_text(encoding="utf-8") == "two"
+    assert _mode(f) == 0o600
+    assert [p.name for p in d.iterdir()] == ["x.json"]  # no temp files left behind

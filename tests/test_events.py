@@ -1,0 +1,159 @@
+"""EventLog numbering, replay and live fan-out; ACP update translation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qwen_daemon.agents.translate import permission_options, translate_update
+from qwen_daemon.sessions.events import Event, EventLog
+
+
+def test_seq_is_contiguous_and_json_is_made_once() -> None:
+    log = EventLog()
+    first = log.append("state", state="idle")
+    second = log.append("agent_message_chunk", text="hé")
+    assert (first.seq, second.seq, log.last_seq) == (1, 2, 2)
+    assert json.loads(second.json) == second.data
+    assert second.data["type"] == "agent_message_chunk" and second.data["ts"].endswith("Z")
+    assert "hé" in second.json  # not escaped: one encoding, readable
+
+
+def test_since_and_bounded_window() -> None:
+    log = EventLog(max_events=5)
+    for i in range(12):
+        log.append("agent_message_chunk", text=str(i))
+    assert log.first_seq == 8 and log.last_seq == 12 and len(log) == 5
+    assert [e.seq for e in log.since(0)] == [8, 9, 10, 11, 12]
+    assert [e.seq for e in log.since(10)] == [11, 12]
+    assert log.since(12) == [] and log.since(99) == []
+
+
+def test_subscribe_replays_then_streams_without_gap_or_duplicate() -> None:
+    log = EventLog()
+    for _ in range(3):
+        log.append("state", state="idle")
+    seen: list[int] = []
+    replay, sub = log.subscribe(1, lambda e: seen.append(e.seq))
+    seen[:0] = [e.seq for e in replay]
+    log.append("state", state="running")
+    assert seen == [2, 3, 4]
+    sub.close()
+    log.append("state", state="idle")
+    assert seen == [2, 3, 4]
+    sub.close()
+
+
+def test_close_subscribers_tells_each_feed() -> None:
+    log = EventLog()
+    ended: list[str] = []
+    log.subscribe(0, lambda e: None, lambda: ended.append("a"))
+    log.subscribe(0, lambda e: None)
+    log.close_subscribers()
+    assert ended == ["a"] and log.subscriber_count == 0
+
+
+def test_sink_sees_event_before_subscribers() -> None:
+    order: list[str] = []
+
+    def sink(event: Event) -> None:
+        order.append("sink")
+
+    log = EventLog(sink=sink)
+    log.subscribe(0, lambda e: order.append("sub"))
+    log.append("state", state="idle")
+    assert order == ["sink", "sub"]
+
+
+def test_bad_window_size() -> None:
+    with pytest.raises(ValueError):
+        EventLog(max_events=0)
+
+
+@pytest.mark.parametrize(
+    ("update", "expected"),
+    [
+        (
+            {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "hi"}},
+            ("agent_message_chunk", {"text": "hi"}),
+        ),
+        (
+            {"sessionUpdate": "agent_thought_chunk", "content": {"type": "text", "text": "hmm"}},
+            ("agent_thought_chunk", {"text": "hmm"}),
+        ),
+        (
+            {
+                "sessionUpdate": "agent_message_chunk",
+                "content": {"type": "text", "text": ""},
+                "_meta": {"usage": {"total": 3}},
+            },
+            ("agent_message_chunk", {"text": "", "meta": {"usage": {"total": 3}}}),
+        ),
+        (
+            {"sessionUpdate": "agent_message_chunk", "content": {"type": "image", "data": "x"}},
+            ("agent_message_chunk", {"text": "", "content": {"type": "image", "data": "x"}}),
+        ),
+        (
+            {
+                "sessionUpdate": "tool_call",
+                "toolCallId": "t1",
+                "title": "Write a",
+                "kind": "edit",
+                "status": "pending",
+                "rawInput": {"file_path": "/a"},
+                "locations": [{"path": "/a"}],
+            },
+            (
+                "tool_call",
+                {
+                    "tool_call_id": "t1",
+                    "title": "Write a",
+                    "kind": "edit",
+                    "status": "pending",
+                    "raw_input": {"file_path": "/a"},
+                    "locations": [{"path": "/a"}],
+                },
+            ),
+        ),
+        (
+            {
+                "sessionUpdate": "tool_call_update",
+                "toolCallId": "t1",
+                "status": "completed",
+                "content": [{"type": "diff", "path": "/a", "oldText": None, "newText": "x"}],
+            },
+            (
+                "tool_call_update",
+                {
+                    "tool_call_id": "t1",
+                    "status": "completed",
+                    "content": [{"type": "diff", "path": "/a", "oldText": None, "newText": "x"}],
+                },
+            ),
+        ),
+        (
+            {"sessionUpdate": "plan", "entries": [{"content": "a", "status": "pending", "priority": "low"}]},
+            ("plan", {"entries": [{"content": "a", "status": "pending", "priority": "low"}]}),
+        ),
+        (
+            {"sessionUpdate": "current_mode_update", "currentModeId": "plan"},
+            ("agent_update", {"update": {"sessionUpdate": "current_mode_update", "currentModeId": "plan"}}),
+        ),
+        ({"no": "kind"}, ("agent_update", {"update": {"no": "kind"}})),
+    ],
+)
+def test_translate_update(update: dict[str, object], expected: tuple[str, dict[str, object]]) -> None:
+    assert translate_update(update) == expected
+
+
+def test_permission_options_keep_agent_order_and_skip_garbage() -> None:
+    raw = [
+        {"optionId": "proceed_once", "name": "Allow once", "kind": "allow_once"},
+        "garbage",
+        {"optionId": "cancel", "name": "Reject", "kind": "reject_once"},
+    ]
+    assert permission_options(raw) == [  # type: ignore[arg-type]
+        {"option_id": "proceed_once", "name": "Allow once", "kind": "allow_once"},
+        {"option_id": "cancel", "name": "Reject", "kind": "reject_once"},
+    ]

@@ -1,0 +1,140 @@
+"""End to end: the daemon hosting the real, pinned Qwen Code against a fake OpenAI-compatible server.
+
+The agent is found the way a user's daemon finds it (no ``--agent-cmd``: the pinned copy that
+``make install`` puts in the virtualenv), talks only to the fake server on 127.0.0.1, and its
+settings make every edit ask permission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qwen_daemon.agents.registry import pinned_qwen_cli
+from qwen_daemon.config import Paths, Settings
+from tests.support.daemon import Api, running_daemon
+from tests.support.fake_openai import FakeOpenAI, running_fake_openai, text, write_file
+from tests.support.qwen import prepare_qwen_home
+
+pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
+
+AGENT_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_MODEL",
+    "QWEN_USAGE_STATISTICS_ENABLED",
+    "QWEN_CODE_DISABLE_PRECONNECT",
+    "NO_BROWSER",
+)
+
+
+@pytest.fixture
+def fake_llm(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    if not pinned_qwen_cli().is_file():
+        pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
+    with running_fake_openai() as fake:
+        env = prepare_qwen_home(isolated_home, fake.base_url)
+        for name in AGENT_ENV:
+            monkeypatch.setenv(name, env[name])
+        yield fake
+
+
+def agent_text(events: list[dict[str, Any]], after: int) -> str:
+    return "".join(e["text"] for e in events if e["seq"] > after and e["type"] == "agent_message_chunk")
+
+
+async def run_turn(api: Api, sid: str, prompt: str) -> int:
+    """Send a prompt; returns the seq before it, so callers can look at just this turn."""
+    before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
+    reply = await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": prompt})
+    assert reply.status == 202, reply.body
+    return int(before)
+
+
+async def turn_end(api: Api, sid: str, after: int) -> dict[str, Any]:
+    event = await api.wait_event(sid, lambda e: e["seq"] > after and e["type"] == "turn_ended", timeout=90)
+    await api.wait_state(sid, "idle")
+    return event
+
+
+async def answer_permission(api: Api, sid: str, after: int, option: str) -> dict[str, Any]:
+    request = await api.wait_event(
+        sid, lambda e: e["seq"] > after and e["type"] == "permission_request", timeout=90
+    )
+    options = [o["option_id"] for o in request["options"]]
+    assert {"proceed_once", "cancel"} <= set(options), options
+    url = f"/api/sessions/{sid}/permissions/{request['request_id']}"
+    reply = await api.call("POST", url, {"option_id": option})
+    assert reply.status == 200, reply.body
+    return request
+
+
+def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    allowed, rejected = workspace / "allowed.txt", workspace / "rejected.txt"
+
+    async def main() -> None:
+        settings = Settings(paths=Paths.from_platform(), port=0)
+        async with running_daemon(settings) as api:
+            created = await api.call("POST", "/api/sessions", {"cwd": str(workspace)})
+            assert created.status == 201, created.body
+            sid = created.body["id"]
+
+            fake_llm.queue(text("Hello from the fake model, streamed in pieces.", pieces=4))
+            before = await run_turn(api, sid, "Say hello")
+            ended = await turn_end(api, sid, before)
+            assert ended["stop_reason"] == "end_turn"
+            events = await api.events(sid)
+            assert agent_text(events, before) == "Hello from the fake model, streamed in pieces."
+            assert len([e for e in events if e["seq"] > before and e["type"] == "agent_message_chunk"]) >= 2
+
+            fake_llm.queue(write_file(str(allowed), "alpha\n"), text("Wrote it."))
+            before = await run_turn(api, sid, "Create allowed.txt")
+            request = await answer_permission(api, sid, before, "proceed_once")
+            assert request["tool_call"]["kind"] == "edit"
+            await turn_end(api, sid, before)
+            assert allowed.read_text() == "alpha\n"
+            events = await api.events(sid)
+            assert any(
+                e["type"] == "tool_call_update" and e.get("status") == "completed"
+                for e in events
+                if e["seq"] > before
+            )
+
+            fake_llm.queue(write_file(str(rejected), "beta\n"), text("Fine, I will not."))
+            before = await run_turn(api, sid, "Create rejected.txt")
+            await answer_permission(api, sid, before, "cancel")
+            await turn_end(api, sid, before)
+            assert not rejected.exists()
+            assert fake_llm.main_requests  # everything the agent asked went to the fake server
+
+            agent_pid = api.daemon.manager.hosts[os.path.realpath(workspace)].pid
+        assert agent_pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.killpg(agent_pid, 0)  # the whole agent process group is gone after shutdown
+
+    asyncio.run(main())
+
+
+def test_real_qwen_without_credentials_is_a_clear_error(tmp_path: Path, isolated_home: Path) -> None:
+    if not pinned_qwen_cli().is_file():
+        pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+
+    async def main() -> None:
+        async with running_daemon(Settings(paths=Paths.from_platform(), port=0)) as api:
+            reply = await api.call("POST", "/api/sessions", {"cwd": str(workspace)})
+            assert reply.status == 502, reply.body
+            assert "Authentication required" in reply.body["error"]["message"]
+            sid = reply.body["error"]["session_id"]
+            events = await api.events(sid)
+            assert any(e["type"] == "error" and "Authentication required" in e["message"] for e in events)
+            assert (await api.call("GET", "/health")).status == 200
+
+    asyncio.run(main())

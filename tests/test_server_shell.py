@@ -1,0 +1,345 @@
+"""The server shell on a real, in-process Daemon: auth, Host/Origin checks, JSON errors, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+from tornado.testing import bind_unused_port
+
+from qwen_daemon import errors
+from qwen_daemon.config import Paths, load_settings
+from qwen_daemon.discovery import read_discovery
+from qwen_daemon.server.app import Daemon, StartupError
+from qwen_daemon.server.base import (
+    ERROR_STATUS,
+    BaseHandler,
+    BaseWebSocketHandler,
+    describe_error,
+    host_allowed,
+)
+
+Fetch = Callable[..., Awaitable[tornado.httpclient.HTTPResponse]]
+
+
+class _Boom(Exception):
+    pass
+
+
+class EchoHandler(BaseHandler):
+    """Test-only: echoes json_body(), or raises the error named by ?raise=."""
+
+    def get(self) -> None:
+        name = self.get_query_argument("raise")
+        if name == "unexpected":
+            raise _Boom("secret /path/in/traceback")
+        cls = next(c for c in vars(errors).values() if isinstance(c, type) and getattr(c, "code", "") == name)
+        raise cls(f"message for {name}")
+
+    def post(self) -> None:
+        self.write_json({"got": self.json_body()}, status=201)
+
+
+class EchoSocket(BaseWebSocketHandler):
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message)
+
+
+@asynccontextmanager
+async def serve(**flags: Any) -> AsyncIterator[tuple[Daemon, Fetch]]:
+    settings = load_settings(flags={"agent_cmd": "python3 -c pass", **flags})
+    sock, _port = bind_unused_port()
+    daemon = Daemon(settings)
+    daemon.app.add_handlers(r".*", [(r"/test/echo", EchoHandler), (r"/test/ws", EchoSocket)])
+    await daemon.start([sock])
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+
+    async def fetch(path: str, token: str | None = "", **kwargs: Any) -> tornado.httpclient.HTTPResponse:
+        headers = dict(kwargs.pop("headers", {}))
+        if token == "":
+            token = daemon.token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return await client.fetch(daemon.url + path.lstrip("/"), headers=headers, raise_error=False, **kwargs)
+
+    try:
+        yield daemon, fetch
+    finally:
+        client.close()
+        await daemon.shutdown()
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def body(resp: tornado.httpclient.HTTPResponse) -> Any:
+    assert resp.headers["Content-Type"].startswith("application/json")
+    return json.loads(resp.body)
+
+
+def test_health_needs_no_token_and_sets_security_headers(paths: Paths) -> None:
+    async def go() -> None:
+        async with serve() as (daemon, fetch):
+            resp = await fetch("/health", token=None)
+            assert resp.code == 200
+            doc = body(resp)
+            assert doc["status"] == "ok"
+            assert doc["pid"] == daemon.pid
+            assert doc["instance_id"] == daemon.instance_id == read_discovery(paths).instance_id  # type: ignore[union-attr]
+            assert set(doc) == {"status", "version", "pid", "instance_id", "started_at"}
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert resp.headers["Referrer-Policy"] == "no-referrer"
+            assert resp.headers["Cache-Control"] == "no-store"
+            assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+            assert "Server" not in resp.headers
+
+    run(go())
+
+
+def test_auth_is_deny_by_default() -> None:
+    async def go() -> None:
+        async with serve() as (daemon, fetch):
+            for token in (None, "wrong", daemon.token + "x", daemon.token[:-1]):
+                for path, method, kw in (("/api/stop", "POST", {"body": "{}"}), ("/nope", "GET", {})):
+                    resp = await fetch(path, token=token, method=method, **kw)
+                    assert resp.code == 401, (path, token)
+                    assert body(resp)["error"]["code"] == "unauthorized"
+                    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+            resp = await fetch("/nope", headers={"Authorization": f"Basic {daemon.token}"}, token=None)
+            assert resp.code == 401
+            assert not daemon.stopping
+
+    run(go())
+
+
+def test_wrong_method_is_json_405() -> None:
+    async def go() -> None:
+        async with serve() as (_daemon, fetch):
+            for method in ("GET", "PUT", "DELETE", "OPTIONS"):
+                resp = await fetch("/api/stop", method=method, body="{}" if method == "PUT" else None)
+                assert resp.code == 405, method
+                assert body(resp)["error"]["code"] == "method_not_allowed"
+                assert resp.headers["Allow"] == "POST"
+            resp = await fetch("/health", method="POST", body="{}", token=None)
+            assert resp.code == 405
+
+    run(go())
+
+
+def test_unknown_route_is_json_404() -> None:
+    async def go() -> None:
+        async with serve() as (_daemon, fetch):
+            resp = await fetch("/no/such/thing")
+            assert resp.code == 404
+            assert body(resp) == {
+                "error": {"code": "not_found", "message": "no such endpoint: /no/such/thing"}
+            }
+
+    run(go())
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io", "192.168.1.9"])
+def test_forged_host_is_403(host: str) -> None:
+    async def go() -> None:
+        async with serve() as (daemon, fetch):
+            for path in ("/health", "/api/sessions"):
+                resp = await fetch(path, headers={"Host": host.format(port=daemon.port)})
+                assert resp.code == 403
+                assert body(resp)["error"]["code"] == "forbidden_host"
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "LOCALHOST", "127.1.2.3"]
+)
+def test_loopback_hosts_are_allowed(host: str) -> None:
+    async def go() -> None:
+        async with serve() as (daemon, fetch):
+            resp = await fetch("/health", headers={"Host": host.format(port=daemon.port)})
+            assert resp.code == 200
+
+    run(go())
+
+
+def test_host_allowlist_rules() -> None:
+    assert host_allowed("myhost.lan:80", "myhost.lan")
+    assert not host_allowed("other.lan:80", "myhost.lan")
+    assert host_allowed("192.168.1.9:7861", "0.0.0.0")  # wildcard bind: IP literals are fine
+    assert not host_allowed("evil.example", "0.0.0.0")  # ...names are not (DNS rebinding)
+    assert host_allowed("[fe80::1]:1", "::")
+    assert not host_allowed("", "127.0.0.1")
+
+
+def test_domain_errors_map_through_one_table() -> None:
+    async def go() -> None:
+        async with serve() as (_daemon, fetch):
+            for code, status in ERROR_STATUS.items():
+                resp = await fetch(f"/test/echo?raise={code}")
+                assert resp.code == status, code
+                assert body(resp) == {"error": {"code": code, "message": f"message for {code}"}}
+
+    run(go())
+
+
+def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> None:
+        async with serve() as (_daemon, fetch):
+            with caplog.at_level(logging.ERROR):
+                resp = await fetch("/test/echo?raise=unexpected")
+            assert resp.code == 500
+            assert body(resp)["error"]["code"] == "internal_error"
+            assert b"secret" not in resp.body
+            assert b"Traceback" not in resp.body
+
+    run(go())
+    assert any(r.exc_info and "secret" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_describe_error_defaults() -> None:
+    assert describe_error(errors.SessionBusy("busy")) == (409, "session_busy", "busy")
+    assert describe_error(ValueError("x"))[:2] == (500, "internal_error")
+    assert describe_error(None, 404)[:2] == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "message"),
+    [
+        ({"Content-Type": "text/plain"}, b'{"a": 1}', "Content-Type must be application/json"),
+        ({}, b'{"a": 1}', "Content-Type must be application/json"),
+        ({"Content-Type": "application/json; charset=latin-1"}, b"{}", "UTF-8"),
+        ({"Content-Type": "application/json"}, b"", "empty"),
+        ({"Content-Type": "application/json"}, b'{"a": "\xff"}', "not valid UTF-8"),
+        ({"Content-Type": "application/json"}, b'{"a": ', "not valid JSON"),
+        ({"Content-Type": "application/json"}, b'{"a": NaN}', "not valid JSON"),
+        ({"Content-Type": "application/json"}, b"[1, 2]", "must be a JSON object"),
+        ({"Content-Type": "application/json"}, b'{"a": "' + b"x" * 300_000 + b'"}', "too large"),
+    ],
+)
+def test_json_body_validation(headers: dict[str, str], data: bytes, message: str) -> None:
+    async def go() -> None:
+        async with serve() as (_daemon, fetch):
+            resp = await fetch("/test/echo", method="POST", body=data, headers=headers)
+            assert resp.code == 400
+            err = body(resp)["error"]
+            assert err["code"] == "bad_request"
+            assert message in err["message"]
+
+    run(go())
+
+
+def test_json_body_accepts_json_objects() -> None:
+    async def go() -> None:
+        async with serve() as (_daemon, fetch):
+            for ctype in (
+                "application/json",
+                "application/json; charset=utf-8",
+                "application/merge-patch+json",
+            ):
+                resp = await fetch(
+                    "/test/echo", method="POST", body='{"a": [1, "é"]}', headers={"Content-Type": ctype}
+                )
+                assert resp.code == 201, ctype
+                assert body(resp) == {"got": {"a": [1, "é"]}}
+
+    run(go())
+
+
+def test_cross_site_post_is_refused() -> None:
+    async def go() -> None:
+        async with serve() as (_daemon, fetch):
+            resp = await fetch(
+                "/test/echo",
+                method="POST",
+                body="{}",
+                headers={"Content-Type": "application/json", "Origin": "https://evil.example"},
+            )
+            assert resp.code == 403
+            assert body(resp)["error"]["code"] == "forbidden"
+
+    run(go())
+
+
+def _ws_request(daemon: Daemon, token: str | None, origin: str | None) -> tornado.httpclient.HTTPRequest:
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if origin is not None:
+        headers["Origin"] = origin.format(port=daemon.port)
+    return tornado.httpclient.HTTPRequest(daemon.url.replace("http", "ws") + "test/ws", headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("token", "origin", "status"),
+    [
+        (None, None, 401),
+        ("wrong", "http://127.0.0.1:{port}", 401),
+        ("", "https://evil.example", 403),
+        ("", "http://127.0.0.1:1", 403),
+        ("", "null", 403),
+    ],
+)
+def test_websocket_refusals(token: str | None, origin: str | None, status: int) -> None:
+    async def go() -> None:
+        async with serve() as (daemon, _fetch):
+            req = _ws_request(daemon, daemon.token if token == "" else token, origin)
+            with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+                await tornado.websocket.websocket_connect(req)
+            assert info.value.code == status
+            assert not daemon.websockets
+
+    run(go())
+
+
+@pytest.mark.parametrize("origin", [None, "http://127.0.0.1:{port}"])
+def test_websocket_accepted_and_closed_on_shutdown(origin: str | None) -> None:
+    async def go() -> None:
+        async with serve() as (daemon, _fetch):
+            conn = await tornado.websocket.websocket_connect(_ws_request(daemon, daemon.token, origin))
+            await conn.write_message("hi")
+            assert await conn.read_message() == "hi"
+            assert len(daemon.websockets) == 1
+            await daemon.shutdown()
+            assert await conn.read_message() is None  # closed by the server
+            assert conn.close_code == 1001
+            assert not daemon.websockets
+            conn.close()
+
+    run(go())
+
+
+def test_post_stop_stops_the_daemon(paths: Paths) -> None:
+    async def go() -> None:
+        async with serve() as (daemon, fetch):
+            assert paths.discovery_file.exists()
+            resp = await fetch("/api/stop", method="POST", body="")
+            assert resp.code == 202
+            assert body(resp) == {"status": "stopping"}
+            await asyncio.wait_for(daemon.wait_stopped(), 10)
+            assert daemon.stopping
+            assert not paths.discovery_file.exists()
+            with pytest.raises(ConnectionRefusedError):  # nobody listens any more
+                await fetch("/health", token=None, request_timeout=5)
+
+    run(go())
+
+
+def test_busy_port_is_a_clear_startup_error() -> None:
+    async def go() -> None:
+        sock, port = bind_unused_port()
+        try:
+            daemon = Daemon(load_settings(flags={"port": str(port), "agent_cmd": "python3 -c pass"}))
+            with pytest.raises(StartupError, match=f"127.0.0.1:{port} is already in use"):
+                await daemon.start()
+        finally:
+            sock.close()
+
+    run(go())

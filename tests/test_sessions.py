@@ -1,0 +1,366 @@
+"""The session state machine and agent host, driven against the scripted fake agent (a real subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qwen_daemon.config import Paths, Settings
+from qwen_daemon.errors import (
+    AgentFailed,
+    BadRequest,
+    LimitReached,
+    PermissionAlreadyAnswered,
+    PermissionNotFound,
+    SessionBusy,
+    SessionClosed,
+    SessionNotFound,
+)
+from qwen_daemon.sessions.manager import SessionManager
+from qwen_daemon.sessions.session import Session
+
+FAKE_AGENT = str(Path(__file__).with_name("fake_agent.py"))
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    paths = Paths(tmp_path / "config", tmp_path / "state", tmp_path / "log", tmp_path / "run")
+    values: dict[str, Any] = {"agent_cmd": (sys.executable, FAKE_AGENT), "paths": paths}
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``cond`` until it holds, failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.01)
+
+
+def types(session: Session) -> list[str]:
+    return [e.type for e in session.events.since(0)]
+
+
+def text_of(session: Session, kind: str = "agent_message_chunk") -> str:
+    return "".join(e.data["text"] for e in session.events.since(0) if e.type == kind)
+
+
+def last(session: Session, kind: str) -> dict[str, Any]:
+    return [e.data for e in session.events.since(0) if e.type == kind][-1]
+
+
+def run(
+    tmp_path: Path,
+    body: Callable[[SessionManager, Path], Awaitable[None]],
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> None:
+    """Run ``body`` with a manager whose agent is the fake; always shut it down."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir(exist_ok=True)
+
+    async def main() -> None:
+        manager = SessionManager(make_settings(tmp_path, **overrides), env={**os.environ, **(env or {})})
+        manager.start()
+        try:
+            await body(manager, workspace)
+        finally:
+            await manager.shutdown()
+
+    asyncio.run(main())
+
+
+async def finish_turn(session: Session) -> None:
+    await until(lambda: "turn_ended" in types(session) and session.state == "idle")
+
+
+def test_prompt_streams_reply_and_ends_turn(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws), "demo")
+        assert session.state == "idle"
+        prompt_id = session.prompt("say hello streaming world\nthink pondering\nplan a;b")
+        await finish_turn(session)
+        assert text_of(session) == "hello streaming world"
+        assert text_of(session, "agent_thought_chunk") == "pondering"
+        assert [e["content"] for e in last(session, "plan")["entries"]] == ["a", "b"]
+        assert last(session, "turn_ended") == {**last(session, "turn_ended"), "prompt_id": prompt_id}
+        assert last(session, "turn_ended")["stop_reason"] == "end_turn"
+        seqs = [e.seq for e in session.events.since(0)]
+        assert seqs == list(range(1, len(seqs) + 1))
+        kinds = types(session)
+        assert kinds.index("user_message") < kinds.index("turn_started") < kinds.index("agent_message_chunk")
+        assert [e.data["state"] for e in session.events.since(0) if e.type == "state"] == [
+            "starting",
+            "idle",
+            "running",
+            "idle",
+        ]
+
+    run(tmp_path, body)
+
+
+def test_second_prompt_is_refused_and_never_forwarded(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        session.prompt("sleep 300\nsay first done")
+        with pytest.raises(SessionBusy):
+            session.prompt("say second")
+        await finish_turn(session)
+        # the fake agent cancels a running turn on a second prompt (like Qwen); it ran to the end
+        assert last(session, "turn_ended")["stop_reason"] == "end_turn"
+        assert "first done" in text_of(session) and "second" not in text_of(session)
+
+    run(tmp_path, body)
+
+
+def test_permission_allow_reject_and_errors(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        session.prompt("permission Write notes.txt")
+        await until(lambda: session.state == "awaiting_permission")
+        request = last(session, "permission_request")
+        assert [o["option_id"] for o in request["options"]] == ["proceed_always", "proceed_once", "cancel"]
+        assert {"option_id", "name", "kind"} <= set(request["options"][0])
+        assert request["tool_call"]["title"] == "Write notes.txt"
+        assert session.detail()["pending_permissions"][0]["request_id"] == request["request_id"]
+        with pytest.raises(BadRequest):
+            session.answer_permission(request["request_id"], "not-offered")
+        with pytest.raises(PermissionNotFound):
+            session.answer_permission("nope", "proceed_once")
+        session.answer_permission(request["request_id"], "proceed_once")
+        with pytest.raises(PermissionAlreadyAnswered):
+            session.answer_permission(request["request_id"], "cancel")
+        await finish_turn(session)
+        resolved = last(session, "permission_resolved")
+        assert resolved == {**resolved, "request_id": request["request_id"], "option_id": "proceed_once"}
+        assert last(session, "tool_call_update")["status"] == "completed"
+        assert "allowed proceed_once" in text_of(session)
+
+        session.prompt("permission Write other.txt\nsay after")
+        await until(lambda: session.state == "awaiting_permission")
+        session.answer_permission(last(session, "permission_request")["request_id"], "cancel")
+        await until(lambda: types(session).count("turn_ended") == 2 and session.state == "idle")
+        assert last(session, "turn_ended")["stop_reason"] == "cancelled"
+        assert last(session, "tool_call_update")["status"] == "failed"
+        assert "after" not in text_of(session)
+
+    run(tmp_path, body)
+
+
+def test_cancel_ends_turn_and_clears_pending_permission(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        session.prompt("wait")
+        await until(lambda: session.state == "running")
+        await session.cancel()
+        await finish_turn(session)
+        assert last(session, "turn_ended")["stop_reason"] == "cancelled"
+
+        session.prompt("permission Edit x")
+        await until(lambda: session.state == "awaiting_permission")
+        request_id = last(session, "permission_request")["request_id"]
+        await session.cancel()
+        assert session.pending == {}
+        assert last(session, "permission_resolved") == {
+            **last(session, "permission_resolved"),
+            "request_id": request_id,
+            "option_id": None,
+        }
+        await until(lambda: types(session).count("turn_ended") == 2 and session.state == "idle")
+        with pytest.raises(PermissionAlreadyAnswered):
+            session.answer_permission(request_id, "proceed_once")
+        await session.cancel()  # nothing running: harmless
+
+    run(tmp_path, body)
+
+
+def test_agent_crash_mid_turn_then_recovers(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        first_pid = session.host.pid
+        session.prompt("say before\ncrash")
+        await finish_turn(session)
+        assert last(session, "turn_ended")["stop_reason"] == "error"
+        assert "error" in types(session)
+        session.prompt("say alive again")
+        await until(lambda: types(session).count("turn_ended") == 2 and session.state == "idle")
+        assert "alive again" in text_of(session)
+        assert session.host.pid != first_pid
+
+    run(tmp_path, body)
+
+
+def test_agent_error_reaches_user(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        session.prompt("error the model is on fire")
+        await finish_turn(session)
+        assert "the model is on fire" in last(session, "error")["message"]
+        assert last(session, "turn_ended")["stop_reason"] == "error"
+
+    run(tmp_path, body)
+
+
+def test_authentication_required_fails_session_with_agent_message(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        with pytest.raises(AgentFailed, match="Authentication required") as info:
+            await manager.create(str(ws))
+        session = manager.get(str(info.value.details["session_id"]))
+        assert session.state == "failed"
+        assert "Authentication required" in last(session, "error")["message"]
+        assert manager.hosts == {}  # its agent was stopped
+
+    run(tmp_path, body, env={"FAKE_AGENT_AUTH_REQUIRED": "1"})
+
+
+def test_agent_that_exits_at_start_or_is_missing(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        with pytest.raises(AgentFailed, match=r"went away|exited"):
+            await manager.create(str(ws))
+
+    run(tmp_path, body, env={"FAKE_AGENT_EXIT_AT_START": "1"})
+
+    async def missing(manager: SessionManager, ws: Path) -> None:
+        with pytest.raises(AgentFailed, match="not found"):
+            await manager.create(str(ws))
+
+    run(tmp_path, missing, agent_cmd=("no-such-agent-binary-xyz", "--acp"))
+
+
+def test_huge_update_line_is_relayed(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        session.prompt("big 700\nsay still here")
+        await finish_turn(session)
+        update = last(session, "agent_update")["update"]
+        assert update["sessionUpdate"] == "available_commands_update"
+        assert len(session.events.since(0)[-1].json) > 0
+        assert "still here" in text_of(session)
+
+    run(tmp_path, body)
+
+
+def test_validation_limits_and_delete(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        for bad in (None, 3, "relative/path", str(ws / "missing"), str(ws / "file.txt")):
+            (ws / "file.txt").write_text("x")
+            with pytest.raises(BadRequest):
+                await manager.create(bad)
+        with pytest.raises(BadRequest):
+            await manager.create(str(ws), title=["x"])
+        one = await manager.create(str(ws))
+        two = await manager.create(str(ws))
+        assert one.host is two.host  # one agent per workspace
+        with pytest.raises(LimitReached):
+            await manager.create(str(ws))
+        with pytest.raises(BadRequest):
+            one.prompt("   ")
+        await manager.delete(one.id)
+        with pytest.raises(SessionNotFound):
+            manager.get(one.id)
+        assert one.state == "closed"
+        with pytest.raises(SessionClosed):
+            one.prompt("say hi")
+        assert two.host.running
+        await manager.delete(two.id)
+        assert not two.host.running and manager.hosts == {}
+
+    run(tmp_path, body, max_sessions=2)
+
+
+def test_idle_timeout_closes_session(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        await until(lambda: session.state == "closed", timeout=10)
+        assert manager.hosts == {}
+        assert session.id in [s.id for s in manager.list()]
+
+    run(tmp_path, body, idle_timeout=0.3)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stop_escalates_to_sigkill_and_kills_the_group(tmp_path: Path) -> None:
+    log_dir = tmp_path / "log" / "agents"
+
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        host = session.host
+        host._stop_timeouts = (0.3, 0.3, 2.0)
+        pid = host.pid
+        assert pid is not None
+        await until(lambda: any("child pid=" in p.read_text() for p in log_dir.glob("*.log")))
+        child = int(next(p for p in log_dir.glob("*.log")).read_text().split("child pid=")[1].split()[0])
+        assert os.getpgid(child) == pid  # the agent leads its own group, with its child in it
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await host.stop()
+        assert loop.time() - started < 5
+        assert not pid_alive(pid)
+        await until(lambda: not pid_alive(child) or _is_zombie(child))
+
+    run(tmp_path, body, env={"FAKE_AGENT_IGNORE_SIGTERM": "1", "FAKE_AGENT_SPAWN_CHILD": "1"})
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_agent_environment_has_no_supervisor_variables(tmp_path: Path) -> None:
+    env_dump = tmp_path / "env.txt"
+    wrapper = tmp_path / "agent.sh"
+    wrapper.write_text(f'#!/bin/sh\nenv > "{env_dump}"\nexec "{sys.executable}" "{FAKE_AGENT}"\n')
+    wrapper.chmod(0o755)
+
+    async def body(manager: SessionManager, ws: Path) -> None:
+        await manager.create(str(ws))
+        names = {line.split("=", 1)[0] for line in env_dump.read_text().splitlines()}
+        assert not names & {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"}
+        assert "KEEP_ME" in names
+
+    supervisor = {
+        "NOTIFY_SOCKET": "/nonexistent",
+        "WATCHDOG_USEC": "1000",
+        "WATCHDOG_PID": "1",
+        "LISTEN_FDS": "1",
+        "LISTEN_PID": "1",
+        "KEEP_ME": "1",
+    }
+    run(tmp_path, body, env=supervisor, agent_cmd=(str(wrapper),))
+
+
+def test_shutdown_cancels_running_turns_and_stops_agents(tmp_path: Path) -> None:
+    pids: list[int] = []
+
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        session.prompt("wait")
+        await until(lambda: session.state == "running")
+        assert session.host.pid is not None
+        pids.append(session.host.pid)
+        await manager.shutdown()
+        assert session.state == "closed"
+        assert "turn_ended" in types(session)
+
+    run(tmp_path, body)
+    assert not pid_alive(pids[0])
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pids[0], 0)

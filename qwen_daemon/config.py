@@ -61,6 +61,14 @@ class Paths:
         return self.runtime_dir / "daemon.pid"
 
     @property
+    def database(self) -> Path:
+        return self.state_dir / "sessions.db"
+
+    @property
+    def agent_groups_file(self) -> Path:
+        return self.runtime_dir / "agent-groups"
+
+    @property
     def log_file(self) -> Path:
         return self.log_dir / "daemon.log"
 
@@ -205,6 +213,8 @@ _SPECS: dict[str, _Spec] = {
     "agent_cmd": _Spec(_parse_command, "command line of the ACP agent (default: the pinned Qwen Code)"),
     "max_sessions": _Spec(_parse_int(1, 10_000), "most sessions open at once"),
     "idle_timeout": _Spec(_parse_seconds, "seconds an idle session is kept open"),
+    "agent_idle_timeout": _Spec(_parse_seconds, "seconds an agent with nothing to do keeps running"),
+    "retention_days": _Spec(_parse_seconds, "days closed sessions are kept before --prune removes them"),
     "event_history": _Spec(_parse_int(100, 10_000_000), "events kept per session"),
     "log_level": _Spec(_parse_log_level, "debug, info, warning or error"),
 }
@@ -219,6 +229,8 @@ class Settings:
     agent_cmd: tuple[str, ...] | None = None
     max_sessions: int = 50
     idle_timeout: float = 30 * 60.0
+    agent_idle_timeout: float = 10 * 60.0
+    retention_days: float = 30.0
     event_history: int = 10_000
     log_level: str = "info"
     paths: Paths = field(default_factory=Paths.from_platform)

@@ -41,7 +41,7 @@ def test_session_lifecycle(tmp_path: Path) -> None:
         session = reply.body
         assert reply.headers["Location"] == f"/api/sessions/{session['id']}"
         assert session["state"] == "idle" and session["title"] == "My task" and session["cwd"] == str(ws)
-        assert session["url"] == f"/s/{session['id']}" and session["last_seq"] >= 2
+        assert session["url"] == f"/s/{session['id']}" and session["last_seq"] >= 1
         assert session["pending_permissions"] == []
         listed = (await api.call("GET", "/api/sessions")).body["sessions"]
         assert [s["id"] for s in listed] == [session["id"]]

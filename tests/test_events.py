@@ -54,16 +54,36 @@ def test_close_subscribers_tells_each_feed() -> None:
     assert ended == ["a"] and log.subscriber_count == 0
 
 
-def test_sink_sees_event_before_subscribers() -> None:
-    order: list[str] = []
+def test_events_stay_invisible_until_the_sink_publishes_them() -> None:
+    held: list[Event] = []
 
-    def sink(event: Event) -> None:
-        order.append("sink")
+    def sink(log: EventLog, event: Event) -> None:
+        held.append(event)
 
     log = EventLog(sink=sink)
-    log.subscribe(0, lambda e: order.append("sub"))
+    seen: list[int] = []
+    log.subscribe(0, lambda e: seen.append(e.seq))
     log.append("state", state="idle")
-    assert order == ["sink", "sub"]
+    log.append("state", state="running")
+    assert [e.seq for e in held] == [1, 2]
+    assert (log.last_seq, log.since(0), seen) == (0, [], [])
+    log.publish()
+    assert log.last_seq == 2 and [e.seq for e in log.since(0)] == [1, 2] and seen == [1, 2]
+
+
+def test_backfill_serves_what_the_window_dropped() -> None:
+    store: dict[int, Event] = {}
+
+    def sink(log: EventLog, event: Event) -> None:
+        store[event.seq] = event
+        log.publish()
+
+    log = EventLog(max_events=3, sink=sink, backfill=lambda a, b: [store[i] for i in range(a + 1, b + 1)])
+    for i in range(10):
+        log.append("agent_message_chunk", text=str(i))
+    assert len(log) == 3 and log.first_seq == 1
+    assert [e.seq for e in log.since(0)] == list(range(1, 11))
+    assert [e.seq for e in log.since(6)] == [7, 8, 9, 10]
 
 
 def test_bad_window_size() -> None:

@@ -21,7 +21,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +45,9 @@ SUPERVISOR_ENV = (
 )
 STDOUT_LINE_LIMIT = 64 * 1024 * 1024
 PROTOCOL_VERSION = 1
+#: This many unexpected exits within CRASH_WINDOW seconds is a crash loop: stop restarting.
+CRASH_LIMIT = 3
+CRASH_WINDOW = 60.0
 
 
 class SessionSink(Protocol):
@@ -88,6 +92,8 @@ class AgentHost:
         *,
         start_timeout: float = 60.0,
         stop_timeouts: tuple[float, float, float] = (2.0, 3.0, 2.0),
+        on_spawn: Callable[[int], None] | None = None,
+        on_gone: Callable[[int], None] | None = None,
     ) -> None:
         self.command = tuple(command)
         self.cwd = cwd
@@ -104,6 +110,10 @@ class AgentHost:
         self.agent_info: dict[str, Any] = {}
         self.agent_capabilities: dict[str, Any] = {}
         self.generation = 0  # bumps on every (re)start, so sessions know their agent session is gone
+        self._crashes: deque[float] = deque(maxlen=CRASH_LIMIT)
+        # tell the orphan guard about each process group we create and reap
+        self._on_spawn = on_spawn
+        self._on_gone = on_gone
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -153,6 +163,8 @@ class AgentHost:
         finally:
             os.close(fd)
         assert self._proc.stdin is not None and self._proc.stdout is not None
+        if self._on_spawn is not None:
+            self._on_spawn(self._proc.pid)
         self.generation += 1
         self._conn = Connection(self._handle, self._proc.stdin, self._proc.stdout)
         self._watch = asyncio.create_task(self._watch_exit(self._proc, self._conn))
@@ -177,7 +189,11 @@ class AgentHost:
         if self._stopping:
             log.info("agent pid=%s stopped (%s)", proc.pid, message)
             return
+        self._crashes.append(asyncio.get_running_loop().time())
         log.warning("agent pid=%s %s", proc.pid, message)
+        self._signal_group(proc.pid, signal.SIGKILL)  # what the dead agent started is orphaned now
+        if self._on_gone is not None:
+            self._on_gone(proc.pid)
         for sink in sinks:
             sink.on_agent_exit(message)
 
@@ -186,6 +202,13 @@ class AgentHost:
             with contextlib.suppress(ValueError):
                 return f"agent exited on signal {signal.Signals(-code).name}"
         return f"agent exited with status {code}; see {self.log_path}"
+
+    @property
+    def crash_looping(self) -> bool:
+        """Whether the agent died unexpectedly CRASH_LIMIT times within CRASH_WINDOW seconds."""
+        if len(self._crashes) < CRASH_LIMIT:
+            return False
+        return asyncio.get_running_loop().time() - self._crashes[0] <= CRASH_WINDOW
 
     async def stop(self) -> None:
         """Stop the agent: stdin EOF, then SIGTERM, then SIGKILL to its group, each with a deadline."""
@@ -213,6 +236,8 @@ class AgentHost:
             return
         self._signal_group(proc.pid, signal.SIGKILL)
         await self._wait(proc, wait)
+        if self._on_gone is not None:
+            self._on_gone(proc.pid)
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -250,6 +275,25 @@ class AgentHost:
             raise AgentFailed("agent answered session/new without a session id")
         self._sinks[session_id] = sink
         return session_id, result
+
+    async def restore_session(self, cwd: str, session_id: str, sink: SessionSink) -> dict[str, Any]:
+        """Reattach to an existing agent session: ``session/resume`` if offered, else ``session/load``."""
+        await self.ensure_started()
+        caps = self.agent_capabilities
+        session_caps = caps.get("sessionCapabilities")
+        params = {"sessionId": session_id, "cwd": cwd, "mcpServers": []}
+        if isinstance(session_caps, dict) and session_caps.get("resume") is not None:
+            method = "session/resume"
+        elif caps.get("loadSession"):
+            method = "session/load"
+        else:
+            raise AgentFailed("the agent cannot restore sessions (it offers neither session/load nor resume)")
+        self._sinks[session_id] = sink  # a load replays history as updates before it answers
+        try:
+            return await self.request(method, params)
+        except AgentFailed:
+            self._sinks.pop(session_id, None)
+            raise
 
     async def prompt(self, session_id: str, text: str) -> str:
         """Run one turn; returns the stop reason."""

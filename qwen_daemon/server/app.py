@@ -33,6 +33,7 @@ from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, wri
 from qwen_daemon.server import health, sessions_api, stream
 from qwen_daemon.server.base import NotFoundHandler
 from qwen_daemon.sessions.manager import SessionManager
+from qwen_daemon.sessions.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,10 @@ class Daemon:
         except AgentNotFound as exc:  # refuse now, not at the first session
             raise StartupError(str(exc)) from None
         log.info("agent: %s", " ".join(agent.argv))
+        try:
+            self.manager.load()
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
         if sockets is None:
             sockets = self._bind()
         if not sockets:

@@ -110,8 +110,21 @@ class EventsHandler(BaseHandler):
         )
 
 
+class PruneHandler(BaseHandler):
+    """Remove closed sessions older than the retention time (or ``older_than_days``)."""
+
+    async def post(self) -> None:
+        body = self.json_body() if self.request.body.strip() else {}
+        days = body.get("older_than_days")
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int | float) or days < 0):
+            raise BadRequest("older_than_days must be a non-negative number")
+        pruned = await self.manager.prune(None if days is None else float(days))
+        self.write_json({"pruned": pruned})
+
+
 routes: list[Any] = [
     (r"/api/sessions", SessionsHandler),
+    (r"/api/sessions/prune", PruneHandler),
     (rf"/api/sessions/{_ID}", SessionHandler),
     (rf"/api/sessions/{_ID}/prompt", PromptHandler),
     (rf"/api/sessions/{_ID}/cancel", CancelHandler),

@@ -8,8 +8,11 @@ Replay and live delivery meet without a gap or a duplicate because both happen o
 thread: :meth:`EventLog.subscribe` takes the replay slice and registers the subscriber in the
 same synchronous step, so no append can fall between the two.
 
-The log keeps a bounded window in memory (``max_events``). It is the seam for durable storage:
-an implementation of :class:`EventSink` sees every event before any subscriber does.
+The log keeps a bounded window in memory (``max_events``); older events come from ``backfill``
+(the durable store). With a ``sink`` (the store), an appended event is *pending* until the sink
+calls :meth:`EventLog.publish` after committing it: only published events are counted in
+``last_seq``, returned by :meth:`EventLog.since` or sent to subscribers, so no client ever sees an
+event that a crash could take back.
 """
 
 from __future__ import annotations
@@ -60,9 +63,13 @@ Subscriber = Callable[[Event], None]
 
 
 class EventSink(Protocol):
-    """Receives each event before subscribers do (the durable store plugs in here)."""
+    """Receives each event first; must call ``log.publish()`` once the event is durable."""
 
-    def __call__(self, event: Event) -> None: ...
+    def __call__(self, log: EventLog, event: Event) -> None: ...
+
+
+#: ``(after, through)`` → the events with ``after < seq <= through`` (from durable storage)
+Backfill = Callable[[int, int], list[Event]]
 
 
 class Subscription:
@@ -80,47 +87,79 @@ class Subscription:
 class EventLog:
     """The ordered, bounded event history of one session plus its live subscribers."""
 
-    def __init__(self, max_events: int = 10_000, last_seq: int = 0, sink: EventSink | None = None) -> None:
+    def __init__(
+        self,
+        max_events: int = 10_000,
+        sink: EventSink | None = None,
+        backfill: Backfill | None = None,
+        history: list[Event] | None = None,
+    ) -> None:
         if max_events < 1:
             raise ValueError("max_events must be positive")
-        self._events: deque[Event] = deque(maxlen=max_events)
-        self._last_seq = last_seq
+        self._events: deque[Event] = deque(history or (), maxlen=max_events)
+        self._appended_seq = self._events[-1].seq if self._events else 0
+        self._last_seq = self._appended_seq  # published: what clients may see
         self._sink = sink
+        self._backfill = backfill
         self._subscribers: set[Subscription] = set()
 
     @property
     def last_seq(self) -> int:
+        """The newest event clients may see (committed, when there is a store)."""
         return self._last_seq
 
     @property
     def first_seq(self) -> int:
-        """The oldest seq still held (``last_seq + 1`` when empty)."""
+        """The oldest seq clients can still fetch."""
+        if self._backfill is not None:
+            return 1
         return self._events[0].seq if self._events else self._last_seq + 1
 
     def __len__(self) -> int:
         return len(self._events)
 
     def append(self, type_: str, **fields: Any) -> Event:
-        """Number, timestamp and serialize an event, then hand it to the sink and subscribers."""
-        self._last_seq += 1
-        data: dict[str, Any] = {"seq": self._last_seq, "type": type_, "ts": utc_now(), **fields}
-        event = Event(
-            self._last_seq, type_, data, json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        )
-        if self._sink is not None:
-            self._sink(event)
+        """Number, timestamp and serialize an event; publish it now, or once the sink has it safe."""
+        self._appended_seq += 1
+        seq = self._appended_seq
+        data: dict[str, Any] = {"seq": seq, "type": type_, "ts": utc_now(), **fields}
+        event = Event(seq, type_, data, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
         self._events.append(event)
-        for sub in tuple(self._subscribers):
-            sub.callback(event)
+        if self._sink is None:
+            self.publish()
+        else:
+            self._sink(self, event)
         return event
 
-    def since(self, after: int) -> list[Event]:
-        """Every held event with ``seq > after``, in order."""
-        if after >= self._last_seq or not self._events:
+    def publish(self) -> None:
+        """Make every appended event visible and deliver it to subscribers, in order."""
+        if self._last_seq == self._appended_seq:
+            return
+        fresh = self._window_after(self._last_seq)
+        self._last_seq = self._appended_seq
+        for event in fresh:
+            for sub in tuple(self._subscribers):
+                sub.callback(event)
+
+    def _window_after(self, after: int) -> list[Event]:
+        if not self._events or after >= self._events[-1].seq:
             return []
         start = max(0, after + 1 - self._events[0].seq)
         # seqs are contiguous in the window, so the slice position is arithmetic, not a search
         return [self._events[i] for i in range(start, len(self._events))]
+
+    def since(self, after: int) -> list[Event]:
+        """Every visible event with ``seq > after``, in order (older ones from the backfill)."""
+        if after >= self._last_seq:
+            return []
+        older: list[Event] = []
+        window_start = self._events[0].seq if self._events else self._last_seq + 1
+        if after + 1 < window_start and self._backfill is not None:
+            older = self._backfill(after, window_start - 1)
+        visible = self._window_after(after)
+        if visible and visible[-1].seq > self._last_seq:
+            visible = [e for e in visible if e.seq <= self._last_seq]
+        return older + visible
 
     def subscribe(
         self, after: int, callback: Subscriber, on_end: Callable[[], None] | None = None

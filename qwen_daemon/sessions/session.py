@@ -14,7 +14,10 @@ cancel the running turn). Cancel asks the agent to stop and resolves every pendi
 request itself, because Qwen Code drops them silently.
 
 If the agent process dies, the turn ends with an ``error`` and ``turn_ended`` event and the session
-returns to ``idle``; its next prompt starts a fresh agent session.
+returns to ``idle``; its next prompt restarts the agent and restores the agent's own conversation
+(ACP ``session/resume`` where offered, else ``session/load``, whose replayed history is not added
+to the transcript again), falling back to a new agent session with a visible error if it cannot.
+An agent that keeps crashing marks its sessions ``failed`` instead of being restarted forever.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,7 +42,8 @@ from qwen_daemon.errors import (
     SessionClosed,
     SessionFailed,
 )
-from qwen_daemon.sessions.events import EventLog, utc_now
+from qwen_daemon.sessions.events import Event, EventLog, utc_now
+from qwen_daemon.sessions.store import Persistence, SessionRecord
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +76,37 @@ class PendingPermission:
 class Session:
     """A daemon session bound to one ACP session inside a workspace's agent host."""
 
-    def __init__(self, cwd: str, title: str, host: AgentHost, max_events: int = 10_000) -> None:
-        self.id = new_id()
+    def __init__(
+        self,
+        cwd: str,
+        title: str,
+        host: AgentHost,
+        max_events: int = 10_000,
+        persist: Persistence | None = None,
+        *,
+        session_id: str | None = None,
+        history: list[Event] | None = None,
+    ) -> None:
+        self.id = session_id or new_id()
         self.cwd = cwd
         self.title = title
         self.host = host
+        self.agent = " ".join(host.command)
         self.created_at = utc_now()
         self.updated_at = self.created_at
         self.state: State = "starting"
         self.failure: str | None = None
         self.agent_session_id: str | None = None
         self.modes: dict[str, Any] | None = None
-        self.events = EventLog(max_events)
+        self.mode: str | None = None  # re-applied after a restore: Qwen Code does not persist it
+        self.closed_at: float | None = None
+        self._persist = persist
+        if persist is None:
+            self.events = EventLog(max_events, history=history)
+        else:
+            sink, backfill = persist.sink_for(self.id), persist.backfill_for(self.id)
+            self.events = EventLog(max_events, sink=sink, backfill=backfill, history=history)
+        self._replaying = False
         self.pending: dict[str, PendingPermission] = {}
         self._answered: OrderedDict[str, str | None] = OrderedDict()
         self._turn: asyncio.Task[None] | None = None
@@ -119,6 +143,25 @@ class Session:
     def busy(self) -> bool:
         return self.state in BUSY_STATES
 
+    def record(self) -> SessionRecord:
+        return SessionRecord(
+            id=self.id,
+            cwd=self.cwd,
+            title=self.title,
+            agent=self.agent,
+            agent_session_id=self.agent_session_id,
+            mode=self.mode,
+            state=self.state,
+            failure=self.failure,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            closed_at=self.closed_at,
+        )
+
+    def _changed(self) -> None:
+        if self._persist is not None:
+            self._persist.session_changed(self.id, self.record)
+
     # --- internals ----------------------------------------------------------------------------
 
     def _emit(self, type_: str, **fields: Any) -> None:
@@ -130,6 +173,7 @@ class Session:
         if state != self.state:
             self.state = state
             self._emit("state", state=state)
+            self._changed()
 
     def _check_open(self) -> None:
         if self.state == "closed":
@@ -138,17 +182,48 @@ class Session:
             raise SessionFailed(f"session {self.id} failed: {self.failure}")
 
     async def _ensure_agent_session(self) -> None:
-        """Make sure the agent holds a live ACP session for us (a new one after an agent restart)."""
+        """Make sure the agent holds a live ACP session for us, restoring ours after a restart."""
         if (
             self.agent_session_id is not None
             and self.host.running
             and (self.host.generation == self._agent_generation)
         ):
             return
+        if self.agent_session_id is not None and await self._restore_agent_session(self.agent_session_id):
+            return
         self.agent_session_id, result = await self.host.new_session(self.cwd, self)
+        self._after_agent_session(result)
+        self._changed()
+
+    async def _restore_agent_session(self, agent_session_id: str) -> bool:
+        """Reattach to the agent's own session; False (with an error event) if it cannot be."""
+        self._replaying = True  # session/load replays history we already hold
+        try:
+            result = await self.host.restore_session(self.cwd, agent_session_id, self)
+        except AgentFailed as exc:
+            if not self.host.running:
+                raise
+            self._emit(
+                "error",
+                message=f"could not restore the agent's conversation ({exc.message}); "
+                "continuing in a new agent session",
+            )
+            return False
+        finally:
+            self._replaying = False
+        wanted = self.mode
+        self._after_agent_session(result)
+        if wanted and wanted != self.mode:
+            await self.host.set_mode(agent_session_id, wanted)
+            self.mode = wanted
+        return True
+
+    def _after_agent_session(self, result: dict[str, Any]) -> None:
         self._agent_generation = self.host.generation
         modes = result.get("modes")
         self.modes = modes if isinstance(modes, dict) else None
+        if self.modes and isinstance(self.modes.get("currentModeId"), str):
+            self.mode = self.modes["currentModeId"]
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -237,7 +312,24 @@ class Session:
         if self.agent_session_id is not None:
             self.host.forget(self.agent_session_id)
         log.info("session %s closed (%s)", self.id, reason)
+        self.closed_at = time.time()
         self._set_state("closed")
+        self.events.close_subscribers()
+
+    async def suspend(self) -> None:
+        """For a daemon stop: end any turn and detach from the agent, but stay open for later."""
+        turn = self._turn
+        if self.busy:
+            await self.cancel()
+        if turn is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(turn), 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                turn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await turn
+        if self.agent_session_id is not None:
+            self.host.forget(self.agent_session_id)
         self.events.close_subscribers()
 
     # --- permissions --------------------------------------------------------------------------
@@ -248,7 +340,13 @@ class Session:
         """The first answer wins; later ones get PermissionAlreadyAnswered (409)."""
         pending = self.pending.get(request_id)
         if pending is None:
-            if request_id in self._answered:
+            stored = self._persist.store.permission_status(self.id, request_id) if self._persist else None
+            if stored == "expired":
+                raise PermissionAlreadyAnswered(
+                    f"permission request {request_id} expired when the daemon restarted; "
+                    "prompt again to let the agent ask anew"
+                )
+            if request_id in self._answered or stored is not None:
                 raise PermissionAlreadyAnswered(f"permission request {request_id} was already answered")
             raise PermissionNotFound(f"no permission request {request_id} in session {self.id}")
         offered = [o["option_id"] for o in pending.options]
@@ -266,6 +364,8 @@ class Session:
             self._answered.popitem(last=False)
         if not pending.future.done():
             pending.future.set_result(outcome)
+        if self._persist is not None:
+            self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
         self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id)
         if not self.pending and self.state == "awaiting_permission":
             self._set_state("running")
@@ -277,8 +377,13 @@ class Session:
     # --- SessionSink: what the agent host delivers ----------------------------------------------
 
     def on_update(self, update: dict[str, Any]) -> None:
-        if self.state == "closed":
+        if self.state == "closed" or self._replaying:
             return
+        if update.get("sessionUpdate") == "current_mode_update" and isinstance(
+            update.get("currentModeId"), str
+        ):
+            self.mode = update["currentModeId"]
+            self._changed()
         event_type, fields = translate_update(update)
         self._emit(event_type, **fields)
 
@@ -299,6 +404,8 @@ class Session:
             meta=params.get("_meta") if isinstance(params.get("_meta"), dict) else None,
         )
         self.pending[pending.request_id] = pending
+        if self._persist is not None:
+            self._persist.permission(self.id, pending.request_id, pending.as_json(), "pending")
         self._emit("permission_request", **pending.as_json())
         self._set_state("awaiting_permission")
         try:
@@ -310,10 +417,28 @@ class Session:
             raise
 
     def on_agent_exit(self, message: str) -> None:
-        self.agent_session_id = None
-        if self.state == "closed":
+        # keep agent_session_id: the next prompt restarts the agent and restores that session
+        if self.state in ("closed", "failed"):
             return
         self._resolve_all_pending()
-        if not self.busy:
+        if self.host.crash_looping:
+            self.failure = f"the agent keeps crashing ({message}); not restarting it"
+            self._emit("error", message=self.failure)
+            self._set_state("failed")
+        elif not self.busy:
             self._emit("error", message=message)
         # a running turn sees the broken connection and ends itself with the same message
+
+    # --- recovery -----------------------------------------------------------------------------
+
+    def recover(self, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
+        """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
+        for request in expired:
+            request_id = str(request.get("request_id"))
+            if self._persist is not None:
+                self._persist.permission(self.id, request_id, request, "expired")
+            self._emit("permission_resolved", request_id=request_id, option_id=None, expired=True)
+        if self.state in ("running", "awaiting_permission", "starting"):
+            if interrupted_prompt is not None and self.state != "starting":
+                self._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
+            self._set_state("idle")

@@ -1,0 +1,367 @@
+"""Durable storage for sessions, their events and pending permission requests (SQLite, WAL).
+
+Durability rule: an event is committed before any client sees it. Events appended during one
+turn of the event loop are written in one transaction at the end of that turn (``call_soon``), and
+only then published to subscribers, HTTP readers and WebSockets. With WAL and
+``synchronous=NORMAL`` a committed event survives a crash or ``kill -9`` of the daemon (it is in
+the OS's hands); a power cut can lose the last moments, never corrupt the file.
+
+Damage: a file that is not a database, or fails SQLite's quick check, is moved aside (kept, named
+``sessions.db.corrupt-<time>``) and a fresh one is started; the daemon logs both paths. A database
+that cannot be opened or written (permissions, a full disk) stops the daemon from starting with
+a message naming the file: silently starting empty would hide the user's sessions.
+
+Schema changes go through :data:`MIGRATIONS`, applied in order and recorded in ``user_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qwen_daemon.config import ensure_private_dir
+from qwen_daemon.sessions.events import Backfill, Event, EventLog, EventSink
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[str] = [
+    # 1: the first release
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        cwd TEXT NOT NULL,
+        title TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        agent_session_id TEXT,
+        mode TEXT,
+        state TEXT NOT NULL,
+        failure TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        closed_at REAL
+    );
+    CREATE TABLE events (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE permissions (
+        session_id TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        PRIMARY KEY (session_id, request_id)
+    ) WITHOUT ROWID;
+    """,
+]
+
+SESSION_FIELDS = (
+    "id",
+    "cwd",
+    "title",
+    "agent",
+    "agent_session_id",
+    "mode",
+    "state",
+    "failure",
+    "created_at",
+    "updated_at",
+    "closed_at",
+)
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass
+class SessionRecord:
+    id: str
+    cwd: str
+    title: str
+    agent: str
+    agent_session_id: str | None
+    mode: str | None
+    state: str
+    failure: str | None
+    created_at: str
+    updated_at: str
+    closed_at: float | None
+
+
+class Store:
+    """One SQLite database. Writes are queued and committed together by :meth:`flush`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.moved_aside: Path | None = None
+        ensure_private_dir(path.parent)
+        self._db = self._open()
+        self._events: list[tuple[str, int, str, str, str]] = []
+        self._writes: list[tuple[str, tuple[Any, ...]]] = []
+        self._after_commit: list[Callable[[], None]] = []
+
+    # --- opening ------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # 0600 from its first byte
+        os.close(fd)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = self._connect()
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                db.close()
+                raise sqlite3.DatabaseError("quick_check failed")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _is_corruption(exc):
+                raise StoreError(f"cannot open the session database {self.path}: {exc}") from None
+            self._move_aside(exc)
+            try:
+                db = self._connect()
+            except sqlite3.Error as again:
+                raise StoreError(f"cannot create the session database {self.path}: {again}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open the session database {self.path}: {exc.strerror or exc}") from None
+        try:
+            self._migrate(db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the session database {self.path}: {exc}") from None
+        return db
+
+    def _move_aside(self, exc: Exception) -> None:
+        target = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(target) + suffix))
+        self.moved_aside = target
+        log.error(
+            "session database %s is damaged (%s); moved it to %s and started a new one",
+            self.path,
+            exc,
+            target,
+        )
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this qwen-daemon understands ({len(MIGRATIONS)})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+    # --- writes (queued) ----------------------------------------------------------------------
+
+    def add_event(self, session_id: str, seq: int, type_: str, ts: str, payload: str) -> None:
+        self._events.append((session_id, seq, type_, ts, payload))
+
+    def save_session(self, record: SessionRecord) -> None:
+        placeholders = ",".join("?" for _ in SESSION_FIELDS)
+        self._writes.append(
+            (
+                f"INSERT OR REPLACE INTO sessions ({','.join(SESSION_FIELDS)}) VALUES ({placeholders})",  # noqa: S608 (column names are constants)
+                tuple(getattr(record, f) for f in SESSION_FIELDS),
+            )
+        )
+
+    def save_permission(self, session_id: str, request_id: str, payload: dict[str, Any], status: str) -> None:
+        self._writes.append(
+            (
+                "INSERT OR REPLACE INTO permissions VALUES (?,?,?,?)",
+                (session_id, request_id, json.dumps(payload), status),
+            )
+        )
+
+    def delete_session(self, session_id: str) -> None:
+        for table, column in (("events", "session_id"), ("permissions", "session_id"), ("sessions", "id")):
+            self._writes.append((f"DELETE FROM {table} WHERE {column} = ?", (session_id,)))  # noqa: S608
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once what is queued now is committed."""
+        self._after_commit.append(callback)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._events or self._writes or self._after_commit)
+
+    def flush(self) -> None:
+        """Commit everything queued in one transaction, then run the after-commit callbacks."""
+        if not self.dirty:
+            return
+        events, writes, callbacks = self._events, self._writes, self._after_commit
+        self._events, self._writes, self._after_commit = [], [], []
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            if events:
+                db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?)", events)
+            for sql, args in writes:
+                db.execute(sql, args)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            # keep the data queued: a later flush may succeed (e.g. after disk space is freed)
+            self._events, self._writes = events + self._events, writes + self._writes
+            self._after_commit = callbacks + self._after_commit
+            raise
+        for callback in callbacks:
+            callback()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def sessions(self) -> list[SessionRecord]:
+        rows = self._db.execute(f"SELECT {','.join(SESSION_FIELDS)} FROM sessions ORDER BY created_at, id")  # noqa: S608 (column names are constants)
+        return [SessionRecord(*row) for row in rows]
+
+    def events(self, session_id: str, after: int = 0, limit: int | None = None) -> list[tuple[int, str, str]]:
+        """``(seq, type, payload)`` rows with ``seq > after``, oldest first."""
+        sql = "SELECT seq, type, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq"
+        args: tuple[Any, ...] = (session_id, after)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args += (limit,)
+        return list(self._db.execute(sql, args))
+
+    def tail_events(self, session_id: str, count: int) -> list[tuple[int, str, str]]:
+        rows = self._db.execute(
+            "SELECT seq, type, payload FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+            (session_id, count),
+        ).fetchall()
+        rows.reverse()
+        return rows
+
+    def last_seq(self, session_id: str) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM events WHERE session_id = ?", (session_id,)).fetchone()
+        return int(row[0] or 0)
+
+    def permissions(self, session_id: str, status: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT payload FROM permissions WHERE session_id = ? AND status = ?", (session_id, status)
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def permission_status(self, session_id: str, request_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT status FROM permissions WHERE session_id = ? AND request_id = ?", (session_id, request_id)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def prunable(self, older_than: float) -> list[str]:
+        """Ids of closed sessions closed before ``older_than`` (epoch seconds)."""
+        rows = self._db.execute(
+            "SELECT id FROM sessions WHERE state = 'closed' AND closed_at IS NOT NULL AND closed_at < ?",
+            (older_than,),
+        )
+        return [r[0] for r in rows]
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("not a database", "malformed", "corrupt", "quick_check"))
+
+
+def decode_rows(rows: Iterable[tuple[int, str, str]]) -> list[tuple[int, str, dict[str, Any], str]]:
+    return [(seq, type_, json.loads(payload), payload) for seq, type_, payload in rows]
+
+
+class Persistence:
+    """Glue between live sessions and the store: one transaction per event-loop turn.
+
+    Everything queued while the loop runs one turn (events of every session, session rows,
+    permission rows) is committed by a single ``call_soon`` callback; then the event logs that
+    were waiting publish to their clients. A failed commit keeps everything queued, logs the
+    reason, and retries a second later: clients see nothing they could lose.
+    """
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._waiting_logs: list[EventLog] = []
+        self._dirty: dict[str, Callable[[], SessionRecord]] = {}
+        self._scheduled = False
+
+    def sink_for(self, session_id: str) -> EventSink:
+        def sink(log: EventLog, event: Event) -> None:
+            self.store.add_event(session_id, event.seq, event.type, event.data["ts"], event.json)
+            if not self._waiting_logs or self._waiting_logs[-1] is not log:
+                self._waiting_logs.append(log)
+            self._schedule()
+
+        return sink
+
+    def backfill_for(self, session_id: str) -> Backfill:
+        def backfill(after: int, through: int) -> list[Event]:
+            rows = self.store.events(session_id, after, limit=max(0, through - after))
+            return [Event(seq, type_, json.loads(payload), payload) for seq, type_, payload in rows]
+
+        return backfill
+
+    def history(self, session_id: str, count: int) -> list[Event]:
+        rows = self.store.tail_events(session_id, count)
+        return [Event(seq, type_, json.loads(payload), payload) for seq, type_, payload in rows]
+
+    def session_changed(self, session_id: str, snapshot: Callable[[], SessionRecord]) -> None:
+        self._dirty[session_id] = snapshot
+        self._schedule()
+
+    def permission(self, session_id: str, request_id: str, payload: dict[str, Any], status: str) -> None:
+        self.store.save_permission(session_id, request_id, payload, status)
+        self._schedule()
+
+    def delete(self, session_id: str) -> None:
+        self._dirty.pop(session_id, None)
+        self.store.delete_session(session_id)
+        self._schedule()
+
+    def _schedule(self, delay: float = 0.0) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            if delay:
+                loop.call_later(delay, self.flush)
+            else:
+                loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit what is queued, then publish the waiting events. Safe to call any time."""
+        self._scheduled = False
+        for snapshot in self._dirty.values():
+            self.store.save_session(snapshot())
+        self._dirty.clear()
+        logs, self._waiting_logs = self._waiting_logs, []
+        try:
+            self.store.flush()
+        except sqlite3.Error as exc:
+            log.error("cannot write the session database %s: %s (retrying)", self.store.path, exc)
+            self._waiting_logs = logs + self._waiting_logs
+            with contextlib.suppress(RuntimeError):  # no running loop: the caller retries
+                self._schedule(self.RETRY_SECONDS)
+            return
+        for event_log in logs:
+            event_log.publish()

@@ -179,7 +179,46 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
+def _prune(args: argparse.Namespace, paths: Paths) -> int:
+    """Remove closed sessions past the retention time: through the daemon, or the store if stopped."""
+    info, health = _running(paths)
+    days = args.older_than_days
+    if info is not None and health is not None:
+        body = {} if days is None else {"older_than_days": days}
+        try:
+            _status, payload = request_json(
+                info.url + "api/sessions/prune", "POST", read_token(paths), body, timeout=30.0
+            )
+        except ClientError as exc:
+            _print_err(str(exc))
+            return EXIT_FAIL
+        pruned = list(payload.get("pruned", [])) if isinstance(payload, dict) else []
+    else:
+        import time
+
+        from qwen_daemon.config import load_settings
+        from qwen_daemon.sessions.store import Store, StoreError
+
+        if not paths.database.exists():
+            pruned = []
+        else:
+            retention = load_settings(paths=paths).retention_days if days is None else days
+            try:
+                store = Store(paths.database)
+            except StoreError as exc:
+                _print_err(str(exc))
+                return EXIT_FAIL
+            pruned = store.prunable(time.time() - retention * 86400)
+            for session_id in pruned:
+                store.delete_session(session_id)
+            store.close()
+    print(f"pruned {len(pruned)} closed session(s)" + (": " + ", ".join(pruned) if pruned else ""))
+    return EXIT_OK
+
+
 def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
+    if args.prune:
+        return _prune(args, paths)
     info, health = _running(paths)
     if info is None or health is None:
         _print_err("qwen-daemon is not running")
@@ -258,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sessions = sub.add_parser("sessions", help="list sessions", description="List the daemon's sessions.")
     sessions.add_argument("--json", action="store_true", help="print JSON")
+    sessions.add_argument(
+        "--prune", action="store_true", help="remove closed sessions older than the retention time"
+    )
+    sessions.add_argument(
+        "--older-than-days", type=float, metavar="DAYS", help="with --prune: instead of retention_days"
+    )
 
     sub.add_parser(
         "url",

@@ -8,7 +8,9 @@ settings make every edit ask permission.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -136,5 +138,73 @@ def test_real_qwen_without_credentials_is_a_clear_error(tmp_path: Path, isolated
             events = await api.events(sid)
             assert any(e["type"] == "error" and "Authentication required" in e["message"] for e in events)
             assert (await api.call("GET", "/health")).status == 200
+
+    asyncio.run(main())
+
+
+def test_real_qwen_conversation_survives_a_daemon_restart(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    settings = Settings(paths=Paths.from_platform(), port=0)
+
+    async def main() -> None:
+        async with running_daemon(settings) as api:
+            sid = (await api.create(workspace))["id"]
+            fake_llm.queue(text("Noted."))
+            before = await run_turn(api, sid, "Remember the word PAPAYA-7391 for later.")
+            await turn_end(api, sid, before)
+            first_instance = api.daemon.instance_id
+
+        async with running_daemon(settings) as api:
+            assert api.daemon.instance_id != first_instance
+            listed = (await api.call("GET", "/api/sessions")).body["sessions"]
+            assert [s["id"] for s in listed] == [sid]
+            fake_llm.queue(text("The word was PAPAYA-7391."))
+            before = await run_turn(api, sid, "Which word did I ask you to remember?")
+            ended = await turn_end(api, sid, before)
+            assert ended["stop_reason"] == "end_turn"
+            new = [e for e in await api.events(sid) if e["seq"] > before]
+            assert not any(e["type"] == "error" for e in new), new
+            assert agent_text(new, before) == "The word was PAPAYA-7391."
+            every = await api.events(sid)
+            assert [e["text"] for e in every if e["type"] == "user_message"] == [
+                "Remember the word PAPAYA-7391 for later.",
+                "Which word did I ask you to remember?",
+            ]
+            # the agent's replay of its history (session/load) was not added to the transcript again
+            assert agent_text(every, 0) == "Noted.The word was PAPAYA-7391."
+        last = fake_llm.main_requests[-1]
+        sent = json.dumps(last["messages"])
+        assert "PAPAYA-7391" in sent and "Which word did I ask you to remember?" in sent
+
+    asyncio.run(main())
+
+
+def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+
+    async def main() -> None:
+        async with running_daemon(Settings(paths=Paths.from_platform(), port=0)) as api:
+            sid = (await api.create(workspace))["id"]
+            fake_llm.queue(text("Noted."))
+            await turn_end(api, sid, await run_turn(api, sid, "The code word is MANGO-2207."))
+            fake_llm.queue(text("a slow reply " * 40, pieces=40, delay=0.25))
+            before = await run_turn(api, sid, "Write a long answer")
+            await api.wait_event(sid, lambda e: e["seq"] > before and e["type"] == "agent_message_chunk")
+            host = api.daemon.manager.get(sid).host
+            assert host.pid is not None
+            os.kill(host.pid, signal.SIGKILL)
+            ended = await turn_end(api, sid, before)
+            assert ended["stop_reason"] == "error"
+            events = [e for e in await api.events(sid) if e["seq"] > before]
+            assert any(e["type"] == "error" for e in events)
+
+            fake_llm.queue(text("It was MANGO-2207."))
+            before = await run_turn(api, sid, "What was the code word?")
+            assert (await turn_end(api, sid, before))["stop_reason"] == "end_turn"
+            assert agent_text(await api.events(sid), before) == "It was MANGO-2207."
+        sent = json.dumps(fake_llm.main_requests[-1]["messages"])
+        assert "MANGO-2207" in sent  # the restarted agent restored the conversation
 
     asyncio.run(main())

@@ -20,6 +20,7 @@ from qwen_daemon.errors import (
     PermissionNotFound,
     SessionBusy,
     SessionClosed,
+    SessionFailed,
     SessionNotFound,
 )
 from qwen_daemon.sessions.manager import SessionManager
@@ -195,6 +196,40 @@ def test_agent_crash_mid_turn_then_recovers(tmp_path: Path) -> None:
         await until(lambda: types(session).count("turn_ended") == 2 and session.state == "idle")
         assert "alive again" in text_of(session)
         assert session.host.pid != first_pid
+
+    run(tmp_path, body)
+
+
+def test_agent_crash_restores_the_agent_session_with_load(tmp_path: Path) -> None:
+    history = tmp_path / "agent-history"
+    history.mkdir()
+
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        agent_session = session.agent_session_id
+        session.prompt("say remembered")
+        await finish_turn(session)
+        session.prompt("crash")
+        await until(lambda: types(session).count("turn_ended") == 2 and session.state == "idle")
+        session.prompt("say back")
+        await until(lambda: types(session).count("turn_ended") == 3 and session.state == "idle")
+        assert session.agent_session_id == agent_session  # loaded, not replaced
+        assert text_of(session).count("remembered") == 1  # the load's replay is not duplicated
+        assert "back" in text_of(session)
+
+    run(tmp_path, body, env={"FAKE_AGENT_HISTORY_DIR": str(history)})
+
+
+def test_crash_loop_fails_the_session_instead_of_spinning(tmp_path: Path) -> None:
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        for turn in range(1, 4):
+            session.prompt("crash")
+            await until(lambda n=turn: types(session).count("turn_ended") == n and not session.busy)  # type: ignore[misc]
+        await until(lambda: session.state == "failed")  # the third exit may be seen just after the turn
+        assert "keeps crashing" in (session.failure or "")
+        with pytest.raises(SessionFailed):
+            session.prompt("say hi")
 
     run(tmp_path, body)
 

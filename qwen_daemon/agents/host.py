@@ -119,7 +119,11 @@ class AgentHost:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None and self._conn is not None
+        """Alive and talking: stdout at EOF means it is gone even before it is reaped."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None or self._conn is None:
+            return False
+        return proc.stdout is not None and not proc.stdout.at_eof()
 
     @property
     def pid(self) -> int | None:
@@ -181,12 +185,12 @@ class AgentHost:
     async def _watch_exit(self, proc: asyncio.subprocess.Process, conn: Connection) -> None:
         code = await proc.wait()
         await conn.close()
-        if self._proc is proc:
+        # a newer process may already have replaced this one (it was seen dead at stdout EOF)
+        current = self._proc is proc
+        if current:
             self._conn = None
-        sinks = list(self._sinks.values())
-        self._sinks.clear()
         message = self._exit_message(code)
-        if self._stopping:
+        if current and self._stopping:
             log.info("agent pid=%s stopped (%s)", proc.pid, message)
             return
         self._crashes.append(asyncio.get_running_loop().time())
@@ -194,8 +198,11 @@ class AgentHost:
         self._signal_group(proc.pid, signal.SIGKILL)  # what the dead agent started is orphaned now
         if self._on_gone is not None:
             self._on_gone(proc.pid)
-        for sink in sinks:
-            sink.on_agent_exit(message)
+        if current:
+            sinks = list(self._sinks.values())
+            self._sinks.clear()
+            for sink in sinks:
+                sink.on_agent_exit(message)
 
     def _exit_message(self, code: int) -> str:
         if code < 0:

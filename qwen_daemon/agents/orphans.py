@@ -26,9 +26,10 @@ from qwen_daemon.config import write_private_file
 
 log = logging.getLogger(__name__)
 
+# dash's kill rejects "--"; a negative pid after the signal name is read as a group everywhere
 _WATCHMAN = (
     "while IFS= read -r _; do :; done; "
-    'while IFS= read -r g; do [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null; done < "$1"; exit 0'
+    'while IFS= read -r g; do [ -n "$g" ] && kill -KILL "-$g" 2>/dev/null; done < "$1"; exit 0'
 )
 
 

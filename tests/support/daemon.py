@@ -158,6 +158,17 @@ class WsClient:
     def close(self) -> None:
         self.conn.close()
 
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Close and wait until the connection is really closed (its socket released)."""
+        already_closed = self.conn.close_code is not None
+        self.conn.close()
+        if already_closed:
+            return  # the server closed it; nothing left to wait for
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await asyncio.wait_for(self.conn.read_message(), max(0.01, deadline - loop.time())) is not None:
+            pass
+
 
 def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
@@ -180,6 +191,6 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Api]:
         yield api
     finally:
         for client in api.clients:
-            client.close()
+            await client.aclose()
         api.http.close()
         await daemon.shutdown()

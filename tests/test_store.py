@@ -1,0 +1,91 @@
+"""The SQLite store: schema, batching, damage handling."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from qwen_daemon.sessions.store import MIGRATIONS, SessionRecord, Store, StoreError
+
+
+def record(session_id: str = "s1", state: str = "idle") -> SessionRecord:
+    return SessionRecord(session_id, "/w", "t", "agent", "a-1", "plan", state, None, "c", "u", None)
+
+
+def test_schema_version_file_mode_and_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "sessions.db"
+    store = Store(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    store.save_session(record())
+    store.add_event("s1", 1, "state", "ts", '{"seq":1}')
+    store.add_event("s1", 2, "state", "ts", '{"seq":2}')
+    store.save_permission("s1", "r1", {"request_id": "r1"}, "pending")
+    done: list[str] = []
+    store.after_commit(lambda: done.append("committed"))
+    assert store.events("s1") == []  # queued, not yet committed
+    store.flush()
+    assert done == ["committed"]
+    store.close()
+
+    again = Store(path)
+    assert again.sessions() == [record()]
+    assert [seq for seq, _, _ in again.events("s1")] == [1, 2]
+    assert [seq for seq, _, _ in again.events("s1", after=1)] == [2]
+    assert [seq for seq, _, _ in again.tail_events("s1", 1)] == [2]
+    assert again.last_seq("s1") == 2
+    assert again.permissions("s1", "pending") == [{"request_id": "r1"}]
+    assert again.permission_status("s1", "r1") == "pending"
+    again.delete_session("s1")
+    again.flush()
+    assert again.sessions() == [] and again.events("s1") == []
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == len(MIGRATIONS)
+    again.close()
+
+
+def test_corrupt_database_is_moved_aside_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "sessions.db"
+    path.write_bytes(b"this is not a database at all" * 100)
+    store = Store(path)
+    assert store.moved_aside is not None and store.moved_aside.exists()
+    assert store.moved_aside.read_bytes().startswith(b"this is not a database")
+    assert str(store.moved_aside) in caplog.text and "damaged" in caplog.text
+    assert store.sessions() == []
+    store.close()
+
+
+def test_damaged_pages_are_detected(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    store = Store(path)
+    for i in range(200):
+        store.save_session(record(f"s{i}"))
+    store.flush()
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[4096 : 4096 + 64] = b"\xff" * 64  # smash the b-tree header of the second page
+    path.write_bytes(bytes(data))
+    store = Store(path)
+    assert store.moved_aside is not None
+    store.close()
+
+
+def test_unusable_database_refuses_with_the_file_named(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    path.mkdir()  # a directory where the file should be: cannot be opened, is not "damage"
+    with pytest.raises(StoreError, match=str(path)):
+        Store(path)
+    assert path.is_dir()
+
+
+def test_newer_schema_is_refused_not_downgraded(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 5}")
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)

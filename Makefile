@@ -39,12 +39,13 @@ test: install
 
 ## lint: ruff and mypy (strict on the package)
 lint: install
-	$(BIN)/ruff check qwen_daemon tests
-	$(BIN)/ruff format --check qwen_daemon tests
+	$(BIN)/ruff check qwen_daemon tests bench
+	$(BIN)/ruff format --check qwen_daemon tests bench
 	$(BIN)/mypy
 
+## bench: measurements that print tables (figures quoted in the issues' closing notes)
 bench: install
-	@echo "benchmarks arrive with the performance issue"
+	$(BIN)/python bench/idle_memory.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +9,9 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from tests.support.daemon import Api, WsClient, fake_settings, running_daemon
+from tests.support.daemon import Api, WsClient, serve
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def serve(tmp_path: Path, body: Callable[[Api, Path], Awaitable[None]], **overrides: Any) -> None:
-    workspace = tmp_path / "workspace"
-    workspace.mkdir(exist_ok=True)
-
-    async def main() -> None:
-        async with running_daemon(fake_settings(tmp_path, **overrides)) as api:
-            await body(api, workspace)
-
-    asyncio.run(main())
 
 
 def seqs(client: WsClient) -> list[int]:

@@ -299,18 +299,7 @@ class Session:
         """Cancel any turn, release the agent session and move to ``closed`` for good."""
         if self.state == "closed":
             return
-        turn = self._turn
-        if self.busy:
-            await self.cancel()
-        if turn is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(turn), 2.0)
-            except (TimeoutError, asyncio.CancelledError):
-                turn.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await turn
-        if self.agent_session_id is not None:
-            self.host.forget(self.agent_session_id)
+        await self._end_turn()
         log.info("session %s closed (%s)", self.id, reason)
         self.closed_at = time.time()
         self._set_state("closed")
@@ -318,19 +307,23 @@ class Session:
 
     async def suspend(self) -> None:
         """For a daemon stop: end any turn and detach from the agent, but stay open for later."""
+        await self._end_turn()
+        self.events.close_subscribers()
+
+    async def _end_turn(self, grace: float = 2.0) -> None:
+        """Cancel a running turn, give the agent ``grace`` seconds to end it, then detach."""
         turn = self._turn
         if self.busy:
             await self.cancel()
         if turn is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(turn), 2.0)
+                await asyncio.wait_for(asyncio.shield(turn), grace)
             except (TimeoutError, asyncio.CancelledError):
                 turn.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await turn
         if self.agent_session_id is not None:
             self.host.forget(self.agent_session_id)
-        self.events.close_subscribers()
 
     # --- permissions --------------------------------------------------------------------------
 

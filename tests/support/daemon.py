@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +194,15 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Api]:
             await client.aclose()
         api.http.close()
         await daemon.shutdown()
+
+
+def serve(tmp_path: Path, body: Callable[[Api, Path], Awaitable[None]], **overrides: Any) -> None:
+    """Run ``body(api, workspace)`` against a fresh daemon with the fake agent."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir(exist_ok=True)
+
+    async def main() -> None:
+        async with running_daemon(fake_settings(tmp_path, **overrides)) as api:
+            await body(api, workspace)
+
+    asyncio.run(main())

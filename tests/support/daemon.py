@@ -206,3 +206,43 @@ def serve(tmp_path: Path, body: Callable[[Api, Path], Awaitable[None]], **overri
             await body(api, workspace)
 
     asyncio.run(main())
+
+
+class ThreadedDaemon:
+    """A daemon on its own event loop in a background thread, for synchronous test drivers."""
+
+    def __init__(self, settings: Settings) -> None:
+        import threading
+
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.daemon: Daemon | None = None
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="daemon", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+        self.loop.close()
+
+    async def _main(self) -> None:
+        sock, _port = tornado.testing.bind_unused_port()
+        self.daemon = Daemon(self.settings)
+        await self.daemon.start(sockets=[sock])
+        self._stop = asyncio.Event()
+        self.ready.set()
+        await self._stop.wait()
+        await self.daemon.shutdown()
+
+    def __enter__(self) -> Daemon:
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("daemon thread did not start")
+        assert self.daemon is not None
+        return self.daemon
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(60)

@@ -1,0 +1,347 @@
+"""``GET /api/openapi.json``: an OpenAPI 3.1 description of the HTTP API.
+
+Kept next to the handlers and checked by the tests against the live route table and against real
+responses, so it cannot drift: a route without an entry here, or a response that does not match
+its schema, fails CI. Schemas are JSON Schema 2020-12, as OpenAPI 3.1 requires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qwen_daemon import __version__
+from qwen_daemon.server.base import BaseHandler
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ERROR, "error") for s in (401, *statuses)}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+_SESSION_ID = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "schema": {"$ref": "#/components/schemas/Id"},
+}
+_AFTER = {
+    "name": "after",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    "description": "only events with a greater seq",
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "State": {
+        "enum": ["starting", "idle", "running", "awaiting_permission", "closed", "failed"],
+    },
+    "Session": {
+        "type": "object",
+        "required": ["id", "title", "cwd", "state", "created_at", "updated_at", "url", "last_seq"],
+        "properties": {
+            "id": {"$ref": "#/components/schemas/Id"},
+            "title": {"type": "string"},
+            "cwd": {"type": "string"},
+            "state": {"$ref": "#/components/schemas/State"},
+            "created_at": {"type": "string"},
+            "updated_at": {"type": "string"},
+            "url": {"type": "string"},
+            "last_seq": {"type": "integer", "minimum": 0},
+        },
+    },
+    "PermissionOption": {
+        "type": "object",
+        "required": ["option_id", "name", "kind"],
+        "properties": {
+            "option_id": {"type": "string"},
+            "name": {"type": "string"},
+            "kind": {"type": "string"},
+        },
+    },
+    "PendingPermission": {
+        "type": "object",
+        "required": ["request_id", "tool_call", "options"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "tool_call": {"type": "object"},
+            "options": {"type": "array", "items": {"$ref": "#/components/schemas/PermissionOption"}},
+            "meta": {"type": "object"},
+            "created_at": {"type": "string"},
+        },
+    },
+    "SessionDetail": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Session"},
+            {
+                "type": "object",
+                "required": ["pending_permissions"],
+                "properties": {
+                    "pending_permissions": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/PendingPermission"},
+                    },
+                    "prompt_id": {"type": ["string", "null"]},
+                    "failure": {"type": ["string", "null"]},
+                    "modes": {"type": ["object", "null"]},
+                },
+            },
+        ]
+    },
+    "Event": {
+        "type": "object",
+        "required": ["seq", "type", "ts"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "type": {
+                "enum": [
+                    "user_message",
+                    "agent_message_chunk",
+                    "agent_thought_chunk",
+                    "tool_call",
+                    "tool_call_update",
+                    "plan",
+                    "permission_request",
+                    "permission_resolved",
+                    "turn_started",
+                    "turn_ended",
+                    "state",
+                    "error",
+                    "agent_update",
+                ]
+            },
+            "ts": {"type": "string"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "version", "pid", "instance_id", "started_at"],
+        "properties": {
+            "status": {"enum": ["ok", "stopping"]},
+            "version": {"type": "string"},
+            "pid": {"type": "integer"},
+            "instance_id": {"type": "string"},
+            "started_at": {"type": "string"},
+        },
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+PATHS: dict[str, Any] = {
+    "/health": {
+        "get": {
+            "summary": "liveness and identity (no token needed)",
+            "security": [],
+            "responses": {"200": _json(_ref("Health"), "the daemon is up")},
+        }
+    },
+    "/api/openapi.json": {
+        "get": {"summary": "this document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}
+    },
+    "/api/stop": {
+        "post": {
+            "summary": "stop the daemon gracefully",
+            "responses": {"202": _json({"type": "object"}, "stopping"), **_errors()},
+        }
+    },
+    "/api/sessions": {
+        "get": {
+            "summary": "list sessions",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["sessions"],
+                        "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
+                    },
+                    "all sessions",
+                ),
+                **_errors(),
+            },
+        },
+        "post": {
+            "summary": "create a session (and its agent session)",
+            "requestBody": _body(
+                {
+                    "type": "object",
+                    "required": ["cwd"],
+                    "additionalProperties": False,
+                    "properties": {"cwd": {"type": "string"}, "title": {"type": "string", "maxLength": 200}},
+                }
+            ),
+            "responses": {"201": _json(_ref("SessionDetail"), "created"), **_errors(400, 429, 502, 503)},
+        },
+    },
+    "/api/sessions/prune": {
+        "post": {
+            "summary": "delete closed sessions older than the retention time",
+            "requestBody": _body(
+                {"type": "object", "properties": {"older_than_days": {"type": "number", "minimum": 0}}},
+                required=False,
+            ),
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["pruned"],
+                        "properties": {"pruned": {"type": "array", "items": {"type": "string"}}},
+                    },
+                    "ids removed",
+                ),
+                **_errors(400),
+            },
+        }
+    },
+    "/api/sessions/{session_id}": {
+        "parameters": [_SESSION_ID],
+        "get": {
+            "summary": "one session",
+            "responses": {"200": _json(_ref("SessionDetail"), "it"), **_errors(404)},
+        },
+        "delete": {
+            "summary": "cancel, close and forget a session",
+            "responses": {"204": {"description": "gone"}, **_errors(404)},
+        },
+    },
+    "/api/sessions/{session_id}/prompt": {
+        "parameters": [_SESSION_ID],
+        "post": {
+            "summary": "start a turn (refused while one runs)",
+            "requestBody": _body(
+                {
+                    "type": "object",
+                    "required": ["text"],
+                    "properties": {"text": {"type": "string", "minLength": 1}},
+                }
+            ),
+            "responses": {
+                "202": _json(
+                    {
+                        "type": "object",
+                        "required": ["prompt_id"],
+                        "properties": {"prompt_id": {"type": "string"}},
+                    },
+                    "accepted",
+                ),
+                **_errors(400, 404, 409),
+            },
+        },
+    },
+    "/api/sessions/{session_id}/cancel": {
+        "parameters": [_SESSION_ID],
+        "post": {
+            "summary": "cancel the running turn",
+            "responses": {"202": _json({"type": "object"}, "cancelling"), **_errors(404, 409)},
+        },
+    },
+    "/api/sessions/{session_id}/permissions/{request_id}": {
+        "parameters": [
+            _SESSION_ID,
+            {"name": "request_id", "in": "path", "required": True, "schema": _ref("Id")},
+        ],
+        "post": {
+            "summary": "answer a permission request (the first answer wins)",
+            "requestBody": _body(
+                {
+                    "type": "object",
+                    "required": ["option_id"],
+                    "properties": {"option_id": {"type": "string"}, "answers": {"type": "object"}},
+                }
+            ),
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["request_id", "option_id"],
+                        "properties": {"request_id": {"type": "string"}, "option_id": {"type": "string"}},
+                    },
+                    "answered",
+                ),
+                **_errors(400, 404, 409),
+            },
+        },
+    },
+    "/api/sessions/{session_id}/events": {
+        "parameters": [_SESSION_ID, _AFTER],
+        "get": {
+            "summary": "events after a seq",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["events", "last_seq", "first_seq"],
+                        "properties": {
+                            "events": {"type": "array", "items": _ref("Event")},
+                            "last_seq": {"type": "integer"},
+                            "first_seq": {"type": "integer"},
+                        },
+                    },
+                    "events in seq order",
+                ),
+                **_errors(400, 404),
+            },
+        },
+    },
+    "/api/sessions/{session_id}/ws": {
+        "parameters": [_SESSION_ID, _AFTER],
+        "get": {
+            "summary": "WebSocket: hello, replay after `after`, then live events; accepts commands",
+            "description": "Client frames: {type: prompt, text} | {type: cancel} | {type: permission, "
+            "request_id, option_id, answers?} | {type: ping}, each with an optional id echoed in the "
+            "{type: ack} or {type: error, error} reply. Event frames carry seq; control frames do not.",
+            "responses": {"101": {"description": "switching protocols"}, **_errors(400, 403, 404)},
+        },
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "qwen-daemon",
+            "version": __version__,
+            "description": "Keeps ACP coding-agent sessions alive; every error body is "
+            '{"error": {"code", "message"}}.',
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+    }
+
+
+class OpenApiHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json(document())
+
+
+routes = [(r"/api/openapi.json", OpenApiHandler)]

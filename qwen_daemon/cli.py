@@ -254,6 +254,25 @@ def cmd_url(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
+def cmd_token(args: argparse.Namespace, paths: Paths) -> int:
+    """``token rotate``: a running daemon swaps its token and drops old connections; else the file."""
+    info, health = _running(paths)
+    if info is not None and health is not None:
+        try:
+            _status, payload = request_json(info.url + "api/token/rotate", "POST", read_token(paths), {})
+        except ClientError as exc:
+            _print_err(str(exc))
+            return EXIT_FAIL
+        closed = payload.get("closed_websockets", 0) if isinstance(payload, dict) else 0
+        print(f"token rotated; {closed} open connection(s) closed. New URL:")
+        return cmd_url(args, paths)
+    from qwen_daemon.config import rotate_token
+
+    rotate_token(paths)
+    print("token rotated (the daemon is not running; it will use the new token when started)")
+    return EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -309,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the browser URL (contains the token)",
         description="Print the URL to open in a browser, including the access token.",
     )
+    token = sub.add_parser("token", help="manage the access token", description="Manage the access token.")
+    token.add_argument("action", choices=["rotate"], help="rotate: issue a new token, revoke the old one")
     return parser
 
 
@@ -326,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "sessions": cmd_sessions,
         "url": cmd_url,
+        "token": cmd_token,
     }
     try:
         return commands[args.command](args, paths)

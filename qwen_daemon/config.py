@@ -116,6 +116,36 @@ def write_private_file(path: Path, text: str) -> None:
         raise
 
 
+def rotate_token(paths: Paths) -> str:
+    """Replace the API token with a fresh one (the old one stops working at once)."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    write_private_file(paths.token_file, token + "\n")
+    return token
+
+
+def secure_paths(paths: Paths) -> list[str]:
+    """Check the daemon's directories (0700) and secret files (0600); repair what is too open.
+
+    Returns one line per repair, for the log. Raises ConfigError for something owned by another
+    user: repairing that is not ours to do, and trusting it would be unsafe.
+    """
+    repairs = []
+    dirs = [paths.config_dir, paths.state_dir, paths.log_dir, paths.runtime_dir]
+    files = [paths.token_file, paths.database, paths.discovery_file, paths.pid_file, paths.log_file]
+    for path, wanted in [*((d, 0o700) for d in dirs), *((f, 0o600) for f in files)]:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if info.st_uid != os.getuid():
+            raise ConfigError(f"{path} belongs to another user (uid {info.st_uid}); refusing to use it")
+        mode = info.st_mode & 0o777
+        if mode & 0o077:
+            path.chmod(wanted)
+            repairs.append(f"{path} was readable by others (mode {mode:04o}); set it to {wanted:04o}")
+    return repairs
+
+
 def load_or_create_token(paths: Paths) -> str:
     """The API token: 256 random bits, kept 0600 in the config dir, stable across restarts."""
     path = paths.token_file

@@ -28,7 +28,7 @@ import tornado.websocket
 
 from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
-from qwen_daemon.config import Settings, load_or_create_token
+from qwen_daemon.config import ConfigError, Settings, load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
 from qwen_daemon.server import health, openapi, sessions_api, stream
 from qwen_daemon.server.base import NotFoundHandler
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_SIZE = 1024 * 1024
 #: Upper bound on the whole of :meth:`Daemon.shutdown` (agents get SIGTERM → SIGKILL inside it).
 SHUTDOWN_TIMEOUT = 30.0
+#: Largest WebSocket frame a client may send (a prompt is at most 100,000 characters).
+MAX_FRAME_SIZE = 1024 * 1024
+#: WebSocket close code when the token a connection was opened with has been rotated.
+CLOSE_TOKEN_ROTATED = 4001
 #: WebSocket close code for "going away" (RFC 6455).
 CLOSE_GOING_AWAY = 1001
 
@@ -80,6 +84,8 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
         # depth; bearer auth already stops CSRF).
         cross_origin_protection=True,
         websocket_ping_interval=30,
+        # a bigger frame is refused with close code 1009 (message too big)
+        websocket_max_message_size=MAX_FRAME_SIZE,
         websocket_ping_timeout=60,
         compress_response=False,
         serve_traceback=False,
@@ -141,6 +147,11 @@ class Daemon:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        try:  # before anything reads or writes a secret file
+            for repair in secure_paths(settings.paths):
+                log.warning("%s", repair)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
         self.token = load_or_create_token(settings.paths)
         self.instance_id = uuid.uuid4().hex
         self.started_at = _utc_now()
@@ -169,6 +180,16 @@ class Daemon:
     @property
     def url(self) -> str:
         return make_url(self.settings.host, self.port)
+
+    def rotate_token(self) -> int:
+        """Issue a new token; every WebSocket opened with the old one is closed. Returns how many."""
+        self.token = rotate_token(self.settings.paths)
+        self.app.settings["token"] = self.token
+        closed = list(self.websockets)
+        for ws in closed:
+            ws.close(CLOSE_TOKEN_ROTATED, "the token was rotated; get the new URL with `qwen-daemon url`")
+        log.info("token rotated; closed %d WebSocket(s)", len(closed))
+        return len(closed)
 
     @property
     def browser_url(self) -> str:

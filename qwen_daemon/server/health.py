@@ -41,7 +41,16 @@ class StopHandler(BaseHandler):
         self.daemon.request_stop()
 
 
+class TokenRotateHandler(BaseHandler):
+    """Issue a new API token. The answer never contains it: clients read the 0600 token file."""
+
+    def post(self) -> None:
+        closed = self.daemon.rotate_token()
+        self.write_json({"status": "rotated", "closed_websockets": closed})
+
+
 routes: list[tuple[str, type[tornado.web.RequestHandler]]] = [
     (r"/health", HealthHandler),
     (r"/api/stop", StopHandler),
+    (r"/api/token/rotate", TokenRotateHandler),
 ]

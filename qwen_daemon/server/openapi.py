@@ -170,6 +170,25 @@ PATHS: dict[str, Any] = {
             "responses": {"202": _json({"type": "object"}, "stopping"), **_errors()},
         }
     },
+    "/api/token/rotate": {
+        "post": {
+            "summary": "issue a new token; connections opened with the old one are closed",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["status", "closed_websockets"],
+                        "properties": {
+                            "status": {"const": "rotated"},
+                            "closed_websockets": {"type": "integer"},
+                        },
+                    },
+                    "rotated (the new token is in the token file, never in a response)",
+                ),
+                **_errors(),
+            },
+        }
+    },
     "/api/sessions": {
         "get": {
             "summary": "list sessions",
@@ -315,7 +334,7 @@ PATHS: dict[str, Any] = {
             "description": "Client frames: {type: prompt, text} | {type: cancel} | {type: permission, "
             "request_id, option_id, answers?} | {type: ping}, each with an optional id echoed in the "
             "{type: ack} or {type: error, error} reply. Event frames carry seq; control frames do not.",
-            "responses": {"101": {"description": "switching protocols"}, **_errors(400, 403, 404)},
+            "responses": {"101": {"description": "switching protocols"}, **_errors(400, 403, 404, 429)},
         },
     },
 }

@@ -24,7 +24,7 @@ from typing import Any
 import tornado.web
 from tornado.websocket import WebSocketClosedError
 
-from qwen_daemon.errors import BadRequest, DaemonError
+from qwen_daemon.errors import BadRequest, DaemonError, LimitReached
 from qwen_daemon.server.base import BaseWebSocketHandler
 from qwen_daemon.server.sessions_api import _ID, parse_after, permission_answer, prompt_text
 from qwen_daemon.sessions.events import Event, Subscription
@@ -32,6 +32,9 @@ from qwen_daemon.sessions.session import Session
 
 log = logging.getLogger(__name__)
 
+#: Limits on open WebSockets (beyond them the handshake gets 429).
+MAX_CLIENTS_PER_SESSION = 32
+MAX_WEBSOCKETS = 256
 #: Frames written but not yet flushed to the socket before a client counts as too slow.
 MAX_UNFLUSHED = 20_000
 CLOSE_TOO_SLOW = 4008
@@ -48,6 +51,10 @@ class SessionStreamHandler(BaseWebSocketHandler):
         # validate before the upgrade, so a bad id or cursor is a plain HTTP 404/400
         self.session = self.manager.get(args[0])
         self._after = parse_after(self.get_query_argument("after", None))
+        if len(self.daemon.websockets) >= MAX_WEBSOCKETS:
+            raise LimitReached(f"at most {MAX_WEBSOCKETS} WebSocket connections may be open")
+        if self.session.events.subscriber_count >= MAX_CLIENTS_PER_SESSION:
+            raise LimitReached(f"at most {MAX_CLIENTS_PER_SESSION} clients may follow one session")
         await super().get(*args, **kwargs)
 
     def open(self, *args: str, **kwargs: str) -> None:

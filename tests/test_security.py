@@ -1,0 +1,167 @@
+"""Hostile input and secrets: each test is one attack, asserting the refusal and that nothing changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from qwen_daemon.config import Paths
+from qwen_daemon.discovery import read_discovery
+from qwen_daemon.server.stream import MAX_CLIENTS_PER_SESSION
+from tests.support.daemon import FAKE_AGENT, Api, fake_settings, running_daemon, serve
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_token_rotation_revokes_the_old_token_and_its_connections(tmp_path: Path) -> None:
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        old = api.daemon.token
+        client = await api.ws(sid)
+        await client.recv()  # hello
+        reply = await api.call("POST", "/api/token/rotate", {})
+        assert reply.status == 200 and reply.body["closed_websockets"] == 1
+        new = api.daemon.settings.paths.token_file.read_text().strip()
+        assert new != old and old not in json.dumps(reply.body) and new not in json.dumps(reply.body)
+        while await client.recv() is not None:
+            pass  # the replay, then the close
+        assert client.conn.close_code == 4001
+        before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
+        refused = await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "say hi"}, token=old)
+        assert refused.status == 401
+        with pytest.raises(tornado.httpclient.HTTPClientError):
+            await api.ws(sid, token=old)
+        ok = await api.call("GET", f"/api/sessions/{sid}", token=new)
+        assert ok.status == 200 and ok.body["last_seq"] == before  # nothing was sent to the agent
+
+    serve(tmp_path, body)
+
+
+def test_cli_token_rotate_without_a_daemon(paths: Paths) -> None:
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    paths.token_file.write_text("x" * 43 + "\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "qwen_daemon", "token", "rotate"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    new = paths.token_file.read_text().strip()
+    assert new != "x" * 43 and len(new) >= 43 and new not in res.stdout
+    assert stat.S_IMODE(paths.token_file.stat().st_mode) == 0o600
+
+
+def test_oversized_websocket_frame_is_refused_with_1009(tmp_path: Path) -> None:
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        client = await api.ws(sid)
+        await client.recv()
+        before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
+        await client.send({"type": "prompt", "text": "say " + "x" * (2 * 1024 * 1024)})
+        while await client.recv() is not None:
+            pass
+        assert client.conn.close_code == 1009
+        after = (await api.call("GET", f"/api/sessions/{sid}")).body
+        assert after["last_seq"] == before and after["state"] == "idle"  # no prompt reached the agent
+
+    serve(tmp_path, body)
+
+
+def test_too_many_clients_on_one_session_get_429(tmp_path: Path) -> None:
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        for _ in range(MAX_CLIENTS_PER_SESSION):
+            await (await api.ws(sid)).recv()
+        with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+            await api.ws(sid)
+        assert info.value.code == 429
+
+    serve(tmp_path, body)
+
+
+def test_too_open_permissions_are_repaired_at_start(
+    tmp_path: Path, paths: Paths, caplog: pytest.LogCaptureFixture
+) -> None:
+    for directory in (paths.config_dir, paths.state_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+    paths.token_file.write_text("t" * 43 + "\n")
+    paths.token_file.chmod(0o644)
+
+    async def main() -> None:
+        with caplog.at_level(logging.WARNING):
+            async with running_daemon(fake_settings(tmp_path, paths=paths)):
+                pass
+
+    asyncio.run(main())
+    assert stat.S_IMODE(paths.config_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(paths.state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(paths.token_file.stat().st_mode) == 0o600
+    assert "mode 0644" in caplog.text and "mode 0755" in caplog.text
+
+
+def test_token_never_in_logs_or_process_arguments(paths: Paths, tmp_path: Path) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwen_daemon",
+            "start",
+            "--port",
+            "0",
+            "--agent-cmd",
+            f"{sys.executable} {FAKE_AGENT}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    info = read_discovery(paths)
+    assert info is not None
+    token = paths.token_file.read_text().strip()
+    try:
+        (tmp_path / "ws").mkdir()
+
+        async def traffic() -> None:
+            http = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+            base = info.url.rstrip("/")
+            auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            body = json.dumps({"cwd": str(tmp_path / "ws")})
+            await http.fetch(f"{base}/api/sessions", method="POST", headers=auth, body=body)
+            for path in (f"/?token={token}", f"/api/sessions?token={token}", "/api/nowhere"):
+                await http.fetch(base + path, raise_error=False)
+            await http.fetch(
+                f"{base}/api/sessions", headers={"Authorization": "Bearer wrong"}, raise_error=False
+            )
+            http.close()
+
+        asyncio.run(traffic())
+        for pid in [info.pid, *_children(info.pid)]:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert token.encode() not in cmdline
+    finally:
+        subprocess.run([sys.executable, "-m", "qwen_daemon", "stop"], capture_output=True, timeout=60)
+    logs = [paths.log_file, *paths.agent_log_dir.glob("*.log")]
+    assert paths.log_file.exists()
+    for log in logs:
+        assert token not in log.read_text(), log
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().split(")")[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found

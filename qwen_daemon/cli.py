@@ -66,6 +66,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         "max_sessions": args.max_sessions,
         "idle_timeout": args.idle_timeout,
         "log_level": args.log_level,
+        "allow_remote": True if args.allow_remote else None,
+        "insecure_remote": True if args.insecure_remote else None,
+        "certfile": args.certfile,
+        "keyfile": args.keyfile,
+        "allowed_hosts": args.allowed_host,
     }
     try:
         settings = load_settings(flags=flags)
@@ -298,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--max-sessions", help="most sessions open at once")
     start.add_argument("--idle-timeout", help="seconds an idle session is kept open")
     start.add_argument("--log-level", help="debug, info, warning or error")
+    start.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    start.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS")
+    start.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
+    start.add_argument(
+        "--insecure-remote", action="store_true", help="allow remote access without TLS (not recommended)"
+    )
+    start.add_argument(
+        "--allowed-host", action="append", metavar="NAME", help="extra Host name to answer to (repeatable)"
+    )
 
     stop = sub.add_parser("stop", help="stop the daemon gracefully", description="Stop the daemon.")
     stop.add_argument(

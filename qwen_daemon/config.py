@@ -224,6 +224,38 @@ def _parse_command(value: object) -> tuple[str, ...] | None:
     return tuple(parts)
 
 
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise ValueError("must be true or false")
+
+
+def _parse_file(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a file path")
+    if not os.path.isfile(value):
+        raise ValueError(f"{value!r} is not a readable file")
+    return os.path.abspath(value)
+
+
+def _parse_hosts(value: object) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a list of host names")
+    return tuple(_parse_host(item).lower() for item in items if not isinstance(item, str) or item.strip())
+
+
 def _parse_log_level(value: object) -> str:
     levels = ("debug", "info", "warning", "error")
     if not isinstance(value, str) or value.lower() not in levels:
@@ -247,6 +279,13 @@ _SPECS: dict[str, _Spec] = {
     "retention_days": _Spec(_parse_seconds, "days closed sessions are kept before --prune removes them"),
     "event_history": _Spec(_parse_int(100, 10_000_000), "events kept per session"),
     "log_level": _Spec(_parse_log_level, "debug, info, warning or error"),
+    "allow_remote": _Spec(_parse_bool, "allow listening on a non-loopback address"),
+    "certfile": _Spec(_parse_file, "TLS certificate (PEM) to serve HTTPS"),
+    "keyfile": _Spec(_parse_file, "TLS private key (PEM) for --certfile"),
+    "insecure_remote": _Spec(
+        _parse_bool, "allow remote access without TLS (the token then crosses the network)"
+    ),
+    "allowed_hosts": _Spec(_parse_hosts, "extra Host names to answer to (e.g. a tunnel's name)"),
 }
 
 
@@ -263,7 +302,25 @@ class Settings:
     retention_days: float = 30.0
     event_history: int = 10_000
     log_level: str = "info"
+    allow_remote: bool = False
+    certfile: str | None = None
+    keyfile: str | None = None
+    insecure_remote: bool = False
+    allowed_hosts: tuple[str, ...] = ()
     paths: Paths = field(default_factory=Paths.from_platform)
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.host.lower() in ("localhost", "localhost.localdomain"):
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
 
 def setting_names() -> list[str]:
@@ -316,4 +373,24 @@ def load_settings(
                 except ValueError as exc:
                     raise ConfigError(f"invalid {label} (from {source}): {exc}") from None
                 break
-    return Settings(paths=paths, **values)
+    settings = Settings(paths=paths, **values)
+    _check_exposure(settings)
+    return settings
+
+
+def _check_exposure(settings: Settings) -> None:
+    """Remote access is opt-in, and without TLS it needs a second, explicit opt-in."""
+    if (settings.certfile is None) != (settings.keyfile is None):
+        raise ConfigError("--certfile and --keyfile go together: give both or neither")
+    if settings.loopback_only:
+        return
+    if not settings.allow_remote:
+        raise ConfigError(
+            f"host {settings.host} is reachable from other machines; pass --allow-remote "
+            "(QWEN_DAEMON_ALLOW_REMOTE=true) if that is what you want"
+        )
+    if not settings.tls and not settings.insecure_remote:
+        raise ConfigError(
+            "remote access without TLS would send the token in clear text; give --certfile and "
+            "--keyfile, or pass --insecure-remote to accept that risk"
+        )

@@ -220,7 +220,7 @@ def start_background(settings: Settings) -> int:
         os.close(read_fd)
         _reap(child)
     if status == "READY":
-        url = make_url(settings.host, int(message))
+        url = make_url(settings.host, int(message), tls=settings.tls)
         print(f"qwen-daemon is running at {url}")
         print(f"Open in a browser: {url}?token={token}")
         return 0

@@ -88,15 +88,15 @@ def connect_host(host: str) -> str:
     return host
 
 
-def make_url(host: str, port: int) -> str:
-    """``http://host:port/`` with IPv6 literals bracketed."""
+def make_url(host: str, port: int, tls: bool = False) -> str:
+    """``http(s)://host:port/`` with IPv6 literals bracketed."""
     host = connect_host(host)
     try:
         if ipaddress.ip_address(host).version == 6:
             host = f"[{host}]"
     except ValueError:
         pass
-    return f"http://{host}:{port}/"
+    return f"{'https' if tls else 'http'}://{host}:{port}/"
 
 
 def pid_alive(pid: int) -> bool:

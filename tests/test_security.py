@@ -165,3 +165,76 @@ def _children(pid: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue
     return found
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qwen_daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+AGENT = ("--agent-cmd", f"{sys.executable} {FAKE_AGENT}")
+
+
+@pytest.mark.usefixtures("daemon_reaper")
+def test_remote_access_is_opt_in_and_needs_tls_or_an_explicit_risk(paths: Paths) -> None:
+    refused = cli("start", "--host", "0.0.0.0", "--port", "0", *AGENT)
+    assert refused.returncode == 2 and "--allow-remote" in refused.stderr
+    no_tls = cli("start", "--host", "0.0.0.0", "--port", "0", "--allow-remote", *AGENT)
+    assert no_tls.returncode == 2 and "--certfile" in no_tls.stderr and "--insecure-remote" in no_tls.stderr
+    assert read_discovery(paths) is None
+    started = cli("start", "--host", "0.0.0.0", "--port", "0", "--allow-remote", "--insecure-remote", *AGENT)
+    assert started.returncode == 0, started.stderr
+    try:
+        assert "WITHOUT TLS" in paths.log_file.read_text()
+        assert cli("status").returncode == 0
+    finally:
+        assert cli("stop").returncode == 0
+
+
+@pytest.mark.usefixtures("daemon_reaper")
+def test_tls_serves_https_and_the_cli_still_works(paths: Paths, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=qwen.test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    res = cli("start", "--port", "0", "--certfile", str(cert), "--keyfile", str(key), *AGENT)
+    assert res.returncode == 0, res.stderr
+    try:
+        info = read_discovery(paths)
+        assert info is not None and info.url.startswith("https://127.0.0.1:")
+        assert "https://" in res.stdout
+        status = cli("status", "--json")
+        assert status.returncode == 0 and json.loads(status.stdout)["running"] is True
+        import ssl
+        import urllib.error
+        import urllib.request
+
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP is not served
+            urllib.request.urlopen(info.url.replace("https", "http") + "health", timeout=5)
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with urllib.request.urlopen(info.url + "health", timeout=5, context=context) as resp:
+            assert json.load(resp)["status"] == "ok"
+    finally:
+        assert cli("stop").returncode == 0
+
+
+def test_configured_host_names_are_served_and_others_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        settings = fake_settings(tmp_path, allowed_hosts=("tunnel.example",))
+        async with running_daemon(settings) as api:
+            ok = await api.call("GET", "/api/sessions", headers={"Host": "tunnel.example"})
+            assert ok.status == 200
+            forged = await api.call("GET", "/api/sessions", headers={"Host": "evil.example"})
+            assert forged.status == 403 and forged.body["error"]["code"] == "forbidden_host"
+            rebinding = await api.call("GET", "/health", headers={"Host": "attacker.example:7861"})
+            assert rebinding.status == 403
+
+    asyncio.run(main())

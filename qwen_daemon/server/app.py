@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -78,6 +79,7 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
         manager=daemon.manager,
         token=daemon.token,
         bind_host=daemon.settings.host,
+        allowed_hosts=daemon.settings.allowed_hosts,
         default_handler_class=NotFoundHandler,
         log_function=_log_request,
         # Tornado 6.6: refuse state-changing requests whose Origin is not our own (defence in
@@ -179,7 +181,7 @@ class Daemon:
 
     @property
     def url(self) -> str:
-        return make_url(self.settings.host, self.port)
+        return make_url(self.settings.host, self.port, tls=self.settings.tls)
 
     def rotate_token(self) -> int:
         """Issue a new token; every WebSocket opened with the old one is closed. Returns how many."""
@@ -228,6 +230,16 @@ class Daemon:
                 raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
             raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
 
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.settings.certfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.settings.certfile, self.settings.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(f"cannot load the TLS certificate {self.settings.certfile}: {exc}") from None
+        return context
+
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen (on ``sockets`` if given, else host:port from settings) and publish discovery.
 
@@ -250,8 +262,15 @@ class Daemon:
         if not sockets:
             raise StartupError("no sockets to listen on")
         self._port = sockets[0].getsockname()[1]
+        if not self.settings.loopback_only:
+            log.warning(
+                "listening on %s: reachable from other machines%s",
+                self.settings.host,
+                "" if self.settings.tls else " WITHOUT TLS (--insecure-remote)",
+            )
         server = tornado.httpserver.HTTPServer(
             self.app,
+            ssl_options=self._tls_context(),
             xheaders=False,
             max_body_size=MAX_BODY_SIZE,
             idle_connection_timeout=3600,

@@ -91,7 +91,7 @@ def describe_error(exc: BaseException | None, status: int = 500) -> tuple[int, s
     return status, phrase.lower().replace(" ", "_").replace("-", "_"), phrase
 
 
-def host_allowed(host_header: str, bind_host: str) -> bool:
+def host_allowed(host_header: str, bind_host: str, extra: tuple[str, ...] = ()) -> bool:
     """Whether a request's ``Host`` is one we answer to (DNS-rebinding defence).
 
     Allowed: loopback names and addresses, and the configured bind host. When bound to a
@@ -107,7 +107,7 @@ def host_allowed(host_header: str, bind_host: str) -> bool:
     if not host:
         return False
     bind = bind_host.strip().lower().strip("[]")
-    if host in _LOOPBACK_NAMES or host == bind:
+    if host in _LOOPBACK_NAMES or host == bind or host in extra:
         return True
     try:
         addr = ipaddress.ip_address(host)
@@ -163,8 +163,9 @@ class _Guard(tornado.web.RequestHandler):
 
     def check_host(self) -> None:
         bind_host: str = self.application.settings["bind_host"]
+        extra: tuple[str, ...] = self.application.settings.get("allowed_hosts", ())
         host = self.request.headers.get("Host", "")
-        if not host_allowed(host, bind_host):
+        if not host_allowed(host, bind_host, extra):
             log.warning("refused request with Host %r (possible DNS rebinding)", host[:100])
             raise ApiError(403, "forbidden_host", "requests for this Host are not accepted")
 

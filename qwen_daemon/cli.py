@@ -5,6 +5,10 @@ configuration, 3 not running, 4 state unknown (a process is there but does not a
 
 Fast paths (``status``, ``url``, ``sessions``, ``stop``) import neither Tornado nor the ACP
 library; only ``start`` loads the server.
+
+One owner: when systemd or launchd manages the daemon (``qwen-daemon service install``, or a
+packaged unit), ``start``/``stop``/``restart`` go through it (:mod:`qwen_daemon.service.commands`)
+and never daemonize a second copy beside it; ``start --foreground`` is what the supervisor runs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwen_daemon import __version__
 from qwen_daemon.client import ClientError, probe_health, read_token, request_json
@@ -29,6 +33,9 @@ from qwen_daemon.discovery import (
     read_discovery,
     remove_discovery,
 )
+
+if TYPE_CHECKING:
+    from qwen_daemon.service import Supervisor, SupervisorStatus
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -72,6 +79,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_err(str(exc))
         return EXIT_USAGE
+    owner = None if args.foreground else _owner()  # --foreground is what the supervisor runs
+    if owner is not None:
+        from qwen_daemon.service import commands
+
+        given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None)
+        return commands.start(owner, settings.paths, given)
     from qwen_daemon import daemonize
 
     if args.foreground:
@@ -84,7 +97,24 @@ def _running(paths: Paths) -> tuple[DiscoveryInfo | None, dict[str, Any] | None]
     return info, (probe_health(info) if info is not None else None)
 
 
+def _owner() -> Supervisor | None:
+    """The supervisor that owns the daemon (one owner), or None when it is standalone."""
+    from qwen_daemon import service
+
+    return service.detect()
+
+
 def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
+    owner = _owner()
+    if owner is not None:
+        from qwen_daemon.service import commands
+
+        return commands.stop(owner, paths, args.timeout)
+    return stop_standalone(paths, args.timeout)
+
+
+def stop_standalone(paths: Paths, timeout: float) -> int:
+    """Stop the daemon the discovery file names: POST /api/stop, then SIGTERM, then SIGKILL."""
     info = read_discovery(paths)
     if info is None:
         print("qwen-daemon is not running")
@@ -94,7 +124,7 @@ def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
         request_json(info.url + "api/stop", "POST", token=token, timeout=5.0)
     except ClientError as exc:
         _print_err(f"graceful stop request failed: {exc}")
-    if not _wait_gone(info.pid, args.timeout):
+    if not _wait_gone(info.pid, timeout):
         # Before signalling, make sure the PID is still that daemon and not a reused PID.
         if not _is_ours(info, paths):
             _print_err(
@@ -102,7 +132,7 @@ def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
                 f"{info.instance_id}; not sending signals to it"
             )
             return EXIT_FAIL
-        _print_err(f"daemon (pid {info.pid}) did not stop in {args.timeout:.0f} s; sending SIGTERM")
+        _print_err(f"daemon (pid {info.pid}) did not stop in {timeout:.0f} s; sending SIGTERM")
         _signal(info.pid, signal.SIGTERM)
         if not _wait_gone(info.pid, TERM_GRACE):
             _print_err(f"daemon (pid {info.pid}) ignored SIGTERM; sending SIGKILL")
@@ -113,6 +143,25 @@ def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
         remove_discovery(paths, info.instance_id)
     print("qwen-daemon stopped")
     return EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
+    owner = _owner()
+    if owner is not None:
+        from qwen_daemon.service import commands
+
+        return commands.restart(owner, paths, args.timeout)
+    try:
+        settings = load_settings(paths=paths)
+    except ConfigError as exc:
+        _print_err(str(exc))
+        return EXIT_USAGE
+    code = stop_standalone(paths, args.timeout)
+    if code != EXIT_OK:
+        return code
+    from qwen_daemon import daemonize
+
+    return daemonize.start_background(settings)
 
 
 def _is_ours(info: DiscoveryInfo, paths: Paths) -> bool:
@@ -140,18 +189,42 @@ def _session_list(info: DiscoveryInfo, paths: Paths) -> list[dict[str, Any]]:
     return [s for s in sessions if isinstance(s, dict)]
 
 
+def _supervisor() -> tuple[str, SupervisorStatus | None]:
+    """(manager name, its status or None): who manages the daemon, and what it says."""
+    from qwen_daemon.service import ServiceError
+
+    owner = _owner()
+    if owner is None:
+        return "standalone", None
+    try:
+        return owner.name, owner.status()
+    except ServiceError as exc:
+        _print_err(f"cannot ask {owner.name}: {exc}")
+        return owner.name, None
+
+
 def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    manager, supervisor = _supervisor()
+    managed = {"manager": manager, "supervisor": supervisor.to_json() if supervisor else None}
+    if supervisor is not None:
+        managed_line = f"managed by {supervisor.describe()}"
+    else:
+        managed_line = f"managed by: {manager}" + (
+            " (no systemd unit or LaunchAgent)" if manager == "standalone" else ""
+        )
     info, health = _running(paths)
     if info is None or health is None:
         if args.json:
-            doc: dict[str, Any] = {"running": False}
+            doc: dict[str, Any] = {"running": False, **managed}
             if info is not None:
                 doc.update(pid=info.pid, url=info.url, responding=False)
             print(json.dumps(doc))
-        elif info is not None:
-            print(f"qwen-daemon (pid {info.pid}) is not responding at {info.url}")
         else:
-            print("qwen-daemon is not running")
+            if info is not None:
+                print(f"qwen-daemon (pid {info.pid}) is not responding at {info.url}")
+            else:
+                print("qwen-daemon is not running")
+            print(managed_line)
         return EXIT_UNKNOWN if info is not None else EXIT_NOT_RUNNING
     try:
         count: int | None = len(_session_list(info, paths))
@@ -169,6 +242,7 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
                     "instance_id": info.instance_id,
                     "started_at": info.started_at,
                     "sessions": count,
+                    **managed,
                 }
             )
         )
@@ -176,6 +250,9 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
         sessions = "unknown" if count is None else str(count)
         print(f"qwen-daemon {health.get('version')} is running at {info.url} (pid {info.pid})")
         print(f"started {info.started_at}; sessions: {sessions}")
+        print(managed_line)
+        if supervisor is not None and supervisor.main_pid != info.pid:
+            print(f"note: pid {info.pid} runs outside {manager}; `qwen-daemon restart` hands it over")
     return EXIT_OK
 
 
@@ -264,7 +341,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the browser URL (contains the token)",
         description="Print the URL to open in a browser, including the access token.",
     )
+
+    restart = sub.add_parser(
+        "restart",
+        help="stop, then start the daemon",
+        description="Restart the daemon (through systemd/launchd when one manages it).",
+    )
+    restart.add_argument("--timeout", type=float, default=STOP_GRACE, help="seconds to wait for the stop")
+
+    _add_service_parsers(sub)
     return parser
+
+
+def _add_service_parsers(sub: Any) -> None:
+    from qwen_daemon.service import MANAGERS
+
+    service = sub.add_parser(
+        "service",
+        help="install the daemon as a systemd user service or a LaunchAgent",
+        description="Hand the daemon to the OS supervisor (systemd --user on Linux, launchd on macOS), "
+        "so it starts at login and comes back after a crash.",
+    )
+    actions = service.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser(
+        "install",
+        help="write the unit/plist for this installation and enable it",
+        description="Render the shipped unit (or plist) with this installation's path and your PATH, "
+        "write it, and enable it. Safe to run again.",
+    )
+    install.add_argument("--now", action="store_true", help="also start it now")
+    install.add_argument(
+        "--socket",
+        action="store_true",
+        help="systemd: also install qwen-daemon.socket (start on first visit)",
+    )
+    install.add_argument("--dry-run", action="store_true", help="print what would be written; change nothing")
+    uninstall = actions.add_parser(
+        "uninstall", help="stop, disable and remove what install wrote", description="Undo `service install`."
+    )
+    status = actions.add_parser(
+        "status",
+        help="the supervisor's view (exit 0 active, 3 not)",
+        description="Show the supervisor's view of the service. Exit 0 if active, 3 if not.",
+    )
+    status.add_argument("--json", action="store_true", help="print a JSON object")
+    for action in (install, uninstall, status):
+        action.add_argument(
+            "--manager", choices=MANAGERS, help="systemd or launchd (default: this platform's)"
+        )
+
+    logs = sub.add_parser(
+        "logs",
+        help="show the daemon's log",
+        description="Show the daemon's log: the journal under systemd, else its log file.",
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=100, help="how many past lines (default 100)")
+
+
+def _service_command(args: argparse.Namespace, paths: Paths) -> int:
+    from qwen_daemon.service import commands
+
+    return commands.cmd_service(args, paths) if args.command == "service" else commands.cmd_logs(args, paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "sessions": cmd_sessions,
         "url": cmd_url,
+        "restart": cmd_restart,
+        "service": _service_command,
+        "logs": _service_command,
     }
     try:
         return commands[args.command](args, paths)

@@ -53,13 +53,14 @@ def test_restart_replaces_a_standalone_daemon_and_logs_show_it(configured: Paths
     assert token not in res.stdout
 
     follow = subprocess.Popen(
-        [sys.executable, "-m", "qwen_daemon", "logs", "-f", "-n", "0"],
+        [sys.executable, "-m", "qwen_daemon", "logs", "-f", "-n", "1"],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
     try:
-        assert cli("stop").returncode == 0  # the daemon logs its shutdown: -f must print it
         assert follow.stdout is not None
+        _read_until(follow.stdout.fileno(), b"\n", 20)  # the last line: tail is following now
+        assert cli("stop").returncode == 0  # the daemon logs its shutdown: -f must print it
         assert b"shutting down" in _read_until(follow.stdout.fileno(), b"shutting down", 20)
     finally:
         follow.terminate()

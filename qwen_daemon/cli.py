@@ -53,7 +53,7 @@ def _print_err(message: str) -> None:
     print(f"qwen-daemon: {message}", file=sys.stderr)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
+def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         if time.monotonic() >= deadline:
@@ -124,7 +124,7 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
         request_json(info.url + "api/stop", "POST", token=token, timeout=5.0)
     except ClientError as exc:
         _print_err(f"graceful stop request failed: {exc}")
-    if not _wait_gone(info.pid, timeout):
+    if not wait_gone(info.pid, timeout):
         # Before signalling, make sure the PID is still that daemon and not a reused PID.
         if not _is_ours(info, paths):
             _print_err(
@@ -134,10 +134,10 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
             return EXIT_FAIL
         _print_err(f"daemon (pid {info.pid}) did not stop in {timeout:.0f} s; sending SIGTERM")
         _signal(info.pid, signal.SIGTERM)
-        if not _wait_gone(info.pid, TERM_GRACE):
+        if not wait_gone(info.pid, TERM_GRACE):
             _print_err(f"daemon (pid {info.pid}) ignored SIGTERM; sending SIGKILL")
             _signal(info.pid, signal.SIGKILL)
-            if not _wait_gone(info.pid, KILL_GRACE):
+            if not wait_gone(info.pid, KILL_GRACE):
                 _print_err(f"pid {info.pid} is still there after SIGKILL")
                 return EXIT_FAIL
         remove_discovery(paths, info.instance_id)

@@ -14,10 +14,18 @@ import sys
 import time
 from urllib.parse import urlencode
 
-from qwen_daemon.cli import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, STOP_GRACE, stop_standalone
+from qwen_daemon.cli import (
+    EXIT_FAIL,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    STOP_GRACE,
+    stop_standalone,
+    wait_gone,
+)
 from qwen_daemon.client import find_running, read_token
 from qwen_daemon.config import ConfigError, Paths, load_settings
-from qwen_daemon.discovery import DiscoveryInfo, make_url, pid_alive, read_discovery
+from qwen_daemon.discovery import DiscoveryInfo, make_url, read_discovery
 from qwen_daemon.service import ServiceError, Supervisor, detect, for_platform
 from qwen_daemon.service.base import InstallRequest, daemon_argv, missing_on_path, service_path
 
@@ -31,12 +39,6 @@ def _err(message: str) -> None:
 
 def _say(line: str) -> None:
     print(line, flush=True)
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)  # another process's exit: nothing to await
 
 
 def _serving(paths: Paths, not_instance: str | None = None) -> DiscoveryInfo | None:
@@ -114,7 +116,7 @@ def stop(owner: Supervisor, paths: Paths, timeout: float) -> int:
     info = read_discovery(paths)
     if info is not None and info.pid == main_pid:
         # launchd's bootout may return while the daemon is still stopping its agents.
-        _wait_gone(info.pid, timeout)
+        wait_gone(info.pid, timeout)
     elif info is not None:
         _say(f"also stopping a copy that runs outside {owner.name} (pid {info.pid})")
         if stop_standalone(paths, timeout) != EXIT_OK:

@@ -15,18 +15,9 @@ import pytest
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.service import systemd
+from tests.support.probe import cli
 
 pytestmark = pytest.mark.usefixtures("daemon_reaper")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qwen_daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture

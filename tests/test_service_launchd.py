@@ -11,7 +11,6 @@ import json
 import os
 import plistlib
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from qwen_daemon.discovery import pid_alive, read_discovery
 from qwen_daemon.service import templates
 from qwen_daemon.service.base import service_path
 from tests.support.daemon import FAKE_AGENT
-from tests.support.probe import poll
+from tests.support.probe import cli, poll
 
 pytestmark = [pytest.mark.usefixtures("daemon_reaper"), pytest.mark.timeout(120)]
 
@@ -72,16 +71,6 @@ def launchctl(
         f"port = 0\nagent_cmd = {json.dumps(shlex.join([sys.executable, FAKE_AGENT]))}\n", encoding="utf-8"
     )
     return Launchctl(state, isolated_home)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qwen_daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def _pid(paths: Paths) -> int:

@@ -20,6 +20,7 @@ from qwen_daemon.server.app import SHUTDOWN_TIMEOUT
 from qwen_daemon.service import templates
 from qwen_daemon.service.base import daemon_argv, service_path
 from qwen_daemon.service.launchd import Launchd
+from tests.support.probe import cli
 from tests.support.system import REPO_ROOT, SHARED, need, need_tool
 
 VENV_EXE = str(Path(sys.executable).parent / "qwen-daemon")
@@ -179,12 +180,7 @@ def test_rendered_plist_is_valid_and_has_the_right_keys(tmp_path: Path, isolated
 
 def test_install_dry_run_prints_and_changes_nothing(isolated_home: Path) -> None:
     for manager, marker in (("systemd", f"ExecStart={VENV_EXE} start --foreground"), ("launchd", VENV_EXE)):
-        res = subprocess.run(
-            [sys.executable, "-m", "qwen_daemon", "service", "install", "--dry-run", "--manager", manager],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        res = cli("service", "install", "--dry-run", "--manager", manager)
         assert res.returncode == 0, res.stderr
         assert marker in res.stdout and "# would write" in res.stdout
     assert not any(p.is_file() for p in isolated_home.rglob("*")), "dry run wrote files"

@@ -1,15 +1,28 @@
-"""Waiting on other processes and asking a daemon over HTTP, for tests that run daemons as
-subprocesses (under a supervisor, or with a passed socket) rather than in-process."""
+"""Running the CLI, waiting on other processes and asking a daemon over HTTP: for tests that run
+daemons as subprocesses (under a supervisor, or with a passed socket) rather than in-process."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """``qwen-daemon ARGS`` as a user runs it, in the test's (isolated) environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "qwen_daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def poll(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -8,7 +8,7 @@ QWEN_PREFIX := $(VENV)/qwen-code
 QWEN_CLI := $(QWEN_PREFIX)/node_modules/@qwen-code/qwen-code/cli.js
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,21 @@ run: install
 	@$(BIN)/qwen-daemon start || $(BIN)/qwen-daemon url
 
 ## test: install, add what the tests need, then run the whole suite
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The Debian tools the service and packaging tests use: installed only when one is missing and
+# only as root with apt (elsewhere the tests that need them skip, saying why; CI fails instead).
+TEST_TOOLS := xmllint:libxml2-utils dpkg-buildpackage:dpkg-dev dh:debhelper \
+	systemd-analyze:systemd unshare:util-linux
+test-deps:
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done; \
+		/usr/bin/python3 -m pip --version >/dev/null 2>&1 || echo python3-pip); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "not installed, the tests that need them will skip: $$missing"; fi
 
 ## lint: ruff and mypy (strict on the package)
 lint: install

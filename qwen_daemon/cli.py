@@ -5,6 +5,10 @@ configuration, 3 not running, 4 state unknown (a process is there but does not a
 
 Fast paths (``status``, ``url``, ``sessions``, ``stop``) import neither Tornado nor the ACP
 library; only ``start`` loads the server.
+
+One owner: when systemd or launchd manages the daemon (``qwen-daemon service install``, or a
+packaged unit), ``start``/``stop``/``restart`` go through it (:mod:`qwen_daemon.service.commands`)
+and never daemonize a second copy beside it; ``start --foreground`` is what the supervisor runs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwen_daemon import __version__
 from qwen_daemon.client import ClientError, probe_health, read_token, request_json
@@ -29,6 +33,9 @@ from qwen_daemon.discovery import (
     read_discovery,
     remove_discovery,
 )
+
+if TYPE_CHECKING:
+    from qwen_daemon.service import Supervisor, SupervisorStatus
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -46,7 +53,7 @@ def _print_err(message: str) -> None:
     print(f"qwen-daemon: {message}", file=sys.stderr)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
+def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         if time.monotonic() >= deadline:
@@ -77,6 +84,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_err(str(exc))
         return EXIT_USAGE
+    owner = None if args.foreground else _owner()  # --foreground is what the supervisor runs
+    if owner is not None:
+        from qwen_daemon.service import commands
+
+        given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None)
+        return commands.start(owner, settings.paths, given)
     from qwen_daemon import daemonize
 
     if args.foreground:
@@ -89,7 +102,24 @@ def _running(paths: Paths) -> tuple[DiscoveryInfo | None, dict[str, Any] | None]
     return info, (probe_health(info) if info is not None else None)
 
 
+def _owner() -> Supervisor | None:
+    """The supervisor that owns the daemon (one owner), or None when it is standalone."""
+    from qwen_daemon import service
+
+    return service.detect()
+
+
 def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
+    owner = _owner()
+    if owner is not None:
+        from qwen_daemon.service import commands
+
+        return commands.stop(owner, paths, args.timeout)
+    return stop_standalone(paths, args.timeout)
+
+
+def stop_standalone(paths: Paths, timeout: float) -> int:
+    """Stop the daemon the discovery file names: POST /api/stop, then SIGTERM, then SIGKILL."""
     info = read_discovery(paths)
     if info is None:
         print("qwen-daemon is not running")
@@ -99,7 +129,7 @@ def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
         request_json(info.url + "api/stop", "POST", token=token, timeout=5.0)
     except ClientError as exc:
         _print_err(f"graceful stop request failed: {exc}")
-    if not _wait_gone(info.pid, args.timeout):
+    if not wait_gone(info.pid, timeout):
         # Before signalling, make sure the PID is still that daemon and not a reused PID.
         if not _is_ours(info, paths):
             _print_err(
@@ -107,17 +137,36 @@ def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
                 f"{info.instance_id}; not sending signals to it"
             )
             return EXIT_FAIL
-        _print_err(f"daemon (pid {info.pid}) did not stop in {args.timeout:.0f} s; sending SIGTERM")
+        _print_err(f"daemon (pid {info.pid}) did not stop in {timeout:.0f} s; sending SIGTERM")
         _signal(info.pid, signal.SIGTERM)
-        if not _wait_gone(info.pid, TERM_GRACE):
+        if not wait_gone(info.pid, TERM_GRACE):
             _print_err(f"daemon (pid {info.pid}) ignored SIGTERM; sending SIGKILL")
             _signal(info.pid, signal.SIGKILL)
-            if not _wait_gone(info.pid, KILL_GRACE):
+            if not wait_gone(info.pid, KILL_GRACE):
                 _print_err(f"pid {info.pid} is still there after SIGKILL")
                 return EXIT_FAIL
         remove_discovery(paths, info.instance_id)
     print("qwen-daemon stopped")
     return EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
+    owner = _owner()
+    if owner is not None:
+        from qwen_daemon.service import commands
+
+        return commands.restart(owner, paths, args.timeout)
+    try:
+        settings = load_settings(paths=paths)
+    except ConfigError as exc:
+        _print_err(str(exc))
+        return EXIT_USAGE
+    code = stop_standalone(paths, args.timeout)
+    if code != EXIT_OK:
+        return code
+    from qwen_daemon import daemonize
+
+    return daemonize.start_background(settings)
 
 
 def _is_ours(info: DiscoveryInfo, paths: Paths) -> bool:
@@ -145,18 +194,42 @@ def _session_list(info: DiscoveryInfo, paths: Paths) -> list[dict[str, Any]]:
     return [s for s in sessions if isinstance(s, dict)]
 
 
+def _supervisor() -> tuple[str, SupervisorStatus | None]:
+    """(manager name, its status or None): who manages the daemon, and what it says."""
+    from qwen_daemon.service import ServiceError
+
+    owner = _owner()
+    if owner is None:
+        return "standalone", None
+    try:
+        return owner.name, owner.status()
+    except ServiceError as exc:
+        _print_err(f"cannot ask {owner.name}: {exc}")
+        return owner.name, None
+
+
 def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    manager, supervisor = _supervisor()
+    managed = {"manager": manager, "supervisor": supervisor.to_json() if supervisor else None}
+    if supervisor is not None:
+        managed_line = f"managed by {supervisor.describe()}"
+    else:
+        managed_line = f"managed by: {manager}" + (
+            " (no systemd unit or LaunchAgent)" if manager == "standalone" else ""
+        )
     info, health = _running(paths)
     if info is None or health is None:
         if args.json:
-            doc: dict[str, Any] = {"running": False}
+            doc: dict[str, Any] = {"running": False, **managed}
             if info is not None:
                 doc.update(pid=info.pid, url=info.url, responding=False)
             print(json.dumps(doc))
-        elif info is not None:
-            print(f"qwen-daemon (pid {info.pid}) is not responding at {info.url}")
         else:
-            print("qwen-daemon is not running")
+            if info is not None:
+                print(f"qwen-daemon (pid {info.pid}) is not responding at {info.url}")
+            else:
+                print("qwen-daemon is not running")
+            print(managed_line)
         return EXIT_UNKNOWN if info is not None else EXIT_NOT_RUNNING
     try:
         count: int | None = len(_session_list(info, paths))
@@ -174,6 +247,7 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
                     "instance_id": info.instance_id,
                     "started_at": info.started_at,
                     "sessions": count,
+                    **managed,
                 }
             )
         )
@@ -181,6 +255,9 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
         sessions = "unknown" if count is None else str(count)
         print(f"qwen-daemon {health.get('version')} is running at {info.url} (pid {info.pid})")
         print(f"started {info.started_at}; sessions: {sessions}")
+        print(managed_line)
+        if supervisor is not None and supervisor.main_pid != info.pid:
+            print(f"note: pid {info.pid} runs outside {manager}; `qwen-daemon restart` hands it over")
     return EXIT_OK
 
 
@@ -199,24 +276,16 @@ def _prune(args: argparse.Namespace, paths: Paths) -> int:
             return EXIT_FAIL
         pruned = list(payload.get("pruned", [])) if isinstance(payload, dict) else []
     else:
-        import time
-
         from qwen_daemon.config import load_settings
-        from qwen_daemon.sessions.store import Store, StoreError
+        from qwen_daemon.sessions.store import StoreError, prune_offline
 
-        if not paths.database.exists():
-            pruned = []
-        else:
-            retention = load_settings(paths=paths).retention_days if days is None else days
-            try:
-                store = Store(paths.database)
-            except StoreError as exc:
-                _print_err(str(exc))
-                return EXIT_FAIL
-            pruned = store.prunable(time.time() - retention * 86400)
-            for session_id in pruned:
-                store.delete_session(session_id)
-            store.close()
+        try:
+            pruned = prune_offline(
+                paths.database, load_settings(paths=paths).retention_days if days is None else days
+            )
+        except StoreError as exc:
+            _print_err(str(exc))
+            return EXIT_FAIL
     print(f"pruned {len(pruned)} closed session(s)" + (": " + ", ".join(pruned) if pruned else ""))
     return EXIT_OK
 
@@ -344,7 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token = sub.add_parser("token", help="manage the access token", description="Manage the access token.")
     token.add_argument("action", choices=["rotate"], help="rotate: issue a new token, revoke the old one")
+
+    restart = sub.add_parser(
+        "restart",
+        help="stop, then start the daemon",
+        description="Restart the daemon (through systemd/launchd when one manages it).",
+    )
+    restart.add_argument("--timeout", type=float, default=STOP_GRACE, help="seconds to wait for the stop")
+
+    from qwen_daemon.service.parser import add_service_parsers
+
+    add_service_parsers(sub)
     return parser
+
+
+def _service_command(args: argparse.Namespace, paths: Paths) -> int:
+    from qwen_daemon.service import commands
+
+    return commands.cmd_service(args, paths) if args.command == "service" else commands.cmd_logs(args, paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sessions": cmd_sessions,
         "url": cmd_url,
         "token": cmd_token,
+        "restart": cmd_restart,
+        "service": _service_command,
+        "logs": _service_command,
     }
     try:
         return commands[args.command](args, paths)

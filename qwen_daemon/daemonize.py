@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import faulthandler
 import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -134,9 +137,12 @@ async def _watchdog(notifier: _Notifier, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def _serve(settings: Settings, on_ready: Callable[[Daemon], None]) -> int:
+async def _serve(
+    settings: Settings, on_ready: Callable[[Daemon], None], sockets: list[socket.socket] | None = None
+) -> int:
     """Run one daemon until it is stopped; ``on_ready`` runs once it is listening.
 
+    ``sockets`` are already listening (socket activation); without them the daemon binds.
     Raises :class:`~qwen_daemon.server.app.StartupError` when it cannot listen.
     """
     from qwen_daemon.server.app import Daemon
@@ -147,7 +153,7 @@ async def _serve(settings: Settings, on_ready: Callable[[Daemon], None]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.request_stop)
     daemon.on_stopping.append(lambda: notifier.notify("STOPPING=1"))
-    await daemon.start()
+    await daemon.start(sockets=sockets)
     notifier.notify(f"READY=1\nSTATUS=Listening on {daemon.url}\nMAINPID={os.getpid()}")
     on_ready(daemon)
     watchdog = None
@@ -166,10 +172,26 @@ async def _serve(settings: Settings, on_ready: Callable[[Daemon], None]) -> int:
 
 
 def run_foreground(settings: Settings) -> int:
-    """Serve in this process until SIGTERM/SIGINT or ``POST /api/stop``; 0 on a clean stop."""
+    """Serve in this process until SIGTERM/SIGINT or ``POST /api/stop``; 0 on a clean stop.
+
+    Listening sockets passed by systemd (``LISTEN_FDS``) are used instead of binding; their
+    address then replaces host/port from the settings, so URLs and the Host check match them.
+    """
     from qwen_daemon.server.app import StartupError
+    from qwen_daemon.service.activation import ActivationError, bound_address, inherited_sockets
 
     configure_logging(settings.log_level)
+    # A watchdog abort (SIGABRT) of a hung daemon then leaves its Python stack in the journal.
+    faulthandler.enable()
+    try:
+        sockets = inherited_sockets()
+    except ActivationError as exc:
+        log.error("socket activation: %s", exc)
+        return 1
+    if sockets:
+        host, port = bound_address(sockets[0])
+        settings = dataclasses.replace(settings, host=host, port=port)
+        log.info("listening on %d socket(s) passed by the service manager", len(sockets))
     try:
         check_not_running(settings.paths)
         lock = _pid_lock(settings.paths)
@@ -181,7 +203,9 @@ def run_foreground(settings: Settings) -> int:
         log.error("cannot take the pid lock %s: %s", settings.paths.pid_file, exc)
         return 1
     try:
-        return asyncio.run(_serve(settings, lambda d: log.info("ready; run `qwen-daemon url` for the link")))
+        return asyncio.run(
+            _serve(settings, lambda d: log.info("ready; run `qwen-daemon url` for the link"), sockets or None)
+        )
     except StartupError as exc:
         log.error("%s", exc)
         return 1

@@ -98,6 +98,7 @@ def test_start_status_stop_cycle(paths: Paths) -> None:
     assert status["port"] == port
     assert status["version"] == doc["version"]
     assert status["sessions"] == 0
+    assert status["manager"] == "standalone"
 
     res = cli("url")
     assert res.returncode == 0
@@ -129,7 +130,7 @@ def test_start_status_stop_cycle(paths: Paths) -> None:
     assert "not running" in res.stdout
     res = cli("status", "--json")
     assert res.returncode == 3
-    assert json.loads(res.stdout) == {"running": False}
+    assert json.loads(res.stdout) == {"running": False, "manager": "standalone", "supervisor": None}
     assert cli("url").returncode == 3
     assert cli("sessions").returncode == 3
     res = cli("stop")
@@ -229,7 +230,21 @@ def test_bad_config_exits_2_naming_the_setting(
     assert not paths.discovery_file.exists()
 
 
-@pytest.mark.parametrize("command", [[], ["start"], ["stop"], ["status"], ["sessions"], ["url"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["start"],
+        ["stop"],
+        ["status"],
+        ["sessions"],
+        ["url"],
+        ["restart"],
+        ["logs"],
+        ["service"],
+        ["service", "install"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     res = cli(*command, "--help")
     assert res.returncode == 0

@@ -280,6 +280,20 @@ class Store:
         return [r[0] for r in rows]
 
 
+def prune_offline(path: Path, older_than_days: float) -> list[str]:
+    """With the daemon stopped: delete closed sessions closed more than the given days ago."""
+    if not path.exists():
+        return []
+    store = Store(path)
+    try:
+        pruned = store.prunable(time.time() - older_than_days * 86400)
+        for session_id in pruned:
+            store.delete_session(session_id)
+    finally:
+        store.close()
+    return pruned
+
+
 def _is_corruption(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("not a database", "malformed", "corrupt", "quick_check"))

@@ -1,0 +1,223 @@
+"""The CLI commands that talk to a supervisor: ``service install|uninstall|status``, ``logs``, and
+``start``/``stop``/``restart`` while systemd or launchd owns the daemon.
+
+Hand-over: a daemon found running outside the supervisor (started with plain ``qwen-daemon
+start`` before the service was installed) is stopped before the supervisor starts its own, so
+the supervisor's start never fails on "already running" and two copies never run at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from urllib.parse import urlencode
+
+from qwen_daemon.cli import (
+    EXIT_FAIL,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    STOP_GRACE,
+    stop_standalone,
+    wait_gone,
+)
+from qwen_daemon.client import find_running, read_token
+from qwen_daemon.config import ConfigError, Paths, load_settings
+from qwen_daemon.discovery import DiscoveryInfo, make_url, read_discovery
+from qwen_daemon.service import ServiceError, Supervisor, detect, for_platform
+from qwen_daemon.service.base import InstallRequest, daemon_argv, missing_on_path, service_path
+
+#: How long to wait for a supervised daemon to answer after start (launchd does not wait).
+READY_TIMEOUT = 30.0
+
+
+def _err(message: str) -> None:
+    print(f"qwen-daemon: {message}", file=sys.stderr)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _serving(paths: Paths, not_instance: str | None = None) -> DiscoveryInfo | None:
+    running = find_running(paths)
+    if running is None or running[0].instance_id == not_instance:
+        return None
+    return running[0]
+
+
+def _report(owner: Supervisor, paths: Paths, not_instance: str | None = None) -> int:
+    """Wait until the supervised daemon answers, then print its URL as a standalone start does."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    info = _serving(paths, not_instance)
+    while info is None:
+        if time.monotonic() >= deadline:
+            _err(
+                f"{owner.name} started the service but the daemon did not answer within {READY_TIMEOUT:.0f} s"
+            )
+            _err("see `qwen-daemon logs` and `qwen-daemon status`")
+            return EXIT_FAIL
+        time.sleep(0.1)  # launchd returns before the daemon listens: poll, there is nothing to await
+        info = _serving(paths, not_instance)
+    print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {owner.name})")
+    token = read_token(paths)
+    if token:
+        print(f"Open in a browser: {info.url}?{urlencode({'token': token})}")
+    return EXIT_OK
+
+
+def _hand_over(owner: Supervisor, paths: Paths, timeout: float) -> int:
+    """Stop a daemon that runs outside ``owner`` (its PID is not the supervisor's main PID)."""
+    running = find_running(paths)
+    if running is None:
+        return EXIT_OK
+    info = running[0]
+    if owner.installed() and owner.status().main_pid == info.pid:
+        return EXIT_OK
+    _say(f"stopping the copy started outside {owner.name} (pid {info.pid}), so that {owner.name} owns it")
+    return stop_standalone(paths, timeout)
+
+
+# --- start / stop / restart under a supervisor ------------------------------------------------
+
+
+def start(owner: Supervisor, paths: Paths, flags: list[str]) -> int:
+    if flags:
+        _err(
+            f"{owner.name} manages qwen-daemon, so {', '.join(flags)} would be ignored; put settings in "
+            f"{paths.config_file} (or the unit's environment) and run `qwen-daemon restart`"
+        )
+        return EXIT_USAGE
+    try:
+        status = owner.status()
+        running = find_running(paths)
+        if running is not None and status.active and status.main_pid == running[0].pid:
+            info = running[0]
+            _err(f"qwen-daemon is already running at {info.url} (pid {info.pid}, managed by {owner.name})")
+            return EXIT_FAIL
+        if _hand_over(owner, paths, STOP_GRACE) != EXIT_OK:
+            return EXIT_FAIL
+        owner.start(_say)
+    except ServiceError as exc:
+        _err(f"{exc}\nsee `qwen-daemon logs` and `qwen-daemon status`")
+        return EXIT_FAIL
+    return _report(owner, paths)
+
+
+def stop(owner: Supervisor, paths: Paths, timeout: float) -> int:
+    try:
+        main_pid = owner.status().main_pid
+        owner.stop(_say)
+    except ServiceError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    info = read_discovery(paths)
+    if info is not None and info.pid == main_pid:
+        # launchd's bootout may return while the daemon is still stopping its agents.
+        wait_gone(info.pid, timeout)
+    elif info is not None:
+        _say(f"also stopping a copy that runs outside {owner.name} (pid {info.pid})")
+        if stop_standalone(paths, timeout) != EXIT_OK:
+            return EXIT_FAIL
+    try:
+        print(f"qwen-daemon stopped ({owner.status().describe()})")
+    except ServiceError:
+        print("qwen-daemon stopped")
+    return EXIT_OK
+
+
+def restart(owner: Supervisor, paths: Paths, timeout: float) -> int:
+    running = find_running(paths)
+    try:
+        if _hand_over(owner, paths, timeout) != EXIT_OK:
+            return EXIT_FAIL
+        owner.restart(_say)
+    except ServiceError as exc:
+        _err(f"{exc}\nsee `qwen-daemon logs` and `qwen-daemon status`")
+        return EXIT_FAIL
+    return _report(owner, paths, not_instance=running[0].instance_id if running else None)
+
+
+# --- service install | uninstall | status --------------------------------------------------------
+
+
+def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
+    backend = for_platform(args.manager) if args.manager else (detect() or for_platform())
+    try:
+        if args.action == "install":
+            return _install(backend, args, paths)
+        if args.action == "uninstall":
+            backend.uninstall(_say)
+            return EXIT_OK
+        return _status(backend, args.json)
+    except ServiceError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+
+
+def _install(backend: Supervisor, args: argparse.Namespace, paths: Paths) -> int:
+    try:
+        settings = load_settings(paths=paths)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    request = InstallRequest(
+        argv=daemon_argv(),
+        path=service_path(),
+        host=settings.host,
+        port=settings.port,
+        now=args.now,
+        socket=args.socket,
+        dry_run=args.dry_run,
+    )
+    if request.now and not request.dry_run and _hand_over(backend, paths, STOP_GRACE) != EXIT_OK:
+        return EXIT_FAIL
+    backend.install(request, _say)
+    missing = missing_on_path(request.path)
+    if missing:
+        _say(f"warning: {', '.join(missing)} is not on the PATH given to the service; Qwen Code needs node")
+    if request.dry_run or not request.now:
+        return EXIT_OK
+    if request.socket and find_running(paths) is None:
+        _say(f"the daemon starts on the first visit to {make_url(settings.host, settings.port)}")
+        return EXIT_OK
+    return _report(backend, paths)
+
+
+def _status(backend: Supervisor, as_json: bool) -> int:
+    import json
+
+    status = backend.status()
+    if as_json:
+        print(json.dumps(status.to_json()))
+    else:
+        print(status.describe())
+        if status.unit_path:
+            print(f"unit: {status.unit_path}")
+        for key, value in status.extra.items():
+            print(f"{key.replace('_', ' ')}: {value}")
+    return EXIT_OK if status.active else EXIT_NOT_RUNNING
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+def cmd_logs(args: argparse.Namespace, paths: Paths) -> int:
+    """Replace this process with the pager-free log viewer (so Ctrl-C and pipes behave)."""
+    owner = detect()
+    argv = owner.log_command(args.follow, args.lines) if owner is not None else None
+    if argv is None:
+        if owner is not None and owner.name == "systemd":
+            _err("no journal here: the service's output goes where its StandardOutput= points")
+        if not paths.log_file.exists():
+            _err(f"no log file at {paths.log_file} (the daemon has not run standalone yet)")
+            return EXIT_FAIL
+        argv = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(paths.log_file)]
+    sys.stdout.flush()
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 - a fixed argv, no shell involved
+    except OSError as exc:
+        _err(f"cannot run {argv[0]}: {exc}")
+    return EXIT_FAIL

@@ -23,6 +23,10 @@ class BadRequest(DaemonError):
     code = "bad_request"
 
 
+class PayloadTooLarge(DaemonError):
+    code = "payload_too_large"
+
+
 class SessionNotFound(DaemonError):
     code = "session_not_found"
 

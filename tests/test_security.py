@@ -238,3 +238,61 @@ def test_configured_host_names_are_served_and_others_refused(tmp_path: Path) -> 
             assert rebinding.status == 403
 
     asyncio.run(main())
+
+
+def test_oversized_body_gets_413_and_changes_nothing(tmp_path: Path) -> None:
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
+        huge = json.dumps({"text": "say " + "x" * 600_000}).encode()
+        reply = await api.call("POST", f"/api/sessions/{sid}/prompt", raw=huge)
+        assert reply.status == 413 and reply.body["error"]["code"] == "payload_too_large"
+        too_long = await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "x" * 100_001})
+        assert too_long.status == 400 and "longer than" in too_long.body["error"]["message"]
+        assert (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"] == before
+
+    serve(tmp_path, body)
+
+
+def test_failed_logins_are_throttled_without_locking_out_the_real_token(tmp_path: Path) -> None:
+    from qwen_daemon.server.throttle import MAX_FAILURES
+
+    async def body(api: Api, ws: Path) -> None:
+        statuses = [
+            (await api.call("GET", "/api/sessions", token=f"guess{i}")).status
+            for i in range(MAX_FAILURES + 3)
+        ]
+        assert statuses[:MAX_FAILURES] == [401] * MAX_FAILURES
+        assert statuses[MAX_FAILURES:] == [429] * 3
+        throttled = await api.call("GET", "/api/sessions", token="guess-again")
+        assert throttled.status == 429 and int(throttled.headers["Retry-After"]) >= 1
+        assert (await api.call("GET", "/api/sessions")).status == 200  # the right token still works
+
+    serve(tmp_path, body)
+
+
+def test_cross_site_text_plain_post_cannot_act(tmp_path: Path) -> None:
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
+        # what a foreign page can send without a preflight: a simple text/plain POST, no token
+        forged = await api.call(
+            "POST",
+            f"/api/sessions/{sid}/prompt",
+            raw=b'{"text": "say pwned"}',
+            token=None,
+            headers={"Content-Type": "text/plain", "Origin": "http://evil.example"},
+        )
+        assert forged.status in (401, 403)
+        # even holding the token, text/plain is not accepted as JSON
+        plain = await api.call(
+            "POST",
+            f"/api/sessions/{sid}/prompt",
+            raw=b'{"text": "say pwned"}',
+            headers={"Content-Type": "text/plain"},
+        )
+        assert plain.status in (400, 403)
+        after = (await api.call("GET", f"/api/sessions/{sid}")).body
+        assert after["last_seq"] == before and after["state"] == "idle"
+
+    serve(tmp_path, body)

@@ -33,13 +33,14 @@ from qwen_daemon.config import ConfigError, Settings, load_or_create_token, rota
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
 from qwen_daemon.server import health, openapi, sessions_api, stream
 from qwen_daemon.server.base import NotFoundHandler
+from qwen_daemon.server.throttle import AuthThrottle
 from qwen_daemon.sessions.manager import SessionManager
 from qwen_daemon.sessions.store import StoreError
 
 log = logging.getLogger(__name__)
 
-#: Largest request body the HTTP server reads at all.
-MAX_BODY_SIZE = 1024 * 1024
+#: Largest request body the HTTP server reads at all; handlers refuse more than theirs with 413.
+MAX_BODY_SIZE = 8 * 1024 * 1024
 #: Upper bound on the whole of :meth:`Daemon.shutdown` (agents get SIGTERM → SIGKILL inside it).
 SHUTDOWN_TIMEOUT = 30.0
 #: Largest WebSocket frame a client may send (a prompt is at most 100,000 characters).
@@ -156,6 +157,7 @@ class Daemon:
             raise StartupError(str(exc)) from None
         self.token = load_or_create_token(settings.paths)
         self.instance_id = uuid.uuid4().hex
+        self.auth_throttle = AuthThrottle()
         self.started_at = _utc_now()
         self.pid = os.getpid()
         self.manager = SessionManager(settings)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.web
 import tornado.websocket
 
-from qwen_daemon.errors import BadRequest, DaemonError, ShuttingDown
+from qwen_daemon.errors import BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 #: Domain error code → HTTP status. The only place this mapping exists.
 ERROR_STATUS: dict[str, int] = {
     "bad_request": 400,
+    "payload_too_large": 413,
     "session_not_found": 404,
     "permission_not_found": 404,
     "session_busy": 409,
@@ -60,10 +61,11 @@ _JSON_TYPES = ("application/json",)
 class ApiError(tornado.web.HTTPError):
     """An HTTP-level refusal (auth, Host, Origin) with a stable ``code`` and a client message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(status)
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def describe_error(exc: BaseException | None, status: int = 500) -> tuple[int, str, str]:
@@ -171,7 +173,16 @@ class _Guard(tornado.web.RequestHandler):
 
     def check_auth(self) -> None:
         if self.auth_required and not self.is_authenticated():
-            raise ApiError(401, "unauthorized", "missing or invalid bearer token")
+            self.refuse_unauthenticated()
+
+    def refuse_unauthenticated(self) -> None:
+        """401, or 429 once this peer has failed too often (a correct token never gets here)."""
+        wait = self.daemon.auth_throttle.fail(self.request.remote_ip or "?")
+        if wait:
+            retry = str(int(wait + 0.999))
+            message = f"too many failed logins; try again in {retry} s"
+            raise ApiError(429, "too_many_attempts", message, headers={"Retry-After": retry})
+        raise ApiError(401, "unauthorized", "missing or invalid bearer token")
 
     def prepare(self) -> Awaitable[None] | None:
         self.check_host()
@@ -190,6 +201,8 @@ class _Guard(tornado.web.RequestHandler):
             self.set_status(status)
         if status == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="qwen-daemon"')
+        for name, value in (exc.headers if isinstance(exc, ApiError) else {}).items():
+            self.set_header(name, value)
         if status == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
             message = f"method {self.request.method} is not allowed on {self.request.path}"
@@ -257,7 +270,7 @@ class BaseHandler(_Guard):
                 raise BadRequest("the request body must be UTF-8 encoded")
         body = self.request.body
         if len(body) > MAX_JSON_BODY:
-            raise BadRequest(f"request body too large ({len(body)} bytes; at most {MAX_JSON_BODY})")
+            raise PayloadTooLarge(f"request body too large ({len(body)} bytes; at most {MAX_JSON_BODY})")
         if not body.strip():
             raise BadRequest("request body is empty; expected a JSON object")
         try:

@@ -20,7 +20,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json(_ERROR, "error") for s in (401, *statuses)}
+    return {str(s): _json(_ERROR, "error") for s in (401, 429, *statuses)}
 
 
 def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
@@ -214,7 +214,7 @@ PATHS: dict[str, Any] = {
                     "properties": {"cwd": {"type": "string"}, "title": {"type": "string", "maxLength": 200}},
                 }
             ),
-            "responses": {"201": _json(_ref("SessionDetail"), "created"), **_errors(400, 429, 502, 503)},
+            "responses": {"201": _json(_ref("SessionDetail"), "created"), **_errors(400, 413, 502, 503)},
         },
     },
     "/api/sessions/prune": {
@@ -233,7 +233,7 @@ PATHS: dict[str, Any] = {
                     },
                     "ids removed",
                 ),
-                **_errors(400),
+                **_errors(400, 413),
             },
         }
     },
@@ -268,7 +268,7 @@ PATHS: dict[str, Any] = {
                     },
                     "accepted",
                 ),
-                **_errors(400, 404, 409),
+                **_errors(400, 404, 409, 413),
             },
         },
     },

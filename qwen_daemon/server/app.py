@@ -30,7 +30,7 @@ from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
 from qwen_daemon.config import Settings, load_or_create_token
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
-from qwen_daemon.server import health, sessions_api, stream
+from qwen_daemon.server import health, pages, sessions_api, stream
 from qwen_daemon.server.base import NotFoundHandler
 from qwen_daemon.sessions.manager import SessionManager
 
@@ -60,7 +60,13 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 def make_app(daemon: Daemon) -> tornado.web.Application:
     """The application: every module's routes, then a catch-all JSON 404."""
-    routes: list[Any] = [*health.routes, *sessions_api.routes, *stream.routes, (r".*", NotFoundHandler)]
+    routes: list[Any] = [
+        *health.routes,
+        *sessions_api.routes,
+        *stream.routes,
+        *pages.routes,
+        (r".*", NotFoundHandler),
+    ]
     return tornado.web.Application(
         routes,
         daemon=daemon,

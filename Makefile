@@ -8,7 +8,7 @@ QWEN_PREFIX := $(VENV)/qwen-code
 QWEN_CLI := $(QWEN_PREFIX)/node_modules/@qwen-code/qwen-code/cli.js
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,19 @@ run: install
 	@$(BIN)/qwen-daemon start || $(BIN)/qwen-daemon url
 
 ## test: install, add what the tests need, then run the whole suite
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
+CHROMIUM := /usr/bin/chromium
+test-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "$(CHROMIUM) is missing: install Debian's chromium (as root) or the browser tests fail" >&2; \
+		fi; \
+	fi
 
 ## lint: ruff and mypy (strict on the package)
 lint: install

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import tornado.netutil
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -33,6 +34,7 @@ from playwright.sync_api import (
 )
 
 from qwen_daemon.config import Settings
+from qwen_daemon.server.app import Daemon
 from tests.support.daemon import Api, running_daemon
 
 T = TypeVar("T")
@@ -73,8 +75,10 @@ def wait_for_js(page: Page, expression: str, timeout: float = UI_TIMEOUT_MS / 10
 class DaemonThread:
     """A started :class:`Daemon` (via ``running_daemon``) served from a background thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int | None = None) -> None:
+        """``port``: listen there (e.g. to restart on the port a page knows), else any free port."""
         self.settings = settings
+        self.port = port
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,10 +96,21 @@ class DaemonThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with running_daemon(self.settings) as api:
-            self._api = api
+        if self.port is None:
+            async with running_daemon(self.settings) as api:
+                self._api = api
+                self._ready.set()
+                await self._stop.wait()
+            return
+        daemon = Daemon(self.settings)
+        await daemon.start(sockets=tornado.netutil.bind_sockets(self.port, "127.0.0.1"))
+        self._api = Api(daemon)
+        try:
             self._ready.set()
             await self._stop.wait()
+        finally:
+            self._api.http.close()
+            await daemon.shutdown()
 
     def start(self) -> DaemonThread:
         self._thread.start()

@@ -221,3 +221,33 @@ def test_agent_html_is_shown_as_text_never_run(pages: Pages, daemon: DaemonThrea
     assert transcript.locator('a[href^="javascript"]').count() == 0
     expect(transcript.get_by_role("link", name="pic")).to_have_attribute("href", "https://example.com/p.png")
     assert page.evaluate("window.pwned") is None
+
+
+DIFF_VIEW = """async ([oldText, newText]) => {
+  const cards = await import("/static/js/cards.js");
+  const view = cards.diffView({ path: "f.py", oldText, newText });
+  return {
+    lines: [...view.querySelectorAll(".line")].map((l) => `${l.classList[1]}|${l.textContent}`),
+    head: view.querySelector(".diff-head").textContent,
+  };
+}"""
+
+
+def test_diffs_show_changed_lines_with_context_and_fold_the_rest(pages: Pages) -> None:
+    page = pages.open()
+    old = "".join(f"line {i}\n" for i in range(1, 21))
+    new = old.replace("line 10\n", "line ten\n") + "line 21\n"
+    view = page.evaluate(DIFF_VIEW, [old, new])
+    assert view["lines"] == [
+        "fold|⋯ 6 unchanged lines",
+        *[f"ctx|  line {i}" for i in (7, 8, 9)],
+        "del|- line 10",
+        "add|+ line ten",
+        *[f"ctx|  line {i}" for i in (11, 12, 13)],
+        "fold|⋯ 4 unchanged lines",
+        *[f"ctx|  line {i}" for i in (18, 19, 20)],
+        "add|+ line 21",
+    ]
+    assert view["head"] == "f.py+2 \u22121"
+    created = page.evaluate(DIFF_VIEW, ["", "a\nb\n"])
+    assert created == {"lines": ["add|+ a", "add|+ b"], "head": "f.py (new file)+2 \u22120"}

@@ -236,3 +236,28 @@ def test_nothing_overflows_horizontally_at_360_px(pages: Pages, daemon: DaemonTh
     expect(page.locator(".msg.agent table")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert page.evaluate("document.body.scrollWidth") <= 360
+
+
+def test_daemon_restart_shows_offline_then_that_the_session_is_gone(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    sid = new_session(daemon, workspace)
+    page = pages.open(f"/s/{sid}")
+    send(page, "permission Write later.txt")
+    expect(page.locator(".permission.open")).to_be_visible()
+    page.evaluate(RECORD_CONN)
+    port = daemon.api.daemon.port
+    pages.allow(r"WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|status of 404")
+    daemon.stop()
+    expect(page.locator("#conn")).to_have_attribute("data-status", "offline")
+    restarted = DaemonThread(daemon.settings, port=port).start()
+    try:
+        # sessions live in the daemon's memory: the page must say so, not spin or show stale prompts
+        expect(page.locator("#banner")).to_contain_text("no longer exists")
+        expect(page.locator(".permission.open")).to_have_count(0)
+        expect(page.locator(".permission.resolved .outcome")).to_have_text("Expired — the session ended")
+        expect(page.locator("#prompt")).to_be_disabled()
+        page.goto(daemon.base + "/")  # the cookie still works: the token survived the restart
+        expect(page.locator("#list-status")).to_have_text("No sessions yet. Create one above.")
+    finally:
+        restarted.stop()

@@ -52,10 +52,10 @@ export function diffLines(oldText, newText) {
       if (i < n && j < m && midA[i] === midB[j]) {
         out.push({ op: " ", text: midA[i++] });
         j++;
-      } else if (j < m && (i === n || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j])) {
-        out.push({ op: "+", text: midB[j++] });
+      } else if (i < n && (j === m || lcs[(i + 1) * width + j] >= lcs[i * width + j + 1])) {
+        out.push({ op: "-", text: midA[i++] }); // removals before additions, as diff(1) shows them
       } else {
-        out.push({ op: "-", text: midA[i++] });
+        out.push({ op: "+", text: midB[j++] });
       }
     }
   }

@@ -120,12 +120,15 @@ export class PermissionPrompt {
     }
   }
 
-  /** Collapse to the outcome. `elsewhere`: answered in another tab or client while shown here. */
-  resolve(optionId, elsewhere) {
+  /**
+   * Collapse to the outcome. `elsewhere`: answered in another tab or client while shown here;
+   * `why`: the text for a request that ended unanswered.
+   */
+  resolve(optionId, elsewhere, why = "Cancelled — the turn was cancelled or ended") {
     if (this.resolved) return;
     this.resolved = true;
     const option = this.options.find((o) => o.option_id === optionId);
-    let outcome = option ? option.name || option.option_id : "Cancelled — the turn was cancelled or ended";
+    let outcome = option ? option.name || option.option_id : why;
     if (option && elsewhere) outcome += " (answered in another tab or client)";
     const kind = option ? option.kind || "" : "cancelled";
     this.el.className = `permission resolved outcome-${kind.startsWith("allow") ? "allow" : kind.startsWith("reject") ? "reject" : "cancelled"}`;

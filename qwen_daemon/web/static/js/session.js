@@ -185,6 +185,8 @@ const stream = new SessionStream(sessionId, {
   },
   onEnd(reason) {
     ended = true;
+    // nobody can answer these any more: never leave a prompt that looks answerable
+    for (const prompt of transcript.openPrompts) prompt.resolve(null, false, "Expired — the session ended");
     if (reason === "closed") {
       setState("closed");
       setConn("closed", "");
@@ -202,14 +204,19 @@ const stream = new SessionStream(sessionId, {
   },
 });
 
-// keep the view pinned to the newest output while the reader is at the bottom
+// Keep the view pinned to the newest output while the reader is at the bottom. Our own scrolls
+// (autoY) must not count as the reader leaving: content may grow again before their event fires.
 let pinned = true;
+let autoY = 0;
 window.addEventListener("scroll", () => {
+  if (pinned && window.scrollY + 2 >= autoY) return;
   pinned = window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 120;
 }, { passive: true });
 new ResizeObserver(() => {
-  if (pinned) window.scrollTo({ top: document.documentElement.scrollHeight });
-}).observe(ui.transcript);
+  if (!pinned) return;
+  window.scrollTo({ top: document.documentElement.scrollHeight });
+  autoY = window.scrollY;
+}).observe(ui.main);
 
 // --- the prompt box -----------------------------------------------------------------------------
 

@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support.browser import DaemonThread, Pages
+from tests.support.daemon import fake_settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -251,3 +252,28 @@ def test_diffs_show_changed_lines_with_context_and_fold_the_rest(pages: Pages) -
     assert view["head"] == "f.py+2 \u22121"
     created = page.evaluate(DIFF_VIEW, ["", "a\nb\n"])
     assert created == {"lines": ["add|+ a", "add|+ b"], "head": "f.py (new file)+2 \u22120"}
+
+
+def test_an_agent_that_cannot_start_is_explained(
+    browser: Browser, tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_AGENT_AUTH_REQUIRED", "1")  # session/new fails like Qwen without a key
+    served = DaemonThread(fake_settings(tmp_path)).start()
+    pages = Pages(browser, served)
+    try:
+        page = pages.open()
+        pages.allow(r"status of 502")
+        page.get_by_label("Workspace folder").fill(str(workspace))
+        page.get_by_role("button", name="Create session").click()
+        error = page.locator("#create-error")
+        expect(error).to_contain_text("The agent could not start: Authentication required")
+        expect(error.locator(".hint")).to_contain_text("OPENAI_API_KEY")
+        expect(page.locator(".session-row .badge")).to_have_text("failed")
+        error.get_by_role("link", name="Open the failed session").click()
+        expect(page.locator("#banner")).to_contain_text("This session could not start")
+        expect(page.locator(".error-card .error-message")).to_contain_text("Authentication required")
+        expect(page.locator("#prompt")).to_be_disabled()
+        pages.check()
+    finally:
+        pages.close()
+        served.stop()

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.support.browser import DaemonThread, Pages, wait_for_js
 
@@ -261,3 +261,38 @@ def test_daemon_restart_shows_offline_then_that_the_session_is_gone(
         expect(page.locator("#list-status")).to_have_text("No sessions yet. Create one above.")
     finally:
         restarted.stop()
+
+
+def test_lost_and_repeated_frames_are_repaired_by_seq(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    """A frame lost in transit is refetched from /events; a repeated one is shown once."""
+    sid = new_session(daemon, workspace)
+    context = pages.context()
+    page = pages.watch(context.new_page())
+    tampered: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("text") == "chunk 5\n":
+                tampered.append("dropped")
+                return
+            ws.send(message)
+            if frame.get("text") == "chunk 9\n":
+                tampered.append("repeated")
+                ws.send(message)
+
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r"/ws\?after="), route)
+    page.goto(daemon.login_url)
+    page.goto(f"{daemon.base}/s/{sid}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    send(page, "stream 20")
+    wait_idle(page)
+    expect(page.locator(".msg.agent")).to_contain_text("chunk 20")
+    assert tampered == ["dropped", "repeated"]
+    assert chunk_numbers(page) == list(range(1, 21))

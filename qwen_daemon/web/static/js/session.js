@@ -172,6 +172,8 @@ const stream = new SessionStream(sessionId, {
     setState(session.state || state);
     if (session.state === "failed") {
       showBanner("This session could not start, so it cannot take prompts.", "See the error below; once it is fixed, create a new session.");
+    } else if (session.state === "closed") {
+      showBanner("This session is closed; its history stays readable here.", "Start a new session from the dashboard to continue.");
     }
     updateEmpty();
   },

@@ -296,3 +296,18 @@ def test_lost_and_repeated_frames_are_repaired_by_seq(
     expect(page.locator(".msg.agent")).to_contain_text("chunk 20")
     assert tampered == ["dropped", "repeated"]
     assert chunk_numbers(page) == list(range(1, 21))
+
+
+def test_network_loss_shows_offline_and_recovers(pages: Pages, daemon: DaemonThread, workspace: Path) -> None:
+    sid = new_session(daemon, workspace)
+    page = pages.open(f"/s/{sid}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    pages.allow(r"ERR_INTERNET_DISCONNECTED|WebSocket connection to .* failed")
+    page.context.set_offline(True)
+    expect(page.locator("#conn")).to_have_attribute("data-status", "offline")
+    expect(page.locator("#conn")).to_have_text("Offline")
+    prompt_via_api(daemon, sid, "say while you were away")
+    page.context.set_offline(False)
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    expect(page.locator(".msg.agent")).to_have_text("while you were away")
+    wait_idle(page)

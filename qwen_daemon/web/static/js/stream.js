@@ -50,6 +50,7 @@ export class SessionStream {
   }
 
   status(value, detail = "") {
+    this.current = value;
     this.hooks.onStatus(value, detail);
   }
 
@@ -190,6 +191,7 @@ export class SessionStream {
     } else if (frame.type === "ack" && frame.id === this.awaitingPing) {
       this.clear("ack");
       this.schedulePing();
+      if (this.current !== "connected") this.status("connected"); // e.g. the network came back
     }
   }
 

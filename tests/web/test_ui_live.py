@@ -247,7 +247,7 @@ def test_daemon_restart_shows_offline_then_that_the_session_is_gone(
     expect(page.locator(".permission.open")).to_be_visible()
     page.evaluate(RECORD_CONN)
     port = daemon.api.daemon.port
-    pages.allow(r"WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|status of 404")
+    pages.allow(r"WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|status of (404|503)")
     daemon.stop()
     expect(page.locator("#conn")).to_have_attribute("data-status", "offline")
     restarted = DaemonThread(daemon.settings, port=port).start()

@@ -21,9 +21,11 @@ export class SessionStream {
   /**
    * @param sessionId the session to follow
    * @param hooks {
-   *   onEvent(event, live), onHello(hello), onStatus(status, detail), onReset(), onEnd(reason)
-   * } — status is "connecting" | "connected" | "reconnecting" | "offline";
-   *   onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized".
+   *   onEvent(event, live), onHello(hello), onStatus(status, detail), onReset(),
+   *   onMissing(count), onEnd(reason)
+   * } — status is "connecting" | "connected" | "reconnecting" | "offline"; onReset: the daemon's
+   *   log restarted, start the view over; onMissing: that many events are older than the daemon
+   *   keeps; onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized".
    */
   constructor(sessionId, hooks) {
     this.id = sessionId;
@@ -44,7 +46,7 @@ export class SessionStream {
     const wake = () => this.wake();
     document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && wake());
     window.addEventListener("online", wake);
-    window.addEventListener("offline", () => this.status("offline", "the network is down"));
+    window.addEventListener("offline", () => this.ended || this.status("offline", "the network is down"));
     window.addEventListener("pageshow", (e) => e.persisted && this.kill("page restored"));
     this.connect();
   }

@@ -39,8 +39,10 @@ test: install test-deps
 
 # The Debian tools the service and packaging tests use: installed only when one is missing and
 # only as root with apt (elsewhere the tests that need them skip, saying why; CI fails instead).
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
 TEST_TOOLS := xmllint:libxml2-utils dpkg-buildpackage:dpkg-dev dh:debhelper \
-	systemd-analyze:systemd unshare:util-linux
+	systemd-analyze:systemd unshare:util-linux \
+	chromium:chromium
 test-deps:
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done; \
 		/usr/bin/python3 -m pip --version >/dev/null 2>&1 || echo python3-pip); \

@@ -8,6 +8,8 @@ The text of each ``session/prompt`` is a script, one command per line (blank lin
 
 ``say <text>``               agent_message_chunk updates, split at spaces (streamed, 2+ chunks)
 ``think <text>``             one agent_thought_chunk
+``md <json string>``         the decoded string (it may hold newlines: Markdown) as agent_message_chunk
+                             updates of at most 16 characters each
 ``stream <N> [<delay_ms>]``  N agent_message_chunk updates ``"chunk <i>\\n"`` (i = 1..N)
 ``tool <kind> <title...>``   tool_call (pending) -> tool_call_update in_progress -> completed
 ``permission <title...>``    edit tool_call, then session/request_permission with Qwen's edit options
@@ -308,6 +310,12 @@ class FakeAgent:
         if command == "say":
             for piece in re.split(r"(?<= )(?=\S)", arg):
                 await self._say(session, piece, said)
+        elif command == "md":
+            text = json.loads(arg)
+            if not isinstance(text, str):
+                raise ValueError("md needs a JSON string")
+            for start in range(0, len(text), 16):
+                await self._say(session, text[start : start + 16], said)
         elif command == "think":
             await self.send(sid, update_agent_thought_text(arg))
         elif command == "stream":

@@ -32,7 +32,7 @@ def test_every_route_is_documented_and_every_documented_path_exists(tmp_path: Pa
         routes = {
             rule.matcher.regex.pattern.rstrip("$")
             for rule in api.daemon.app.wildcard_router.rules
-            if rule.matcher.regex.pattern not in (".*$",)
+            if rule.matcher.regex.pattern.startswith(("/api", "/health"))
         }
         as_templates = {re.sub(r"\(\[A-Za-z0-9_-\]\{1,64\}\)", "{id}", r).replace("\\", "") for r in routes}
         normalized = {re.sub(r"\{[a-z_]+\}", "{id}", p) for p in documented}

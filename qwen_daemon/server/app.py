@@ -31,7 +31,7 @@ from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
 from qwen_daemon.config import ConfigError, Settings, load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
-from qwen_daemon.server import health, openapi, sessions_api, stream
+from qwen_daemon.server import health, openapi, pages, sessions_api, stream
 from qwen_daemon.server.base import NotFoundHandler
 from qwen_daemon.server.throttle import AuthThrottle
 from qwen_daemon.sessions.manager import SessionManager
@@ -72,6 +72,7 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
         *openapi.routes,
         *sessions_api.routes,
         *stream.routes,
+        *pages.routes,
         (r".*", NotFoundHandler),
     ]
     return tornado.web.Application(
@@ -89,7 +90,7 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
         websocket_ping_interval=30,
         # a bigger frame is refused with close code 1009 (message too big)
         websocket_max_message_size=MAX_FRAME_SIZE,
-        websocket_ping_timeout=60,
+        websocket_ping_timeout=20,  # must be below the interval, or Tornado warns on every socket
         compress_response=False,
         serve_traceback=False,
         debug=False,

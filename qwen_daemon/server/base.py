@@ -11,10 +11,19 @@ commands, so any web page the user visits is an attacker. Bearer tokens are neve
 automatically by browsers (no CSRF); the Host check defeats DNS rebinding (an attacker's name
 resolving to 127.0.0.1); Origin checks stop cross-site WebSockets; ``hmac.compare_digest`` keeps
 the token comparison constant-time.
+
+Browsers log in once from the URL ``qwen-daemon url`` prints (``/?token=…``): a page turns a valid
+token into an HttpOnly, SameSite=Strict cookie and redirects to the same URL without it, so the
+token never sits in history or a Referer. A cookie *is* sent automatically, and SameSite does not
+separate ports (another local web server is "same-site"), so cookie auth is accepted only from our
+own origin: an ``Origin`` header, when present, must be ours; WebSockets and state-changing
+requests must carry it, and state-changing requests must also send ``X-Qwen-Daemon: 1``, a custom
+header no other site can add without a CORS preflight, which we never grant.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -54,8 +63,26 @@ ERROR_STATUS: dict[str, int] = {
 #: Largest JSON body a handler accepts (the HTTP server's own cap is higher, for uploads later).
 MAX_JSON_BODY = 256 * 1024
 
+#: Browser login cookie name prefix; the port is appended because cookies do not separate ports.
+COOKIE_PREFIX = "qwen_daemon_"
+#: How long a browser stays logged in (the token itself is what expires it: a new token, new login).
+COOKIE_DAYS = 30
+#: Same-origin proof a cookie-authenticated state-changing request must carry (value ``1``).
+PROOF_HEADER = "X-Qwen-Daemon"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 _JSON_TYPES = ("application/json",)
+
+
+def secrets_equal(given: str, expected: str) -> bool:
+    """Constant-time comparison of two secrets (an empty expected secret matches nothing)."""
+    return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def cookie_value(token: str) -> str:
+    """The login cookie's value: derived from the token, so the browser never stores the token."""
+    return hmac.new(token.encode("utf-8"), b"qwen-daemon browser login v1", hashlib.sha256).hexdigest()
 
 
 class ApiError(tornado.web.HTTPError):
@@ -127,6 +154,8 @@ class _Guard(tornado.web.RequestHandler):
     auth_required = True
     #: Set True on routes that still make sense while the daemon shuts down.
     available_during_shutdown = False
+    #: Browser pages: ``?token=`` logs in (cookie + redirect) and cookie auth needs no Origin.
+    login_from_query = False
 
     # --- accessors --------------------------------------------------------------------------
 
@@ -150,18 +179,43 @@ class _Guard(tornado.web.RequestHandler):
         self.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 
     def bearer_token(self) -> str | None:
-        """The token from ``Authorization: Bearer``; no other source (no cookies, no query)."""
+        """The token from ``Authorization: Bearer`` (the cookie is a separate, narrower path)."""
         scheme, _, value = self.request.headers.get("Authorization", "").strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return None
         return value.strip()
 
-    def is_authenticated(self) -> bool:
-        given = self.bearer_token()
+    @property
+    def cookie_name(self) -> str:
+        return f"{COOKIE_PREFIX}{self.daemon.port}"
+
+    def authenticate(self) -> str | None:
+        """How the request proves itself: ``"bearer"``, ``"cookie"`` or None.
+
+        A request that sends a bearer token is judged by it alone: a wrong token is not rescued
+        by a cookie riding along.
+        """
         expected: str = self.application.settings["token"]
-        if given is None or not expected:
+        given = self.bearer_token()
+        if given is not None:
+            return "bearer" if secrets_equal(given, expected) else None
+        cookie = self.get_cookie(self.cookie_name)
+        if cookie is not None and expected and secrets_equal(cookie, cookie_value(expected)):
+            return "cookie"
+        return None
+
+    def is_authenticated(self) -> bool:
+        return self.authenticate() is not None
+
+    def origin_is_own(self, origin: str) -> bool:
+        """Same scheme and host:port as the (allowlisted) Host we were reached by."""
+        try:
+            parts = urllib.parse.urlsplit(origin)
+        except ValueError:
             return False
-        return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+        if parts.scheme != self.request.protocol:
+            return False
+        return parts.netloc.lower() == self.request.headers.get("Host", "").strip().lower()
 
     def check_host(self) -> None:
         bind_host: str = self.application.settings["bind_host"]
@@ -171,9 +225,64 @@ class _Guard(tornado.web.RequestHandler):
             log.warning("refused request with Host %r (possible DNS rebinding)", host[:100])
             raise ApiError(403, "forbidden_host", "requests for this Host are not accepted")
 
+    def check_cookie_use(self) -> None:
+        """Cookie auth is accepted only for requests our own pages make (see the module doc)."""
+        if self.login_from_query:
+            return  # a page is a navigation: read-only, rendered for the user, never framed
+        origin = self.request.headers.get("Origin")
+        changing = self.request.method not in SAFE_METHODS
+        if origin is not None or changing or isinstance(self, tornado.websocket.WebSocketHandler):
+            if origin is None or not self.origin_is_own(origin):
+                log.warning("refused cookie-authenticated request from Origin %r", (origin or "")[:100])
+                raise ApiError(
+                    403,
+                    "forbidden_origin",
+                    "cookie-authenticated requests must come from the daemon's own pages",
+                )
+        elif self.request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            raise ApiError(403, "forbidden_origin", "cookie-authenticated requests must be same-origin")
+        if changing and self.request.headers.get(PROOF_HEADER, "").strip() != "1":
+            raise ApiError(
+                403, "missing_proof", f"cookie-authenticated changes need the header '{PROOF_HEADER}: 1'"
+            )
+
     def check_auth(self) -> None:
-        if self.auth_required and not self.is_authenticated():
+        if not self.auth_required:
+            return
+        method = self.authenticate()
+        if method is None:
             self.refuse_unauthenticated()
+        if method == "cookie":
+            self.check_cookie_use()
+
+    def login_from_token(self) -> bool:
+        """On a page, ``?token=<valid>``: set the login cookie, redirect to the URL without it.
+
+        Returns True when it answered (the redirect). An invalid token changes nothing: the page
+        then needs the cookie as usual.
+        """
+        given = self.get_query_argument("token", None)
+        expected: str = self.application.settings["token"]
+        if given is None or self.request.method not in ("GET", "HEAD") or not secrets_equal(given, expected):
+            return False
+        self.set_cookie(
+            self.cookie_name,
+            cookie_value(expected),
+            path="/",
+            expires_days=COOKIE_DAYS,
+            httponly=True,
+            samesite="Strict",
+            secure=self.request.protocol == "https",
+        )
+        kept = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(self.request.query, keep_blank_values=True)
+            if k != "token"
+        ]
+        # "/" + lstrip: a path like //evil.example must not become a protocol-relative redirect
+        target = "/" + self.request.path.lstrip("/")
+        self.redirect(target + ("?" + urllib.parse.urlencode(kept) if kept else ""))
+        return True
 
     def refuse_unauthenticated(self) -> None:
         """401, or 429 once this peer has failed too often (a correct token never gets here)."""
@@ -186,6 +295,8 @@ class _Guard(tornado.web.RequestHandler):
 
     def prepare(self) -> Awaitable[None] | None:
         self.check_host()
+        if self.login_from_query and self.login_from_token():
+            return None
         self.check_auth()
         if self.daemon.stopping and not self.available_during_shutdown:
             raise ShuttingDown("the daemon is shutting down")
@@ -301,7 +412,9 @@ class NotFoundHandler(BaseHandler):
 
 
 class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
-    """Base for WebSocket handlers: same Host + bearer checks, plus a strict Origin check.
+    """Base for WebSocket handlers: same Host + auth checks, plus a strict Origin check.
+
+    A bearer client may omit ``Origin`` (it is no browser); a cookie client must send ours.
 
     The connection registers itself in ``daemon.websockets`` once upgraded and leaves it when
     closed, so shutdown can close every socket; subclasses need not do it themselves.
@@ -315,16 +428,6 @@ class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
             log.warning("refused WebSocket from foreign Origin %r", origin[:100])
             raise ApiError(403, "forbidden_origin", "cross-origin WebSockets are not allowed")
         return None
-
-    def origin_is_own(self, origin: str) -> bool:
-        """Same scheme-less origin as the (allowlisted) Host we were reached by."""
-        try:
-            parts = urllib.parse.urlsplit(origin)
-        except ValueError:
-            return False
-        if parts.scheme not in ("http", "https"):
-            return False
-        return parts.netloc.lower() == self.request.headers.get("Host", "").strip().lower()
 
     def check_origin(self, origin: str) -> bool:
         return self.origin_is_own(origin)

@@ -1,0 +1,153 @@
+"""Browser pages — the dashboard ``/`` and the session page ``/s/{id}`` — and their static files.
+
+Why thin server-rendered shells plus static ES modules: the UI is served from the installed
+package with no CDN and no build step, and everything live (sessions, events) comes through the
+same REST API and WebSocket every other client uses, so the browser gets no private back door.
+
+Pages log in from ``?token=`` and otherwise need the cookie (both in ``base.py``, the one place
+auth lives); without it they answer a small 401 page saying how to get the URL. Their errors are
+HTML, not JSON. The Content-Security-Policy allows only our own scripts and styles — no inline
+script, no inline style, no eval — and only the DOMPurify Trusted Types policy may write HTML.
+
+Static files are public (the login page needs its stylesheet; nothing in them is secret), come
+only from ``qwen_daemon/web/static`` with a fixed table of content types, and anything else —
+directories, dotfiles, unknown extensions, paths leaving the root — is a plain 404.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import tornado.template
+import tornado.web
+
+from qwen_daemon import __version__
+from qwen_daemon.server.base import BaseHandler, describe_error
+from qwen_daemon.server.sessions_api import _ID
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+STATIC_DIR = WEB_DIR / "static"
+_TEMPLATES = tornado.template.Loader(str(WEB_DIR / "templates"))
+
+#: The pages' policy. ``'self'`` covers ws:/wss: to our own host (CSP Level 3).
+PAGE_CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types dompurify",
+    ]
+)
+
+#: Every file type we serve, with its exact Content-Type; anything else is a 404.
+CONTENT_TYPES: dict[str, str] = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+    ".webmanifest": "application/manifest+json",
+    ".woff2": "font/woff2",
+}
+
+
+class PageHandler(BaseHandler):
+    """Base for HTML pages: token login, cookie auth, the strict CSP and HTML error pages."""
+
+    login_from_query = True
+    available_during_shutdown = False
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", PAGE_CSP)
+
+    def render_page(self, template: str, status: int = 200, **namespace: Any) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        page = _TEMPLATES.load(template).generate(version=__version__, **namespace)
+        self.finish(page)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        status, code, message = describe_error(exc_info[1] if exc_info else None, status_code)
+        self.clear_header("Location")
+        if status == 401:
+            self.render_page("login.html", status=401)
+        elif code == "session_not_found":
+            self.render_page(
+                "error.html",
+                status=404,
+                heading="No such session",
+                message="It was deleted, or the daemon was restarted (sessions live in its memory).",
+            )
+        else:
+            self.render_page("error.html", status=status, heading=f"Error {status}", message=message)
+
+
+class DashboardPage(PageHandler):
+    def get(self) -> None:
+        self.render_page("dashboard.html")
+
+
+class SessionPage(PageHandler):
+    def get(self, session_id: str) -> None:
+        session = self.manager.get(session_id)  # SessionNotFound → the 404 page
+        self.render_page("session.html", session=session.summary())
+
+
+class StaticHandler(BaseHandler, tornado.web.StaticFileHandler):
+    """Files under ``web/static``: public, typed by the table above, revalidated by ETag."""
+
+    auth_required = False
+    available_during_shutdown = True
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        # small local files: always revalidate (ETag), so an upgraded daemon never serves stale UI
+        self.set_header("Cache-Control", "no-cache")
+
+    def compute_etag(self) -> str | None:
+        return tornado.web.StaticFileHandler.compute_etag(self)
+
+    def get_content_type(self) -> str:
+        assert self.absolute_path is not None
+        return CONTENT_TYPES[os.path.splitext(self.absolute_path)[1].lower()]
+
+    def parse_url_path(self, url_path: str) -> str:
+        # refuse before Tornado's own checks answer 403: every kind of "no" is the same 404
+        parts = url_path.split("/")
+        if any(not part or part.startswith(".") or "\\" in part or "\x00" in part for part in parts):
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        real_root = os.path.realpath(root)  # realpath: a symlink must not lead out either
+        real = os.path.realpath(absolute_path)
+        relative = os.path.relpath(real, real_root)
+        if (
+            relative.startswith("..")
+            or any(part.startswith(".") for part in Path(relative).parts)
+            or os.path.splitext(real)[1].lower() not in CONTENT_TYPES
+            or not os.path.isfile(real)
+        ):
+            raise tornado.web.HTTPError(404)  # no listing, no traversal, nothing to tell apart
+        return super().validate_absolute_path(root, absolute_path)
+
+
+routes: list[Any] = [
+    (r"/", DashboardPage),
+    (rf"/s/{_ID}", SessionPage),
+    (r"/static/(.+)", StaticHandler, {"path": str(STATIC_DIR)}),
+]

@@ -1,0 +1,271 @@
+// The session's live feed: one WebSocket that survives drops, restarts, sleep and background tabs
+// without losing or repeating an event.
+//
+// How: every event carries a per-session `seq`. We remember the highest seq applied and reconnect
+// with `?after=<it>`, so the daemon replays exactly what we missed. A seq at or below it is a
+// duplicate and dropped; a seq beyond the next one is a gap, filled from `/events?after=` before
+// anything later is applied. An app-level ping every 15 s must be acked within 10 s, otherwise the
+// connection is treated as half-open (typical after a laptop sleeps) and replaced. Reconnects back
+// off exponentially with jitter, and happen at once when the tab becomes visible or the network
+// returns.
+
+import { api } from "./util.js";
+
+const PING_EVERY_MS = 15_000;
+const ACK_WITHIN_MS = 10_000;
+const HELLO_WITHIN_MS = 10_000;
+const BACKOFF_FIRST_MS = 300;
+const BACKOFF_MAX_MS = 15_000;
+
+export class SessionStream {
+  /**
+   * @param sessionId the session to follow
+   * @param hooks {
+   *   onEvent(event, live), onHello(hello), onStatus(status, detail), onReset(),
+   *   onMissing(count), onEnd(reason)
+   * } — status is "connecting" | "connected" | "reconnecting" | "offline"; onReset: the daemon's
+   *   log restarted, start the view over; onMissing: that many events are older than the daemon
+   *   keeps; onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized".
+   */
+  constructor(sessionId, hooks) {
+    this.id = sessionId;
+    this.hooks = hooks;
+    this.lastSeq = 0;
+    this.liveAfter = null; // events above this seq are live; the rest is history replayed on load
+    this.ws = null;
+    this.greeted = false;
+    this.attempts = 0;
+    this.ended = false;
+    this.pingId = 0;
+    this.pending = []; // events that arrived beyond a gap, waiting for it to be filled
+    this.filling = false;
+    this.timers = {};
+  }
+
+  start() {
+    const wake = () => this.wake();
+    document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && wake());
+    window.addEventListener("online", wake);
+    window.addEventListener("offline", () => this.ended || this.status("offline", "the network is down"));
+    window.addEventListener("pageshow", (e) => e.persisted && this.kill("page restored"));
+    this.connect();
+  }
+
+  status(value, detail = "") {
+    this.current = value;
+    this.hooks.onStatus(value, detail);
+  }
+
+  // --- connection ------------------------------------------------------------------------------
+
+  connect() {
+    if (this.ended) return;
+    this.clear("retry");
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = `${scheme}//${location.host}/api/sessions/${encodeURIComponent(this.id)}/ws?after=${this.lastSeq}`;
+    if (!this.greeted && this.attempts === 0) this.status("connecting");
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      this.retry();
+      return;
+    }
+    this.ws = ws;
+    this.greeted = false;
+    this.pending = []; // the replay after lastSeq brings these again
+    ws.onmessage = (message) => this.ws === ws && this.frame(message.data);
+    ws.onclose = (close) => this.ws === ws && this.lost(close);
+    this.timers.hello = setTimeout(() => this.ws === ws && !this.greeted && this.kill("no greeting"), HELLO_WITHIN_MS);
+  }
+
+  /** Drop the current socket (if any) without waiting for it, and reconnect. */
+  kill(reason) {
+    const ws = this.ws;
+    this.ws = null;
+    this.clear("hello", "ping", "ack");
+    if (ws) {
+      ws.onmessage = ws.onclose = null;
+      try {
+        ws.close(4001, reason);
+      } catch {
+        // already closing
+      }
+    }
+    this.retry();
+  }
+
+  lost(close) {
+    this.ws = null;
+    this.clear("hello", "ping", "ack");
+    const greeted = this.greeted;
+    this.greeted = false;
+    if (close.code === 4000) {
+      this.finish("closed"); // the daemon closed the session: nothing more will come
+      return;
+    }
+    if (!greeted) this.probe(); // refused before the greeting: find out why (404? 401? down?)
+    else this.retry();
+  }
+
+  async probe() {
+    try {
+      await api("GET", `/api/sessions/${encodeURIComponent(this.id)}`);
+      this.retry();
+    } catch (error) {
+      if (error.status === 404) this.finish("gone");
+      else if (error.status === 401) this.finish("unauthorized");
+      else this.retry(error.status === 0 ? "offline" : "reconnecting");
+    }
+  }
+
+  retry(kind = "reconnecting") {
+    if (this.ended || this.timers.retry) return;
+    this.attempts++;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (this.attempts - 1));
+    const delay = Math.round(base * (0.6 + 0.4 * Math.random()));
+    const offline = kind === "offline" || navigator.onLine === false;
+    this.status(offline ? "offline" : "reconnecting", `retrying in ${Math.ceil(delay / 1000)} s`);
+    this.timers.retry = setTimeout(() => {
+      this.timers.retry = null;
+      this.connect();
+    }, delay);
+  }
+
+  /** The tab is visible again or the network is back: check the connection now, not later. */
+  wake() {
+    if (this.ended) return;
+    if (this.ws && this.greeted) this.ping();
+    else if (this.timers.retry) {
+      this.clear("retry");
+      this.connect();
+    }
+  }
+
+  finish(reason) {
+    this.ended = true;
+    this.clear("hello", "ping", "ack", "retry");
+    this.hooks.onEnd(reason);
+  }
+
+  clear(...names) {
+    for (const name of names) {
+      clearTimeout(this.timers[name]);
+      this.timers[name] = null;
+    }
+  }
+
+  // --- heartbeat -------------------------------------------------------------------------------
+
+  schedulePing() {
+    this.clear("ping");
+    this.timers.ping = setTimeout(() => this.ping(), PING_EVERY_MS);
+  }
+
+  ping() {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (this.timers.ack) return; // one outstanding ping is enough
+    const id = `hb-${++this.pingId}`;
+    this.awaitingPing = id;
+    try {
+      ws.send(JSON.stringify({ type: "ping", id }));
+    } catch {
+      this.kill("send failed");
+      return;
+    }
+    this.timers.ack = setTimeout(() => this.ws === ws && this.kill("heartbeat not answered"), ACK_WITHIN_MS);
+  }
+
+  // --- frames ----------------------------------------------------------------------------------
+
+  frame(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof frame.seq === "number") {
+      this.receive(frame);
+    } else if (frame.type === "hello") {
+      this.hello(frame);
+    } else if (frame.type === "ack" && frame.id === this.awaitingPing) {
+      this.clear("ack");
+      this.schedulePing();
+      if (this.current !== "connected") this.status("connected"); // e.g. the network came back
+    }
+  }
+
+  hello(frame) {
+    this.clear("hello");
+    if (frame.last_seq < this.lastSeq) {
+      // a different log than the one we followed (seqs restarted): start the view over
+      this.lastSeq = 0;
+      this.liveAfter = null;
+      this.pending = [];
+      this.hooks.onReset();
+      this.kill("history restarted");
+      return;
+    }
+    this.greeted = true;
+    this.attempts = 0;
+    if (this.liveAfter === null) this.liveAfter = frame.last_seq;
+    this.hooks.onHello(frame);
+    this.status("connected");
+    this.schedulePing();
+  }
+
+  receive(event) {
+    if (event.seq <= this.lastSeq) return; // already shown
+    if (event.seq > this.lastSeq + 1) {
+      this.pending.push(event);
+      this.fill();
+      return;
+    }
+    this.apply(event);
+    this.drain();
+  }
+
+  apply(event) {
+    this.lastSeq = event.seq;
+    this.hooks.onEvent(event, this.liveAfter !== null && event.seq > this.liveAfter);
+  }
+
+  drain() {
+    if (!this.pending.length) return;
+    this.pending.sort((a, b) => a.seq - b.seq);
+    while (this.pending.length && this.pending[0].seq <= this.lastSeq + 1) {
+      const next = this.pending.shift();
+      if (next.seq === this.lastSeq + 1) this.apply(next);
+    }
+  }
+
+  /** Fetch what lies between lastSeq and the earliest waiting event, then apply in order. */
+  async fill() {
+    if (this.filling) return;
+    this.filling = true;
+    const before = this.lastSeq;
+    let page;
+    try {
+      page = await api("GET", `/api/sessions/${encodeURIComponent(this.id)}/events?after=${this.lastSeq}`);
+    } catch {
+      page = null;
+    }
+    this.filling = false;
+    if (page === null) {
+      this.kill("could not fill a gap"); // reconnecting from lastSeq replays the gap as well
+      return;
+    }
+    if (page.first_seq > this.lastSeq + 1) {
+      this.hooks.onMissing(page.first_seq - this.lastSeq - 1); // older than the daemon keeps
+      this.lastSeq = page.first_seq - 1;
+    }
+    for (const event of page.events) if (event.seq === this.lastSeq + 1) this.apply(event);
+    this.drain();
+    if (this.pending.length && this.pending[0].seq > this.lastSeq + 1) {
+      if (this.lastSeq > before) this.fill();
+      else this.kill("gap not fillable");
+    }
+  }
+}

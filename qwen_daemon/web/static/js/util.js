@@ -1,0 +1,124 @@
+// Small shared helpers: DOM building without innerHTML, and the API client.
+//
+// Why no innerHTML here: the page runs under Trusted Types, so the only way to put markup into
+// the DOM is DOMPurify (markdown.js). Everything else is built from elements and text nodes,
+// which cannot execute anything whatever the agent sends.
+
+/** Create an element: el("div", {class: "x", onclick: fn, "aria-label": "y"}, child, "text"). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (value === true) node.setAttribute(key, "");
+    else node.setAttribute(key, String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+function append(node, children) {
+  for (const child of children) {
+    if (child === undefined || child === null || child === false) continue;
+    if (Array.isArray(child)) append(node, child);
+    else node.append(child instanceof Node ? child : String(child));
+  }
+}
+
+/** Replace all children of a node. */
+export function replaceChildren(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+}
+
+/** An API failure with the daemon's error code (or "network" when it could not be reached). */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Call the daemon's JSON API with the login cookie. State-changing calls carry the same-origin
+ * proof header the daemon requires for cookie auth.
+ */
+export async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const init = { method, headers, credentials: "same-origin", cache: "no-store" };
+  if (method !== "GET" && method !== "HEAD") headers["X-Qwen-Daemon"] = "1";
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "network", "the daemon cannot be reached");
+  }
+  const text = await response.text().catch(() => "");
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const err = (data && data.error) || {};
+    const failure = new ApiError(response.status, err.code || "http_" + response.status, err.message || response.statusText);
+    failure.details = err;
+    throw failure;
+  }
+  return data;
+}
+
+/** "just now", "5 min ago", "3 h ago", or a date, for an ISO timestamp. */
+export function relativeTime(iso, now = Date.now()) {
+  const then = Date.parse(iso);
+  if (Number.isNaN(then)) return "";
+  const seconds = Math.max(0, Math.round((now - then) / 1000));
+  if (seconds < 45) return "just now";
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 24) return `${hours} h ago`;
+  return new Date(then).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
+
+export const STATE_LABELS = {
+  starting: "starting",
+  idle: "idle",
+  running: "running",
+  awaiting_permission: "needs you",
+  closed: "closed",
+  failed: "failed",
+};
+
+/** A state badge element. */
+export function stateBadge(state) {
+  return el("span", { class: `badge state-${state}`, text: STATE_LABELS[state] || state });
+}
+
+/** What to do about an error message from the agent or the daemon, in plain words. */
+export function errorHint(message) {
+  const text = String(message || "");
+  if (/auth|credential|api[ _-]?key|unauthori[sz]ed|\b401\b/i.test(text)) {
+    return (
+      "The agent has no working credentials. Give Qwen Code an API key — its ~/.qwen/settings.json, " +
+      "or OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL in the daemon's environment — then restart " +
+      "the daemon (qwen-daemon stop, then qwen-daemon start) and create a new session."
+    );
+  }
+  if (/not found|no such file|ENOENT|could not find/i.test(text) && /agent|qwen|command/i.test(text)) {
+    return "The agent program was not found. Run make install, or set agent_cmd, then restart the daemon.";
+  }
+  if (/exit|died|crash|terminated|signal|connection/i.test(text)) {
+    return "The agent process stopped. Your next prompt starts a fresh agent session.";
+  }
+  return "Try again; if it keeps happening, look at the agent log in the daemon's state directory.";
+}

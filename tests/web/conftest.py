@@ -1,0 +1,47 @@
+"""Fixtures for the web UI tests: one Chromium per module, a fresh daemon and pages per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser
+
+from tests.support.browser import DaemonThread, Pages, launched_browser
+from tests.support.daemon import fake_settings
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Shared by the module's tests (launching Chromium is the slow part); contexts isolate them."""
+    with launched_browser(tmp_path_factory.mktemp("browser-home")) as (_playwright, launched):
+        yield launched
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, isolated_home: Path) -> Iterator[DaemonThread]:
+    """A daemon hosting the scripted fake agent, on its own thread."""
+    served = DaemonThread(fake_settings(tmp_path)).start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def pages(browser: Browser, daemon: DaemonThread) -> Iterator[Pages]:
+    """Logged-in pages; any console error or page exception not allowed by the test fails it."""
+    opened = Pages(browser, daemon)
+    try:
+        yield opened
+        opened.check()
+    finally:
+        opened.close()

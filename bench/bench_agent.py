@@ -43,7 +43,9 @@ def _chunk(session_id: str, text: str) -> str:
         "content": {"type": "text", "text": text},
         "_meta": {"t": time.time_ns()},
     }
-    return _line({"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": session_id, "update": update}})
+    return _line(
+        {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": session_id, "update": update}}
+    )
 
 
 def _turn(request_id: Any, session_id: str, text: str) -> None:
@@ -81,12 +83,17 @@ def main() -> None:
         if request_id is None or method is None:
             continue  # notifications (cancel) and responses
         if method == "initialize":
-            _answer(request_id, {"protocolVersion": 1, "agentCapabilities": {}, "agentInfo": {"name": "bench"}})
+            _answer(
+                request_id, {"protocolVersion": 1, "agentCapabilities": {}, "agentInfo": {"name": "bench"}}
+            )
         elif method == "session/new":
             count += 1
             session_id = f"bench-{count}"
             _sessions[session_id] = "default"
-            _answer(request_id, {"sessionId": session_id, "modes": {"currentModeId": "default", "availableModes": MODES}})
+            _answer(
+                request_id,
+                {"sessionId": session_id, "modes": {"currentModeId": "default", "availableModes": MODES}},
+            )
         elif method == "session/set_mode":
             _sessions[params.get("sessionId", "")] = params.get("modeId", "default")
             _answer(request_id, {})
@@ -95,7 +102,9 @@ def main() -> None:
             args = (request_id, params.get("sessionId", ""), text)
             threading.Thread(target=_turn, args=args, daemon=True).start()
         else:
-            _write([_line({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": method}})])
+            _write(
+                [_line({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": method}})]
+            )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from common import (
     table,
     tree_rss_kib,
 )
+
 from tests.support.fake_openai import running_fake_openai
 
 SETTLE = 2.0
@@ -72,14 +73,14 @@ def main() -> None:
                     "start → ready (ms)",
                     f"{r['ours_start_ms']:.0f} (/health {r['ours_health_ms']:.0f})",
                     f"{r['serve_ready_ms']:.0f}",
-                    f"{r['serve_ready_ms'] / r['ours_health_ms']:.1f}× faster",
+                    f"{r['serve_ready_ms'] / r['ours_health_ms']:.1f}x faster",
                     "≤ 150",
                 ],
                 [
                     "idle RSS (MiB)",
                     f"{r['ours_idle_rss_mib']:.1f}",
                     f"{r['serve_idle_rss_mib']:.0f} (+ child: {r['serve_idle_tree_rss_mib']:.0f})",
-                    f"{r['serve_idle_rss_mib'] / r['ours_idle_rss_mib']:.1f}× smaller",
+                    f"{r['serve_idle_rss_mib'] / r['ours_idle_rss_mib']:.1f}x smaller",
                     "≤ 35",
                 ],
             ],

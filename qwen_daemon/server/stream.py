@@ -158,11 +158,15 @@ class SessionStreamHandler(BaseWebSocketHandler):
             option_id, answers = permission_answer(frame)
             self.session.answer_permission(request_id, option_id, answers)
             return {"op": "permission", "request_id": request_id, "option_id": option_id}
+        if kind == "mode":
+            mode_id = frame.get("mode_id")
+            await self.session.set_mode(mode_id)
+            return {"op": "mode", "mode_id": mode_id}
         if kind == "ping":
             return {"op": "pong", "last_seq": self.session.events.last_seq}
         if not isinstance(kind, str):
             raise BadRequest("frame needs a string field 'type'")
-        raise BadRequest(f"unknown frame type {kind!r}; expected prompt, cancel, permission or ping")
+        raise BadRequest(f"unknown frame type {kind!r}; expected prompt, cancel, permission, mode or ping")
 
 
 def _text_frame(payload: bytes) -> bytes:

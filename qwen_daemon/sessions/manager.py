@@ -166,7 +166,7 @@ class SessionManager:
         return self._agents[name]
 
     def _host_for(self, agent: str, cwd: str, *, take_spare: bool = True) -> AgentHost:
-        key = (agent, os.path.realpath(cwd))
+        key = workspace_key(agent, cwd)
         host = self.hosts.get(key)
         if host is None and take_spare:
             host = self.spares.pop(key, None)
@@ -221,9 +221,8 @@ class SessionManager:
 
     async def warm(self, agent: str | None, cwd: Any) -> AgentHost:
         """Start a spare agent for a workspace (no-op when one already runs there)."""
-        path = validate_cwd(cwd)
         name = agent or self.settings.default_agent
-        key = (name, os.path.realpath(path))
+        key = workspace_key(name, validate_cwd(cwd))
         host = self.hosts.get(key) or self.spares.get(key)
         if host is None:
             host = self._new_host(name, key[1])
@@ -234,18 +233,21 @@ class SessionManager:
 
     async def warm_recent(self) -> None:
         """At start: a spare for each of the most recently used workspaces with no open session."""
-        seen: set[tuple[str, str]] = set()
-        for agent, cwd in self._recent:
-            if len(seen) >= self.settings.spare_agents:
-                break
-            key = (agent, os.path.realpath(cwd))
-            if key in seen or not os.path.isdir(cwd):
-                continue
-            seen.add(key)
+        for agent, cwd in self._recent_workspaces():
             try:
                 await self.warm(agent, cwd)
             except (AgentFailed, BadRequest) as exc:
                 log.info("no warm spare for %s: %s", cwd, exc)
+
+    def _recent_workspaces(self) -> builtins.list[tuple[str, str]]:
+        """Up to ``spare_agents`` distinct (agent, workspace) pairs, most recently used first."""
+        found: dict[tuple[str, str], str] = {}
+        for agent, cwd in self._recent:
+            if len(found) >= self.settings.spare_agents:
+                break
+            if os.path.isdir(cwd):
+                found.setdefault(workspace_key(agent, cwd), cwd)
+        return [(agent, cwd) for (agent, _key), cwd in found.items()]
 
     async def reap_spares(self) -> None:
         """Stop spares unused for ``agent_idle_timeout``, and all of them when memory is short."""
@@ -421,6 +423,11 @@ class SessionManager:
         self._host_stops.add(task)
         task.add_done_callback(self._host_stops.discard)
         return task
+
+
+def workspace_key(agent: str, cwd: str) -> tuple[str, str]:
+    """Agent hosts are shared per (agent name, real path of the workspace)."""
+    return agent, os.path.realpath(cwd)
 
 
 def memory_is_short() -> bool:

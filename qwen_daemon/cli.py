@@ -242,6 +242,75 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
+def _api(paths: Paths, method: str, path: str, body: object | None = None) -> tuple[int, Any]:
+    """One call to the running daemon's API; raises ClientError (also when it is not running)."""
+    info, health = _running(paths)
+    if info is None or health is None:
+        raise ClientError("qwen-daemon is not running")
+    return request_json(info.url + path, method, read_token(paths), body, timeout=120.0)
+
+
+def _api_error(payload: Any, status: int) -> str:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return str(error.get("message")) if isinstance(error, dict) else f"the daemon answered {status}"
+
+
+def cmd_agents(args: argparse.Namespace, paths: Paths) -> int:
+    """The named agents a session can use, and the modes each has advertised."""
+    try:
+        status, payload = _api(paths, "GET", "api/agents")
+    except ClientError as exc:
+        _print_err(str(exc))
+        return EXIT_FAIL
+    if status != 200 or not isinstance(payload, dict):
+        _print_err(_api_error(payload, status))
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    for agent in payload.get("agents", []):
+        command = " ".join(agent.get("command") or ["(the pinned Qwen Code)"])
+        modes = ", ".join(m.get("id", "") for m in agent.get("modes", [])) or "not known yet"
+        star = "*" if agent.get("default") else " "
+        print(f"{star} {agent.get('name', '')}  {command}  modes: {modes}")
+    return EXIT_OK
+
+
+def cmd_new(args: argparse.Namespace, paths: Paths) -> int:
+    """Create a session with a chosen agent and mode; prints its id (or JSON)."""
+    body: dict[str, Any] = {"cwd": os.path.abspath(args.cwd)}
+    for name in ("title", "agent", "mode"):
+        if getattr(args, name) is not None:
+            body[name] = getattr(args, name)
+    try:
+        status, payload = _api(paths, "POST", "api/sessions", body)
+    except ClientError as exc:
+        _print_err(str(exc))
+        return EXIT_FAIL
+    if status != 201 or not isinstance(payload, dict):
+        _print_err(_api_error(payload, status))
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(f"{payload['id']}  agent={payload.get('agent')}  mode={payload.get('mode')}  {payload['cwd']}")
+    return EXIT_OK
+
+
+def cmd_mode(args: argparse.Namespace, paths: Paths) -> int:
+    """Switch a session to another of the modes its agent offers."""
+    try:
+        status, payload = _api(paths, "POST", f"api/sessions/{args.session}/mode", {"mode_id": args.mode})
+    except ClientError as exc:
+        _print_err(str(exc))
+        return EXIT_FAIL
+    if status != 200:
+        _print_err(_api_error(payload, status))
+        return EXIT_FAIL
+    print(f"{args.session}  mode={payload.get('mode')}")
+    return EXIT_OK
+
+
 def cmd_url(args: argparse.Namespace, paths: Paths) -> int:
     info = read_discovery(paths)
     token = read_token(paths)
@@ -309,6 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the browser URL (contains the token)",
         description="Print the URL to open in a browser, including the access token.",
     )
+    agents = sub.add_parser("agents", help="list named agents and their modes", description="List agents.")
+    agents.add_argument("--json", action="store_true", help="print JSON")
+    new = sub.add_parser("new", help="create a session", description="Create a session (agent, mode).")
+    new.add_argument("cwd", nargs="?", default=".", help="the workspace (default: the current directory)")
+    new.add_argument("--agent", help="a named agent from `qwen-daemon agents` (default: default_agent)")
+    new.add_argument("--mode", help="a mode the agent offers, e.g. plan, default, auto-edit")
+    new.add_argument("--title", help="the session's title")
+    new.add_argument("--json", action="store_true", help="print the session as JSON")
+    mode = sub.add_parser("mode", help="switch a session's mode", description="Switch a session's mode.")
+    mode.add_argument("session", help="session id")
+    mode.add_argument("mode", help="a mode id the session's agent offers")
     return parser
 
 
@@ -326,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "sessions": cmd_sessions,
         "url": cmd_url,
+        "agents": cmd_agents,
+        "new": cmd_new,
+        "mode": cmd_mode,
     }
     try:
         return commands[args.command](args, paths)

@@ -205,7 +205,7 @@ class QwenServe:
 def qwen_serve(home: Home, *workspaces: Path) -> Iterator[QwenServe]:
     """Upstream ``qwen serve`` on a free loopback port; ready = ``/health`` answers."""
     port = free_port()
-    argv = ["node", str(QWEN_CLI), "serve", "--port", str(port), "--no-web"]
+    argv = ["node", str(QWEN_CLI), "serve", "--port", str(port), "--no-web", "--max-sessions", "0"]
     for ws in workspaces:
         argv += ["--workspace", str(ws)]
     log = (home.root / "qwen-serve.log").open("ab")

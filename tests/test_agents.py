@@ -227,3 +227,21 @@ def test_cli_lists_agents_and_creates_sessions_with_agent_and_mode(paths: Paths,
         assert "fake" in cli("agents").stdout
     finally:
         assert cli("stop").returncode == 0
+
+
+def test_next_agent_session_is_created_ahead_of_time(paths: Paths) -> None:
+    two_agents(paths, "spare_agents = 1")
+
+    async def body(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        first = await api.create(ws)
+        host = manager.get(first["id"]).host
+        if host._spare_task is not None:
+            await host._spare_task
+        assert host._spare_session is not None
+        ready = host._spare_session.session_id
+        second = await api.create(ws, mode="plan")
+        assert manager.get(second["id"]).agent_session_id == ready
+        assert second["mode"] == "plan"
+
+    serve(paths, body)

@@ -189,7 +189,7 @@ class SessionManager:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", os.path.basename(path)).strip("-")[:40] or "root"
         digest = hashlib.sha256(f"{agent}\0{path}".encode()).hexdigest()[:8]
         name = slug if agent == self.settings.default_agent else f"{agent}-{slug}"
-        return AgentHost(
+        host = AgentHost(
             command.argv,
             path,
             self.settings.paths.agent_log_dir / f"{name}-{digest}.log",
@@ -197,6 +197,8 @@ class SessionManager:
             on_spawn=self.orphans.add if self.orphans else None,
             on_gone=self.orphans.discard if self.orphans else None,
         )
+        host.keep_spare_session = self.settings.spare_agents > 0
+        return host
 
     # --- warm spares --------------------------------------------------------------------------
 
@@ -229,6 +231,7 @@ class SessionManager:
             if not self._add_spare(name, host):
                 return host
         await host.ensure_started()
+        host.prepare_spare_session(key[1])
         return host
 
     async def warm_recent(self) -> None:

@@ -88,6 +88,10 @@ def render(r: dict[str, Any]) -> str:
             f"| warm spare (last session there closed) | {o['spare_ms']:.0f} | n/a | | ≤ 100 "
             f"| {ok(o['spare_ms'], 100)} |",
             "",
+            "Ours is warm because the workspace's agent prepared the next ACP session ahead of time",
+            "(`spare_agents` on, the default); without that, Qwen Code's own `session/new` on a running",
+            "agent measured 370-430 ms here. Each warm case comes a second after the previous session.",
+            "",
             "Memory, daemon plus every agent process, sessions in one workspace (MiB):",
             "",
             "| sessions | qwen-daemon | qwen serve | ratio |",
@@ -110,7 +114,10 @@ def render(r: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         for n, v in rel["latency"].items():
-            target = "p50 ≤ 1, p99 ≤ 5" if n == "50" else ""
+            target = ""
+            if n == "50":
+                met = v["p50_ms"] <= 1 and v["p99_ms"] <= 5
+                target = "p50 ≤ 1, p99 ≤ 5: " + ("met" if met else "**not met**")
             lines.append(f"| {n} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['events']} | {target} |")
         lines += [
             "",
@@ -136,7 +143,7 @@ def plot(r: dict[str, Any]) -> bool:
     s, ses = r.get("startup"), r.get("sessions")
     if not s or not ses:
         return False
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     panels = [
         ("start → ready (ms)", s["ours_health_ms"], s["serve_ready_ms"]),
         ("idle daemon RSS (MiB)", s["ours_idle_rss_mib"], s["serve_idle_rss_mib"]),
@@ -164,6 +171,18 @@ def plot(r: dict[str, Any]) -> bool:
     )
     ax.set_xticks(list(x), [f"{c} sessions" for c in counts])
     ax.set_title("daemon + agents RSS, one workspace (MiB)")
+    ax.legend()
+    ax = axes[3]
+    kinds = ["cold_ms", "warm_ms"]
+    ax.bar(
+        [i - 0.2 for i in range(2)], [ses["ours"][k] for k in kinds], 0.4, label="qwen-daemon", color="#2a7"
+    )
+    ax.bar(
+        [i + 0.2 for i in range(2)], [ses["serve"][k] for k in kinds], 0.4, label="qwen serve", color="#c64"
+    )
+    ax.set_xticks([0, 1], ["cold workspace", "warm workspace"])
+    ax.set_yscale("log")
+    ax.set_title("new session ready (ms, log scale)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(PLOT, dpi=100)

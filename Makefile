@@ -58,9 +58,14 @@ lint: install
 	$(BIN)/ruff format --check qwen_daemon tests bench
 	$(BIN)/mypy
 
-## bench: measurements that print tables (figures quoted in the issues' closing notes)
+## bench: measurements side by side with `qwen serve`; prints tables, writes docs/benchmarks.md + PNG
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/idle_memory.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/sessions.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -261,61 +261,6 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
-def _prune(args: argparse.Namespace, paths: Paths) -> int:
-    """Remove closed sessions past the retention time: through the daemon, or the store if stopped."""
-    info, health = _running(paths)
-    days = args.older_than_days
-    if info is not None and health is not None:
-        body = {} if days is None else {"older_than_days": days}
-        try:
-            _status, payload = request_json(
-                info.url + "api/sessions/prune", "POST", read_token(paths), body, timeout=30.0
-            )
-        except ClientError as exc:
-            _print_err(str(exc))
-            return EXIT_FAIL
-        pruned = list(payload.get("pruned", [])) if isinstance(payload, dict) else []
-    else:
-        from qwen_daemon.config import load_settings
-        from qwen_daemon.sessions.store import StoreError, prune_offline
-
-        try:
-            pruned = prune_offline(
-                paths.database, load_settings(paths=paths).retention_days if days is None else days
-            )
-        except StoreError as exc:
-            _print_err(str(exc))
-            return EXIT_FAIL
-    print(f"pruned {len(pruned)} closed session(s)" + (": " + ", ".join(pruned) if pruned else ""))
-    return EXIT_OK
-
-
-def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
-    if args.prune:
-        return _prune(args, paths)
-    info, health = _running(paths)
-    if info is None or health is None:
-        _print_err("qwen-daemon is not running")
-        return EXIT_NOT_RUNNING
-    try:
-        sessions = _session_list(info, paths)
-    except ClientError as exc:
-        _print_err(str(exc))
-        return EXIT_FAIL
-    if args.json:
-        print(json.dumps(sessions, indent=2))
-        return EXIT_OK
-    if not sessions:
-        print("no sessions")
-        return EXIT_OK
-    rows = [[str(s.get(k, "")) for k in ("id", "state", "title", "cwd")] for s in sessions]
-    header = ["ID", "STATE", "TITLE", "CWD"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
-    return EXIT_OK
-
-
 def cmd_url(args: argparse.Namespace, paths: Paths) -> int:
     info = read_discovery(paths)
     token = read_token(paths)
@@ -424,6 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     from qwen_daemon.service.parser import add_service_parsers
 
     add_service_parsers(sub)
+    agents = sub.add_parser("agents", help="list named agents and their modes", description="List agents.")
+    agents.add_argument("--json", action="store_true", help="print JSON")
+    new = sub.add_parser("new", help="create a session", description="Create a session (agent, mode).")
+    new.add_argument("cwd", nargs="?", default=".", help="the workspace (default: the current directory)")
+    new.add_argument("--agent", help="a named agent from `qwen-daemon agents` (default: default_agent)")
+    new.add_argument("--mode", help="a mode the agent offers, e.g. plan, default, auto-edit")
+    new.add_argument("--title", help="the session's title")
+    new.add_argument("--json", action="store_true", help="print the session as JSON")
+    mode = sub.add_parser("mode", help="switch a session's mode", description="Switch a session's mode.")
+    mode.add_argument("session", help="session id")
+    mode.add_argument("mode", help="a mode id the session's agent offers")
     return parser
 
 
@@ -434,6 +390,8 @@ def _service_command(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from qwen_daemon import session_commands  # imports this module: loaded once it is complete
+
     args = build_parser().parse_args(argv)
     if args.command == "start":
         return cmd_start(args)
@@ -445,12 +403,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
         "stop": cmd_stop,
         "status": cmd_status,
-        "sessions": cmd_sessions,
+        "sessions": session_commands.cmd_sessions,
         "url": cmd_url,
         "token": cmd_token,
         "restart": cmd_restart,
         "service": _service_command,
         "logs": _service_command,
+        "agents": session_commands.cmd_agents,
+        "new": session_commands.cmd_new,
+        "mode": session_commands.cmd_mode,
     }
     try:
         return commands[args.command](args, paths)

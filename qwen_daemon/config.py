@@ -286,7 +286,64 @@ _SPECS: dict[str, _Spec] = {
         _parse_bool, "allow remote access without TLS (the token then crosses the network)"
     ),
     "allowed_hosts": _Spec(_parse_hosts, "extra Host names to answer to (e.g. a tunnel's name)"),
+    "default_agent": _Spec(lambda v: _parse_agent_name(v), "the named agent new sessions use unless told"),
+    "spare_agents": _Spec(
+        _parse_int(0, 100), "recently used workspaces that keep a warm spare agent (0 = off)"
+    ),
 }
+
+#: The built-in agent: Qwen Code (``agent_cmd`` overrides how it is started).
+BUILTIN_AGENT = "qwen"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One named agent from the ``[agents.<name>]`` table: its command line and extra environment.
+
+    ``command`` is None only for the built-in ``qwen`` agent when no ``agent_cmd`` is set: it is
+    then found the usual way (the pinned Qwen Code, then ``qwen`` on PATH).
+    """
+
+    name: str
+    command: tuple[str, ...] | None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def _parse_agent_name(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise ValueError("must be an agent name (1 to 64 characters)")
+    if not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError(f"{value!r} may only contain letters, digits, '-', '_' and '.'")
+    return value
+
+
+def _parse_agents(table: object, source: str) -> dict[str, AgentSpec]:
+    """``[agents.<name>]`` tables: ``command`` (string or list) and optional ``env`` (strings)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'agents' must be a table of [agents.<name>] tables")
+    agents = {}
+    for name, spec in table.items():
+        label = f"{source}: agents.{name}"
+        try:
+            _parse_agent_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"{label}: the name {exc}") from None
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{label} must be a table with a 'command'")
+        unknown = sorted(set(spec) - {"command", "env"})
+        if unknown:
+            raise ConfigError(f"{label}: unknown key(s) {', '.join(unknown)}")
+        try:
+            command = _parse_command(spec.get("command"))
+        except ValueError as exc:
+            raise ConfigError(f"{label}.command {exc}") from None
+        if command is None:
+            raise ConfigError(f"{label} needs a 'command'")
+        env = spec.get("env", {})
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ConfigError(f"{label}.env must be a table of strings")
+        agents[name] = AgentSpec(name, command, dict(env))
+    return agents
 
 
 @dataclass(frozen=True)
@@ -307,6 +364,10 @@ class Settings:
     keyfile: str | None = None
     insecure_remote: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    default_agent: str = BUILTIN_AGENT
+    spare_agents: int = 1
+    #: every named agent, the built-in ``qwen`` included (see :func:`load_settings`)
+    agents: Mapping[str, AgentSpec] = field(default_factory=dict)
     paths: Paths = field(default_factory=Paths.from_platform)
 
     @property
@@ -321,6 +382,18 @@ class Settings:
             return ipaddress.ip_address(self.host.strip("[]")).is_loopback
         except ValueError:
             return False
+
+    def agent_spec(self, name: str | None = None) -> AgentSpec:
+        """The named agent (default: ``default_agent``); KeyError if there is none by that name."""
+        name = name or self.default_agent
+        if name in self.agents:
+            return self.agents[name]
+        if name == BUILTIN_AGENT:
+            return AgentSpec(BUILTIN_AGENT, self.agent_cmd)
+        raise KeyError(name)
+
+    def agent_names(self) -> list[str]:
+        return sorted({BUILTIN_AGENT, *self.agents})
 
 
 def setting_names() -> list[str]:
@@ -356,10 +429,12 @@ def load_settings(
     """
     env = os.environ if env is None else env
     paths = paths or Paths.from_platform()
+    file_source = f"config file {paths.config_file}"
+    file_values = _read_config_file(paths.config_file)
     layers: list[tuple[str, Mapping[str, object]]] = [
         ("command line", {k: v for k, v in (flags or {}).items() if v is not None}),
         ("environment", {n: env[env_name(n)] for n in _SPECS if env_name(n) in env}),
-        (f"config file {paths.config_file}", _read_config_file(paths.config_file)),
+        (file_source, file_values),
     ]
     values: dict[str, Any] = {}
     for name, spec in _SPECS.items():
@@ -373,7 +448,17 @@ def load_settings(
                 except ValueError as exc:
                     raise ConfigError(f"invalid {label} (from {source}): {exc}") from None
                 break
-    settings = Settings(paths=paths, **values)
+    agents = _parse_agents(file_values.get("agents", {}), file_source)
+    if BUILTIN_AGENT in agents and values.get("agent_cmd") is None:
+        values["agent_cmd"] = agents[BUILTIN_AGENT].command
+    settings = Settings(paths=paths, agents=agents, **values)
+    try:
+        settings.agent_spec()
+    except KeyError:
+        raise ConfigError(
+            f"default_agent {settings.default_agent!r} is not a configured agent "
+            f"(known: {', '.join(settings.agent_names())})"
+        ) from None
     _check_exposure(settings)
     return settings
 

@@ -41,6 +41,8 @@ def test_session_lifecycle(tmp_path: Path) -> None:
             "updated_at",
             "url",
             "last_seq",
+            "agent",
+            "mode",
         }
         got = await api.call("GET", f"/api/sessions/{session['id']}")
         assert got.status == 200 and got.body["id"] == session["id"]

@@ -115,7 +115,7 @@ def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpe
             assert not rejected.exists()
             assert fake_llm.main_requests  # everything the agent asked went to the fake server
 
-            agent_pid = api.daemon.manager.hosts[os.path.realpath(workspace)].pid
+            agent_pid = api.daemon.manager.hosts[("qwen", os.path.realpath(workspace))].pid
         assert agent_pid is not None
         with pytest.raises(ProcessLookupError):
             os.killpg(agent_pid, 0)  # the whole agent process group is gone after shutdown
@@ -206,5 +206,36 @@ def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI
             assert agent_text(await api.events(sid), before) == "It was MANGO-2207."
         sent = json.dumps(fake_llm.main_requests[-1]["messages"])
         assert "MANGO-2207" in sent  # the restarted agent restored the conversation
+
+    asyncio.run(main())
+
+
+def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    """Qwen Code's own modes, chosen per session; a closed workspace's agent serves the next one."""
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+
+    async def main() -> None:
+        async with running_daemon(Settings(paths=Paths.from_platform(), port=0, spare_agents=1)) as api:
+            planned = await api.create(workspace, agent="qwen", mode="plan")
+            assert planned["agent"] == "qwen" and planned["mode"] == "plan"
+            offered = {m["id"] for m in planned["modes"]["availableModes"]}
+            assert {"plan", "default", "auto-edit"} <= offered, offered
+            reply = await api.call("POST", f"/api/sessions/{planned['id']}/mode", {"mode_id": "auto-edit"})
+            assert reply.status == 200 and reply.body["mode"] == "auto-edit"
+            (qwen,) = [
+                a for a in (await api.call("GET", "/api/agents")).body["agents"] if a["name"] == "qwen"
+            ]
+            assert {m["id"] for m in qwen["modes"]} == offered
+            manager = api.daemon.manager
+            pid = manager.get(planned["id"]).host.pid
+            assert (await api.call("DELETE", f"/api/sessions/{planned['id']}")).status == 204
+            again = await api.create(workspace)
+            assert manager.get(again["id"]).host.pid == pid
+            assert again["mode"] == "default"
+            fake_llm.queue(text("still here"))
+            before = await run_turn(api, again["id"], "hello")
+            await turn_end(api, again["id"], before)
+            assert "still here" in agent_text(await api.events(again["id"]), before)
 
     asyncio.run(main())

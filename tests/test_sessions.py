@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     paths = Paths(tmp_path / "config", tmp_path / "state", tmp_path / "log", tmp_path / "run")
-    values: dict[str, Any] = {"agent_cmd": (sys.executable, FAKE_AGENT), "paths": paths}
+    values: dict[str, Any] = {"agent_cmd": (sys.executable, FAKE_AGENT), "paths": paths, "spare_agents": 0}
     values.update(overrides)
     return Settings(**values)
 

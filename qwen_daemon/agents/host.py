@@ -107,6 +107,10 @@ class AgentHost:
         self._start_lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+        #: create one ACP session ahead of time, so the next daemon session skips session/new
+        self.keep_spare_session = False
+        self._spare_session: _SpareSession | None = None
+        self._spare_task: asyncio.Future[None] | None = None
         self.agent_info: dict[str, Any] = {}
         self.agent_capabilities: dict[str, Any] = {}
         self.generation = 0  # bumps on every (re)start, so sessions know their agent session is gone
@@ -147,8 +151,6 @@ class AgentHost:
                 raise
 
     async def _spawn_and_initialize(self) -> None:
-        from acp.connection import Connection  # the SDK costs ~0.4 s to import: pay only when needed
-
         self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -170,7 +172,9 @@ class AgentHost:
         if self._on_spawn is not None:
             self._on_spawn(self._proc.pid)
         self.generation += 1
-        self._conn = Connection(self._handle, self._proc.stdin, self._proc.stdout)
+        conn = _relay_connection_class()(self._handle, self._proc.stdin, self._proc.stdout)
+        conn.on_update = self._on_update  # type: ignore[attr-defined]
+        self._conn = conn
         self._watch = asyncio.create_task(self._watch_exit(self._proc, self._conn))
         log.info("agent started pid=%s cwd=%s", self._proc.pid, self.cwd)
         params = {
@@ -220,6 +224,9 @@ class AgentHost:
     async def stop(self) -> None:
         """Stop the agent: stdin EOF, then SIGTERM, then SIGKILL to its group, each with a deadline."""
         self._stopping = True
+        self._spare_session = None
+        if self._spare_task is not None:
+            self._spare_task.cancel()
         proc = self._proc
         if proc is None:
             return
@@ -274,14 +281,57 @@ class AgentHost:
         return result if isinstance(result, dict) else {}
 
     async def new_session(self, cwd: str, sink: SessionSink) -> tuple[str, dict[str, Any]]:
-        """Create an ACP session; returns its id and the agent's full answer (modes etc.)."""
+        """Create an ACP session; returns its id and the agent's full answer (modes etc.).
+
+        With ``keep_spare_session`` a session created ahead of time is handed out instead (its
+        buffered updates replayed to ``sink``), and the next one is prepared in the background:
+        Qwen Code takes a few hundred ms to answer ``session/new`` even when it is already up.
+        """
         await self.ensure_started()
+        if self._spare_task is not None and self.keep_spare_session:
+            # one is being made right now: waiting for it beats asking for a second one
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._spare_task)
+        spare = self._spare_session
+        if spare is not None and spare.cwd == cwd and spare.generation == self.generation and self.running:
+            self._spare_session = None
+            self._sinks[spare.session_id] = sink
+            for update in spare.updates:
+                sink.on_update(update)
+            self.prepare_spare_session(cwd)
+            return spare.session_id, spare.result
+        session_id, result = await self._new_acp_session(cwd)
+        self._sinks[session_id] = sink
+        self.prepare_spare_session(cwd)
+        return session_id, result
+
+    async def _new_acp_session(self, cwd: str) -> tuple[str, dict[str, Any]]:
         result = await self.request("session/new", {"cwd": cwd, "mcpServers": []})
         session_id = result.get("sessionId")
         if not isinstance(session_id, str) or not session_id:
             raise AgentFailed("agent answered session/new without a session id")
-        self._sinks[session_id] = sink
         return session_id, result
+
+    def prepare_spare_session(self, cwd: str) -> None:
+        """Create the next session ahead of time (in the background) if spares are wanted."""
+        if not self.keep_spare_session or self._spare_session is not None or self._spare_task is not None:
+            return
+        self._spare_task = asyncio.ensure_future(self._prepare_spare(cwd))
+
+    async def _prepare_spare(self, cwd: str) -> None:
+        try:
+            await self.ensure_started()
+            generation = self.generation
+            buffer = _SpareSession(cwd, generation)
+            buffer.session_id, buffer.result = await self._new_acp_session(cwd)
+            if generation == self.generation and self.running and not self._stopping:
+                self._spare_session = buffer
+                # updates the agent sends for it (e.g. its command list) are kept for its owner
+                self._sinks[buffer.session_id] = buffer
+        except AgentFailed as exc:
+            log.info("no spare session for %s: %s", cwd, exc)
+        finally:
+            self._spare_task = None
 
     async def restore_session(self, cwd: str, session_id: str, sink: SessionSink) -> dict[str, Any]:
         """Reattach to an existing agent session: ``session/resume`` if offered, else ``session/load``."""
@@ -325,20 +375,26 @@ class AgentHost:
 
     @property
     def session_count(self) -> int:
-        return len(self._sinks)
+        return len(self._sinks) - (1 if self._spare_session is not None else 0)
 
     # --- what the agent sends -----------------------------------------------------------------
+
+    def _on_update(self, params: Any) -> None:
+        if not isinstance(params, dict):
+            return
+        sink = self._sinks.get(str(params.get("sessionId", "")))
+        update = params.get("update")
+        if sink is not None and isinstance(update, dict):
+            sink.on_update(update)
 
     async def _handle(self, method: str, params: Any, is_notification: bool) -> Any:
         from acp import RequestError
 
+        if method == "session/update":
+            self._on_update(params)
+            return None
         params = params if isinstance(params, dict) else {}
         sink = self._sinks.get(str(params.get("sessionId", "")))
-        if method == "session/update":
-            update = params.get("update")
-            if sink is not None and isinstance(update, dict):
-                sink.on_update(update)
-            return None
         if method == "session/request_permission":
             if sink is None:
                 raise RequestError.invalid_params({"details": "unknown session"})
@@ -350,3 +406,56 @@ class AgentHost:
                 log.debug("agent notification %s ignored", method)
             return None
         raise RequestError.method_not_found(method)
+
+
+class _SpareSession:
+    """An ACP session created ahead of time; buffers what the agent sends it until handed out."""
+
+    def __init__(self, cwd: str, generation: int) -> None:
+        self.cwd = cwd
+        self.generation = generation
+        self.session_id = ""
+        self.result: dict[str, Any] = {}
+        self.updates: list[dict[str, Any]] = []
+
+    def on_update(self, update: dict[str, Any]) -> None:
+        if len(self.updates) < 100:
+            self.updates.append(update)
+
+    def on_notification(self, method: str, params: dict[str, Any]) -> None:
+        return None
+
+    async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"outcome": {"outcome": "cancelled"}}
+
+    def on_agent_exit(self, message: str) -> None:
+        return None
+
+
+_RELAY_CONNECTION: type[Connection] | None = None
+
+
+def _relay_connection_class() -> type[Connection]:
+    """The SDK's Connection, with ``session/update`` notifications delivered synchronously.
+
+    Why: the SDK wraps every incoming notification in a task (plus a tracing span); updates are
+    nearly all the traffic, and profiling the relay showed that wrapper as its largest single
+    cost. Delivering them inline keeps their order and saves a task per event. Everything else
+    (requests, responses, other notifications) goes through the SDK unchanged. Built on first use
+    because importing the SDK costs ~0.4 s.
+    """
+    global _RELAY_CONNECTION
+    if _RELAY_CONNECTION is None:
+        from acp.connection import Connection
+
+        class RelayConnection(Connection):
+            on_update: Callable[[Any], None] | None = None
+
+            def _process_message(self, message: dict[str, Any]) -> None:
+                if message.get("method") == "session/update" and "id" not in message and self.on_update:
+                    self.on_update(message.get("params"))
+                    return
+                super()._process_message(message)
+
+        _RELAY_CONNECTION = RelayConnection
+    return _RELAY_CONNECTION

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwen_daemon.config import BUILTIN_AGENT, AgentSpec
+
 QWEN_PACKAGE = "@qwen-code/qwen-code"
 QWEN_ENV = {"QWEN_CODE_NO_RELAUNCH": "true"}
 
@@ -79,3 +81,16 @@ def resolve_agent(configured: tuple[str, ...] | None, prefix: Path | None = None
         "Qwen Code was not found (looked at: " + ", ".join(tried) + "). Run `make install`, "
         f"`npm install -g {QWEN_PACKAGE}`, or pass --agent-cmd."
     )
+
+
+def resolve_spec(spec: AgentSpec, prefix: Path | None = None) -> AgentCommand:
+    """Resolve a named agent: the built-in ``qwen`` as above, any other its configured command."""
+    if spec.name == BUILTIN_AGENT:
+        found = resolve_agent(spec.command, prefix)
+        if spec.command:  # a configured Qwen Code still must not relaunch itself
+            found = AgentCommand(found.argv, {**QWEN_ENV, **spec.env}, found.source)
+        return found
+    if not spec.command:
+        raise AgentNotFound(f"agent {spec.name!r} has no command")
+    found = resolve_agent(spec.command, prefix)
+    return AgentCommand(found.argv, dict(spec.env), source=f"agents.{spec.name}")

@@ -211,7 +211,12 @@ PATHS: dict[str, Any] = {
                     "type": "object",
                     "required": ["cwd"],
                     "additionalProperties": False,
-                    "properties": {"cwd": {"type": "string"}, "title": {"type": "string", "maxLength": 200}},
+                    "properties": {
+                        "cwd": {"type": "string"},
+                        "title": {"type": "string", "maxLength": 200},
+                        "agent": {"type": "string"},
+                        "mode": {"type": "string"},
+                    },
                 }
             ),
             "responses": {"201": _json(_ref("SessionDetail"), "created"), **_errors(400, 413, 502, 503)},
@@ -269,6 +274,76 @@ PATHS: dict[str, Any] = {
                     "accepted",
                 ),
                 **_errors(400, 404, 409, 413),
+            },
+        },
+    },
+    "/api/sessions/{session_id}/mode": {
+        "parameters": [_SESSION_ID],
+        "post": {
+            "summary": "switch the session to a mode its agent advertises",
+            "requestBody": _body(
+                {"type": "object", "required": ["mode_id"], "properties": {"mode_id": {"type": "string"}}}
+            ),
+            "responses": {
+                "200": _json(_ref("SessionDetail"), "switched"),
+                **_errors(400, 404, 409, 413, 502),
+            },
+        },
+    },
+    "/api/agents": {
+        "get": {
+            "summary": "named agents, their modes, running workspaces and warm spares",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["default_agent", "agents"],
+                        "properties": {
+                            "default_agent": {"type": "string"},
+                            "agents": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "default", "modes", "running", "spares"],
+                                    "properties": {
+                                        "name": {"type": "string"},
+                                        "default": {"type": "boolean"},
+                                        "command": {"type": ["array", "null"], "items": {"type": "string"}},
+                                        "modes": {"type": "array"},
+                                        "running": {"type": "array", "items": {"type": "string"}},
+                                        "spares": {"type": "array", "items": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                    "the agents",
+                ),
+                **_errors(),
+            },
+        }
+    },
+    "/api/agents/{agent}/warm": {
+        "parameters": [{"name": "agent", "in": "path", "required": True, "schema": _ref("Id")}],
+        "post": {
+            "summary": "start a spare agent for a workspace now",
+            "requestBody": _body(
+                {"type": "object", "required": ["cwd"], "properties": {"cwd": {"type": "string"}}}
+            ),
+            "responses": {
+                "202": _json(
+                    {
+                        "type": "object",
+                        "required": ["agent", "cwd", "pid"],
+                        "properties": {
+                            "agent": {"type": "string"},
+                            "cwd": {"type": "string"},
+                            "pid": {"type": ["integer", "null"]},
+                        },
+                    },
+                    "warming",
+                ),
+                **_errors(400, 413, 502),
             },
         },
     },

@@ -56,12 +56,14 @@ class SessionsHandler(BaseHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        unknown = set(body) - {"cwd", "title"}
+        unknown = set(body) - {"cwd", "title", "agent", "mode"}
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
         if "cwd" not in body:
             raise BadRequest("missing field 'cwd'")
-        session = await self.manager.create(body["cwd"], body.get("title"))
+        session = await self.manager.create(
+            body["cwd"], body.get("title"), body.get("agent"), body.get("mode")
+        )
         self.set_header("Location", f"/api/sessions/{session.id}")
         self.write_json(session.detail(), status=201)
 
@@ -97,6 +99,49 @@ class PermissionHandler(BaseHandler):
         self.write_json({"request_id": request_id, "option_id": option_id})
 
 
+class ModeHandler(BaseHandler):
+    """Switch a session's mode to one its agent offers (listed in the session's ``modes``)."""
+
+    async def post(self, session_id: str) -> None:
+        session = self.manager.get(session_id)
+        await session.set_mode(required_str(self.json_body(), "mode_id", max_len=200))
+        self.write_json(session.detail())
+
+
+class AgentsHandler(BaseHandler):
+    """The named agents a session can be created with, and what is known of their modes."""
+
+    def get(self) -> None:
+        manager = self.manager
+        settings = manager.settings
+        agents = []
+        for name in settings.agent_names():
+            spec = settings.agent_spec(name)
+            agents.append(
+                {
+                    "name": name,
+                    "default": name == settings.default_agent,
+                    "command": list(spec.command) if spec.command else None,
+                    # advertised by the agent when a session starts; empty until then
+                    "modes": manager.agent_modes.get(name, []),
+                    "running": sorted(cwd for (agent, cwd), h in manager.hosts.items() if agent == name),
+                    "spares": sorted(cwd for (agent, cwd), h in manager.spares.items() if agent == name),
+                }
+            )
+        self.write_json({"default_agent": settings.default_agent, "agents": agents})
+
+
+class WarmHandler(BaseHandler):
+    """Start a spare agent for a workspace ahead of a session (e.g. when a user picks a folder)."""
+
+    async def post(self, name: str) -> None:
+        body = self.json_body()
+        if name not in self.manager.settings.agent_names():
+            raise BadRequest(f"unknown agent {name!r}")
+        host = await self.manager.warm(name, body.get("cwd"))
+        self.write_json({"agent": name, "cwd": host.cwd, "pid": host.pid}, status=202)
+
+
 class EventsHandler(BaseHandler):
     def get(self, session_id: str) -> None:
         session = self.manager.get(session_id)
@@ -130,4 +175,7 @@ routes: list[Any] = [
     (rf"/api/sessions/{_ID}/cancel", CancelHandler),
     (rf"/api/sessions/{_ID}/permissions/{_ID}", PermissionHandler),
     (rf"/api/sessions/{_ID}/events", EventsHandler),
+    (rf"/api/sessions/{_ID}/mode", ModeHandler),
+    (r"/api/agents", AgentsHandler),
+    (rf"/api/agents/{_ID}/warm", WarmHandler),
 ]

@@ -18,10 +18,10 @@ event that a crash could take back.
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 #: Every event type a session can emit; anything else the agent sends travels as ``agent_update``.
@@ -44,9 +44,21 @@ EVENT_TYPES = frozenset(
 )
 
 
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    """An ISO 8601 UTC timestamp with milliseconds, the one time format of the API."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """An ISO 8601 UTC timestamp with milliseconds, the one time format of the API.
+
+    Formatted by hand and reused within a millisecond: ``datetime.isoformat`` was a visible share
+    of the per-event cost when profiling the relay.
+    """
+    global _last_stamp
+    ms = time.time_ns() // 1_000_000
+    if ms != _last_stamp[0]:
+        seconds, rest = divmod(ms, 1000)
+        _last_stamp = (ms, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest:03d}Z")
+    return _last_stamp[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,16 @@ Agents sleep: an agent with no running turn and no attached client for
 ``settings.agent_idle_timeout`` seconds is stopped; its sessions stay ``idle`` and the next prompt
 starts it again and restores the agent's own session.
 
+Named agents: hosts are keyed by (agent name, workspace), so a workspace can run Qwen Code and,
+say, ``claude-code-acp`` side by side; each session records the name of its agent.
+
+Warm spares (``spare_agents``, default 1): when the last session of a workspace closes, its agent
+is kept running as a spare for the next session there instead of being stopped, and at start the
+most recently used workspaces get one, so a new session there does not wait for the agent to
+boot (about 1 s for Qwen Code). At most ``spare_agents`` spares live at once (oldest stopped
+first); a spare unused for ``agent_idle_timeout`` is stopped, and every spare is stopped at once
+when the machine runs short of memory (less than ``SPARE_MIN_AVAILABLE_MIB`` available).
+
 Durability (after :meth:`SessionManager.load`): sessions, events and permission requests live in
 the SQLite store; a daemon stop suspends sessions instead of closing them, so after any restart
 every session is listed again with its history and carries on.
@@ -26,12 +36,13 @@ import logging
 import os
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.orphans import OrphanGuard
-from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_agent
+from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
 from qwen_daemon.config import Settings
 from qwen_daemon.errors import AgentFailed, BadRequest, LimitReached, SessionNotFound, ShuttingDown
 from qwen_daemon.sessions.session import Session
@@ -40,6 +51,8 @@ from qwen_daemon.sessions.store import Persistence, SessionRecord, Store
 log = logging.getLogger(__name__)
 
 MAX_TITLE = 200
+#: Below this much available memory (MemAvailable) warm spares are stopped and none are started.
+SPARE_MIN_AVAILABLE_MIB = 1024
 OPEN_STATES = frozenset({"starting", "idle", "running", "awaiting_permission"})
 
 
@@ -72,12 +85,19 @@ class SessionManager:
         self.settings = settings
         self._env = dict(os.environ if env is None else env)
         self.sessions: dict[str, Session] = {}
-        self.hosts: dict[str, AgentHost] = {}
+        self.hosts: dict[tuple[str, str], AgentHost] = {}
+        #: warm spare agents with no session yet, by (agent, workspace), least recently used first
+        self.spares: OrderedDict[tuple[str, str], AgentHost] = OrderedDict()
+        self._spare_since: dict[AgentHost, float] = {}
+        #: the modes each agent last advertised (from session/new), for GET /api/agents
+        self.agent_modes: dict[str, list[dict[str, Any]]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         # agent stops in flight; shielded so cancelling their caller cannot leave an agent running
         self._host_stops: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._agent: AgentCommand | None = None
+        self._agents: dict[str, AgentCommand] = {}
+        self._recent: list[tuple[str, str]] = []  # (agent, cwd) of stored sessions, newest first
         self.persist: Persistence | None = None
         self.orphans: OrphanGuard | None = None
 
@@ -92,14 +112,21 @@ class SessionManager:
         self.orphans.sweep()
         store = Store(paths.database)
         self.persist = Persistence(store)
-        for record in store.sessions():
+        records = store.sessions()
+        for record in records:
             self._restore(record)
         self.persist.flush()
+        self._recent = [
+            (self.sessions[r.id].agent, self.sessions[r.id].cwd)
+            for r in sorted(records, key=lambda r: r.updated_at, reverse=True)
+            if r.id in self.sessions
+        ]
 
     def _restore(self, record: SessionRecord) -> None:
         assert self.persist is not None
+        agent = record.agent if record.agent in self.settings.agent_names() else self.settings.default_agent
         try:
-            host = self._host_for(record.cwd)
+            host = self._host_for(agent, record.cwd, take_spare=False)
         except AgentFailed:
             host = None
         history = self.persist.history(record.id, self.settings.event_history)
@@ -114,6 +141,7 @@ class SessionManager:
             self.persist,
             session_id=record.id,
             history=history,
+            agent=agent,
         )
         session.created_at, session.updated_at = record.created_at, record.updated_at
         session.agent_session_id, session.mode = record.agent_session_id, record.mode
@@ -124,32 +152,116 @@ class SessionManager:
 
     # --- agent --------------------------------------------------------------------------------
 
-    def agent_command(self) -> AgentCommand:
-        """The resolved agent command (looked up once); raises AgentNotFound."""
-        if self._agent is None:
-            self._agent = resolve_agent(self.settings.agent_cmd)
-        return self._agent
-
-    def _host_for(self, cwd: str) -> AgentHost:
-        key = os.path.realpath(cwd)
-        host = self.hosts.get(key)
-        if host is None:
+    def agent_command(self, name: str | None = None) -> AgentCommand:
+        """The resolved command of a named agent (looked up once); raises AgentNotFound."""
+        name = name or self.settings.default_agent
+        if name not in self._agents:
             try:
-                agent = self.agent_command()
-            except AgentNotFound as exc:
-                raise AgentFailed(str(exc)) from None
-            slug = re.sub(r"[^A-Za-z0-9]+", "-", os.path.basename(key)).strip("-")[:40] or "root"
-            digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-            host = AgentHost(
-                agent.argv,
-                key,
-                self.settings.paths.agent_log_dir / f"{slug}-{digest}.log",
-                env={**self._env, **agent.env},
-                on_spawn=self.orphans.add if self.orphans else None,
-                on_gone=self.orphans.discard if self.orphans else None,
-            )
-            self.hosts[key] = host
+                spec = self.settings.agent_spec(name)
+            except KeyError:
+                raise AgentNotFound(
+                    f"no agent named {name!r} (known: {', '.join(self.settings.agent_names())})"
+                ) from None
+            self._agents[name] = resolve_spec(spec)
+        return self._agents[name]
+
+    def _host_for(self, agent: str, cwd: str, *, take_spare: bool = True) -> AgentHost:
+        key = workspace_key(agent, cwd)
+        host = self.hosts.get(key)
+        if host is None and take_spare:
+            host = self.spares.pop(key, None)
+            if host is not None:
+                self._spare_since.pop(host, None)
+                if not host.running:
+                    host = None  # it died while waiting; a fresh one starts below
+                else:
+                    log.info("using the warm spare agent pid=%s for %s", host.pid, key[1])
+        if host is None:
+            host = self._new_host(agent, key[1])
+        self.hosts[key] = host
         return host
+
+    def _new_host(self, agent: str, path: str) -> AgentHost:
+        try:
+            command = self.agent_command(agent)
+        except AgentNotFound as exc:
+            raise AgentFailed(str(exc)) from None
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", os.path.basename(path)).strip("-")[:40] or "root"
+        digest = hashlib.sha256(f"{agent}\0{path}".encode()).hexdigest()[:8]
+        name = slug if agent == self.settings.default_agent else f"{agent}-{slug}"
+        host = AgentHost(
+            command.argv,
+            path,
+            self.settings.paths.agent_log_dir / f"{name}-{digest}.log",
+            env={**self._env, **command.env},
+            on_spawn=self.orphans.add if self.orphans else None,
+            on_gone=self.orphans.discard if self.orphans else None,
+        )
+        host.keep_spare_session = self.settings.spare_agents > 0
+        return host
+
+    # --- warm spares --------------------------------------------------------------------------
+
+    def _keep_as_spare(self, agent: str, host: AgentHost) -> bool:
+        """Keep a released, running agent warm for the next session in its workspace."""
+        if self._closing or not host.running:
+            return False
+        return self._add_spare(agent, host)
+
+    def _add_spare(self, agent: str, host: AgentHost) -> bool:
+        if self.settings.spare_agents <= 0 or memory_is_short():
+            return False
+        key = (agent, host.cwd)
+        self.spares[key] = host
+        self.spares.move_to_end(key)
+        self._spare_since[host] = asyncio.get_running_loop().time()
+        while len(self.spares) > self.settings.spare_agents:
+            _key, oldest = self.spares.popitem(last=False)
+            self._spare_since.pop(oldest, None)
+            self._stop_host(oldest)
+        return True
+
+    async def warm(self, agent: str | None, cwd: Any) -> AgentHost:
+        """Start a spare agent for a workspace (no-op when one already runs there)."""
+        name = agent or self.settings.default_agent
+        key = workspace_key(name, validate_cwd(cwd))
+        host = self.hosts.get(key) or self.spares.get(key)
+        if host is None:
+            host = self._new_host(name, key[1])
+            if not self._add_spare(name, host):
+                return host
+        await host.ensure_started()
+        host.prepare_spare_session(key[1])
+        return host
+
+    async def warm_recent(self) -> None:
+        """At start: a spare for each of the most recently used workspaces with no open session."""
+        for agent, cwd in self._recent_workspaces():
+            try:
+                await self.warm(agent, cwd)
+            except (AgentFailed, BadRequest) as exc:
+                log.info("no warm spare for %s: %s", cwd, exc)
+
+    def _recent_workspaces(self) -> builtins.list[tuple[str, str]]:
+        """Up to ``spare_agents`` distinct (agent, workspace) pairs, most recently used first."""
+        found: dict[tuple[str, str], str] = {}
+        for agent, cwd in self._recent:
+            if len(found) >= self.settings.spare_agents:
+                break
+            if os.path.isdir(cwd):
+                found.setdefault(workspace_key(agent, cwd), cwd)
+        return [(agent, cwd) for (agent, _key), cwd in found.items()]
+
+    async def reap_spares(self) -> None:
+        """Stop spares unused for ``agent_idle_timeout``, and all of them when memory is short."""
+        now = asyncio.get_running_loop().time()
+        short = memory_is_short()
+        for key, host in list(self.spares.items()):
+            if short or now - self._spare_since.get(host, now) >= self.settings.agent_idle_timeout:
+                del self.spares[key]
+                self._spare_since.pop(host, None)
+                log.info("stopping the spare agent for %s (%s)", key[1], "memory" if short else "unused")
+                await asyncio.shield(self._stop_host(host))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -157,6 +269,9 @@ class SessionManager:
         """Start background housekeeping (the idle reaper). Needs a running loop."""
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+        if self._warming is None and self._recent and self.settings.spare_agents > 0:
+            # after start-up is reported: a spare must never delay the daemon being ready
+            self._warming = asyncio.create_task(self.warm_recent(), name="warm-spares")
 
     async def _reap_forever(self) -> None:
         shortest = min(self.settings.idle_timeout, self.settings.agent_idle_timeout)
@@ -165,6 +280,7 @@ class SessionManager:
             await asyncio.sleep(period)
             await self.reap_idle()
             await self.sleep_idle_agents()
+            await self.reap_spares()
 
     async def sleep_idle_agents(self) -> list[AgentHost]:
         """Stop agents nobody has used or watched for ``agent_idle_timeout``; their sessions stay."""
@@ -201,6 +317,10 @@ class SessionManager:
     async def shutdown(self) -> None:
         """Close every session (cancelling turns), then stop every agent. Idempotent."""
         self._closing = True
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._warming
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,8 +333,9 @@ class SessionManager:
             await asyncio.gather(
                 *(s.close(reason="daemon stopping") for s in sessions), return_exceptions=True
             )
-        hosts = list(self.hosts.values())
+        hosts = list(self.hosts.values()) + list(self.spares.values())
         self.hosts.clear()
+        self.spares.clear()
         stops = [self._stop_host(h) for h in hosts] + list(self._host_stops)
         await asyncio.gather(*stops, return_exceptions=True)
         if self.orphans is not None:
@@ -229,22 +350,33 @@ class SessionManager:
     def open_count(self) -> int:
         return sum(1 for s in self.sessions.values() if s.state in OPEN_STATES)
 
-    async def create(self, cwd: Any, title: Any = None) -> Session:
-        """Create a session and its agent session. Raises AgentFailed after recording why."""
+    async def create(self, cwd: Any, title: Any = None, agent: Any = None, mode: Any = None) -> Session:
+        """Create a session (with the named agent, in ``mode``). Raises AgentFailed after recording why."""
         if self._closing:
             raise ShuttingDown("the daemon is stopping")
         path = validate_cwd(cwd)
         name = validate_title(title, path)
         if self.open_count >= self.settings.max_sessions:
             raise LimitReached(f"at most {self.settings.max_sessions} sessions may be open; close one first")
-        host = self._host_for(path)
-        session = Session(path, name, host, self.settings.event_history, self.persist)
+        if agent is not None and (not isinstance(agent, str) or agent not in self.settings.agent_names()):
+            raise BadRequest(
+                f"unknown agent {agent!r}; choose one of: {', '.join(self.settings.agent_names())}"
+            )
+        if mode is not None and (not isinstance(mode, str) or not mode):
+            raise BadRequest("mode must be a non-empty string (a mode id the agent offers)")
+        agent_name = agent or self.settings.default_agent
+        host = self._host_for(agent_name, path)
+        session = Session(path, name, host, self.settings.event_history, self.persist, agent=agent_name)
         self.sessions[session.id] = session
         try:
             await session.start()
         except AgentFailed as exc:
             await self._release_host(session)
             raise AgentFailed(exc.message, session_id=session.id) from None
+        if session.modes:
+            self.agent_modes[agent_name] = list(session.modes.get("availableModes") or [])
+        if mode is not None and mode != session.mode:
+            await session.set_mode(mode)
         return session
 
     def list(self) -> list[Session]:
@@ -286,13 +418,31 @@ class SessionManager:
         for key, value in list(self.hosts.items()):
             if value is host:
                 del self.hosts[key]
-        await asyncio.shield(self._stop_host(host))
+        if not self._keep_as_spare(session.agent, host):
+            await asyncio.shield(self._stop_host(host))
 
     def _stop_host(self, host: AgentHost) -> asyncio.Task[None]:
         task = asyncio.ensure_future(host.stop())
         self._host_stops.add(task)
         task.add_done_callback(self._host_stops.discard)
         return task
+
+
+def workspace_key(agent: str, cwd: str) -> tuple[str, str]:
+    """Agent hosts are shared per (agent name, real path of the workspace)."""
+    return agent, os.path.realpath(cwd)
+
+
+def memory_is_short() -> bool:
+    """Whether the machine has less than SPARE_MIN_AVAILABLE_MIB available (Linux; else never)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) < SPARE_MIN_AVAILABLE_MIB * 1024
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _open_turn(history: list[Any]) -> str | None:

@@ -86,12 +86,13 @@ class Session:
         *,
         session_id: str | None = None,
         history: list[Event] | None = None,
+        agent: str | None = None,
     ) -> None:
         self.id = session_id or new_id()
         self.cwd = cwd
         self.title = title
         self.host = host
-        self.agent = " ".join(host.command)
+        self.agent = agent or " ".join(host.command)  # the agent's name (see config.AgentSpec)
         self.created_at = utc_now()
         self.updated_at = self.created_at
         self.state: State = "starting"
@@ -129,6 +130,8 @@ class Session:
             "updated_at": self.updated_at,
             "url": f"/s/{self.id}",
             "last_seq": self.events.last_seq,
+            "agent": self.agent,
+            "mode": self.mode,
         }
 
     def detail(self) -> dict[str, Any]:
@@ -324,6 +327,30 @@ class Session:
                     await turn
         if self.agent_session_id is not None:
             self.host.forget(self.agent_session_id)
+
+    async def set_mode(self, mode_id: Any) -> None:
+        """Switch the agent session's mode (plan, default, auto-edit, …) to one the agent offers."""
+        self._check_open()
+        available = [
+            m.get("id") for m in (self.modes or {}).get("availableModes") or [] if isinstance(m, dict)
+        ]
+        if not available:
+            raise BadRequest(f"the agent {self.agent!r} offers no modes for this session")
+        if not isinstance(mode_id, str) or mode_id not in available:
+            raise BadRequest(
+                f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}"
+            )
+        if self.state == "starting":
+            raise SessionBusy("the session is still starting")
+        await self._ensure_agent_session()
+        assert self.agent_session_id is not None
+        await self.host.set_mode(self.agent_session_id, mode_id)
+        self.mode = mode_id
+        if self.modes is not None:
+            self.modes["currentModeId"] = mode_id
+        self._changed()
+        # the same event the agent itself sends when it switches modes
+        self._emit("agent_update", update={"sessionUpdate": "current_mode_update", "currentModeId": mode_id})
 
     # --- permissions --------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -112,6 +113,9 @@ class Store:
         self._events: list[tuple[str, int, str, str, str]] = []
         self._writes: list[tuple[str, tuple[Any, ...]]] = []
         self._after_commit: list[Callable[[], None]] = []
+        #: events committed since the last checkpoint; Persistence starts one past a threshold
+        self.uncheckpointed = 0
+        self._checkpoint_lock = threading.Lock()
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -122,6 +126,9 @@ class Store:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        # checkpoints (the only fsyncs with synchronous=NORMAL) run in a worker thread, never on
+        # the event loop: see Store.checkpoint
+        db.execute("PRAGMA wal_autocheckpoint=0")
         return db
 
     def _open(self) -> sqlite3.Connection:
@@ -170,8 +177,27 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (PASSIVE: never blocks writers). Thread-safe.
+
+        Why a separate connection in a worker thread: a checkpoint fsyncs, and an fsync on a busy
+        disk can take tens of milliseconds, which on the event loop would stall every stream.
+        """
+        with self._checkpoint_lock:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                try:
+                    db.execute("PRAGMA busy_timeout=5000")
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    db.close()
+            except sqlite3.Error as exc:
+                log.warning("cannot checkpoint %s: %s", self.path, exc)
+
     def close(self) -> None:
         self.flush()
+        with self._checkpoint_lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
 
     # --- writes (queued) ----------------------------------------------------------------------
@@ -222,6 +248,7 @@ class Store:
             for sql, args in writes:
                 db.execute(sql, args)
             db.execute("COMMIT")
+            self.uncheckpointed += len(events) + len(writes)
         except sqlite3.Error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -313,12 +340,15 @@ class Persistence:
     """
 
     RETRY_SECONDS = 1.0
+    #: committed rows after which a background checkpoint starts (about 1,000 WAL pages)
+    CHECKPOINT_ROWS = 4000
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._waiting_logs: list[EventLog] = []
         self._dirty: dict[str, Callable[[], SessionRecord]] = {}
         self._scheduled = False
+        self._checkpointing: asyncio.Future[None] | None = None
 
     def sink_for(self, session_id: str) -> EventSink:
         def sink(log: EventLog, event: Event) -> None:
@@ -379,3 +409,13 @@ class Persistence:
             return
         for event_log in logs:
             event_log.publish()
+        store = self.store
+        if store.uncheckpointed >= self.CHECKPOINT_ROWS and self._checkpointing is None:
+            store.uncheckpointed = 0
+            with contextlib.suppress(RuntimeError):  # no running loop (closing): close() checkpoints
+                task = asyncio.get_running_loop().run_in_executor(None, store.checkpoint)
+                self._checkpointing = task
+                task.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
+        self._checkpointing = None

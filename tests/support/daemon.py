@@ -175,6 +175,9 @@ def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "agent_cmd": (sys.executable, FAKE_AGENT),
         "paths": Paths.from_platform(),
         "port": 0,
+        # tests of agent lifecycles expect an agent to stop with its last session; spares are
+        # tested on their own (tests/test_agents.py)
+        "spare_agents": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -1,0 +1,161 @@
+"""Relay overhead, throughput and replay: the daemon's own cost, isolated with a stdlib bench agent.
+
+``bench/bench_agent.py`` stamps every chunk with ``time.time_ns()`` just before writing it; one
+WebSocket client per session (in this process, same clock) records receipt time minus that stamp.
+So a figure covers: agent pipe → ACP parse → event (serialized once) → SQLite commit (one
+transaction per loop turn) → publish → WebSocket frame → client.
+
+- latency: S sessions in one workspace each stream ``pace`` chunks (p50/p99 over all chunks);
+- throughput: S sessions each ``burst`` chunks as fast as possible; aggregate events/s received;
+- replay: a session holding 10,000 events; time from WebSocket connect (``after=0``) to the last.
+
+    .venv/bin/python bench/relay.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from common import (
+    BENCH_AGENT,
+    OurDaemon,
+    http_json,
+    isolated_home,
+    load_average,
+    median,
+    percentile,
+    save_results,
+    start_our_daemon,
+    stop_our_daemon,
+    table,
+)
+from wsclient import RawWebSocket
+
+
+async def connect(daemon: OurDaemon, sid: str, after: int) -> RawWebSocket:
+    host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+    return await RawWebSocket.connect(host, int(port), f"/api/sessions/{sid}/ws?after={after}", daemon.token)
+
+
+def stamp_of(frame: bytes) -> int:
+    """The agent's ``_meta.t`` inside an agent_message_chunk frame, without parsing all of it."""
+    at = frame.find(b'"t":', frame.find(b'"meta"'))
+    end = at + 4
+    while frame[end : end + 1].isdigit():
+        end += 1
+    return int(frame[at + 4 : end])
+
+
+async def run_turn(
+    daemon: OurDaemon, sid: str, command: str, latencies: list[float], stamps: list[int]
+) -> int:
+    """Prompt over the WebSocket; collect chunk latencies (ms) until the turn ends."""
+    conn = await connect(daemon, sid, after=10**9)
+    hello = (await conn.frames())[0]
+    assert b'"hello"' in hello, hello
+    conn.send_text(json.dumps({"type": "prompt", "text": command}))
+    count = 0
+    while True:
+        frames = await asyncio.wait_for(conn.frames(), 120)
+        now = time.time_ns()
+        for frame in frames:
+            if b'"type":"agent_message_chunk"' in frame:
+                latencies.append((now - stamp_of(frame)) / 1e6)
+                stamps.append(now)
+                count += 1
+            elif b'"type":"turn_ended"' in frame:
+                conn.close()
+                return count
+
+
+def create_sessions(daemon: OurDaemon, cwd: str, count: int) -> list[str]:
+    url = daemon.url + "/api/sessions"
+    return [http_json("POST", url, {"cwd": cwd}, daemon.token)["id"] for _ in range(count)]
+
+
+async def latency(daemon: OurDaemon, sids: list[str], chunks: int, interval_ms: int) -> dict[str, float]:
+    lat: list[float] = []
+    stamps: list[int] = []
+    await asyncio.gather(
+        *(run_turn(daemon, sid, f"pace {chunks} {interval_ms}", lat, stamps) for sid in sids)
+    )
+    return {"p50_ms": median(lat), "p99_ms": percentile(lat, 99), "events": len(lat)}
+
+
+async def throughput(daemon: OurDaemon, sids: list[str], chunks: int) -> float:
+    lat: list[float] = []
+    stamps: list[int] = []
+    began = time.time_ns()
+    await asyncio.gather(*(run_turn(daemon, sid, f"burst {chunks}", lat, stamps) for sid in sids))
+    return len(stamps) / ((max(stamps) - began) / 1e9)
+
+
+async def replay(daemon: OurDaemon, sid: str, runs: int) -> tuple[float, int]:
+    times = []
+    total = 0
+    for _ in range(runs):
+        began = time.perf_counter()
+        conn = await connect(daemon, sid, after=0)
+        frames = await conn.frames()
+        last = json.loads(frames[0])["last_seq"]
+        marker = f'"seq":{last},'.encode()
+        total = len(frames) - 1
+        while not any(marker in f for f in frames[-3:]):
+            frames = await asyncio.wait_for(conn.frames(), 60)
+            total += len(frames)
+        times.append((time.perf_counter() - began) * 1000)
+        conn.close()
+    return median(times), total
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"latency": {}}
+    chunks, interval = (100, 20) if quick else (300, 20)
+    with isolated_home() as home:
+        agent = f"{sys.executable} {BENCH_AGENT}"
+        daemon = start_our_daemon(home, "--agent-cmd", agent, "--max-sessions", "200")
+        try:
+            cwd = str(home.workspace("relay"))
+            sids = create_sessions(daemon, cwd, 50)
+            await latency(daemon, sids[:1], 20, 5)  # warm up
+            for n in (1, 10, 50):
+                result["latency"][str(n)] = await latency(daemon, sids[:n], chunks, interval)
+            result["throughput_eps"] = median(
+                [await throughput(daemon, sids[:10], 2000 if quick else 5000) for _ in range(3)]
+            )
+            big = create_sessions(daemon, cwd, 1)[0]
+            await throughput(daemon, [big], 9994)  # plus state/turn events: about 10,000 in all
+            result["replay_ms"], result["replay_events"] = await replay(daemon, big, 5)
+        finally:
+            stop_our_daemon(home, daemon)
+    result["pace"] = {"chunks_per_session": chunks, "interval_ms": interval}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
+    load = load_average()
+    r = asyncio.run(measure(quick))
+    pace = r["pace"]
+    print(
+        f"relay: agent write → WebSocket receipt, each session one chunk every {pace['interval_ms']} ms "
+        f"(load average {load:.1f} on 2 cores)"
+    )
+    rows = [[n, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", v["events"]] for n, v in r["latency"].items()]
+    print(table(["sessions", "p50 (ms)", "p99 (ms)", "events"], rows))
+    print(
+        f"aggregate throughput (10 sessions bursting): {r['throughput_eps']:,.0f} events/s (target ≥ 20,000)"
+    )
+    print(f"replay of {r['replay_events']:,} events over a WebSocket: {r['replay_ms']:.0f} ms (target ≤ 200)")
+    save_results("relay", r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Start → ready and idle memory: ``qwen-daemon start`` vs upstream ``qwen serve``, side by side.
+
+Ours: wall time of the ``qwen-daemon start`` command (it returns once the daemon listens) and
+until ``/health`` answers, then the RSS of the standalone daemon process after it settles.
+``qwen serve``: time from spawn until ``/health`` answers, then its own RSS and that of its whole
+process tree (it pre-starts one ``qwen --acp`` child for its primary workspace).
+
+    .venv/bin/python bench/startup.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import (
+    isolated_home,
+    load_average,
+    median,
+    qwen_serve,
+    rss_kib,
+    save_results,
+    start_our_daemon,
+    stop_our_daemon,
+    table,
+    tree_rss_kib,
+)
+
+from tests.support.fake_openai import running_fake_openai
+
+SETTLE = 2.0
+
+
+def measure(runs: int) -> dict[str, float]:
+    ours_start, ours_health, ours_rss, serve_ready, serve_rss, serve_tree = [], [], [], [], [], []
+    with running_fake_openai() as fake:
+        for _ in range(runs):
+            with isolated_home(fake.base_url) as home:
+                daemon = start_our_daemon(home)
+                time.sleep(SETTLE)
+                ours_rss.append(rss_kib(daemon.pid) / 1024)
+                stop_our_daemon(home, daemon)
+                ours_start.append(daemon.start_seconds * 1000)
+                ours_health.append(daemon.health_seconds * 1000)
+            with isolated_home(fake.base_url) as home, qwen_serve(home, home.workspace("a")) as serve:
+                time.sleep(SETTLE)
+                serve_ready.append(serve.ready_seconds * 1000)
+                serve_rss.append(rss_kib(serve.proc.pid) / 1024)
+                serve_tree.append(tree_rss_kib(serve.proc.pid) / 1024)
+    return {
+        "ours_start_ms": median(ours_start),
+        "ours_health_ms": median(ours_health),
+        "ours_idle_rss_mib": median(ours_rss),
+        "serve_ready_ms": median(serve_ready),
+        "serve_idle_rss_mib": median(serve_rss),
+        "serve_idle_tree_rss_mib": median(serve_tree),
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+    load = load_average()
+    r = measure(runs)
+    print(f"start → ready and idle RSS, medians of {runs} runs (load average {load:.1f} on 2 cores)")
+    print(
+        table(
+            ["", "qwen-daemon", "qwen serve", "ratio", "target"],
+            [
+                [
+                    "start → ready (ms)",
+                    f"{r['ours_start_ms']:.0f} (/health {r['ours_health_ms']:.0f})",
+                    f"{r['serve_ready_ms']:.0f}",
+                    f"{r['serve_ready_ms'] / r['ours_health_ms']:.1f}x faster",
+                    "≤ 150",
+                ],
+                [
+                    "idle RSS (MiB)",
+                    f"{r['ours_idle_rss_mib']:.1f}",
+                    f"{r['serve_idle_rss_mib']:.0f} (+ child: {r['serve_idle_tree_rss_mib']:.0f})",
+                    f"{r['serve_idle_rss_mib'] / r['ours_idle_rss_mib']:.1f}x smaller",
+                    "≤ 35",
+                ],
+            ],
+        )
+    )
+    save_results("startup", r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Named agents, per-session modes and warm spare agents, with two different fake agents.
+
+``fake`` is the scripted fake agent (it advertises the modes ``default`` and ``plan``); ``tiny``
+is the stdlib agent that advertises none. Both are chosen by name, per session, through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from qwen_daemon.config import ConfigError, Paths, load_settings
+from qwen_daemon.sessions import manager as manager_module
+from tests.support.daemon import FAKE_AGENT, Api, running_daemon
+
+pytestmark = pytest.mark.timeout(60)
+TINY_AGENT = str(Path(__file__).with_name("tiny_agent.py"))
+
+
+def write_config(paths: Paths, text: str) -> None:
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text(text, encoding="utf-8")
+
+
+def two_agents(paths: Paths, extra: str = "") -> None:
+    write_config(
+        paths,
+        f'port = 0\ndefault_agent = "fake"\n{extra}\n'
+        f'[agents.fake]\ncommand = ["{sys.executable}", "{FAKE_AGENT}"]\n'
+        f'[agents.tiny]\ncommand = ["{sys.executable}", "{TINY_AGENT}"]\nenv = {{ TINY = "1" }}\n',
+    )
+
+
+def serve(paths: Paths, body: Callable[[Api, Path], Awaitable[None]]) -> None:
+    workspace = paths.config_dir.parent / "workspace"
+    workspace.mkdir(exist_ok=True)
+
+    async def main() -> None:
+        async with running_daemon(load_settings(env={})) as api:
+            await body(api, workspace)
+
+    asyncio.run(main())
+
+
+def test_config_names_agents(paths: Paths) -> None:
+    two_agents(paths)
+    settings = load_settings(env={})
+    assert settings.default_agent == "fake"
+    assert settings.agent_names() == ["fake", "qwen", "tiny"]
+    assert settings.agent_spec("tiny").env == {"TINY": "1"}
+    assert settings.agent_spec("qwen").command is None  # the pinned Qwen Code, found at start
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('default_agent = "nope"', "not a configured agent"),
+        ("[agents.x]\nenv = {}", "needs a 'command'"),
+        ('[agents.x]\ncommand = "a"\nshell = true', "unknown key"),
+        ('[agents."bad name"]\ncommand = "a"', "may only contain"),
+        ("agents = 3", "must be a table"),
+    ],
+)
+def test_bad_agent_config_is_one_clear_error(paths: Paths, text: str, message: str) -> None:
+    write_config(paths, text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env={})
+
+
+def test_sessions_choose_their_agent(paths: Paths) -> None:
+    two_agents(paths)
+
+    async def body(api: Api, ws: Path) -> None:
+        listed = (await api.call("GET", "/api/agents")).body
+        assert listed["default_agent"] == "fake"
+        assert [a["name"] for a in listed["agents"]] == ["fake", "qwen", "tiny"]
+        plain = await api.create(ws)
+        tiny = await api.create(ws, agent="tiny")
+        assert plain["agent"] == "fake" and tiny["agent"] == "tiny"
+        manager = api.daemon.manager
+        pids = {manager.get(s["id"]).host.pid for s in (plain, tiny)}
+        assert len(pids) == 2, "one agent process per (agent, workspace)"
+        reply = await api.call("POST", f"/api/sessions/{tiny['id']}/prompt", {"text": "hi"})
+        assert reply.status == 202
+        await api.wait_event(tiny["id"], lambda e: e["type"] == "turn_ended")
+        unknown = await api.call("POST", "/api/sessions", {"cwd": str(ws), "agent": "nope"})
+        assert unknown.status == 400 and "fake, qwen, tiny" in unknown.body["error"]["message"]
+        agents = {a["name"]: a for a in (await api.call("GET", "/api/agents")).body["agents"]}
+        assert [m["id"] for m in agents["fake"]["modes"]] == ["default", "plan"]
+        assert agents["tiny"]["running"] == [os.path.realpath(ws)]
+
+    serve(paths, body)
+
+
+def test_modes_per_session(paths: Paths) -> None:
+    two_agents(paths)
+
+    async def body(api: Api, ws: Path) -> None:
+        planned = await api.create(ws, mode="plan")
+        other = await api.create(ws)
+        assert planned["mode"] == "plan" and other["mode"] == "default"
+        reply = await api.call("POST", f"/api/sessions/{planned['id']}/mode", {"mode_id": "default"})
+        assert reply.status == 200 and reply.body["mode"] == "default"
+        assert reply.body["modes"]["currentModeId"] == "default"
+        bad = await api.call("POST", f"/api/sessions/{other['id']}/mode", {"mode_id": "yolo"})
+        assert bad.status == 400 and "default, plan" in bad.body["error"]["message"]
+        ws_client = await api.ws(other["id"])
+        await ws_client.send({"type": "mode", "mode_id": "plan", "id": 7})
+        ack = await ws_client.until(lambda f: f.get("id") == 7)
+        assert ack == {"type": "ack", "op": "mode", "mode_id": "plan", "id": 7}
+        await ws_client.until(lambda f: f.get("type") == "agent_update")
+        assert (await api.call("GET", f"/api/sessions/{other['id']}")).body["mode"] == "plan"
+        tiny = await api.create(ws, agent="tiny")
+        none = await api.call("POST", f"/api/sessions/{tiny['id']}/mode", {"mode_id": "plan"})
+        assert none.status == 400 and "offers no modes" in none.body["error"]["message"]
+        refused = await api.call("POST", "/api/sessions", {"cwd": str(ws), "agent": "tiny", "mode": "plan"})
+        assert refused.status == 400
+
+    serve(paths, body)
+
+
+def test_a_warm_spare_serves_the_next_session(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    two_agents(paths, "spare_agents = 1")
+
+    async def body(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        first = await api.create(ws)
+        pid = manager.get(first["id"]).host.pid
+        assert (await api.call("DELETE", f"/api/sessions/{first['id']}")).status == 204
+        assert [h.pid for h in manager.spares.values()] == [pid]
+        assert manager.hosts == {}
+        second = await api.create(ws)
+        assert manager.get(second["id"]).host.pid == pid, "the spare's process serves the new session"
+        assert manager.spares == {}
+        await api.call("DELETE", f"/api/sessions/{second['id']}")
+        (spare,) = manager.spares.values()
+        monkeypatch.setattr(manager_module, "memory_is_short", lambda: True)
+        await manager.reap_spares()
+        assert manager.spares == {} and not spare.running
+
+    serve(paths, body)
+
+
+def test_spares_off_spawn_none(paths: Paths) -> None:
+    two_agents(paths, "spare_agents = 0")
+
+    async def body(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        first = await api.create(ws)
+        host = manager.get(first["id"]).host
+        await api.call("DELETE", f"/api/sessions/{first['id']}")
+        assert manager.spares == {} and not host.running
+        warm = await api.call("POST", "/api/agents/fake/warm", {"cwd": str(ws)})
+        assert warm.status == 202 and manager.spares == {}
+
+    serve(paths, body)
+
+
+def test_agents_warmed_at_start_for_recent_workspaces(paths: Paths) -> None:
+    two_agents(paths, "spare_agents = 1")
+
+    async def first_run(api: Api, ws: Path) -> None:
+        await api.create(ws)
+
+    async def second_run(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        assert manager._warming is not None
+        await manager._warming
+        key = ("fake", os.path.realpath(ws))
+        # the restored session's own agent is what gets warmed: its next prompt starts at once
+        host = manager.spares.get(key) or manager.hosts[key]
+        assert host.running
+
+    serve(paths, first_run)
+    serve(paths, second_run)
+
+
+def test_no_spare_at_start_when_off(paths: Paths) -> None:
+    two_agents(paths, "spare_agents = 0")
+
+    async def first_run(api: Api, ws: Path) -> None:
+        await api.create(ws)
+
+    async def second_run(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        assert manager._warming is None and manager.spares == {}
+        assert not any(h.running for h in manager.hosts.values())
+
+    serve(paths, first_run)
+    serve(paths, second_run)
+
+
+@pytest.mark.usefixtures("daemon_reaper")
+def test_cli_lists_agents_and_creates_sessions_with_agent_and_mode(paths: Paths, tmp_path: Path) -> None:
+    two_agents(paths)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "qwen_daemon", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    assert cli("start").returncode == 0
+    try:
+        listed = json.loads(cli("agents", "--json").stdout)
+        assert [a["name"] for a in listed["agents"]] == ["fake", "qwen", "tiny"]
+        made = cli("new", str(tmp_path), "--mode", "plan", "--json")
+        assert made.returncode == 0, made.stderr
+        session = json.loads(made.stdout)
+        assert session["agent"] == "fake" and session["mode"] == "plan"
+        switched = cli("mode", session["id"], "default")
+        assert switched.returncode == 0 and "mode=default" in switched.stdout
+        refused = cli("mode", session["id"], "yolo")
+        assert refused.returncode == 1 and "not offered" in refused.stderr
+        tiny = cli("new", str(tmp_path), "--agent", "tiny")
+        assert tiny.returncode == 0 and "agent=tiny" in tiny.stdout
+        assert "fake" in cli("agents").stdout
+    finally:
+        assert cli("stop").returncode == 0
+
+
+def test_next_agent_session_is_created_ahead_of_time(paths: Paths) -> None:
+    two_agents(paths, "spare_agents = 1")
+
+    async def body(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        first = await api.create(ws)
+        host = manager.get(first["id"]).host
+        if host._spare_task is not None:
+            await host._spare_task
+        assert host._spare_session is not None
+        ready = host._spare_session.session_id
+        second = await api.create(ws, mode="plan")
+        assert manager.get(second["id"]).agent_session_id == ready
+        assert second["mode"] == "plan"
+
+    serve(paths, body)

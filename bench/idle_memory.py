@@ -21,20 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import rss_kib
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import running_daemon
 from tests.support.fake_openai import running_fake_openai, text
 from tests.support.qwen import prepare_qwen_home
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def group_rss_kib(pgid: int) -> int:

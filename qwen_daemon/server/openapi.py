@@ -11,6 +11,7 @@ from typing import Any
 
 from qwen_daemon import __version__
 from qwen_daemon.server.base import BaseHandler
+from qwen_daemon.sessions.events import EVENT_TYPES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -115,23 +116,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["seq", "type", "ts"],
         "properties": {
             "seq": {"type": "integer", "minimum": 1},
-            "type": {
-                "enum": [
-                    "user_message",
-                    "agent_message_chunk",
-                    "agent_thought_chunk",
-                    "tool_call",
-                    "tool_call_update",
-                    "plan",
-                    "permission_request",
-                    "permission_resolved",
-                    "turn_started",
-                    "turn_ended",
-                    "state",
-                    "error",
-                    "agent_update",
-                ]
-            },
+            "type": {"enum": sorted(EVENT_TYPES)},
             "ts": {"type": "string"},
         },
     },

@@ -25,7 +25,7 @@ from bench.common import rss_kib
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import running_daemon
 from tests.support.fake_openai import running_fake_openai, text
-from tests.support.qwen import prepare_qwen_home
+from tests.support.qwen import AGENT_ENV, prepare_qwen_home
 
 
 def group_rss_kib(pgid: int) -> int:
@@ -50,7 +50,7 @@ async def measure(count: int) -> None:
     os.environ["HOME"] = str(home)
     with running_fake_openai() as fake:
         env = prepare_qwen_home(home, fake.base_url)
-        for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "QWEN_USAGE_STATISTICS_ENABLED"):
+        for key in AGENT_ENV:
             os.environ[key] = env[key]
         settings = Settings(paths=Paths.from_platform(), port=0, agent_idle_timeout=3600)
         async with running_daemon(settings) as api:

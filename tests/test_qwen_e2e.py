@@ -20,18 +20,9 @@ from qwen_daemon.agents.registry import pinned_qwen_cli
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import Api, running_daemon
 from tests.support.fake_openai import FakeOpenAI, running_fake_openai, text, write_file
-from tests.support.qwen import prepare_qwen_home
+from tests.support.qwen import AGENT_ENV, prepare_qwen_home
 
 pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
-
-AGENT_ENV = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_MODEL",
-    "QWEN_USAGE_STATISTICS_ENABLED",
-    "QWEN_CODE_DISABLE_PRECONNECT",
-    "NO_BROWSER",
-)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ import tornado.websocket
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
 from tests.support.daemon import FAKE_AGENT, Api, fake_settings, running_daemon
+from tests.support.probe import cli, start_daemon
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("daemon_reaper")]
 
@@ -128,26 +128,6 @@ class Proc:
                     return event
             await asyncio.sleep(0.02)
         raise AssertionError("event never arrived")
-
-
-def start_daemon() -> None:
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qwen_daemon",
-            "start",
-            "--port",
-            "0",
-            "--agent-cmd",
-            f"{sys.executable} {FAKE_AGENT}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert res.returncode == 0, res.stderr
 
 
 def wait_dead(pid: int, timeout: float = 15) -> None:
@@ -312,16 +292,6 @@ def test_prune_removes_old_closed_sessions_only(tmp_path: Path) -> None:
             assert (await api.call("GET", f"/api/sessions/{kept}")).status == 200
 
     asyncio.run(main())
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qwen_daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_damaged_database_is_moved_aside_and_the_daemon_starts(paths: Paths) -> None:

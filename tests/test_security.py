@@ -18,6 +18,7 @@ from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.stream import MAX_CLIENTS_PER_SESSION
 from tests.support.daemon import FAKE_AGENT, Api, fake_settings, running_daemon, serve
+from tests.support.probe import cli, start_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,22 +109,7 @@ def test_too_open_permissions_are_repaired_at_start(
 
 
 def test_token_never_in_logs_or_process_arguments(paths: Paths, tmp_path: Path) -> None:
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qwen_daemon",
-            "start",
-            "--port",
-            "0",
-            "--agent-cmd",
-            f"{sys.executable} {FAKE_AGENT}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 0, res.stderr
+    start_daemon()
     info = read_discovery(paths)
     assert info is not None
     token = paths.token_file.read_text().strip()
@@ -148,7 +134,7 @@ def test_token_never_in_logs_or_process_arguments(paths: Paths, tmp_path: Path) 
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             assert token.encode() not in cmdline
     finally:
-        subprocess.run([sys.executable, "-m", "qwen_daemon", "stop"], capture_output=True, timeout=60)
+        cli("stop")
     logs = [paths.log_file, *paths.agent_log_dir.glob("*.log")]
     assert paths.log_file.exists()
     for log in logs:
@@ -165,16 +151,6 @@ def _children(pid: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue
     return found
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qwen_daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 AGENT = ("--agent-cmd", f"{sys.executable} {FAKE_AGENT}")

@@ -25,6 +25,15 @@ def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start_daemon(*extra: str) -> subprocess.CompletedProcess[str]:
+    """``qwen-daemon start`` on any free port with the scripted fake agent; asserts it started."""
+    from tests.support.daemon import FAKE_AGENT
+
+    res = cli("start", "--port", "0", "--agent-cmd", f"{sys.executable} {FAKE_AGENT}", *extra, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
 def poll(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Return the first truthy ``predicate()``; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

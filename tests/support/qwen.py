@@ -30,6 +30,17 @@ CLI_OVERRIDE_ENV = "QWEN_DAEMON_TEST_QWEN_CLI"
 _PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT", "TMPDIR")
 
 
+#: What a daemon under test must pass on to its Qwen Code agent (from ``prepare_qwen_home``'s env).
+AGENT_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_MODEL",
+    "QWEN_USAGE_STATISTICS_ENABLED",
+    "QWEN_CODE_DISABLE_PRECONNECT",
+    "NO_BROWSER",
+)
+
+
 def cli_path_in_prefix(prefix: Path) -> Path:
     """Where ``npm install --prefix PREFIX @qwen-code/qwen-code`` puts the cli.js entry point."""
     return prefix / "node_modules" / "@qwen-code" / "qwen-code" / "cli.js"

@@ -15,7 +15,6 @@ import ipaddress
 import os
 import secrets
 import shlex
-import tomllib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -405,6 +404,10 @@ def env_name(name: str) -> str:
 
 
 def _read_config_file(path: Path) -> dict[str, object]:
+    if not path.exists():  # the common case; spares every command the TOML parser's import
+        return {}
+    import tomllib
+
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)

@@ -15,10 +15,10 @@ import asyncio
 import errno
 import logging
 import os
+import secrets
 import socket
 import ssl
 import urllib.parse
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -157,7 +157,7 @@ class Daemon:
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.token = load_or_create_token(settings.paths)
-        self.instance_id = uuid.uuid4().hex
+        self.instance_id = secrets.token_hex(16)
         self.auth_throttle = AuthThrottle()
         self.started_at = _utc_now()
         self.pid = os.getpid()

@@ -13,6 +13,7 @@ The backends are imported on first use: ``start --foreground`` needs only ``acti
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Mapping
 
@@ -42,10 +43,10 @@ def detect(environ: Mapping[str, str] | None = None) -> Supervisor | None:
     A supervisor that cannot be asked (no user manager, a tool that fails) owns nothing: the
     CLI then behaves as it would without it rather than refusing to work.
     """
-    from qwen_daemon.service.launchd import Launchd
-    from qwen_daemon.service.systemd import Systemd
-
-    for backend in (Systemd(environ), Launchd(environ)):
+    for name, tool in (("systemd", "systemctl"), ("launchd", "launchctl")):
+        if shutil.which(tool) is None:  # nothing to ask; spares `start` importing the backend
+            continue
+        backend = for_platform(name, environ)
         try:
             if backend.available() and backend.installed():
                 return backend

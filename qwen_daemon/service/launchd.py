@@ -21,7 +21,6 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from qwen_daemon.service import templates
 from qwen_daemon.service.base import (
     InstallRequest,
     Say,
@@ -112,6 +111,8 @@ class Launchd(Supervisor):
                 f"Homebrew already manages qwen-daemon ({self.plist_path(HOMEBREW_LABEL)}); "
                 "use `brew services start|stop qwen-daemon`"
             )
+        from qwen_daemon.service import templates  # rendering is only for install
+
         try:
             text = templates.render_plist(LABEL, request.argv, request.path, self.log_file)
         except templates.TemplateError as exc:

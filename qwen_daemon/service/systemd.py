@@ -18,7 +18,6 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from qwen_daemon.service import templates
 from qwen_daemon.service.base import (
     InstallRequest,
     Say,
@@ -123,6 +122,8 @@ class Systemd(Supervisor):
     # --- install / uninstall ------------------------------------------------------------------
 
     def install(self, request: InstallRequest, say: Say) -> None:
+        from qwen_daemon.service import templates  # rendering is only for install
+
         try:
             files = {SERVICE: templates.render_unit(request.argv, request.path)}
             if request.socket:

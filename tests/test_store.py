@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from qwen_daemon.sessions.store import MIGRATIONS, SessionRecord, Store, StoreError
+from qwen_daemon.sessions.events import EventLog
+from qwen_daemon.sessions.store import MIGRATIONS, Persistence, SessionRecord, Store, StoreError
 
 
 def record(session_id: str = "s1", state: str = "idle") -> SessionRecord:
@@ -89,3 +93,65 @@ def test_newer_schema_is_refused_not_downgraded(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer"):
         Store(path)
+
+
+def _spied_persistence(tmp_path: Path, force_rows: int) -> tuple[Persistence, list[float]]:
+    """A real store whose checkpoints are recorded (they still run) with small thresholds."""
+    store = Store(tmp_path / "sessions.db")
+    persist = Persistence(store)
+    persist.CHECKPOINT_ROWS = 5
+    persist.CHECKPOINT_IDLE_SECONDS = 0.3
+    persist.CHECKPOINT_FORCE_ROWS = force_rows
+    started: list[float] = []
+    real = store.checkpoint
+
+    def checkpoint() -> None:
+        started.append(time.monotonic())
+        real()
+
+    store.checkpoint = checkpoint  # type: ignore[method-assign]
+    return persist, started
+
+
+async def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def test_checkpoint_waits_for_commits_to_pause(tmp_path: Path) -> None:
+    """A due checkpoint (its fsync delays live events) runs once the stream goes quiet."""
+
+    async def main() -> None:
+        persist, started = _spied_persistence(tmp_path, force_rows=10**6)
+        log = EventLog(sink=persist.sink_for("s1"))
+        busy_until = time.monotonic() + 0.9
+        while time.monotonic() < busy_until:  # a commit every 50 ms: never quiet for 0.3 s
+            log.append("agent_message_chunk", text="x")
+            await asyncio.sleep(0.05)
+        assert started == [], "checkpointed while events were still streaming"
+        quiet_from = time.monotonic()
+        await _poll(lambda: bool(started) and persist._checkpointing is None)
+        assert started[0] - quiet_from >= 0.2
+        assert log.last_seq == len(persist.store.events("s1"))
+        persist.cancel_timers()
+        persist.store.close()
+
+    asyncio.run(main())
+
+
+def test_checkpoint_is_forced_when_the_wal_keeps_growing(tmp_path: Path) -> None:
+    async def main() -> None:
+        persist, started = _spied_persistence(tmp_path, force_rows=20)
+        log = EventLog(sink=persist.sink_for("s1"))
+        for _ in range(25):  # one commit per loop turn, no pause
+            log.append("agent_message_chunk", text="x")
+            await asyncio.sleep(0)
+        await _poll(lambda: bool(started))
+        assert len(started) == 1
+        await _poll(lambda: persist._checkpointing is None)
+        persist.cancel_timers()
+        persist.store.close()
+
+    asyncio.run(main())

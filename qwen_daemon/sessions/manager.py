@@ -341,6 +341,7 @@ class SessionManager:
         if self.orphans is not None:
             self.orphans.close()
         if self.persist is not None:
+            self.persist.cancel_timers()
             self.persist.store.close()
             self.persist = None
 

@@ -1,4 +1,5 @@
-"""The browser flow against the real, pinned Qwen Code (talking to the fake OpenAI server)."""
+"""The browser flow against the real, pinned Qwen Code (talking to the fake OpenAI server): a
+reply, a permission prompt, and Qwen Code's own modes listed and switched."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
 QWEN_TIMEOUT_MS = 90_000
 
 
-def test_real_qwen_streams_markdown_and_asks_permission_in_the_browser(
+def session_mode(daemon: DaemonThread, sid: str) -> str:
+    reply = daemon.run(daemon.api.call("GET", f"/api/sessions/{sid}"))
+    assert reply.status == 200, reply.body
+    return str(reply.body["mode"])
+
+
+def test_real_qwen_streams_markdown_asks_permission_and_switches_modes_in_the_browser(
     browser: Browser, tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not pinned_qwen_cli().is_file():
@@ -36,9 +43,21 @@ def test_real_qwen_streams_markdown_and_asks_permission_in_the_browser(
         try:
             page = pages.open()
             page.get_by_label("Workspace folder").fill(str(workspace))
+            expect(page.get_by_label("Agent", exact=True)).to_have_value("qwen")  # the one agent
             page.get_by_role("button", name="Create session").click()
             page.wait_for_url(re.compile(r"/s/[\w-]+$"), timeout=QWEN_TIMEOUT_MS)
             expect(page.locator("#state")).to_have_text("idle", timeout=QWEN_TIMEOUT_MS)
+            sid = page.url.rsplit("/", 1)[1]
+
+            # the modes Qwen Code advertises are offered, the session's own one chosen
+            expect(page.locator("#agent-name")).to_have_text("qwen")
+            mode = page.get_by_label("Mode", exact=True)
+            expect(mode).to_be_visible()
+            offered = mode.locator("option").evaluate_all("options => options.map((o) => o.value)")
+            assert {"plan", "default", "auto-edit", "yolo"} <= set(offered), offered
+            assert session_mode(daemon, sid) == "default"
+            expect(page.locator("#mode-field")).to_have_attribute("data-mode", "default")
+            expect(mode).to_have_value("default")
 
             fake.queue(text("Hello from **the fake model**, streamed in pieces.", pieces=4))
             page.locator("#prompt").fill("Say hello")
@@ -64,6 +83,17 @@ def test_real_qwen_streams_markdown_and_asks_permission_in_the_browser(
             expect(page.locator(".msg.agent").last).to_have_text("Wrote it.", timeout=QWEN_TIMEOUT_MS)
             expect(page.locator("#state")).to_have_text("idle", timeout=QWEN_TIMEOUT_MS)
             assert target.read_text() == "alpha\n"
+
+            # switching Qwen Code's mode from the page, and seeing a switch made through the API
+            mode.select_option("plan")
+            expect(page.locator("#mode-field")).to_have_attribute(
+                "data-mode", "plan", timeout=QWEN_TIMEOUT_MS
+            )
+            assert session_mode(daemon, sid) == "plan"
+            reply = daemon.run(daemon.api.call("POST", f"/api/sessions/{sid}/mode", {"mode_id": "auto-edit"}))
+            assert reply.status == 200, reply.body
+            expect(page.locator("#mode-field")).to_have_attribute("data-mode", "auto-edit")
+            expect(mode).to_have_value("auto-edit")
             pages.check()
         finally:
             pages.close()

@@ -2,7 +2,9 @@
 //
 // The list is refreshed every few seconds while the tab is visible (and at once when it becomes
 // visible again). Recently used workspaces live in localStorage and are offered with the
-// workspaces of the current sessions.
+// workspaces of the current sessions. The named agents come from /api/agents with the same
+// refresh: an agent's modes are known only once it has run a session, so the mode choice appears
+// when they are.
 
 import { api, el, errorHint, relativeTime, replaceChildren, stateBadge } from "./util.js";
 
@@ -11,6 +13,10 @@ const ui = {
   form: $("create-form"),
   cwd: $("cwd"),
   title: $("title"),
+  agentField: $("agent-field"),
+  agent: $("agent"),
+  modeField: $("mode-field"),
+  mode: $("mode"),
   create: $("create"),
   error: $("create-error"),
   datalist: $("recent-workspaces"),
@@ -24,6 +30,8 @@ const REFRESH_MS = 5000;
 const confirming = new Map(); // session id → timer: the first Delete click asks for a second
 
 let sessions = [];
+let agents = null; // the last GET /api/agents answer
+let agentsSeen = ""; // its text: the choices are rebuilt only when it changed
 
 function recentWorkspaces() {
   try {
@@ -62,6 +70,55 @@ function renderRecent() {
   ui.recent.hidden = all.length === 0;
 }
 
+// --- agent and mode choice ---------------------------------------------------------------------
+
+function option(value, text, title) {
+  return el("option", { value, text, title: title || undefined });
+}
+
+function renderAgents() {
+  const list = agents.agents;
+  const chosen = ui.agent.value || agents.default_agent;
+  replaceChildren(ui.agent, list.map((a) => option(a.name, a.default ? `${a.name} (default)` : a.name)));
+  ui.agent.value = list.some((a) => a.name === chosen) ? chosen : agents.default_agent;
+  ui.agentField.hidden = list.length === 0;
+  renderModes();
+}
+
+/** The chosen agent's modes, when it has advertised them; none known hides the choice. */
+function renderModes() {
+  const agent = agents?.agents.find((a) => a.name === ui.agent.value);
+  const modes = (agent?.modes || []).filter((m) => m && typeof m.id === "string");
+  const chosen = ui.mode.value;
+  replaceChildren(
+    ui.mode,
+    option("", "agent’s default"),
+    modes.map((m) => option(m.id, m.name || m.id, m.description)),
+  );
+  ui.mode.value = modes.some((m) => m.id === chosen) ? chosen : "";
+  ui.modeField.hidden = modes.length === 0;
+}
+
+async function loadAgents() {
+  let data;
+  try {
+    data = await api("GET", "/api/agents");
+  } catch {
+    return; // the session list reports an unreachable daemon; without agents the default one is used
+  }
+  if (!Array.isArray(data?.agents)) return;
+  // running agents and spares come and go; rebuild the choices (closing an open list) only for news
+  const seen = JSON.stringify([data.default_agent, data.agents.map((a) => [a.name, a.default, a.modes])]);
+  if (seen === agentsSeen) return;
+  agentsSeen = seen;
+  agents = data;
+  renderAgents();
+}
+
+ui.agent.addEventListener("change", renderModes);
+
+// --- the session list ---------------------------------------------------------------------------
+
 function row(session) {
   const href = `/s/${encodeURIComponent(session.id)}`;
   const asking = confirming.has(session.id);
@@ -85,7 +142,13 @@ function row(session) {
     el(
       "div",
       { class: "session-foot" },
-      el("time", { class: "muted small", datetime: session.updated_at, title: session.updated_at, text: `active ${relativeTime(session.updated_at)}` }),
+      el(
+        "span",
+        { class: "row-meta" },
+        session.agent && el("span", { class: "chip agent-chip", title: "Agent", text: session.agent }),
+        session.mode && el("span", { class: "chip mode-chip", title: "Mode", text: session.mode }),
+        el("time", { class: "muted small", datetime: session.updated_at, title: session.updated_at, text: `active ${relativeTime(session.updated_at)}` }),
+      ),
       el("span", { class: "row-actions" }, el("a", { class: "btn", href, text: "Open" }), remove),
     ),
   );
@@ -100,6 +163,7 @@ function render() {
 }
 
 async function load() {
+  loadAgents();
   try {
     const data = await api("GET", "/api/sessions");
     sessions = data.sessions || [];
@@ -156,6 +220,8 @@ ui.form.addEventListener("submit", async (event) => {
   }
   const body = { cwd };
   if (ui.title.value.trim()) body.title = ui.title.value.trim();
+  if (!ui.agentField.hidden && ui.agent.value) body.agent = ui.agent.value;
+  if (!ui.modeField.hidden && ui.mode.value) body.mode = ui.mode.value;
   ui.create.disabled = true;
   ui.create.textContent = "Starting the agent…";
   try {

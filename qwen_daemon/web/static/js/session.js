@@ -1,10 +1,11 @@
 // The session page: wires the live stream to the transcript, the header and the prompt box.
 //
-// Commands (prompt, cancel, permission answers) go over the REST API, which answers each with a
+// Commands (prompt, cancel, permission answers, mode switches) go over the REST API, which answers each with a
 // status we can explain (a refused prompt keeps its text); the WebSocket only carries events and
 // heartbeats. Attention — a permission request or a finished turn while the tab is hidden — marks
 // the tab title and, if the user allowed it, shows a browser notification.
 
+import { ModePicker } from "./modes.js";
 import { SessionStream } from "./stream.js";
 import { Transcript } from "./transcript.js";
 import { STATE_LABELS, api } from "./util.js";
@@ -26,6 +27,9 @@ const ui = {
   send: $("send"),
   cancel: $("cancel"),
   note: $("composer-note"),
+  agent: $("agent-name"),
+  modeField: $("mode-field"),
+  mode: $("mode"),
 };
 const sessionId = ui.main.dataset.sessionId;
 const base = `/api/sessions/${encodeURIComponent(sessionId)}`;
@@ -72,6 +76,7 @@ function setState(value) {
   const usable = !ended && value !== "closed" && value !== "failed";
   ui.prompt.disabled = !usable;
   ui.send.disabled = !usable;
+  modes.setUsable(usable);
 }
 
 function setConn(status, detail) {
@@ -140,6 +145,8 @@ if ("Notification" in window && window.isSecureContext && Notification.permissio
 
 // --- transcript and stream ---------------------------------------------------------------------
 
+const modes = new ModePicker({ field: ui.modeField, select: ui.mode, agent: ui.agent }, base, setNote);
+
 const transcript = new Transcript(ui.transcript, {
   answer: answerPermission,
   answeredHere: (requestId) => answered.has(requestId),
@@ -155,6 +162,7 @@ const transcript = new Transcript(ui.transcript, {
 const stream = new SessionStream(sessionId, {
   onEvent(event, live) {
     if (event.type === "state") setState(event.state);
+    modes.event(event, live);
     transcript.apply(event, live);
     if (live && event.type === "turn_ended") {
       attention(event.stop_reason === "cancelled" ? "Turn cancelled" : "The agent finished", ui.title.textContent);
@@ -170,6 +178,7 @@ const stream = new SessionStream(sessionId, {
       if (!marked) document.title = baseTitle;
     }
     setState(session.state || state);
+    modes.hello(session);
     if (session.state === "failed") {
       showBanner("This session could not start, so it cannot take prompts.", "See the error below; once it is fixed, create a new session.");
     } else if (session.state === "closed") {

@@ -1,0 +1,131 @@
+// The session's agent and its mode: a <select> of the modes the agent advertises (ACP session
+// modes: Qwen Code has plan, default, auto-edit, auto and yolo), switched through the REST API.
+//
+// The current mode follows the stream, not our own requests: every switch, whoever makes it (this
+// tab, another one, the CLI, the agent itself), arrives as an `agent_update` event carrying a
+// `current_mode_update`. The list of modes is only in the session's detail, so it is fetched at
+// each (re)connect, and again when the session finishes starting or reports a mode not listed.
+// An agent that advertises no modes gets no selector.
+
+import { api, el, replaceChildren } from "./util.js";
+
+/** The mode id a stream event switches to, or null when the event is about something else. */
+export function modeOf(event) {
+  const update = event.type === "agent_update" ? event.update : null;
+  if (update && update.sessionUpdate === "current_mode_update" && typeof update.currentModeId === "string") {
+    return update.currentModeId;
+  }
+  return null;
+}
+
+export class ModePicker {
+  /**
+   * @param ui {field, select, agent} — the selector's wrapper, the <select>, the agent name
+   * @param base the session's API path
+   * @param note(text, kind) shows (or, with "", clears) a message to the user
+   */
+  constructor(ui, base, note) {
+    this.ui = ui;
+    this.base = base;
+    this.note = note;
+    this.modes = []; // [{id, name, description}] as the agent advertised them
+    this.listed = ""; // the options now in the <select>, so an unchanged list is not rebuilt
+    this.current = null;
+    this.state = null;
+    this.usable = true;
+    this.version = 0; // bumped by every mode change seen, so an older fetch cannot undo a newer one
+    this.request = 0; // the latest switch asked for here; only its answer is applied
+    ui.select.addEventListener("change", () => this.choose(ui.select.value));
+  }
+
+  /** The stream's greeting: the session as it is now. */
+  hello(session) {
+    if (session.agent) this.ui.agent.textContent = session.agent;
+    this.state = session.state || this.state;
+    if (typeof session.mode === "string") this.setCurrent(session.mode);
+    this.refresh();
+  }
+
+  /** One stream event; `live`: it happened now (history before the greeting is already summed up). */
+  event(event, live) {
+    if (!live) return;
+    if (event.type === "state") {
+      const was = this.state;
+      this.state = event.state;
+      if (was === "starting") this.refresh(); // the agent has now told which modes it offers
+      return;
+    }
+    const mode = modeOf(event);
+    if (mode === null) return;
+    this.setCurrent(mode);
+    if (!this.modes.some((m) => m.id === mode)) this.refresh();
+  }
+
+  /** Whether the session can still change (not closed, failed or gone). */
+  setUsable(usable) {
+    this.usable = usable;
+    this.render();
+  }
+
+  setCurrent(mode) {
+    this.version++;
+    this.current = mode;
+    this.render();
+  }
+
+  /** Fetch the modes the agent offers this session (they are only in the session's detail). */
+  async refresh() {
+    const version = this.version;
+    let detail;
+    try {
+      detail = await api("GET", this.base);
+    } catch {
+      return; // the stream finds out why (gone, logged out, offline) and says so
+    }
+    if (detail.agent) this.ui.agent.textContent = detail.agent;
+    const offered = detail.modes && Array.isArray(detail.modes.availableModes) ? detail.modes.availableModes : [];
+    this.modes = offered.filter((m) => m && typeof m.id === "string");
+    if (version === this.version) this.current = detail.mode ?? detail.modes?.currentModeId ?? null;
+    this.render();
+  }
+
+  /** The user picked `mode`: ask the daemon; the select shows the daemon's answer, not the wish. */
+  async choose(mode) {
+    if (!mode || mode === this.current) return;
+    const request = ++this.request;
+    this.note("");
+    this.ui.field.setAttribute("aria-busy", "true");
+    try {
+      const detail = await api("POST", `${this.base}/mode`, { mode_id: mode });
+      if (request === this.request && typeof detail?.mode === "string") this.setCurrent(detail.mode);
+    } catch (error) {
+      if (request === this.request) {
+        const label = this.modes.find((m) => m.id === mode)?.name || mode;
+        this.note(`Mode not changed to ${label}: ${error.message}`, "error");
+      }
+    } finally {
+      if (request === this.request) {
+        this.ui.field.removeAttribute("aria-busy");
+        this.render(); // back to the mode the session really is in
+      }
+    }
+  }
+
+  render() {
+    const { field, select } = this.ui;
+    const listed = JSON.stringify(this.modes.map((m) => [m.id, m.name, m.description]));
+    if (listed !== this.listed) {
+      this.listed = listed;
+      replaceChildren(
+        select,
+        this.modes.map((m) => el("option", { value: m.id, text: m.name || m.id, title: m.description || undefined })),
+      );
+    }
+    const current = this.modes.find((m) => m.id === this.current);
+    select.value = current ? current.id : "";
+    select.title = current?.description || "";
+    select.disabled = !this.usable;
+    field.dataset.mode = this.current || "";
+    field.hidden = this.modes.length === 0;
+  }
+}

@@ -51,13 +51,25 @@ def stamp_of(frame: bytes) -> int:
     return int(frame[at + 4 : end])
 
 
-async def run_turn(
-    daemon: OurDaemon, sid: str, command: str, latencies: list[float], stamps: list[int]
-) -> int:
-    """Prompt over the WebSocket; collect chunk latencies (ms) until the turn ends."""
+async def watch(daemon: OurDaemon, sid: str) -> RawWebSocket:
+    """A live-only WebSocket on the session, past its greeting."""
     conn = await connect(daemon, sid, after=10**9)
     hello = (await conn.frames())[0]
     assert b'"hello"' in hello, hello
+    return conn
+
+
+async def run_turns(
+    daemon: OurDaemon, sids: list[str], command: str, latencies: list[float], stamps: list[int]
+) -> None:
+    """Connect a client to every session first (streams are watched by clients already there),
+    then prompt them all at once; collect chunk latencies (ms) until every turn ends."""
+    conns = await asyncio.gather(*(watch(daemon, sid) for sid in sids))
+    await asyncio.gather(*(run_turn(conn, command, latencies, stamps) for conn in conns))
+
+
+async def run_turn(conn: RawWebSocket, command: str, latencies: list[float], stamps: list[int]) -> int:
+    """Prompt over the WebSocket; collect chunk latencies (ms) until the turn ends."""
     conn.send_text(json.dumps({"type": "prompt", "text": command}))
     count = 0
     while True:
@@ -81,17 +93,16 @@ def create_sessions(daemon: OurDaemon, cwd: str, count: int) -> list[str]:
 async def latency(daemon: OurDaemon, sids: list[str], chunks: int, interval_ms: int) -> dict[str, float]:
     lat: list[float] = []
     stamps: list[int] = []
-    await asyncio.gather(
-        *(run_turn(daemon, sid, f"pace {chunks} {interval_ms}", lat, stamps) for sid in sids)
-    )
+    await run_turns(daemon, sids, f"pace {chunks} {interval_ms}", lat, stamps)
     return {"p50_ms": median(lat), "p99_ms": percentile(lat, 99), "events": len(lat)}
 
 
 async def throughput(daemon: OurDaemon, sids: list[str], chunks: int) -> float:
     lat: list[float] = []
     stamps: list[int] = []
+    conns = await asyncio.gather(*(watch(daemon, sid) for sid in sids))
     began = time.time_ns()
-    await asyncio.gather(*(run_turn(daemon, sid, f"burst {chunks}", lat, stamps) for sid in sids))
+    await asyncio.gather(*(run_turn(conn, f"burst {chunks}", lat, stamps) for conn in conns))
     return len(stamps) / ((max(stamps) - began) / 1e9)
 
 

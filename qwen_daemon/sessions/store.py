@@ -102,6 +102,10 @@ class SessionRecord:
     closed_at: float | None
 
 
+#: bytes the WAL file is cut back to whenever SQLite restarts it after a checkpoint
+WAL_SIZE_LIMIT = 32 * 1024 * 1024
+
+
 class Store:
     """One SQLite database. Writes are queued and committed together by :meth:`flush`."""
 
@@ -129,6 +133,7 @@ class Store:
         # checkpoints (the only fsyncs with synchronous=NORMAL) run in a worker thread, never on
         # the event loop: see Store.checkpoint
         db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # give the disk back after a burst
         return db
 
     def _open(self) -> sqlite3.Connection:
@@ -345,8 +350,9 @@ class Persistence:
     #: ...run at the first quiet moment: this long without a commit. Why wait: a checkpoint's
     #: fsync, even from a worker thread, delayed live events by 20-30 ms on this machine.
     CHECKPOINT_IDLE_SECONDS = 1.0
-    #: ...or at once past this many rows, which bounds the WAL (~20 MB) under sustained load
-    CHECKPOINT_FORCE_ROWS = 50_000
+    #: ...or at once past this many rows: under sustained load that bounds the WAL near 90 MB
+    #: (one small commit per event across many sessions writes about 9 KB of pages per event)
+    CHECKPOINT_FORCE_ROWS = 10_000
 
     def __init__(self, store: Store) -> None:
         self.store = store

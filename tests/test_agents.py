@@ -120,8 +120,13 @@ def test_modes_per_session(paths: Paths) -> None:
         tiny = await api.create(ws, agent="tiny")
         none = await api.call("POST", f"/api/sessions/{tiny['id']}/mode", {"mode_id": "plan"})
         assert none.status == 400 and "offers no modes" in none.body["error"]["message"]
+        before = {s["id"] for s in (await api.call("GET", "/api/sessions")).body["sessions"]}
         refused = await api.call("POST", "/api/sessions", {"cwd": str(ws), "agent": "tiny", "mode": "plan"})
-        assert refused.status == 400
+        assert refused.status == 400 and "offers no modes" in refused.body["error"]["message"]
+        known = await api.call("POST", "/api/sessions", {"cwd": str(ws), "agent": "fake", "mode": "yolo"})
+        assert known.status == 400 and "default, plan" in known.body["error"]["message"]
+        after = {s["id"] for s in (await api.call("GET", "/api/sessions")).body["sessions"]}
+        assert after == before, "a refused mode left a session behind"
 
     serve(paths, body)
 

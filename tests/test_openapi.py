@@ -54,8 +54,10 @@ def test_real_responses_match_their_schemas(tmp_path: Path) -> None:
         await api.call("POST", f"/api/sessions/{sid}/permissions/{rid}", {"option_id": "proceed_once"})
         await api.wait_state(sid, "idle")
         listed = (await api.call("GET", "/api/sessions")).body
+        documented = set(document()["components"]["schemas"]["Session"]["properties"])
         for session in listed["sessions"]:
             validator("Session").validate(session)
+            assert set(session) == documented, "a session field is missing from the OpenAPI schema"
         events = (await api.call("GET", f"/api/sessions/{sid}/events")).body
         for event in events["events"]:
             validator("Event").validate(event)

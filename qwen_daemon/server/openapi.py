@@ -61,7 +61,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "Session": {
         "type": "object",
-        "required": ["id", "title", "cwd", "state", "created_at", "updated_at", "url", "last_seq"],
+        "required": [
+            "id",
+            "title",
+            "cwd",
+            "state",
+            "created_at",
+            "updated_at",
+            "url",
+            "last_seq",
+            "agent",
+            "mode",
+        ],
         "properties": {
             "id": {"$ref": "#/components/schemas/Id"},
             "title": {"type": "string"},
@@ -71,6 +82,11 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": {"type": "string"},
             "url": {"type": "string"},
             "last_seq": {"type": "integer", "minimum": 0},
+            "agent": {"type": "string", "description": "the named agent running it"},
+            "mode": {
+                "type": ["string", "null"],
+                "description": "its current mode id, if the agent has modes",
+            },
         },
     },
     "PermissionOption": {

@@ -366,6 +366,9 @@ class SessionManager:
         if mode is not None and (not isinstance(mode, str) or not mode):
             raise BadRequest("mode must be a non-empty string (a mode id the agent offers)")
         agent_name = agent or self.settings.default_agent
+        known = [m.get("id") for m in self.agent_modes.get(agent_name, []) if isinstance(m, dict)]
+        if mode is not None and known and mode not in known:  # refuse before starting anything
+            raise BadRequest(f"mode {mode!r} is not offered; choose one of: {', '.join(map(str, known))}")
         host = self._host_for(agent_name, path)
         session = Session(path, name, host, self.settings.event_history, self.persist, agent=agent_name)
         self.sessions[session.id] = session
@@ -377,7 +380,11 @@ class SessionManager:
         if session.modes:
             self.agent_modes[agent_name] = list(session.modes.get("availableModes") or [])
         if mode is not None and mode != session.mode:
-            await session.set_mode(mode)
+            try:
+                await session.set_mode(mode)
+            except Exception:  # a refused mode must not leave a session nobody asked for
+                await self.delete(session.id)
+                raise
         return session
 
     def list(self) -> list[Session]:

@@ -74,6 +74,14 @@ def render(r: dict[str, Any]) -> str:
             f"| {ok(s['ours_idle_rss_mib'], 35)} |",
             "",
         ]
+        if "python_tornado_ms" in s:
+            lines += [
+                f"The floor in the same run: the interpreter alone starts in {s['python_ms']:.0f} ms, and"
+                f" an interpreter that only imports asyncio and Tornado's server modules (no daemon code)"
+                f" {s['python_tornado_ms']:.0f} ms; `start` adds forking, daemonizing, our modules, the"
+                " database and binding to that.",
+                "",
+            ]
     if ses:
         o, q = ses["ours"], ses["serve"]
         lines += [

@@ -11,6 +11,8 @@ process tree (it pre-starts one ``qwen --acp`` child for its primary workspace).
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 
 from common import (
@@ -29,12 +31,25 @@ from common import (
 from tests.support.fake_openai import running_fake_openai
 
 SETTLE = 2.0
+#: The floor under any Tornado daemon's start: an interpreter that imports what ours must serve with
+#: (asyncio and Tornado's server, WebSocket and web modules) and exits, without running any of it.
+FLOOR = "import asyncio, tornado.httpserver, tornado.web, tornado.websocket, os; os._exit(0)"
+BARE = "import os; os._exit(0)"
+
+
+def spawn_ms(code: str) -> float:
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return (time.perf_counter() - began) * 1000
 
 
 def measure(runs: int) -> dict[str, float]:
     ours_start, ours_health, ours_rss, serve_ready, serve_rss, serve_tree = [], [], [], [], [], []
+    floor, bare = [], []
     with running_fake_openai() as fake:
         for _ in range(runs):
+            bare.append(spawn_ms(BARE))
+            floor.append(spawn_ms(FLOOR))
             with isolated_home(fake.base_url) as home:
                 daemon = start_our_daemon(home)
                 time.sleep(SETTLE)
@@ -54,6 +69,8 @@ def measure(runs: int) -> dict[str, float]:
         "serve_ready_ms": median(serve_ready),
         "serve_idle_rss_mib": median(serve_rss),
         "serve_idle_tree_rss_mib": median(serve_tree),
+        "python_ms": median(bare),
+        "python_tornado_ms": median(floor),
         "runs": runs,
     }
 
@@ -85,6 +102,10 @@ def main() -> None:
                 ],
             ],
         )
+    )
+    print(
+        f"floor: the interpreter alone {r['python_ms']:.0f} ms; "
+        f"importing asyncio + Tornado's server modules {r['python_tornado_ms']:.0f} ms"
     )
     save_results("startup", r)
 

@@ -64,10 +64,11 @@ lint: install
 ## bench: measurements side by side with `qwen serve`; prints tables, writes docs/benchmarks.md + PNG
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/idle_memory.py
+	@# the light measurements first: the real-Qwen ones leave the machine busy for a while
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/sessions.py
+	$(BIN)/python bench/idle_memory.py
 	$(BIN)/python bench/report.py
 
 clean:

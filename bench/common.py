@@ -51,6 +51,30 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_idle_share(seconds: float = 1.0) -> float:
+    """Share of this machine's CPU time that was idle over the next ``seconds`` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def settle(idle: float = 0.9, timeout: float = 90.0) -> float:
+    """Wait (up to ``timeout``) until the CPU is at least ``idle`` idle, so that what an earlier
+    script left running (agents being reaped, page-cache writeback) is not measured here.
+    Returns the idle share reached; the caller prints it with its figures."""
+    deadline = time.monotonic() + timeout
+    share = cpu_idle_share()
+    while share < idle and time.monotonic() < deadline:
+        share = cpu_idle_share()
+    return share
+
+
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -30,6 +30,7 @@ from common import (
     median,
     percentile,
     save_results,
+    settle,
     start_our_daemon,
     stop_our_daemon,
     table,
@@ -152,12 +153,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     quick = parser.parse_args().quick
+    idle = settle()
     load = load_average()
     r = asyncio.run(measure(quick))
     pace = r["pace"]
+    r["cpu_idle_before"] = round(idle, 2)
     print(
         f"relay: agent write → WebSocket receipt, each session one chunk every {pace['interval_ms']} ms "
-        f"(load average {load:.1f} on 2 cores)"
+        f"(CPU {idle:.0%} idle before; load average {load:.1f} on 2 cores)"
     )
     rows = [[n, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", v["events"]] for n, v in r["latency"].items()]
     print(table(["sessions", "p50 (ms)", "p99 (ms)", "events"], rows))

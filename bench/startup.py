@@ -22,6 +22,7 @@ from common import (
     qwen_serve,
     rss_kib,
     save_results,
+    settle,
     start_our_daemon,
     stop_our_daemon,
     table,
@@ -79,9 +80,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
+    idle = settle()
     load = load_average()
     r = measure(runs)
-    print(f"start → ready and idle RSS, medians of {runs} runs (load average {load:.1f} on 2 cores)")
+    r["cpu_idle_before"] = round(idle, 2)
+    print(
+        f"start → ready and idle RSS, medians of {runs} runs "
+        f"(CPU {idle:.0%} idle before; load average {load:.1f} on 2 cores)"
+    )
     print(
         table(
             ["", "qwen-daemon", "qwen serve", "ratio", "target"],

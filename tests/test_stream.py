@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -156,5 +157,21 @@ def test_deleting_the_session_closes_its_streams(tmp_path: Path) -> None:
         while await client.recv() is not None:
             pass
         assert client.conn.close_code == 4000
+
+    serve(tmp_path, body)
+
+
+def test_stream_sockets_send_without_nagle_delay(tmp_path: Path) -> None:
+    """Small frames go out at once: with Nagle on, a frame written while the previous one waited
+    for its delayed ACK sat ~40 ms in the kernel (the first chunks of every turn did)."""
+
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        client = await api.ws(sid)
+        await client.until(lambda f: f.get("type") == "hello")
+        (handler,) = api.daemon.websockets
+        assert handler.ws_connection is not None
+        sock = handler.ws_connection.stream.socket  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
     serve(tmp_path, body)

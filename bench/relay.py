@@ -137,9 +137,9 @@ async def measure(quick: bool) -> dict[str, Any]:
             await latency(daemon, sids[:1], 20, 5)  # warm up
             for n in (1, 10, 50):
                 result["latency"][str(n)] = await latency(daemon, sids[:n], chunks, interval)
-            result["throughput_eps"] = median(
-                [await throughput(daemon, sids[:10], 2000 if quick else 5000) for _ in range(3)]
-            )
+            runs = [await throughput(daemon, sids[:10], 2000 if quick else 5000) for _ in range(5)]
+            result["throughput_eps"] = median(runs)
+            result["throughput_range"] = [min(runs), max(runs)]  # it varies a lot on a shared VM
             big = create_sessions(daemon, cwd, 1)[0]
             await throughput(daemon, [big], 9994)  # plus state/turn events: about 10,000 in all
             result["replay_ms"], result["replay_events"] = await replay(daemon, big, 5)
@@ -165,7 +165,8 @@ def main() -> None:
     rows = [[n, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", v["events"]] for n, v in r["latency"].items()]
     print(table(["sessions", "p50 (ms)", "p99 (ms)", "events"], rows))
     print(
-        f"aggregate throughput (10 sessions bursting): {r['throughput_eps']:,.0f} events/s (target ≥ 20,000)"
+        f"aggregate throughput (10 sessions bursting): {r['throughput_eps']:,.0f} events/s, median of 5 "
+        f"({r['throughput_range'][0]:,.0f}-{r['throughput_range'][1]:,.0f}; target ≥ 20,000)"
     )
     print(f"replay of {r['replay_events']:,} events over a WebSocket: {r['replay_ms']:.0f} ms (target ≤ 200)")
     save_results("relay", r)

@@ -33,6 +33,26 @@ OPTIMIZATIONS = """## What was optimized (profile first: py-spy on the daemon du
 | frames batched per loop turn, written by hand (no task + `send()` per frame) | 9,434 | 587 | (load spike) |
 | bench client: raw socket reader instead of Tornado's client (measures the daemon, not the client) | 10,379 | 17 | (load spike) |
 | `session/update` delivered inline (the ACP SDK made a task + span per notification); hand-formatted timestamps; WAL checkpoints moved off the event loop into a worker thread | 15,503 | 15 | 2.22 / 58 |
+| WebSocket sockets get `TCP_NODELAY`: Nagle held the first chunks of every turn behind a delayed ACK (first chunk of a turn: 40 ms → 1 ms) | | | |
+| bench clients connect before the turns start (50 handshakes no longer land in the measured stream) | 22,005 | 20 | 0.73-0.87 / 17-24 (diagnostic runs, 50 sessions only) |
+
+Still not met, and why (measured, not guessed):
+
+- **relay p99 at 50 sessions.** At 2,500 events/s each event is its own small commit (~45 µs,
+  two 4 KiB pages of WAL), so the WAL grows ~9 KiB per event. A WAL checkpoint must then `fdatasync`
+  tens of MB, and while it does, the event loop's own WAL `pwrite`s wait 13-18 ms each (`strace`
+  of a stand-alone reproduction: `pwrite64 … <0.018319>` during the checkpoint thread's
+  `fdatasync … <0.296>`); events are published only after their commit, so they wait too.
+  Checkpoints therefore now run at the first quiet second and are forced only every 10,000 rows
+  (WAL near 90 MB, cut back to 32 MB afterwards). Under the bench's sustained stream the forced one
+  lands in the window: p99 is ~20 ms with it and 3-6 ms in runs without it. Left as is: relaxing
+  publish-after-commit, or checkpointing without `fsync`, would trade away what issue 5 guarantees.
+- **start → ready.** The floor above (an interpreter importing only asyncio and Tornado) is already
+  above 150 ms on this machine today; ours adds 30-45 ms of our own imports (best of 7) and
+  ~20 ms for daemonizing, the database and binding. Done: bytecode compiled by `make install` (an
+  editable install under `PYTHONDONTWRITEBYTECODE` recompiled the package on every start, ~70 ms),
+  the TOML parser, `uuid` and the service backends imported only when needed. Not done: reporting
+  READY before Tornado is imported (the port would accept before the server can answer).
 
 Kept on purpose: one SQLite transaction per event-loop turn before publishing (durability rule),
 events serialized once at append (every client gets the same text). Start-up: the detached `start`
@@ -127,10 +147,12 @@ def render(r: dict[str, Any]) -> str:
                 met = v["p50_ms"] <= 1 and v["p99_ms"] <= 5
                 target = "p50 ≤ 1, p99 ≤ 5: " + ("met" if met else "**not met**")
             lines.append(f"| {n} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['events']} | {target} |")
+        low, high = rel.get("throughput_range", [0, 0])
+        spread = f"(median of 5 runs, {low:,.0f}-{high:,.0f}) " if high else ""
         lines += [
             "",
             f"- aggregate throughput, 10 sessions bursting: **{rel['throughput_eps']:,.0f} events/s** "
-            f"(target ≥ 20,000: {ok(rel['throughput_eps'], 20000, lower_is_better=False)})",
+            f"{spread}(target ≥ 20,000: {ok(rel['throughput_eps'], 20000, lower_is_better=False)})",
             f"- replay of {rel['replay_events']:,} events over a WebSocket: **{rel['replay_ms']:.0f} ms** "
             f"(target ≤ 200: {ok(rel['replay_ms'], 200)})",
             "",

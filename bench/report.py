@@ -34,7 +34,7 @@ OPTIMIZATIONS = """## What was optimized (profile first: py-spy on the daemon du
 | bench client: raw socket reader instead of Tornado's client (measures the daemon, not the client) | 10,379 | 17 | (load spike) |
 | `session/update` delivered inline (the ACP SDK made a task + span per notification); hand-formatted timestamps; WAL checkpoints moved off the event loop into a worker thread | 15,503 | 15 | 2.22 / 58 |
 | WebSocket sockets get `TCP_NODELAY`: Nagle held the first chunks of every turn behind a delayed ACK (first chunk of a turn: 40 ms → 1 ms) | | | |
-| bench clients connect before the turns start (50 handshakes no longer land in the measured stream) | 22,005 | 20 | 0.73-0.87 / 17-24 (diagnostic runs, 50 sessions only) |
+| bench clients connect before the turns start (50 handshakes no longer land in the measured stream); WAL checkpoint deferred to a quiet second (forced every 10,000 rows) | the run above | | quick bench, same minute: before 0.74-1.06 / 21-23, after 0.93-3.18 / 4.8-6.8 |
 
 Still not met, and why (measured, not guessed):
 
@@ -45,7 +45,7 @@ Still not met, and why (measured, not guessed):
   `fdatasync … <0.296>`); events are published only after their commit, so they wait too.
   Checkpoints therefore now run at the first quiet second and are forced only every 10,000 rows
   (WAL near 90 MB, cut back to 32 MB afterwards). Under the bench's sustained stream the forced one
-  lands in the window: p99 is ~20 ms with it and 3-6 ms in runs without it. Left as is: relaxing
+  lands in the window: p99 is 20-45 ms with it and 3-6 ms in runs without it. Left as is: relaxing
   publish-after-commit, or checkpointing without `fsync`, would trade away what issue 5 guarantees.
 - **start → ready.** The floor above (an interpreter importing only asyncio and Tornado) is already
   above 150 ms on this machine today; ours adds 30-45 ms of our own imports (best of 7) and

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from qwen_daemon.server.openapi import document
 from tests.support.daemon import Api, serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,18 +33,7 @@ def test_session_lifecycle(tmp_path: Path) -> None:
         assert session["pending_permissions"] == []
         listed = (await api.call("GET", "/api/sessions")).body["sessions"]
         assert [s["id"] for s in listed] == [session["id"]]
-        assert set(listed[0]) == {
-            "id",
-            "title",
-            "cwd",
-            "state",
-            "created_at",
-            "updated_at",
-            "url",
-            "last_seq",
-            "agent",
-            "mode",
-        }
+        assert set(listed[0]) == set(document()["components"]["schemas"]["Session"]["required"])
         got = await api.call("GET", f"/api/sessions/{session['id']}")
         assert got.status == 200 and got.body["id"] == session["id"]
 

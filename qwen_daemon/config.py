@@ -404,15 +404,17 @@ def env_name(name: str) -> str:
 
 
 def _read_config_file(path: Path) -> dict[str, object]:
-    if not path.exists():  # the common case; spares every command the TOML parser's import
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:  # the common case; spares every command the TOML parser's import
         return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
     import tomllib
 
     try:
-        with path.open("rb") as fh:
+        with fh:
             data = tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     unknown = sorted(set(data) - set(_SPECS) - {"agents"})

@@ -109,6 +109,14 @@ def test_unknown_and_unparseable_config_files_are_errors(paths: Paths) -> None:
         load_settings(env={}, paths=paths)
 
 
+def test_a_config_file_that_cannot_be_opened_is_an_error_not_ignored(paths: Paths) -> None:
+    """Only a missing file means defaults; anything else (here: the config dir is a file) is named."""
+    paths.config_dir.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_dir.write_text("not a directory", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(env={}, paths=paths)
+
+
 def test_token_is_private_long_and_stable(paths: Paths) -> None:
     token = load_or_create_token(paths)
     assert len(token) >= 32

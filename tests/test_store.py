@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,22 +96,24 @@ def test_newer_schema_is_refused_not_downgraded(tmp_path: Path) -> None:
         Store(path)
 
 
-def _spied_persistence(tmp_path: Path, force_rows: int) -> tuple[Persistence, list[float]]:
-    """A real store whose checkpoints are recorded (they still run) with small thresholds."""
+def _gated_persistence(tmp_path: Path, restart_rows: int) -> tuple[Persistence, threading.Event, list[int]]:
+    """A real store whose checkpoints wait for ``gate`` before running (so a test can look at
+    what happens while one is in flight); ``started`` records the rows each began after."""
     store = Store(tmp_path / "sessions.db")
     persist = Persistence(store)
     persist.CHECKPOINT_ROWS = 5
-    persist.CHECKPOINT_IDLE_SECONDS = 0.3
-    persist.CHECKPOINT_FORCE_ROWS = force_rows
-    started: list[float] = []
+    persist.RESTART_ROWS = restart_rows
+    gate = threading.Event()
+    started: list[int] = []
     real = store.checkpoint
 
     def checkpoint() -> None:
-        started.append(time.monotonic())
+        started.append(len(store.events("s1")))
+        gate.wait(10)
         real()
 
     store.checkpoint = checkpoint  # type: ignore[method-assign]
-    return persist, started
+    return persist, gate, started
 
 
 async def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -120,38 +123,64 @@ async def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_checkpoint_waits_for_commits_to_pause(tmp_path: Path) -> None:
-    """A due checkpoint (its fsync delays live events) runs once the stream goes quiet."""
+def test_checkpoints_run_beside_live_commits(tmp_path: Path) -> None:
+    """Every CHECKPOINT_ROWS a checkpoint starts in a worker thread; events keep being committed
+    and published while it runs."""
 
     async def main() -> None:
-        persist, started = _spied_persistence(tmp_path, force_rows=10**6)
+        persist, gate, started = _gated_persistence(tmp_path, restart_rows=10**6)
         log = EventLog(sink=persist.sink_for("s1"))
-        busy_until = time.monotonic() + 0.9
-        while time.monotonic() < busy_until:  # a commit every 50 ms: never quiet for 0.3 s
+        for _ in range(5):  # one commit per loop turn
             log.append("agent_message_chunk", text="x")
-            await asyncio.sleep(0.05)
-        assert started == [], "checkpointed while events were still streaming"
-        quiet_from = time.monotonic()
-        await _poll(lambda: bool(started) and persist._checkpointing is None)
-        assert started[0] - quiet_from >= 0.2
-        assert log.last_seq == len(persist.store.events("s1"))
-        persist.cancel_timers()
-        persist.store.close()
+            await asyncio.sleep(0)
+        await _poll(lambda: started == [5])
+        for _ in range(3):
+            log.append("agent_message_chunk", text="y")
+            await asyncio.sleep(0)
+        assert log.last_seq == 8, "events waited for a checkpoint that does not need them to"
+        gate.set()
+        await _poll(lambda: persist._checkpointing is None)
+        persist.close()
 
     asyncio.run(main())
 
 
-def test_checkpoint_is_forced_when_the_wal_keeps_growing(tmp_path: Path) -> None:
+def test_a_continuous_stream_still_lets_the_wal_start_over(tmp_path: Path) -> None:
+    """Past RESTART_ROWS the next checkpoint holds commits until it is done (events stay
+    unpublished meanwhile, nothing is lost), so the WAL can start over instead of growing."""
+
     async def main() -> None:
-        persist, started = _spied_persistence(tmp_path, force_rows=20)
+        persist, gate, started = _gated_persistence(tmp_path, restart_rows=5)
         log = EventLog(sink=persist.sink_for("s1"))
-        for _ in range(25):  # one commit per loop turn, no pause
+        for _ in range(5):
             log.append("agent_message_chunk", text="x")
             await asyncio.sleep(0)
-        await _poll(lambda: bool(started))
-        assert len(started) == 1
+        await _poll(lambda: started == [5])
+        for _ in range(3):
+            log.append("agent_message_chunk", text="y")
+            await asyncio.sleep(0)
+        assert log.last_seq == 5 and len(persist.store.events("s1")) == 5, "commits were not held"
+        gate.set()
+        await _poll(lambda: log.last_seq == 8)
+        assert len(persist.store.events("s1")) == 8
+        persist.close()
+
+    asyncio.run(main())
+
+
+def test_the_wal_stays_bounded_under_a_stream_with_real_checkpoints(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = Store(tmp_path / "sessions.db")
+        persist = Persistence(store)
+        persist.CHECKPOINT_ROWS, persist.RESTART_ROWS = 50, 200
+        logs = [EventLog(sink=persist.sink_for(f"s{i}")) for i in range(20)]
+        for n in range(3000):  # one small commit per loop turn, 20 sessions interleaved
+            logs[n % 20].append("agent_message_chunk", text="x" * 200)
+            await asyncio.sleep(0)
+        wal = Path(f"{store.path}-wal").stat().st_size
         await _poll(lambda: persist._checkpointing is None)
-        persist.cancel_timers()
-        persist.store.close()
+        persist.close()
+        # 3,000 single-event commits write ~25 MB of WAL frames; restarts keep the file at a few
+        assert wal < 8 * 1024 * 1024, f"the WAL grew to {wal / 2**20:.1f} MiB"
 
     asyncio.run(main())

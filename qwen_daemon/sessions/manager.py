@@ -341,8 +341,7 @@ class SessionManager:
         if self.orphans is not None:
             self.orphans.close()
         if self.persist is not None:
-            self.persist.cancel_timers()
-            self.persist.store.close()
+            self.persist.close()
             self.persist = None
 
     # --- sessions -----------------------------------------------------------------------------
@@ -383,7 +382,8 @@ class SessionManager:
             try:
                 await session.set_mode(mode)
             except Exception:  # a refused mode must not leave a session nobody asked for
-                await self.delete(session.id)
+                with contextlib.suppress(SessionNotFound):  # deleted meanwhile: the error stands
+                    await self.delete(session.id)
                 raise
         return session
 

@@ -345,14 +345,14 @@ class Persistence:
     """
 
     RETRY_SECONDS = 1.0
-    #: committed rows after which a checkpoint is due (about 1,000 WAL pages)...
-    CHECKPOINT_ROWS = 4000
-    #: ...run at the first quiet moment: this long without a commit. Why wait: a checkpoint's
-    #: fsync, even from a worker thread, delayed live events by 20-30 ms on this machine.
-    CHECKPOINT_IDLE_SECONDS = 1.0
-    #: ...or at once past this many rows: under sustained load that bounds the WAL near 90 MB
-    #: (one small commit per event across many sessions writes about 9 KB of pages per event)
-    CHECKPOINT_FORCE_ROWS = 10_000
+    #: committed rows after which a PASSIVE checkpoint starts in a worker thread, commits going
+    #: on meanwhile. Small and frequent on purpose: a checkpoint's fsync makes the loop's own WAL
+    #: writes wait (13-18 ms seen for a 30 MB one), and that wait grows with the checkpoint.
+    CHECKPOINT_ROWS = 1000
+    #: rows after which the next checkpoint holds commits until it is done. Why: SQLite starts the
+    #: WAL over only when a write finds every frame checkpointed, which never happens while
+    #: commits overlap every checkpoint; without a hold the WAL grows for as long as streams run.
+    RESTART_ROWS = 4000
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -360,8 +360,9 @@ class Persistence:
         self._dirty: dict[str, Callable[[], SessionRecord]] = {}
         self._scheduled = False
         self._checkpointing: asyncio.Future[None] | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._last_commit = 0.0
+        self._since_restart = 0  # rows committed since the WAL last started over
+        self._holding = False  # commits wait for the running checkpoint (see RESTART_ROWS)
+        self._closed = False
 
     def sink_for(self, session_id: str) -> EventSink:
         def sink(log: EventLog, event: Event) -> None:
@@ -397,7 +398,7 @@ class Persistence:
         self._schedule()
 
     def _schedule(self, delay: float = 0.0) -> None:
-        if not self._scheduled:
+        if not self._scheduled and not self._closed:
             self._scheduled = True
             loop = asyncio.get_running_loop()
             if delay:
@@ -407,11 +408,14 @@ class Persistence:
 
     def flush(self) -> None:
         """Commit what is queued, then publish the waiting events. Safe to call any time."""
+        if self._holding or self._closed:  # _scheduled stays set; _checkpoint_done flushes
+            return
         self._scheduled = False
         for snapshot in self._dirty.values():
             self.store.save_session(snapshot())
         self._dirty.clear()
         logs, self._waiting_logs = self._waiting_logs, []
+        before = self.store.uncheckpointed
         try:
             self.store.flush()
         except sqlite3.Error as exc:
@@ -420,45 +424,36 @@ class Persistence:
             with contextlib.suppress(RuntimeError):  # no running loop: the caller retries
                 self._schedule(self.RETRY_SECONDS)
             return
+        self._since_restart += self.store.uncheckpointed - before
         for event_log in logs:
             event_log.publish()
-        if self.store.uncheckpointed >= self.CHECKPOINT_ROWS and self._checkpointing is None:
-            with contextlib.suppress(RuntimeError):  # no running loop (closing): close() checkpoints
-                self._checkpoint_when_quiet(asyncio.get_running_loop())
+        self._maybe_checkpoint()
 
-    def _checkpoint_when_quiet(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the due checkpoint once commits pause (one timer, re-armed only when it fires)."""
-        self._last_commit = loop.time()
-        if self.store.uncheckpointed >= self.CHECKPOINT_FORCE_ROWS:
-            self._start_checkpoint(loop)
-        elif self._idle_timer is None:
-            self._idle_timer = loop.call_later(self.CHECKPOINT_IDLE_SECONDS, self._idle_check, loop)
-
-    def _idle_check(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._idle_timer = None
-        quiet_for = loop.time() - self._last_commit
-        if self._checkpointing is not None:
+    def _maybe_checkpoint(self) -> None:
+        if self.store.uncheckpointed < self.CHECKPOINT_ROWS or self._checkpointing is not None:
             return
-        if quiet_for >= self.CHECKPOINT_IDLE_SECONDS:
-            self._start_checkpoint(loop)
-        else:
-            remaining = self.CHECKPOINT_IDLE_SECONDS - quiet_for
-            self._idle_timer = loop.call_later(remaining, self._idle_check, loop)
-
-    def _start_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        try:
+            loop = asyncio.get_running_loop()
+            self._checkpointing = loop.run_in_executor(None, self.store.checkpoint)
+        except RuntimeError:  # no running loop, or closing: the store's close() checkpoints
+            return
         self.store.uncheckpointed = 0
-        task = loop.run_in_executor(None, self.store.checkpoint)
-        self._checkpointing = task
-        task.add_done_callback(self._checkpoint_done)
+        self._holding = self._since_restart >= self.RESTART_ROWS
+        self._checkpointing.add_done_callback(self._checkpoint_done)
 
     def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
         self._checkpointing = None
+        if self._holding:  # every frame is in the database now: the next commit restarts the WAL
+            self._holding = False
+            self._since_restart = 0
+            if self._scheduled:
+                self.flush()
+        else:
+            self._maybe_checkpoint()  # rows committed while it ran may already make the next due
 
-    def cancel_timers(self) -> None:
-        """Drop a pending idle checkpoint (the store's close() checkpoints anyway)."""
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+    def close(self) -> None:
+        """Commit what is queued and close the store; later writes are dropped (shutdown)."""
+        self._holding = False  # store.close() waits for a running checkpoint (its lock)
+        self.flush()
+        self._closed = True
+        self.store.close()

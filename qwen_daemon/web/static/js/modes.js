@@ -93,11 +93,13 @@ export class ModePicker {
   async choose(mode) {
     if (!mode || mode === this.current) return;
     const request = ++this.request;
+    const version = this.version; // a change the stream reports meanwhile is newer than our answer
     this.note("");
     this.ui.field.setAttribute("aria-busy", "true");
     try {
       const detail = await api("POST", `${this.base}/mode`, { mode_id: mode });
-      if (request === this.request && typeof detail?.mode === "string") this.setCurrent(detail.mode);
+      const latest = request === this.request && version === this.version;
+      if (latest && typeof detail?.mode === "string") this.setCurrent(detail.mode);
     } catch (error) {
       if (request === this.request) {
         const label = this.modes.find((m) => m.id === mode)?.name || mode;

@@ -96,20 +96,23 @@ def test_newer_schema_is_refused_not_downgraded(tmp_path: Path) -> None:
         Store(path)
 
 
-def _gated_persistence(tmp_path: Path, restart_rows: int) -> tuple[Persistence, threading.Event, list[int]]:
-    """A real store whose checkpoints wait for ``gate`` before running (so a test can look at
-    what happens while one is in flight); ``started`` records the rows each began after."""
+def _gated_persistence(
+    tmp_path: Path, restart_rows: int
+) -> tuple[Persistence, threading.Semaphore, list[int]]:
+    """A real store whose every checkpoint waits for one ``gate.release()`` before running (so a
+    test can look at what happens while it is in flight); ``started`` records the rows each
+    began after."""
     store = Store(tmp_path / "sessions.db")
     persist = Persistence(store)
     persist.CHECKPOINT_ROWS = 5
     persist.RESTART_ROWS = restart_rows
-    gate = threading.Event()
+    gate = threading.Semaphore(0)
     started: list[int] = []
     real = store.checkpoint
 
     def checkpoint() -> None:
         started.append(len(store.events("s1")))
-        gate.wait(10)
+        gate.acquire(timeout=10)
         real()
 
     store.checkpoint = checkpoint  # type: ignore[method-assign]
@@ -138,7 +141,7 @@ def test_checkpoints_run_beside_live_commits(tmp_path: Path) -> None:
             log.append("agent_message_chunk", text="y")
             await asyncio.sleep(0)
         assert log.last_seq == 8, "events waited for a checkpoint that does not need them to"
-        gate.set()
+        gate.release()
         await _poll(lambda: persist._checkpointing is None)
         persist.close()
 
@@ -146,23 +149,31 @@ def test_checkpoints_run_beside_live_commits(tmp_path: Path) -> None:
 
 
 def test_a_continuous_stream_still_lets_the_wal_start_over(tmp_path: Path) -> None:
-    """Past RESTART_ROWS the next checkpoint holds commits until it is done (events stay
-    unpublished meanwhile, nothing is lost), so the WAL can start over instead of growing."""
+    """Past RESTART_ROWS a second checkpoint follows right behind the first and holds commits
+    until it is done (events stay unpublished meanwhile, nothing is lost), so the WAL can start
+    over instead of growing."""
 
     async def main() -> None:
         persist, gate, started = _gated_persistence(tmp_path, restart_rows=5)
         log = EventLog(sink=persist.sink_for("s1"))
-        for _ in range(5):
-            log.append("agent_message_chunk", text="x")
-            await asyncio.sleep(0)
+
+        async def append(n: int) -> None:
+            for _ in range(n):
+                log.append("agent_message_chunk", text="x")
+                await asyncio.sleep(0)
+
+        await append(5)
         await _poll(lambda: started == [5])
-        for _ in range(3):
-            log.append("agent_message_chunk", text="y")
-            await asyncio.sleep(0)
-        assert log.last_seq == 5 and len(persist.store.events("s1")) == 5, "commits were not held"
-        gate.set()
-        await _poll(lambda: log.last_seq == 8)
-        assert len(persist.store.events("s1")) == 8
+        await append(3)
+        assert log.last_seq == 8, "the first checkpoint held commits"
+        gate.release()
+        await _poll(lambda: started == [5, 8])
+        await append(2)
+        assert log.last_seq == 8 and len(persist.store.events("s1")) == 8, "commits were not held"
+        gate.release()
+        await _poll(lambda: log.last_seq == 10)
+        assert len(persist.store.events("s1")) == 10
+        await _poll(lambda: persist._checkpointing is None)
         persist.close()
 
     asyncio.run(main())

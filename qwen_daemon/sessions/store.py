@@ -429,8 +429,10 @@ class Persistence:
             event_log.publish()
         self._maybe_checkpoint()
 
-    def _maybe_checkpoint(self) -> None:
-        if self.store.uncheckpointed < self.CHECKPOINT_ROWS or self._checkpointing is not None:
+    def _maybe_checkpoint(self, hold: bool = False) -> None:
+        if self._checkpointing is not None or self._closed:
+            return
+        if not hold and self.store.uncheckpointed < self.CHECKPOINT_ROWS:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -438,7 +440,7 @@ class Persistence:
         except RuntimeError:  # no running loop, or closing: the store's close() checkpoints
             return
         self.store.uncheckpointed = 0
-        self._holding = self._since_restart >= self.RESTART_ROWS
+        self._holding = hold
         self._checkpointing.add_done_callback(self._checkpoint_done)
 
     def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
@@ -448,6 +450,9 @@ class Persistence:
             self._since_restart = 0
             if self._scheduled:
                 self.flush()
+        elif self._since_restart >= self.RESTART_ROWS:
+            # right behind a passive checkpoint little is left to copy, so the hold is short
+            self._maybe_checkpoint(hold=True)
         else:
             self._maybe_checkpoint()  # rows committed while it ran may already make the next due
 

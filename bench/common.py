@@ -202,20 +202,10 @@ def start_our_daemon(home: Home, *args: str, env: dict[str, str] | None = None) 
 
 
 def stop_our_daemon(home: Home, daemon: OurDaemon) -> None:
+    from qwen_daemon.cli import wait_gone
+
     subprocess.run([str(VENV_BIN / "qwen-daemon"), "stop"], env=home.env, capture_output=True, timeout=60)
-    wait_gone(daemon.pid)
-
-
-def wait_gone(pid: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if Path(f"/proc/{pid}/stat").exists() and " Z " in Path(f"/proc/{pid}/stat").read_text():
-            return
-        time.sleep(0.02)
+    wait_gone(daemon.pid, 30.0)
 
 
 @dataclass

@@ -72,28 +72,28 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
-def _api(paths: Paths, method: str, path: str, body: object | None = None) -> tuple[int, Any]:
-    """One call to the running daemon's API; raises ClientError (also when it is not running)."""
+def _call(paths: Paths, method: str, path: str, expect: int, body: object | None = None) -> Any:
+    """One call to the running daemon's API: its JSON answer, or None after printing why not."""
     info, health = _running(paths)
     if info is None or health is None:
-        raise ClientError("qwen-daemon is not running")
-    return request_json(info.url + path, method, read_token(paths), body, timeout=120.0)
-
-
-def _api_error(payload: Any, status: int) -> str:
+        _print_err("qwen-daemon is not running")
+        return None
+    try:
+        status, payload = request_json(info.url + path, method, read_token(paths), body, timeout=120.0)
+    except ClientError as exc:
+        _print_err(str(exc))
+        return None
+    if status == expect and isinstance(payload, dict):
+        return payload
     error = payload.get("error") if isinstance(payload, dict) else None
-    return str(error.get("message")) if isinstance(error, dict) else f"the daemon answered {status}"
+    _print_err(str(error.get("message")) if isinstance(error, dict) else f"the daemon answered {status}")
+    return None
 
 
 def cmd_agents(args: argparse.Namespace, paths: Paths) -> int:
     """The named agents a session can use, and the modes each has advertised."""
-    try:
-        status, payload = _api(paths, "GET", "api/agents")
-    except ClientError as exc:
-        _print_err(str(exc))
-        return EXIT_FAIL
-    if status != 200 or not isinstance(payload, dict):
-        _print_err(_api_error(payload, status))
+    payload = _call(paths, "GET", "api/agents", 200)
+    if payload is None:
         return EXIT_FAIL
     if args.json:
         print(json.dumps(payload, indent=2))
@@ -112,13 +112,8 @@ def cmd_new(args: argparse.Namespace, paths: Paths) -> int:
     for name in ("title", "agent", "mode"):
         if getattr(args, name) is not None:
             body[name] = getattr(args, name)
-    try:
-        status, payload = _api(paths, "POST", "api/sessions", body)
-    except ClientError as exc:
-        _print_err(str(exc))
-        return EXIT_FAIL
-    if status != 201 or not isinstance(payload, dict):
-        _print_err(_api_error(payload, status))
+    payload = _call(paths, "POST", "api/sessions", 201, body)
+    if payload is None:
         return EXIT_FAIL
     if args.json:
         print(json.dumps(payload, indent=2))
@@ -129,13 +124,8 @@ def cmd_new(args: argparse.Namespace, paths: Paths) -> int:
 
 def cmd_mode(args: argparse.Namespace, paths: Paths) -> int:
     """Switch a session to another of the modes its agent offers."""
-    try:
-        status, payload = _api(paths, "POST", f"api/sessions/{args.session}/mode", {"mode_id": args.mode})
-    except ClientError as exc:
-        _print_err(str(exc))
-        return EXIT_FAIL
-    if status != 200:
-        _print_err(_api_error(payload, status))
+    payload = _call(paths, "POST", f"api/sessions/{args.session}/mode", 200, {"mode_id": args.mode})
+    if payload is None:
         return EXIT_FAIL
     print(f"{args.session}  mode={payload.get('mode')}")
     return EXIT_OK

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from qwen_daemon.cli import wait_gone
 from qwen_daemon.config import Paths
-from qwen_daemon.discovery import pid_alive, read_discovery
+from qwen_daemon.discovery import read_discovery
 
 pytestmark = pytest.mark.usefixtures("daemon_reaper")
 
@@ -55,15 +56,6 @@ def health(url: str) -> dict[str, object]:
     with _NO_PROXY.open(url + "health", timeout=5) as resp:
         doc: dict[str, object] = json.load(resp)
         return doc
-
-
-def wait_gone(pid: int, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_start_status_stop_cycle(paths: Paths) -> None:
@@ -120,7 +112,7 @@ def test_start_status_stop_cycle(paths: Paths) -> None:
     res = cli("stop")
     assert res.returncode == 0, res.stderr
     assert "stopped" in res.stdout
-    assert wait_gone(info.pid), "daemon still running after stop"
+    assert wait_gone(info.pid, 20), "daemon still running after stop"
     assert not paths.discovery_file.exists()
     assert not paths.pid_file.exists()
     assert "shutting down" in log_text(paths)
@@ -168,7 +160,7 @@ def test_stale_pidfile_and_discovery_file_do_not_block_start(paths: Paths) -> No
     assert info is not None and info.pid != dead
     assert paths.pid_file.read_text(encoding="ascii").strip() == str(info.pid)
     assert cli("stop").returncode == 0
-    assert wait_gone(info.pid)
+    assert wait_gone(info.pid, 20)
 
 
 def test_busy_port_fails_fast_and_names_the_port(paths: Paths) -> None:
@@ -202,7 +194,7 @@ def test_sigterm_stops_a_background_daemon_cleanly(paths: Paths) -> None:
     info = read_discovery(paths)
     assert info is not None
     os.kill(info.pid, 15)
-    assert wait_gone(info.pid)
+    assert wait_gone(info.pid, 20)
     assert not paths.discovery_file.exists()
     assert not paths.pid_file.exists()
     assert "stopped" in log_text(paths)

@@ -18,6 +18,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
+from qwen_daemon.cli import wait_gone
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
 from tests.support.daemon import FAKE_AGENT, Api, fake_settings, running_daemon
@@ -131,19 +132,7 @@ class Proc:
 
 
 def wait_dead(pid: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if (
-            Path(f"/proc/{pid}/stat").exists()
-            and Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
-        ):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"process {pid} is still alive")
+    assert wait_gone(pid, timeout), f"process {pid} is still alive"
 
 
 def agent_pids(paths: Paths) -> list[int]:

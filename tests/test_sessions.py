@@ -25,6 +25,7 @@ from qwen_daemon.errors import (
 )
 from qwen_daemon.sessions.manager import SessionManager
 from qwen_daemon.sessions.session import Session
+from tests.support.probe import until
 
 FAKE_AGENT = str(Path(__file__).with_name("fake_agent.py"))
 pytestmark = pytest.mark.timeout(60)
@@ -35,16 +36,6 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"agent_cmd": (sys.executable, FAKE_AGENT), "paths": paths, "spare_agents": 0}
     values.update(overrides)
     return Settings(**values)
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``cond`` until it holds, failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 def types(session: Session) -> list[str]:

@@ -6,14 +6,13 @@ import asyncio
 import sqlite3
 import stat
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from qwen_daemon.sessions.events import EventLog
 from qwen_daemon.sessions.store import MIGRATIONS, Persistence, SessionRecord, Store, StoreError
+from tests.support.probe import until
 
 
 def record(session_id: str = "s1", state: str = "idle") -> SessionRecord:
@@ -119,13 +118,6 @@ def _gated_persistence(
     return persist, gate, started
 
 
-async def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def test_checkpoints_run_beside_live_commits(tmp_path: Path) -> None:
     """Every CHECKPOINT_ROWS a checkpoint starts in a worker thread; events keep being committed
     and published while it runs."""
@@ -136,13 +128,13 @@ def test_checkpoints_run_beside_live_commits(tmp_path: Path) -> None:
         for _ in range(5):  # one commit per loop turn
             log.append("agent_message_chunk", text="x")
             await asyncio.sleep(0)
-        await _poll(lambda: started == [5])
+        await until(lambda: started == [5])
         for _ in range(3):
             log.append("agent_message_chunk", text="y")
             await asyncio.sleep(0)
         assert log.last_seq == 8, "events waited for a checkpoint that does not need them to"
         gate.release()
-        await _poll(lambda: persist._checkpointing is None)
+        await until(lambda: persist._checkpointing is None)
         persist.close()
 
     asyncio.run(main())
@@ -163,17 +155,17 @@ def test_a_continuous_stream_still_lets_the_wal_start_over(tmp_path: Path) -> No
                 await asyncio.sleep(0)
 
         await append(5)
-        await _poll(lambda: started == [5])
+        await until(lambda: started == [5])
         await append(3)
         assert log.last_seq == 8, "the first checkpoint held commits"
         gate.release()
-        await _poll(lambda: started == [5, 8])
+        await until(lambda: started == [5, 8])
         await append(2)
         assert log.last_seq == 8 and len(persist.store.events("s1")) == 8, "commits were not held"
         gate.release()
-        await _poll(lambda: log.last_seq == 10)
+        await until(lambda: log.last_seq == 10)
         assert len(persist.store.events("s1")) == 10
-        await _poll(lambda: persist._checkpointing is None)
+        await until(lambda: persist._checkpointing is None)
         persist.close()
 
     asyncio.run(main())
@@ -189,7 +181,7 @@ def test_the_wal_stays_bounded_under_a_stream_with_real_checkpoints(tmp_path: Pa
             logs[n % 20].append("agent_message_chunk", text="x" * 200)
             await asyncio.sleep(0)
         wal = Path(f"{store.path}-wal").stat().st_size
-        await _poll(lambda: persist._checkpointing is None)
+        await until(lambda: persist._checkpointing is None)
         persist.close()
         # 3,000 single-event commits write ~25 MB of WAL frames; restarts keep the file at a few
         assert wal < 8 * 1024 * 1024, f"the WAL grew to {wal / 2**20:.1f} MiB"

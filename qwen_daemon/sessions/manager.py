@@ -45,7 +45,7 @@ from qwen_daemon.agents.orphans import OrphanGuard
 from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
 from qwen_daemon.config import Settings
 from qwen_daemon.errors import AgentFailed, BadRequest, LimitReached, SessionNotFound, ShuttingDown
-from qwen_daemon.sessions.session import Session
+from qwen_daemon.sessions.session import Session, mode_ids, require_offered
 from qwen_daemon.sessions.store import Persistence, SessionRecord, Store
 
 log = logging.getLogger(__name__)
@@ -365,9 +365,9 @@ class SessionManager:
         if mode is not None and (not isinstance(mode, str) or not mode):
             raise BadRequest("mode must be a non-empty string (a mode id the agent offers)")
         agent_name = agent or self.settings.default_agent
-        known = [m.get("id") for m in self.agent_modes.get(agent_name, []) if isinstance(m, dict)]
-        if mode is not None and known and mode not in known:  # refuse before starting anything
-            raise BadRequest(f"mode {mode!r} is not offered; choose one of: {', '.join(map(str, known))}")
+        known = mode_ids(self.agent_modes.get(agent_name, []))
+        if mode is not None and known:  # refuse before starting anything
+            require_offered(mode, known)
         host = self._host_for(agent_name, path)
         session = Session(path, name, host, self.settings.event_history, self.persist, agent=agent_name)
         self.sessions[session.id] = session

@@ -73,6 +73,17 @@ class PendingPermission:
         return data
 
 
+def mode_ids(modes: list[Any]) -> list[Any]:
+    """The ids in an ACP ``availableModes`` list."""
+    return [m.get("id") for m in modes if isinstance(m, dict)]
+
+
+def require_offered(mode_id: Any, available: list[Any]) -> None:
+    """Refuse (400) a mode id that is not among ``available``, naming the ones that are."""
+    if not isinstance(mode_id, str) or mode_id not in available:
+        raise BadRequest(f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}")
+
+
 class Session:
     """A daemon session bound to one ACP session inside a workspace's agent host."""
 
@@ -331,15 +342,10 @@ class Session:
     async def set_mode(self, mode_id: Any) -> None:
         """Switch the agent session's mode (plan, default, auto-edit, …) to one the agent offers."""
         self._check_open()
-        available = [
-            m.get("id") for m in (self.modes or {}).get("availableModes") or [] if isinstance(m, dict)
-        ]
+        available = mode_ids((self.modes or {}).get("availableModes") or [])
         if not available:
             raise BadRequest(f"the agent {self.agent!r} offers no modes for this session")
-        if not isinstance(mode_id, str) or mode_id not in available:
-            raise BadRequest(
-                f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}"
-            )
+        require_offered(mode_id, available)
         if self.state == "starting":
             raise SessionBusy("the session is still starting")
         await self._ensure_agent_session()

@@ -239,10 +239,12 @@ class Store:
     def dirty(self) -> bool:
         return bool(self._events or self._writes or self._after_commit)
 
-    def flush(self) -> None:
-        """Commit everything queued in one transaction, then run the after-commit callbacks."""
+    def flush(self) -> int:
+        """Commit everything queued in one transaction, then run the after-commit callbacks.
+
+        Returns how many rows it wrote."""
         if not self.dirty:
-            return
+            return 0
         events, writes, callbacks = self._events, self._writes, self._after_commit
         self._events, self._writes, self._after_commit = [], [], []
         db = self._db
@@ -253,7 +255,8 @@ class Store:
             for sql, args in writes:
                 db.execute(sql, args)
             db.execute("COMMIT")
-            self.uncheckpointed += len(events) + len(writes)
+            rows = len(events) + len(writes)
+            self.uncheckpointed += rows
         except sqlite3.Error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -263,6 +266,7 @@ class Store:
             raise
         for callback in callbacks:
             callback()
+        return rows
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -415,16 +419,15 @@ class Persistence:
             self.store.save_session(snapshot())
         self._dirty.clear()
         logs, self._waiting_logs = self._waiting_logs, []
-        before = self.store.uncheckpointed
         try:
-            self.store.flush()
+            rows = self.store.flush()
         except sqlite3.Error as exc:
             log.error("cannot write the session database %s: %s (retrying)", self.store.path, exc)
             self._waiting_logs = logs + self._waiting_logs
             with contextlib.suppress(RuntimeError):  # no running loop: the caller retries
                 self._schedule(self.RETRY_SECONDS)
             return
-        self._since_restart += self.store.uncheckpointed - before
+        self._since_restart += rows
         for event_log in logs:
             event_log.publish()
         self._maybe_checkpoint()

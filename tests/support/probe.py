@@ -3,6 +3,7 @@ daemons as subprocesses (under a supervisor, or with a passed socket) rather tha
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -44,6 +45,16 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``cond`` on the running event loop until it holds, failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.01)
 
 
 def get_json(url: str, timeout: float = 5.0, token: str | None = None, body: object = None) -> Any:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import faulthandler
+import gc
 import logging
 import os
 import select
@@ -156,6 +157,9 @@ async def _serve(
     await daemon.start(sockets=sockets)
     notifier.notify(f"READY=1\nSTATUS=Listening on {daemon.url}\nMAINPID={os.getpid()}")
     on_ready(daemon)
+    # What start-up made (modules, classes, the app) lives as long as the daemon: out of the
+    # collector's sight, a full collection no longer scans ~50k objects (20-50 ms with streams held).
+    gc.freeze()
     watchdog = None
     if notifier.watchdog_interval:
         watchdog = asyncio.create_task(_watchdog(notifier, notifier.watchdog_interval), name="watchdog")

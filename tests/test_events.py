@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -18,6 +19,19 @@ def test_seq_is_contiguous_and_json_is_made_once() -> None:
     assert json.loads(second.json) == second.data
     assert second.data["type"] == "agent_message_chunk" and second.data["ts"].endswith("Z")
     assert "hé" in second.json  # not escaped: one encoding, readable
+
+
+def test_history_is_out_of_the_garbage_collectors_sight() -> None:
+    """A long history must not lengthen full collections (each one pauses every stream): the log
+    keeps its events as untracked tuples, not as objects the collector rescans every time."""
+    log = EventLog(max_events=10_000)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5000):
+        log.append("tool_call", tool_call_id=f"t{i}", content=[{"type": "text", "text": "x"}])
+    gc.collect()
+    assert len(gc.get_objects()) - before < 500
+    assert log.since(4999)[0].data["content"] == [{"type": "text", "text": "x"}]
 
 
 def test_since_and_bounded_window() -> None:

@@ -37,9 +37,9 @@ def test_schema_version_file_mode_and_round_trip(tmp_path: Path) -> None:
 
     again = Store(path)
     assert again.sessions() == [record()]
-    assert [seq for seq, _, _ in again.events("s1")] == [1, 2]
-    assert [seq for seq, _, _ in again.events("s1", after=1)] == [2]
-    assert [seq for seq, _, _ in again.tail_events("s1", 1)] == [2]
+    assert [seq for seq, *_ in again.events("s1")] == [1, 2]
+    assert [seq for seq, *_ in again.events("s1", after=1)] == [2]
+    assert [seq for seq, *_ in again.tail_events("s1", 1)] == [2]
     assert again.last_seq("s1") == 2
     assert again.permissions("s1", "pending") == [{"request_id": "r1"}]
     assert again.permission_status("s1", "r1") == "pending"

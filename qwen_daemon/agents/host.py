@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -458,4 +459,5 @@ def _relay_connection_class() -> type[Connection]:
                 super()._process_message(message)
 
         _RELAY_CONNECTION = RelayConnection
+        gc.freeze()  # the SDK's modules stay for good: keep full collections from rescanning them
     return _RELAY_CONNECTION

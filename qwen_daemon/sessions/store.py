@@ -68,6 +68,9 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+#: ``(seq, type, ts, payload)``: an event as stored
+EventRow = tuple[int, str, str, str]
+
 SESSION_FIELDS = (
     "id",
     "cwd",
@@ -274,18 +277,18 @@ class Store:
         rows = self._db.execute(f"SELECT {','.join(SESSION_FIELDS)} FROM sessions ORDER BY created_at, id")  # noqa: S608 (column names are constants)
         return [SessionRecord(*row) for row in rows]
 
-    def events(self, session_id: str, after: int = 0, limit: int | None = None) -> list[tuple[int, str, str]]:
-        """``(seq, type, payload)`` rows with ``seq > after``, oldest first."""
-        sql = "SELECT seq, type, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq"
+    def events(self, session_id: str, after: int = 0, limit: int | None = None) -> list[EventRow]:
+        """``(seq, type, ts, payload)`` rows with ``seq > after``, oldest first."""
+        sql = "SELECT seq, type, ts, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq"
         args: tuple[Any, ...] = (session_id, after)
         if limit is not None:
             sql += " LIMIT ?"
             args += (limit,)
         return list(self._db.execute(sql, args))
 
-    def tail_events(self, session_id: str, count: int) -> list[tuple[int, str, str]]:
+    def tail_events(self, session_id: str, count: int) -> list[EventRow]:
         rows = self._db.execute(
-            "SELECT seq, type, payload FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, type, ts, payload FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
             (session_id, count),
         ).fetchall()
         rows.reverse()
@@ -370,7 +373,7 @@ class Persistence:
 
     def sink_for(self, session_id: str) -> EventSink:
         def sink(log: EventLog, event: Event) -> None:
-            self.store.add_event(session_id, event.seq, event.type, event.data["ts"], event.json)
+            self.store.add_event(session_id, event.seq, event.type, event.ts, event.json)
             if not self._waiting_logs or self._waiting_logs[-1] is not log:
                 self._waiting_logs.append(log)
             self._schedule()
@@ -380,13 +383,13 @@ class Persistence:
     def backfill_for(self, session_id: str) -> Backfill:
         def backfill(after: int, through: int) -> list[Event]:
             rows = self.store.events(session_id, after, limit=max(0, through - after))
-            return [Event(seq, type_, json.loads(payload), payload) for seq, type_, payload in rows]
+            return [Event(*row) for row in rows]
 
         return backfill
 
     def history(self, session_id: str, count: int) -> list[Event]:
         rows = self.store.tail_events(session_id, count)
-        return [Event(seq, type_, json.loads(payload), payload) for seq, type_, payload in rows]
+        return [Event(*row) for row in rows]
 
     def session_changed(self, session_id: str, snapshot: Callable[[], SessionRecord]) -> None:
         self._dirty[session_id] = snapshot

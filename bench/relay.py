@@ -91,11 +91,26 @@ def create_sessions(daemon: OurDaemon, cwd: str, count: int) -> list[str]:
     return [http_json("POST", url, {"cwd": cwd}, daemon.token)["id"] for _ in range(count)]
 
 
-async def latency(daemon: OurDaemon, sids: list[str], chunks: int, interval_ms: int) -> dict[str, float]:
-    lat: list[float] = []
-    stamps: list[int] = []
-    await run_turns(daemon, sids, f"pace {chunks} {interval_ms}", lat, stamps)
-    return {"p50_ms": median(lat), "p99_ms": percentile(lat, 99), "events": len(lat)}
+async def latency(
+    daemon: OurDaemon, sids: list[str], chunks: int, interval_ms: int, runs: int = 3
+) -> dict[str, Any]:
+    """p50 and p99 of each of ``runs`` turns, then the median of each: one disk stall on this shared
+    VM moves a single run's tail a lot (the range is kept to show it)."""
+    p50s, p99s, events = [], [], 0
+    for _ in range(runs):
+        lat: list[float] = []
+        stamps: list[int] = []
+        await run_turns(daemon, sids, f"pace {chunks} {interval_ms}", lat, stamps)
+        p50s.append(median(lat))
+        p99s.append(percentile(lat, 99))
+        events = len(lat)
+    return {
+        "p50_ms": median(p50s),
+        "p99_ms": median(p99s),
+        "p99_range": [min(p99s), max(p99s)],
+        "events": events,
+        "runs": runs,
+    }
 
 
 async def throughput(daemon: OurDaemon, sids: list[str], chunks: int) -> float:
@@ -134,7 +149,7 @@ async def measure(quick: bool) -> dict[str, Any]:
         try:
             cwd = str(home.workspace("relay"))
             sids = create_sessions(daemon, cwd, 50)
-            await latency(daemon, sids[:1], 20, 5)  # warm up
+            await latency(daemon, sids[:1], 20, 5, runs=1)  # warm up
             for n in (1, 10, 50):
                 result["latency"][str(n)] = await latency(daemon, sids[:n], chunks, interval)
             runs = [await throughput(daemon, sids[:10], 2000 if quick else 5000) for _ in range(5)]
@@ -162,8 +177,12 @@ def main() -> None:
         f"relay: agent write → WebSocket receipt, each session one chunk every {pace['interval_ms']} ms "
         f"(CPU {idle:.0%} idle before; load average {load:.1f} on 2 cores)"
     )
-    rows = [[n, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", v["events"]] for n, v in r["latency"].items()]
-    print(table(["sessions", "p50 (ms)", "p99 (ms)", "events"], rows))
+    rows = []
+    for n, v in r["latency"].items():
+        low, high = v["p99_range"]
+        rows.append([n, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f} ({low:.2f}-{high:.2f})", v["events"]])
+    print(f"medians of {r['latency']['1']['runs']} runs each")
+    print(table(["sessions", "p50 (ms)", "p99 (ms) (range)", "events per run"], rows))
     print(
         f"aggregate throughput (10 sessions bursting): {r['throughput_eps']:,.0f} events/s, median of 5 "
         f"({r['throughput_range'][0]:,.0f}-{r['throughput_range'][1]:,.0f}; target ≥ 20,000)"

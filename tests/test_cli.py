@@ -235,12 +235,31 @@ def test_bad_config_exits_2_naming_the_setting(
         ["logs"],
         ["service"],
         ["service", "install"],
+        ["token"],
+        ["agents"],
+        ["new"],
+        ["mode"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     res = cli(*command, "--help")
     assert res.returncode == 0
     assert "usage: qwen-daemon" in res.stdout
+
+
+def test_commands_names_every_subcommand_and_each_parser_builds_alone() -> None:
+    """``main`` builds only the named subcommand's parser, so COMMANDS must list every one."""
+    import argparse
+
+    from qwen_daemon.cli import COMMANDS, build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> list[str]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return list(action.choices)
+
+    assert subcommands(build_parser()) == list(COMMANDS)
+    for name in COMMANDS:
+        assert subcommands(build_parser(only=name)) == [name]
 
 
 def test_version_and_usage_errors() -> None:

@@ -26,13 +26,14 @@ MANAGERS = ("systemd", "launchd")
 
 def for_platform(name: str | None = None, environ: Mapping[str, str] | None = None) -> Supervisor:
     """The backend called ``name``, or this platform's (launchd on macOS, systemd elsewhere)."""
-    from qwen_daemon.service.launchd import Launchd
-    from qwen_daemon.service.systemd import Systemd
-
     name = name or ("launchd" if sys.platform == "darwin" else "systemd")
     if name == "launchd":
+        from qwen_daemon.service.launchd import Launchd
+
         return Launchd(environ)
     if name == "systemd":
+        from qwen_daemon.service.systemd import Systemd
+
         return Systemd(environ)
     raise ValueError(f"unknown service manager {name!r}")
 

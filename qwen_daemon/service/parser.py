@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qwen_daemon.service import MANAGERS
 
 
-def add_service_parsers(sub: Any) -> None:
-    """Add ``service`` and ``logs`` to the CLI's subcommands."""
+def add_service_parsers(sub: Any, wanted: Callable[[str], bool]) -> None:
+    """Add ``service`` and ``logs`` to the CLI's subcommands, those ``wanted`` says."""
+    if wanted("service"):
+        _add_service(sub)
+    if wanted("logs"):
+        _add_logs(sub)
+
+
+def _add_service(sub: Any) -> None:
     service = sub.add_parser(
         "service",
         help="install the daemon as a systemd user service or a LaunchAgent",
@@ -43,6 +51,8 @@ def add_service_parsers(sub: Any) -> None:
             "--manager", choices=MANAGERS, help="systemd or launchd (default: this platform's)"
         )
 
+
+def _add_logs(sub: Any) -> None:
     logs = sub.add_parser(
         "logs",
         help="show the daemon's log",

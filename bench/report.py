@@ -36,24 +36,28 @@ OPTIMIZATIONS = """## What was optimized (profile first: py-spy on the daemon du
 | WebSocket sockets get `TCP_NODELAY`: Nagle held the first chunks of every turn behind a delayed ACK (first chunk of a turn: 40 ms → 1 ms) | | | |
 | bench clients connect before the turns start (50 handshakes no longer land in the measured stream) | | | quick bench, same minute: before 0.74-1.06 / 21-23, after 0.93-3.18 / 4.8-6.8 |
 | WAL checkpoints every 1,000 rows beside live commits, plus every 4,000 rows one right behind that holds commits so the WAL starts over (under a continuous stream it never did: it grew without bound) | 17,500-21,500 | 25-27 | 0.9-1.1 / 11-14 (it was 27-29 with the hold at any moment) |
+| the venv on Debian's `/usr/bin/python3` 3.11.2 instead of the pyenv 3.11.7 build `python3` resolved to (same machine, back to back; start → ready 248 → 166 ms) | 25,494 → 30,907 | 18 → 18 | 0.46 / 25.3 → 0.56 / 13.8 (medians of 3 runs) |
+| event history kept as plain tuples, which the garbage collector stops tracking, and `gc.freeze()` after start-up and after the ACP SDK import: full collections had scanned every kept event and ~50k start-up objects, 20-85 ms each (logged with `gc.callbacks`), pausing every stream | 41,436 | 20 | 0.47 / 4.6 (runs 4.1-4.9) |
 
-Still not met, and why (measured, not guessed):
+What remains, and why (measured, not guessed):
 
-- **relay p99 at 50 sessions.** At 2,500 events/s each event is its own small commit (~45 µs,
-  two 4 KiB pages of WAL), so the WAL grows ~9 KiB per event. A WAL checkpoint must `fdatasync`
-  that, and while it does, the event loop's own WAL `pwrite`s wait (13-18 ms each in a
-  stand-alone reproduction: `pwrite64 … <0.018319>` during the checkpoint thread's
-  `fdatasync … <0.296>`); events are published only after their commit, so they wait too. The
-  policy that measured best here: small checkpoints often, and a short hold every 4,000 rows so
-  the WAL stays under ~36 MB. Left as is: relaxing publish-after-commit, or checkpointing without
-  `fsync`, would trade away what issue 5 guarantees. Runs differ a lot on this shared VM
-  (back-to-back runs of one build: p99 11-14 ms, throughput medians 17,500-21,500 events/s).
-- **start → ready.** The floor above (an interpreter importing only asyncio and Tornado) is already
-  above 150 ms on this machine today; ours adds 30-45 ms of our own imports (best of 7) and
-  ~20 ms for daemonizing, the database and binding. Done: bytecode compiled by `make install` (an
-  editable install under `PYTHONDONTWRITEBYTECODE` recompiled the package on every start, ~70 ms),
-  the TOML parser, `uuid` and the service backends imported only when needed. Not done: reporting
-  READY before Tornado is imported (the port would accept before the server can answer).
+- **start → ready.** The floor above (an interpreter importing only asyncio and Tornado's server
+  modules) takes most of the 150 ms by itself on this machine. On top of it: `start`'s own
+  imports (argparse, the HTTP client, platformdirs) before it forks, then the daemon's modules,
+  python-daemon's double fork, the database and the bind (~15-20 ms, strace timeline). Done:
+  bytecode compiled by `make install`; the TOML parser, `uuid`, the service backends and all but
+  the named subcommand's parser built or imported only when needed (argparse's gettext lookups
+  made the whole parser tree ~10 ms); no editable-install import hook (~20 ms); the faster
+  interpreter. Not done: reporting READY before Tornado is imported (the port would accept before
+  the server can answer), or forking a speculative daemon before `start` has checked anything.
+- **relay p99 at 50 sessions.** Two causes moved it. Garbage collection pauses are gone (above).
+  What is left is the disk: at 2,500 events/s each event is its own small commit (~9 KiB of WAL),
+  and while a checkpoint's `fdatasync` runs, the event loop's own WAL `pwrite`s wait (13-18 ms in
+  a stand-alone reproduction); events are published only after their commit, so they wait too.
+  Small checkpoints often, with a short hold every 4,000 rows, measured best. When other tenants
+  load this VM's disk, single runs still reach 10-60 ms; hence three runs per size, and the range.
+  Relaxing publish-after-commit or checkpointing without `fsync` would trade away what issue 5
+  guarantees.
 
 Kept on purpose: one SQLite transaction per event-loop turn before publishing (durability rule),
 events serialized once at append (every client gets the same text). Start-up: the detached `start`

@@ -146,7 +146,7 @@ def looks_like_daemon(pid: int) -> bool:
 
 def write_discovery(paths: Paths, info: DiscoveryInfo) -> None:
     """Publish ``info`` atomically, 0600 in the 0700 runtime dir."""
-    write_private_file(paths.discovery_file, info.to_json())
+    write_private_file(paths.discovery_file, info.to_json(), durable=False)
 
 
 def _load(path: Path) -> tuple[str, DiscoveryInfo | None] | None:

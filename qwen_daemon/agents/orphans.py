@@ -64,7 +64,7 @@ class OrphanGuard:
         return killed
 
     def _write(self) -> None:
-        write_private_file(self.groups_file, "".join(f"{g}\n" for g in sorted(self.groups)))
+        write_private_file(self.groups_file, "".join(f"{g}\n" for g in sorted(self.groups)), durable=False)
 
     def _ensure_watchman(self) -> None:
         if self._watchman is not None and self._watchman.poll() is None:

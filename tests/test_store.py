@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import stat
 import threading
@@ -71,10 +72,54 @@ def test_damaged_pages_are_detected(tmp_path: Path) -> None:
     store.close()
     data = bytearray(path.read_bytes())
     data[4096 : 4096 + 64] = b"\xff" * 64  # smash the b-tree header of the second page
+    before = path.stat()
     path.write_bytes(bytes(data))
+    # any later write moves the mtime; this one may land within the clock tick of the close
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
     store = Store(path)
     assert store.moved_aside is not None
     store.close()
+
+
+def quick_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every quick check a Store runs from now on."""
+    seen: list[str] = []
+    connect = Store._connect
+
+    def traced(self: Store) -> sqlite3.Connection:
+        db = connect(self)
+        db.set_trace_callback(lambda sql: seen.append(sql) if "quick_check" in sql else None)
+        return db
+
+    monkeypatch.setattr(Store, "_connect", traced)
+    return seen
+
+
+def test_quick_check_runs_unless_the_file_is_as_a_clean_close_left_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sessions.db"
+    checks = quick_checks(monkeypatch)
+    store = Store(path)  # a new file: checked
+    store.save_session(record("s1"))
+    store.flush()
+    store.close()
+    assert len(checks) == 1
+    Store(path).close()  # as the clean close left it: not checked
+    assert len(checks) == 1
+    running = Store(path)  # not checked either; its marker is gone now that it is open
+    running.add_event("s1", 1, "state", "t", "{}")
+    running.flush()
+    try:
+        Store(path).close()  # the daemon before was killed (-9) while running: checked
+        assert len(checks) == 2
+    finally:
+        running._db.close()
+    Store(path).close()  # as the last clean close left it
+    assert len(checks) == 2
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))  # changed since: checked again
+    Store(path).close()
+    assert len(checks) == 3
 
 
 def test_unusable_database_refuses_with_the_file_named(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ only then published to subscribers, HTTP readers and WebSockets. With WAL and
 ``synchronous=NORMAL`` a committed event survives a crash or ``kill -9`` of the daemon (it is in
 the OS's hands); a power cut can lose the last moments, never corrupt the file.
 
-Damage: a file that is not a database, or fails SQLite's quick check, is moved aside (kept, named
+Damage: a file that is not a database, or fails SQLite's quick check (run at each start unless the
+file is exactly as a clean close left it), is moved aside (kept, named
 ``sessions.db.corrupt-<time>``) and a fresh one is started; the daemon logs both paths. A database
 that cannot be opened or written (permissions, a full disk) stops the daemon from starting with
 a message naming the file: silently starting empty would hide the user's sessions.
@@ -24,12 +25,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen_daemon.config import ensure_private_dir
+from qwen_daemon.config import ensure_private_dir, write_private_file
 from qwen_daemon.sessions.events import Backfill, Event, EventLog, EventSink
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ MIGRATIONS: list[str] = [
 #: ``(seq, type, ts, payload)``: an event as stored
 EventRow = tuple[int, str, str, str]
 
-SESSION_FIELDS = (
+SESSION_FIELDS: tuple[str, ...] = (
     "id",
     "cwd",
     "title",
@@ -80,10 +81,8 @@ SESSION_FIELDS = (
     "mode",
     "state",
     "failure",
-    "created_at",
-    "updated_at",
-    "closed_at",
 )
+SESSION_FIELDS += ("created_at", "updated_at", "closed_at")
 
 
 class StoreError(Exception):
@@ -139,10 +138,31 @@ class Store:
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # give the disk back after a burst
         return db
 
+    @property
+    def _clean_marker(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.clean")
+
+    def _left_by_clean_close(self) -> bool:
+        """Whether the file is as :meth:`close` left it: then the quick check can be skipped. It
+        reads every page (186 MB, 500k events: 2.2 s from a cold cache, at login), and a file no
+        one has touched since a clean close has nothing new for it to find. The marker goes
+        either way, so a crash from here on leaves none and the next start checks again."""
+        try:
+            recorded = self._clean_marker.read_text(encoding="ascii").split()
+            self._clean_marker.unlink()
+            stat = self.path.stat()
+        except OSError:
+            return False
+        wal = Path(f"{self.path}-wal")
+        return recorded == [str(stat.st_size), str(stat.st_mtime_ns)] and (
+            not wal.exists() or wal.stat().st_size == 0
+        )
+
     def _open(self) -> sqlite3.Connection:
         try:
+            clean = self._left_by_clean_close()
             db = self._connect()
-            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            if not clean and db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 db.close()
                 raise sqlite3.DatabaseError("quick_check failed")
         except sqlite3.DatabaseError as exc:
@@ -204,9 +224,16 @@ class Store:
 
     def close(self) -> None:
         self.flush()
-        with self._checkpoint_lock, contextlib.suppress(sqlite3.Error):
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.close()
+        try:
+            with self._checkpoint_lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+            stat = self.path.stat()
+            write_private_file(self._clean_marker, f"{stat.st_size} {stat.st_mtime_ns}\n")
+        except (sqlite3.Error, OSError) as exc:  # no marker: the next start runs the quick check
+            log.warning("closing %s: %s", self.path, exc)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
 
     # --- writes (queued) ----------------------------------------------------------------------
 
@@ -286,6 +313,15 @@ class Store:
             args += (limit,)
         return list(self._db.execute(sql, args))
 
+    def last_turn_event(self, session_id: str) -> EventRow | None:
+        """The session's newest ``turn_started`` or ``turn_ended`` event, however far back."""
+        row: EventRow | None = self._db.execute(
+            "SELECT seq, type, ts, payload FROM events WHERE session_id = ?"
+            " AND type IN ('turn_started', 'turn_ended') ORDER BY seq DESC LIMIT 1",
+            (session_id,),
+        ).fetchone()
+        return row
+
     def tail_events(self, session_id: str, count: int) -> list[EventRow]:
         rows = self._db.execute(
             "SELECT seq, type, ts, payload FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
@@ -336,10 +372,6 @@ def prune_offline(path: Path, older_than_days: float) -> list[str]:
 def _is_corruption(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("not a database", "malformed", "corrupt", "quick_check"))
-
-
-def decode_rows(rows: Iterable[tuple[int, str, str]]) -> list[tuple[int, str, dict[str, Any], str]]:
-    return [(seq, type_, json.loads(payload), payload) for seq, type_, payload in rows]
 
 
 class Persistence:

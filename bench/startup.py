@@ -11,11 +11,13 @@ process tree (it pre-starts one ``qwen --acp`` child for its primary workspace).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
 
 from common import (
+    Home,
     isolated_home,
     load_average,
     median,
@@ -29,6 +31,7 @@ from common import (
     tree_rss_kib,
 )
 
+from qwen_daemon.sessions.store import SessionRecord, Store
 from tests.support.fake_openai import running_fake_openai
 
 SETTLE = 2.0
@@ -76,6 +79,48 @@ def measure(runs: int) -> dict[str, float]:
     }
 
 
+#: a heavy user's history: 50 sessions of 10,000 events each (~190 MB with the daemon's schema)
+BIG_SESSIONS, BIG_EVENTS = 50, 10_000
+
+
+def fill_database(home: Home) -> float:
+    """Store BIG_SESSIONS sessions of BIG_EVENTS events each through the daemon's Store;
+    returns the file's size (MiB)."""
+    path = home.root / "s" / "qwen-daemon" / "sessions.db"
+    store = Store(path)
+    text = "x" * 200
+    for n in range(BIG_SESSIONS):
+        sid = f"big-{n:02d}"
+        stamp = "2026-01-01T00:00:00.000Z"
+        record = SessionRecord(sid, "/w", sid, "qwen", None, None, "idle", None, stamp, stamp, None)
+        store.save_session(record)
+        for seq in range(1, BIG_EVENTS + 1):  # turns of 100 events: started, 98 chunks, ended
+            kind = {1: "turn_started", 0: "turn_ended"}.get(seq % 100, "agent_message_chunk")
+            payload = json.dumps({"seq": seq, "type": kind, "ts": stamp, "text": text})
+            store.add_event(sid, seq, kind, stamp, payload)
+        store.flush()
+    store.close()
+    return path.stat().st_size / 2**20
+
+
+def measure_big(runs: int) -> dict[str, float]:
+    """Start → ready over a big database: after an unclean stop (the quick check reads every
+    page) and after a clean one (the file is as the stop left it: no check)."""
+    unclean, clean = [], []
+    with isolated_home() as home:
+        size = fill_database(home)
+        marker = home.root / "s" / "qwen-daemon" / "sessions.db.clean"
+        for _ in range(runs):
+            marker.unlink(missing_ok=True)  # what a kill -9 leaves: no marker
+            daemon = start_our_daemon(home)
+            stop_our_daemon(home, daemon)
+            unclean.append(daemon.health_seconds * 1000)
+            daemon = start_our_daemon(home)
+            stop_our_daemon(home, daemon)
+            clean.append(daemon.health_seconds * 1000)
+    return {"db_mib": size, "unclean_ms": median(unclean), "clean_ms": median(clean), "runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -112,6 +157,13 @@ def main() -> None:
     print(
         f"floor: the interpreter alone {r['python_ms']:.0f} ms; "
         f"importing asyncio + Tornado's server modules {r['python_tornado_ms']:.0f} ms"
+    )
+    big = measure_big(3)
+    r["big_database"] = big
+    print(
+        f"start → /health over {BIG_SESSIONS * BIG_EVENTS:,} stored events ({big['db_mib']:.0f} MiB), "
+        f"medians of {big['runs']}: after a clean stop {big['clean_ms']:.0f} ms; "
+        f"after an unclean one (quick check) {big['unclean_ms']:.0f} ms"
     )
     save_results("startup", r)
 

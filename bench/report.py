@@ -52,8 +52,11 @@ What remains, and why (measured, not guessed):
   made the whole parser tree ~10 ms); no editable-install import hook (~20 ms); the faster
   interpreter. Not done: reporting READY before Tornado is imported (the port would accept before
   the server can answer), or forking a speculative daemon before `start` has checked anything.
-- **relay p99 at 50 sessions.** Two causes moved it. Garbage collection pauses are gone (above).
-  What is left is the disk: at 2,500 events/s each event is its own small commit (~9 KiB of WAL),
+- **relay p99 at 50 sessions.** The bench's 50 sessions stream in step (each turn starts at the
+  same moment and paces 20 ms), so every 20 ms 50 updates arrive at once and the p99 is about the
+  time to take in, commit (one transaction, ~0.8 ms for the 50: a stand-alone reproduction) and
+  send all 50: 4-5 ms on a quiet machine, more whenever the shared VM slows the CPU or the disk.
+  Garbage collection pauses, which added 20-85 ms, are gone (above). The disk: at 2,500 events/s each event is its own small commit (~9 KiB of WAL),
   and while a checkpoint's `fdatasync` runs, the event loop's own WAL `pwrite`s wait (13-18 ms in
   a stand-alone reproduction); events are published only after their commit, so they wait too.
   Small checkpoints often, with a short hold every 4,000 rows, measured best. When other tenants

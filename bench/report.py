@@ -38,7 +38,6 @@ OPTIMIZATIONS = """## What was optimized (profile first: py-spy on the daemon du
 | WAL checkpoints every 1,000 rows beside live commits, plus every 4,000 rows one right behind that holds commits so the WAL starts over (under a continuous stream it never did: it grew without bound) | 17,500-21,500 | 25-27 | 0.9-1.1 / 11-14 (it was 27-29 with the hold at any moment) |
 | the venv on Debian's `/usr/bin/python3` 3.11.2 instead of the pyenv 3.11.7 build `python3` resolved to (same machine, back to back; start → ready 248 → 166 ms) | 25,494 → 30,907 | 18 → 18 | 0.46 / 25.3 → 0.56 / 13.8 (medians of 3 runs) |
 | event history kept as plain tuples, which the garbage collector stops tracking, and `gc.freeze()` after start-up and after the ACP SDK import: full collections had scanned every kept event and ~50k start-up objects, 20-85 ms each (logged with `gc.callbacks`), pausing every stream | 41,436 | 20 | 0.47 / 4.6 (runs 4.1-4.9) |
-
 | start over a 193 MiB history (50 sessions of 10,000 events): restored sessions keep 100 events in memory (older ones come from the store, as they already did past the window), and the interrupted-turn check asks the store; SQLite's quick check skipped when the file is exactly as a clean close left it | | | start → `/health`: 1,439 → 240 ms (clean stop), 1,653 → 496 ms (after `kill -9`) |
 
 What remains, and why (measured, not guessed):
@@ -53,10 +52,13 @@ What remains, and why (measured, not guessed):
   interpreter. Not done: reporting READY before Tornado is imported (the port would accept before
   the server can answer), or forking a speculative daemon before `start` has checked anything.
 - **relay p99 at 50 sessions.** The bench's 50 sessions stream in step (each turn starts at the
-  same moment and paces 20 ms), so every 20 ms 50 updates arrive at once and the p99 is about the
-  time to take in, commit (one transaction, ~0.8 ms for the 50: a stand-alone reproduction) and
-  send all 50: 4-5 ms on a quiet machine, more whenever the shared VM slows the CPU or the disk.
-  Garbage collection pauses, which added 20-85 ms, are gone (above). The disk: at 2,500 events/s each event is its own small commit (~9 KiB of WAL),
+  same moment and paces 20 ms), so every 20 ms 50 updates arrive together and the p99 is about
+  the time to take in, commit and send all 50. The agent writes a line at a time, so nearly every
+  event gets a commit of its own (counted: 26k commits for 28k events): 4-5 ms for the 50 on a
+  quiet machine, more whenever the shared VM slows the CPU or the disk. Garbage collection
+  pauses, which added 20-85 ms, are gone (above). Tried and reverted: group commit (at most one
+  commit per 0.5 ms): the p99 did not improve and the p50 went to 1.0-1.4 ms, as asyncio's
+  timers wake on whole milliseconds. The disk: at 2,500 events/s each event is its own small commit (~9 KiB of WAL),
   and while a checkpoint's `fdatasync` runs, the event loop's own WAL `pwrite`s wait (13-18 ms in
   a stand-alone reproduction); events are published only after their commit, so they wait too.
   Small checkpoints often, with a short hold every 4,000 rows, measured best. When other tenants

@@ -47,7 +47,7 @@ from qwen_daemon.config import Settings
 from qwen_daemon.errors import AgentFailed, BadRequest, LimitReached, SessionNotFound, ShuttingDown
 from qwen_daemon.sessions.events import Event
 from qwen_daemon.sessions.session import Session, mode_ids, require_offered
-from qwen_daemon.sessions.store import EventRow, Persistence, SessionRecord, Store
+from qwen_daemon.sessions.store import Persistence, SessionRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class SessionManager:
         session.created_at, session.updated_at = record.created_at, record.updated_at
         session.agent_session_id, session.mode = record.agent_session_id, record.mode
         session.state, session.failure, session.closed_at = record.state, record.failure, record.closed_at  # type: ignore[assignment]
-        interrupted = _open_turn(self.persist.store.last_turn_event(record.id))
+        interrupted = _open_turn(self.persist.last_turn_event(record.id))
         session.recover(interrupted, self.persist.store.permissions(record.id, "pending"))
         self.sessions[session.id] = session
 
@@ -459,8 +459,8 @@ def memory_is_short() -> bool:
     return False
 
 
-def _open_turn(last: EventRow | None) -> str | None:
+def _open_turn(last: Event | None) -> str | None:
     """The prompt id of a turn that started but never ended (the daemon died during it)."""
-    if last is None or last[1] != "turn_started":
+    if last is None or last.type != "turn_started":
         return None
-    return str(Event(*last).data.get("prompt_id"))
+    return str(last.data.get("prompt_id"))

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +72,6 @@ MIGRATIONS: list[str] = [
 #: ``(seq, type, ts, payload)``: an event as stored
 EventRow = tuple[int, str, str, str]
 
-SESSION_FIELDS: tuple[str, ...] = (
-    "id",
-    "cwd",
-    "title",
-    "agent",
-    "agent_session_id",
-    "mode",
-    "state",
-    "failure",
-)
-SESSION_FIELDS += ("created_at", "updated_at", "closed_at")
-
 
 class StoreError(Exception):
     """The database cannot be used; the message names the file and what is wrong."""
@@ -104,6 +92,10 @@ class SessionRecord:
     closed_at: float | None
 
 
+#: the sessions table's columns, in the order SessionRecord takes them
+SESSION_FIELDS = tuple(f.name for f in fields(SessionRecord))
+
+
 #: bytes the WAL file is cut back to whenever SQLite restarts it after a checkpoint
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
 
@@ -119,8 +111,6 @@ class Store:
         self._events: list[tuple[str, int, str, str, str]] = []
         self._writes: list[tuple[str, tuple[Any, ...]]] = []
         self._after_commit: list[Callable[[], None]] = []
-        #: events committed since the last checkpoint; Persistence starts one past a threshold
-        self.uncheckpointed = 0
         self._checkpoint_lock = threading.Lock()
 
     # --- opening ------------------------------------------------------------------------------
@@ -286,7 +276,6 @@ class Store:
                 db.execute(sql, args)
             db.execute("COMMIT")
             rows = len(events) + len(writes)
-            self.uncheckpointed += rows
         except sqlite3.Error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -399,6 +388,7 @@ class Persistence:
         self._dirty: dict[str, Callable[[], SessionRecord]] = {}
         self._scheduled = False
         self._checkpointing: asyncio.Future[None] | None = None
+        self._uncheckpointed = 0  # rows committed since the last checkpoint started
         self._since_restart = 0  # rows committed since the WAL last started over
         self._holding = False  # commits wait for the running checkpoint (see RESTART_ROWS)
         self._closed = False
@@ -422,6 +412,10 @@ class Persistence:
     def history(self, session_id: str, count: int) -> list[Event]:
         rows = self.store.tail_events(session_id, count)
         return [Event(*row) for row in rows]
+
+    def last_turn_event(self, session_id: str) -> Event | None:
+        row = self.store.last_turn_event(session_id)
+        return None if row is None else Event(*row)
 
     def session_changed(self, session_id: str, snapshot: Callable[[], SessionRecord]) -> None:
         self._dirty[session_id] = snapshot
@@ -462,6 +456,7 @@ class Persistence:
             with contextlib.suppress(RuntimeError):  # no running loop: the caller retries
                 self._schedule(self.RETRY_SECONDS)
             return
+        self._uncheckpointed += rows
         self._since_restart += rows
         for event_log in logs:
             event_log.publish()
@@ -470,14 +465,14 @@ class Persistence:
     def _maybe_checkpoint(self, hold: bool = False) -> None:
         if self._checkpointing is not None or self._closed:
             return
-        if not hold and self.store.uncheckpointed < self.CHECKPOINT_ROWS:
+        if not hold and self._uncheckpointed < self.CHECKPOINT_ROWS:
             return
         try:
             loop = asyncio.get_running_loop()
             self._checkpointing = loop.run_in_executor(None, self.store.checkpoint)
         except RuntimeError:  # no running loop, or closing: the store's close() checkpoints
             return
-        self.store.uncheckpointed = 0
+        self._uncheckpointed = 0
         self._holding = hold
         self._checkpointing.add_done_callback(self._checkpoint_done)
 

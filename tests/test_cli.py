@@ -248,10 +248,11 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 
 def test_commands_names_every_subcommand_and_each_parser_builds_alone() -> None:
-    """``main`` builds only the named subcommand's parser, so COMMANDS must list every one."""
+    """``main`` builds only the named subcommand's parser: each must build alone, under its name."""
     import argparse
 
-    from qwen_daemon.cli import COMMANDS, build_parser
+    from qwen_daemon.cli import SUBCOMMANDS as COMMANDS
+    from qwen_daemon.cli import build_parser
 
     def subcommands(parser: argparse.ArgumentParser) -> list[str]:
         action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

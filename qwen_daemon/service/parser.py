@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from qwen_daemon.service import MANAGERS
 
 
-def add_service_parsers(sub: Any, wanted: Callable[[str], bool]) -> None:
-    """Add ``service`` and ``logs`` to the CLI's subcommands, those ``wanted`` says."""
-    if wanted("service"):
-        _add_service(sub)
-    if wanted("logs"):
-        _add_logs(sub)
-
-
-def _add_service(sub: Any) -> None:
+def add_service(sub: Any) -> None:
+    """Add ``service`` to the CLI's subcommands."""
     service = sub.add_parser(
         "service",
         help="install the daemon as a systemd user service or a LaunchAgent",
@@ -52,7 +44,8 @@ def _add_service(sub: Any) -> None:
         )
 
 
-def _add_logs(sub: Any) -> None:
+def add_logs(sub: Any) -> None:
+    """Add ``logs`` to the CLI's subcommands."""
     logs = sub.add_parser(
         "logs",
         help="show the daemon's log",

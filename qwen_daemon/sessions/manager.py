@@ -46,8 +46,9 @@ from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spe
 from qwen_daemon.config import Settings
 from qwen_daemon.errors import AgentFailed, BadRequest, LimitReached, SessionNotFound, ShuttingDown
 from qwen_daemon.sessions.events import Event
+from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.session import Session, mode_ids, require_offered
-from qwen_daemon.sessions.store import Persistence, SessionRecord, Store
+from qwen_daemon.sessions.store import SessionRecord, Store
 
 log = logging.getLogger(__name__)
 

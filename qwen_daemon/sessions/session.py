@@ -43,7 +43,8 @@ from qwen_daemon.errors import (
     SessionFailed,
 )
 from qwen_daemon.sessions.events import Event, EventLog, utc_now
-from qwen_daemon.sessions.store import Persistence, SessionRecord
+from qwen_daemon.sessions.persistence import Persistence
+from qwen_daemon.sessions.store import SessionRecord
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 Durability rule: an event is committed before any client sees it. Events appended during one
 turn of the event loop are written in one transaction at the end of that turn (``call_soon``), and
-only then published to subscribers, HTTP readers and WebSockets. With WAL and
+only then published to subscribers, HTTP readers and WebSockets (that, and when checkpoints run:
+:mod:`qwen_daemon.sessions.persistence`). With WAL and
 ``synchronous=NORMAL`` a committed event survives a crash or ``kill -9`` of the daemon (it is in
 the OS's hands); a power cut can lose the last moments, never corrupt the file.
 
@@ -17,7 +18,6 @@ Schema changes go through :data:`MIGRATIONS`, applied in order and recorded in `
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from qwen_daemon.config import ensure_private_dir, write_private_file
-from qwen_daemon.sessions.events import Backfill, Event, EventLog, EventSink
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,7 @@ class Store:
         self._writes: list[tuple[str, tuple[Any, ...]]] = []
         self._after_commit: list[Callable[[], None]] = []
         self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -195,27 +195,53 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> int | None:
         """Copy the WAL into the database file (PASSIVE: never blocks writers). Thread-safe.
 
-        Why a separate connection in a worker thread: a checkpoint fsyncs, and an fsync on a busy
-        disk can take tens of milliseconds, which on the event loop would stall every stream.
+        Returns the frames the WAL held when it began (how far the WAL has grown since it last
+        started over), or None when it could not run. Why a connection of its own, used in a
+        worker thread: a checkpoint fsyncs, and an fsync on a busy disk can take tens of
+        milliseconds, which on the event loop would stall every stream.
         """
         with self._checkpoint_lock:
             try:
-                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                try:
-                    db.execute("PRAGMA busy_timeout=5000")
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                finally:
-                    db.close()
+                if self._checkpointer is None:
+                    self._checkpointer = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False
+                    )
+                    self._checkpointer.execute("PRAGMA busy_timeout=5000")
+                (row,) = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except sqlite3.Error as exc:
                 log.warning("cannot checkpoint %s: %s", self.path, exc)
+                return None
+        return int(row[1])
+
+    def sync(self) -> None:
+        """Write the WAL's and the database file's dirty pages to disk (``fdatasync``). Thread-safe.
+
+        Why: a checkpoint's own fsyncs then find little left to write. That matters for the one
+        that holds commits (see :class:`Persistence`): what it has to flush is what every held
+        event waits for.
+        """
+        for name in (f"{self.path}-wal", str(self.path)):
+            try:
+                fd = os.open(name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                log.warning("cannot sync %s: %s", name, exc)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         self.flush()
         try:
             with self._checkpoint_lock:
+                if self._checkpointer is not None:
+                    self._checkpointer.close()
+                    self._checkpointer = None
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             stat = self.path.stat()
@@ -361,137 +387,3 @@ def prune_offline(path: Path, older_than_days: float) -> list[str]:
 def _is_corruption(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("not a database", "malformed", "corrupt", "quick_check"))
-
-
-class Persistence:
-    """Glue between live sessions and the store: one transaction per event-loop turn.
-
-    Everything queued while the loop runs one turn (events of every session, session rows,
-    permission rows) is committed by a single ``call_soon`` callback; then the event logs that
-    were waiting publish to their clients. A failed commit keeps everything queued, logs the
-    reason, and retries a second later: clients see nothing they could lose.
-    """
-
-    RETRY_SECONDS = 1.0
-    #: committed rows after which a PASSIVE checkpoint starts in a worker thread, commits going
-    #: on meanwhile. Small and frequent on purpose: a checkpoint's fsync makes the loop's own WAL
-    #: writes wait (13-18 ms seen for a 30 MB one), and that wait grows with the checkpoint.
-    CHECKPOINT_ROWS = 1000
-    #: rows after which the next checkpoint holds commits until it is done. Why: SQLite starts the
-    #: WAL over only when a write finds every frame checkpointed, which never happens while
-    #: commits overlap every checkpoint; without a hold the WAL grows for as long as streams run.
-    RESTART_ROWS = 4000
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._waiting_logs: list[EventLog] = []
-        self._dirty: dict[str, Callable[[], SessionRecord]] = {}
-        self._scheduled = False
-        self._checkpointing: asyncio.Future[None] | None = None
-        self._uncheckpointed = 0  # rows committed since the last checkpoint started
-        self._since_restart = 0  # rows committed since the WAL last started over
-        self._holding = False  # commits wait for the running checkpoint (see RESTART_ROWS)
-        self._closed = False
-
-    def sink_for(self, session_id: str) -> EventSink:
-        def sink(log: EventLog, event: Event) -> None:
-            self.store.add_event(session_id, event.seq, event.type, event.ts, event.json)
-            if not self._waiting_logs or self._waiting_logs[-1] is not log:
-                self._waiting_logs.append(log)
-            self._schedule()
-
-        return sink
-
-    def backfill_for(self, session_id: str) -> Backfill:
-        def backfill(after: int, through: int) -> list[Event]:
-            rows = self.store.events(session_id, after, limit=max(0, through - after))
-            return [Event(*row) for row in rows]
-
-        return backfill
-
-    def history(self, session_id: str, count: int) -> list[Event]:
-        rows = self.store.tail_events(session_id, count)
-        return [Event(*row) for row in rows]
-
-    def last_turn_event(self, session_id: str) -> Event | None:
-        row = self.store.last_turn_event(session_id)
-        return None if row is None else Event(*row)
-
-    def session_changed(self, session_id: str, snapshot: Callable[[], SessionRecord]) -> None:
-        self._dirty[session_id] = snapshot
-        self._schedule()
-
-    def permission(self, session_id: str, request_id: str, payload: dict[str, Any], status: str) -> None:
-        self.store.save_permission(session_id, request_id, payload, status)
-        self._schedule()
-
-    def delete(self, session_id: str) -> None:
-        self._dirty.pop(session_id, None)
-        self.store.delete_session(session_id)
-        self._schedule()
-
-    def _schedule(self, delay: float = 0.0) -> None:
-        if not self._scheduled and not self._closed:
-            self._scheduled = True
-            loop = asyncio.get_running_loop()
-            if delay:
-                loop.call_later(delay, self.flush)
-            else:
-                loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Commit what is queued, then publish the waiting events. Safe to call any time."""
-        if self._holding or self._closed:  # _scheduled stays set; _checkpoint_done flushes
-            return
-        self._scheduled = False
-        for snapshot in self._dirty.values():
-            self.store.save_session(snapshot())
-        self._dirty.clear()
-        logs, self._waiting_logs = self._waiting_logs, []
-        try:
-            rows = self.store.flush()
-        except sqlite3.Error as exc:
-            log.error("cannot write the session database %s: %s (retrying)", self.store.path, exc)
-            self._waiting_logs = logs + self._waiting_logs
-            with contextlib.suppress(RuntimeError):  # no running loop: the caller retries
-                self._schedule(self.RETRY_SECONDS)
-            return
-        self._uncheckpointed += rows
-        self._since_restart += rows
-        for event_log in logs:
-            event_log.publish()
-        self._maybe_checkpoint()
-
-    def _maybe_checkpoint(self, hold: bool = False) -> None:
-        if self._checkpointing is not None or self._closed:
-            return
-        if not hold and self._uncheckpointed < self.CHECKPOINT_ROWS:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-            self._checkpointing = loop.run_in_executor(None, self.store.checkpoint)
-        except RuntimeError:  # no running loop, or closing: the store's close() checkpoints
-            return
-        self._uncheckpointed = 0
-        self._holding = hold
-        self._checkpointing.add_done_callback(self._checkpoint_done)
-
-    def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
-        self._checkpointing = None
-        if self._holding:  # every frame is in the database now: the next commit restarts the WAL
-            self._holding = False
-            self._since_restart = 0
-            if self._scheduled:
-                self.flush()
-        elif self._since_restart >= self.RESTART_ROWS:
-            # right behind a passive checkpoint little is left to copy, so the hold is short
-            self._maybe_checkpoint(hold=True)
-        else:
-            self._maybe_checkpoint()  # rows committed while it ran may already make the next due
-
-    def close(self) -> None:
-        """Commit what is queued and close the store; later writes are dropped (shutdown)."""
-        self._holding = False  # store.close() waits for a running checkpoint (its lock)
-        self.flush()
-        self._closed = True
-        self.store.close()

@@ -1,0 +1,196 @@
+"""Persistence: commit, then publish; checkpoints at pauses, catch-up, and the holding bound."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from qwen_daemon.sessions.events import EventLog
+from qwen_daemon.sessions.persistence import Persistence
+from qwen_daemon.sessions.store import Store
+from tests.support.probe import until
+
+
+class GatedStore(Store):
+    """A real store whose checkpoints each wait for one ``gate.release()`` (so a test can look at
+    what happens while one is in flight) and report ``frames`` as the WAL's length."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Semaphore(0)
+        self.frames = 0
+        self.started: list[int] = []  # committed events when each checkpoint began
+        self.syncs = 0
+
+    def checkpoint(self) -> int | None:
+        self.started.append(len(self.events("s1")))
+        assert self.gate.acquire(timeout=10), "the test never opened the gate"
+        super().checkpoint()
+        return self.frames
+
+    def sync(self) -> None:
+        self.syncs += 1
+        super().sync()
+
+
+def gated(tmp_path: Path, **policy: float) -> tuple[Persistence, GatedStore, EventLog]:
+    store = GatedStore(tmp_path / "sessions.db")
+    persist = Persistence(store)
+    persist.CHECKPOINT_ROWS = 5
+    for name, value in policy.items():
+        setattr(persist, name, value)
+    return persist, store, EventLog(sink=persist.sink_for("s1"))
+
+
+async def append(log: EventLog, count: int, pause: float = 0.0) -> None:
+    """``count`` events, each committed in its own loop turn, ``pause`` seconds apart."""
+    for _ in range(count):
+        log.append("agent_message_chunk", text="x")
+        await asyncio.sleep(pause)
+
+
+def test_events_publish_only_once_committed(tmp_path: Path) -> None:
+    async def main() -> None:
+        persist = Persistence(Store(tmp_path / "sessions.db"))
+        log = EventLog(sink=persist.sink_for("s1"))
+        log.append("agent_message_chunk", text="x")
+        assert log.last_seq == 0 and persist.store.events("s1") == []
+        await asyncio.sleep(0)
+        assert log.last_seq == 1 and len(persist.store.events("s1")) == 1
+        persist.close()
+
+    asyncio.run(main())
+
+
+def test_a_due_checkpoint_waits_for_a_pause_then_runs_beside_commits(tmp_path: Path) -> None:
+    """Due after CHECKPOINT_ROWS, it starts only once commits pause; commits made while it runs
+    are published at once (it holds nobody)."""
+
+    async def main() -> None:
+        persist, store, log = gated(tmp_path, QUIET_SECONDS=0.05, DUE_SECONDS=30)
+        await append(log, 5)
+        await append(log, 20, pause=0.01)  # a stream with no 50 ms pause in it
+        assert store.started == [], "a checkpoint started while the stream ran"
+        await until(lambda: store.started == [25])  # the stream stopped: it starts
+        await append(log, 3)
+        assert log.last_seq == 28, "events waited for a checkpoint that does not need them to"
+        store.gate.release()
+        await until(lambda: persist._checkpointing is None)
+        assert persist.stats == {"checkpoints": 1, "catch_ups": 0, "overdue": 0, "holds": 0}
+        persist.close()
+
+    asyncio.run(main())
+
+
+def test_on_a_stream_with_no_pause_an_overdue_checkpoint_starts_anyway(tmp_path: Path) -> None:
+    async def main() -> None:
+        persist, store, log = gated(tmp_path, QUIET_SECONDS=0.05, DUE_SECONDS=0.1)
+        await append(log, 5)
+        streaming = asyncio.create_task(append(log, 1000, pause=0.005))
+        await until(lambda: store.started != [])
+        assert not streaming.done() and persist.stats["overdue"] == 1
+        streaming.cancel()
+        store.gate.release()
+        await until(lambda: persist._checkpointing is None)
+        persist.close()
+
+    asyncio.run(main())
+
+
+def test_a_checkpoint_that_ran_beside_commits_is_followed_by_a_catch_up(tmp_path: Path) -> None:
+    """Past CATCHUP_FRAMES, a checkpoint that may have missed frames committed while it ran is
+    followed by another at the next pause; one that ran alone is not."""
+
+    async def main() -> None:
+        persist, store, log = gated(tmp_path, QUIET_SECONDS=0.01, CATCHUP_FRAMES=100)
+        store.frames = 150
+        await append(log, 5)
+        await until(lambda: store.started == [5])
+        await append(log, 2)  # committed beside it
+        store.gate.release()
+        await until(lambda: store.started == [5, 7])  # the catch-up
+        store.gate.release()  # it ran alone: nothing follows
+        await until(lambda: persist._checkpointing is None)
+        await asyncio.sleep(0.05)
+        assert store.started == [5, 7] and persist.stats["catch_ups"] == 1
+        assert persist.stats["holds"] == 0 and log.last_seq == 7
+        persist.close()
+
+    asyncio.run(main())
+
+
+def test_past_hold_frames_the_wal_is_synced_then_a_checkpoint_holds_commits(tmp_path: Path) -> None:
+    """The bound for a stream that never pauses: the dirty pages are synced beside live commits,
+    then the next checkpoint holds commits until it is done (events stay unpublished meanwhile,
+    nothing is lost), so every frame is copied and the WAL can start over."""
+
+    async def main() -> None:
+        persist, store, log = gated(tmp_path, QUIET_SECONDS=0.01, HOLD_FRAMES=100)
+        store.frames = 150
+        await append(log, 5)
+        await until(lambda: store.started == [5])
+        await append(log, 3)
+        assert log.last_seq == 8, "the first checkpoint held commits"
+        store.gate.release()
+        await until(lambda: store.started == [5, 8])  # the holding one, after a sync
+        assert store.syncs == 1 and persist.stats["holds"] == 1
+        await append(log, 2)
+        assert log.last_seq == 8 and len(store.events("s1")) == 8, "commits were not held"
+        store.gate.release()
+        await until(lambda: log.last_seq == 10)
+        assert len(store.events("s1")) == 10
+        await until(lambda: persist._checkpointing is None)
+        persist.close()
+
+    asyncio.run(main())
+
+
+def _wal_size(store: Store) -> int:
+    return Path(f"{store.path}-wal").stat().st_size
+
+
+def test_the_wal_stays_bounded_under_a_stream_that_never_pauses(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = Store(tmp_path / "sessions.db")
+        persist = Persistence(store)
+        persist.CHECKPOINT_ROWS, persist.CATCHUP_FRAMES, persist.HOLD_FRAMES = 50, 100, 400
+        persist.DUE_SECONDS = 0.01
+        logs = [EventLog(sink=persist.sink_for(f"s{i}")) for i in range(20)]
+        largest = 0
+        for n in range(3000):  # one small commit per loop turn, 20 sessions interleaved
+            logs[n % 20].append("agent_message_chunk", text="x" * 200)
+            await asyncio.sleep(0)
+            largest = max(largest, _wal_size(store))
+        await until(lambda: persist._checkpointing is None)
+        assert persist.stats["holds"] >= 1
+        persist.close()
+        # 3,000 single-event commits write ~25 MB of WAL frames; restarts keep the file at a few
+        assert largest < 8 * 1024 * 1024, f"the WAL grew to {largest / 2**20:.1f} MiB"
+
+    asyncio.run(main())
+
+
+def test_between_bursts_the_wal_starts_over_without_holding_anyone(tmp_path: Path) -> None:
+    """Agents write in bursts (a reply's chunks, then the model thinks): checkpoints run in the
+    pauses, catch up, and the WAL starts over with no hold, so no stream ever waits for one."""
+
+    async def main() -> None:
+        store = Store(tmp_path / "sessions.db")
+        persist = Persistence(store)
+        persist.CHECKPOINT_ROWS, persist.CATCHUP_FRAMES, persist.HOLD_FRAMES = 100, 100, 1000
+        logs = [EventLog(sink=persist.sink_for(f"s{i}")) for i in range(20)]
+        largest = 0
+        for _ in range(60):  # 60 bursts of 40 commits, 30 ms apart: 2,400 commits, ~25 MB
+            for n in range(40):
+                logs[n % 20].append("agent_message_chunk", text="x" * 200)
+                await asyncio.sleep(0)
+            largest = max(largest, _wal_size(store))
+            await asyncio.sleep(0.03)
+        await until(lambda: persist._checkpointing is None)
+        assert persist.stats["checkpoints"] >= 10
+        assert persist.stats["holds"] == 0 and persist.stats["overdue"] == 0, persist.stats
+        persist.close()
+        assert largest < 6 * 1024 * 1024, f"the WAL grew to {largest / 2**20:.1f} MiB"
+
+    asyncio.run(main())

@@ -7,7 +7,10 @@ machine can compute agent-write → client-receive latency from its own clock.
 
 Prompt text (one command):
 
-``pace <N> <interval_ms>``  N agent_message_chunk updates, one every interval (a thread per turn)
+``pace <N> <interval_ms>``  N agent_message_chunk updates, one every interval (one pacing thread
+                           serves every paced turn, so 50 turns due at once are written one
+                           right after another, each stamped just before its own write, not 50
+                           threads queueing for the interpreter lock between stamp and write)
 ``burst <N>``              N chunks as fast as the pipe takes them (written in batches of 100)
 anything else              one chunk ``ok``
 
@@ -16,6 +19,8 @@ It advertises two modes (``default`` and ``plan``) and honours ``session/set_mod
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import sys
 import threading
@@ -24,6 +29,10 @@ from typing import Any
 
 _out_lock = threading.Lock()
 _sessions: dict[str, str] = {}  # session id → mode id
+#: paced turns: (due time, tie-breaker, session id, chunks left, interval, prompt request id)
+_paced: list[tuple[float, int, str, int, float, Any]] = []
+_paced_cv = threading.Condition()
+_order = itertools.count()
 MODES = [{"id": "default", "name": "Default"}, {"id": "plan", "name": "Plan"}]
 
 
@@ -48,18 +57,40 @@ def _chunk(session_id: str, text: str) -> str:
     )
 
 
+def _pacer() -> None:
+    """Write every paced turn's chunks at their due times, oldest due first."""
+    while True:
+        with _paced_cv:
+            while not _paced:
+                _paced_cv.wait()
+            delay = _paced[0][0] - time.monotonic()
+            if delay > 0:
+                _paced_cv.wait(delay)
+                continue
+            due, _, session_id, left, interval, request_id = heapq.heappop(_paced)
+        _write([_chunk(session_id, "x")])
+        if left > 1:
+            with _paced_cv:
+                heapq.heappush(
+                    _paced, (due + interval, next(_order), session_id, left - 1, interval, request_id)
+                )
+        else:
+            _end_turn(request_id)
+
+
+def _end_turn(request_id: Any) -> None:
+    _write([_line({"jsonrpc": "2.0", "id": request_id, "result": {"stopReason": "end_turn"}})])
+
+
 def _turn(request_id: Any, session_id: str, text: str) -> None:
     words = text.split()
-    if len(words) == 3 and words[0] == "pace":
-        count, interval = int(words[1]), float(words[2]) / 1000.0
-        next_at = time.monotonic()
-        for _ in range(count):
-            _write([_chunk(session_id, "x")])
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    elif len(words) == 2 and words[0] == "burst":
+    if len(words) == 3 and words[0] == "pace" and int(words[1]) > 0:
+        with _paced_cv:
+            entry = (time.monotonic(), next(_order), session_id, int(words[1]), float(words[2]) / 1000.0)
+            heapq.heappush(_paced, (*entry, request_id))
+            _paced_cv.notify()
+        return
+    if len(words) == 2 and words[0] == "burst":
         remaining = int(words[1])
         while remaining > 0:
             batch = min(100, remaining)
@@ -67,7 +98,7 @@ def _turn(request_id: Any, session_id: str, text: str) -> None:
             remaining -= batch
     else:
         _write([_chunk(session_id, "ok")])
-    _write([_line({"jsonrpc": "2.0", "id": request_id, "result": {"stopReason": "end_turn"}})])
+    _end_turn(request_id)
 
 
 def _answer(request_id: Any, result: dict[str, Any]) -> None:
@@ -75,6 +106,7 @@ def _answer(request_id: Any, result: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    threading.Thread(target=_pacer, daemon=True).start()
     count = 0
     for raw in sys.stdin:
         message = json.loads(raw)

@@ -1,8 +1,14 @@
-"""A minimal asyncio WebSocket client for the benchmarks.
+"""A minimal asyncio WebSocket client for the benchmarks, with kernel receive timestamps.
 
 Why not Tornado's client: it costs tens of microseconds and a future per frame, which on a
 2-core machine would be measured as the daemon's latency. This one reads the socket in large
 chunks and splits frames with plain slicing (server frames are never masked).
+
+Why kernel timestamps (``SO_TIMESTAMPNS``): with 50 connections in one client process, the
+frame for the 50th is read only after the other 49 were handled, so "when the client read it"
+adds the client's own queueing to the daemon's figure. Each read here also returns the time the
+kernel put the data in this socket's receive queue (the newest data's, for the whole read), i.e.
+when the daemon's write reached the client. :meth:`RawWebSocket.frames` keeps both times.
 """
 
 from __future__ import annotations
@@ -10,38 +16,79 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
+import time
+
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux
+#: Linux's option (and control message) number; Python's socket module does not export it
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 class RawWebSocket:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.buffer = b""
+        self.kernel_ns = 0  # kernel receipt of the newest data returned by frames()
+        self.read_ns = 0  # when this process read it
 
     @classmethod
     async def connect(cls, host: str, port: int, path: str, token: str) -> RawWebSocket:
-        reader, writer = await asyncio.open_connection(host, port, limit=2**24)
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        await loop.sock_connect(sock, (host, port))
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Authorization: Bearer {token}\r\n\r\n"
-            ).encode()
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
         )
-        head = await reader.readuntil(b"\r\n\r\n")
+        await loop.sock_sendall(sock, request.encode())
+        conn = cls(sock)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = await conn._recv()
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            head += data
+        head, _, conn.buffer = head.partition(b"\r\n\r\n")
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise RuntimeError(f"handshake refused: {head[:200]!r}")
-        return cls(reader, writer)
+        return conn
+
+    async def _recv(self) -> bytes:
+        """One read (waiting for data); records its kernel and read timestamps."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data, ancillary, _flags, _addr = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(_TIMESPEC.size))
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_reader(self.sock.fileno(), ready.set_result, None)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(self.sock.fileno())
+                continue
+            self.read_ns = time.time_ns()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanos = _TIMESPEC.unpack_from(value)
+                    self.kernel_ns = seconds * 1_000_000_000 + nanos
+            return data
 
     async def frames(self) -> list[bytes]:
         """Every complete frame payload available now (waits for at least one)."""
         out: list[bytes] = []
         while not out:
-            chunk = await self.reader.read(1 << 20)
-            if not chunk:
-                raise ConnectionError("closed")
-            buf = self.buffer + chunk
+            buf = self.buffer
+            if len(buf) < 2 or not self._complete(buf):
+                chunk = await self._recv()
+                if not chunk:
+                    raise ConnectionError("closed")
+                buf += chunk
             pos = 0
             while len(buf) - pos >= 2:
                 size = buf[pos + 1] & 0x7F
@@ -63,6 +110,20 @@ class RawWebSocket:
             self.buffer = buf[pos:]
         return out
 
+    @staticmethod
+    def _complete(buf: bytes) -> bool:
+        """Whether ``buf`` starts with a whole frame (so no read is needed to return one)."""
+        size, head = buf[1] & 0x7F, 2
+        if size == 126:
+            if len(buf) < 4:
+                return False
+            size, head = struct.unpack_from("!H", buf, 2)[0], 4
+        elif size == 127:
+            if len(buf) < 10:
+                return False
+            size, head = struct.unpack_from("!Q", buf, 2)[0], 10
+        return len(buf) >= head + size
+
     def send_text(self, text: str) -> None:
         payload = text.encode()
         mask = os.urandom(4)
@@ -71,7 +132,7 @@ class RawWebSocket:
             struct.pack("!BB", 0x81, 0x80 | size) if size < 126 else struct.pack("!BBH", 0x81, 0xFE, size)
         )
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(header + mask + masked)
+        self.sock.send(header + mask + masked)  # a few bytes: the send buffer always takes them
 
     def close(self) -> None:
-        self.writer.close()
+        self.sock.close()

@@ -39,35 +39,41 @@ OPTIMIZATIONS = """## What was optimized (profile first: py-spy on the daemon du
 | the venv on Debian's `/usr/bin/python3` 3.11.2 instead of the pyenv 3.11.7 build `python3` resolved to (same machine, back to back; start → ready 248 → 166 ms) | 25,494 → 30,907 | 18 → 18 | 0.46 / 25.3 → 0.56 / 13.8 (medians of 3 runs) |
 | event history kept as plain tuples, which the garbage collector stops tracking, and `gc.freeze()` after start-up and after the ACP SDK import: full collections had scanned every kept event and ~50k start-up objects, 20-85 ms each (logged with `gc.callbacks`), pausing every stream | 41,436 | 20 | 0.47 / 4.6 (runs 4.1-4.9) |
 | start over a 193 MiB history (50 sessions of 10,000 events): restored sessions keep 100 events in memory (older ones come from the store, as they already did past the window), and the interrupted-turn check asks the store; SQLite's quick check skipped when the file is exactly as a clean close left it | | | start → `/health`: 1,439 → 240 ms (clean stop), 1,653 → 496 ms (after `kill -9`) |
+| bench agent: one pacing thread writes every paced session's chunks (its 50 threads had stamped a chunk, then queued for the interpreter lock); latency taken when the frame reaches the client's socket (kernel receive timestamp), the client's own read time kept beside it | | | same daemon, same hour: socket 1.06 / 14.6, read 1.50 / 18.3 (medians of 4 runs) |
+| checkpoints: with them switched off (experiment only) the p99 halved, 7.2 → 3.5 ms (medians of 6 runs, same hour): they were the tail. Now a due checkpoint waits for a pause in the commits (2 ms; at most 100 ms), one that had commits beside it is followed by a catch-up at the next pause so the WAL starts over without a hold, and commits are held only past 8,000 WAL frames, after a sync beside live commits | 17,408 → 19,580 | | 0.72 / 7.56 → 0.83 / 4.42 (medians of 8 runs, alternating builds; p99 runs 5.7-13.0 → 3.1-7.4) |
+| tried and reverted: commits in a writer thread (group commit with no timer: what arrives during one commit goes into the next) | 15,006 → 16,374 | | 1.55 / 14.4 → 2.68 / 14.2 (6 runs each, alternating): the hand-offs between the thread and the loop (interpreter lock, wake-ups) cost more than the commit they take off the loop |
 
 What remains, and why (measured, not guessed):
 
-- **start → ready.** The floor above (an interpreter importing only asyncio and Tornado's server
-  modules) takes most of the 150 ms by itself on this machine. On top of it: `start`'s own
-  imports (argparse, the HTTP client, platformdirs) before it forks, then the daemon's modules,
-  python-daemon's double fork, the database and the bind (~15-20 ms, strace timeline). Done:
-  bytecode compiled by `make install`; the TOML parser, `uuid`, the service backends and all but
-  the named subcommand's parser built or imported only when needed (argparse's gettext lookups
-  made the whole parser tree ~10 ms); no editable-install import hook (~20 ms); the faster
-  interpreter. Not done: reporting READY before Tornado is imported (the port would accept before
-  the server can answer), or forking a speculative daemon before `start` has checked anything.
-- **relay p99 at 50 sessions.** The bench's 50 sessions stream in step (each turn starts at the
-  same moment and paces 20 ms), so every 20 ms 50 updates arrive together and the p99 is about
-  the time to take in, commit and send all 50. The agent writes a line at a time, so nearly every
-  event gets a commit of its own (counted: 26k commits for 28k events): 4-5 ms for the 50 on a
-  quiet machine, more whenever the shared VM slows the CPU or the disk. Garbage collection
-  pauses, which added 20-85 ms, are gone (above). Tried and reverted: group commit (at most one
-  commit per 0.5 ms): the p99 did not improve and the p50 went to 1.0-1.4 ms, as asyncio's
-  timers wake on whole milliseconds. The disk: at 2,500 events/s each event is its own small commit (~9 KiB of WAL),
-  and while a checkpoint's `fdatasync` runs, the event loop's own WAL `pwrite`s wait (13-18 ms in
-  a stand-alone reproduction); events are published only after their commit, so they wait too.
-  Small checkpoints often, with a short hold every 4,000 rows, measured best (250/1,000,
-  500/2,000 and 1,000/4,000 rows alike, 2,000/8,000 far worse). With checkpoints switched off, as
-  an experiment only (the WAL then grows ~20 MB/s), the same hour gave p99 1.6-4.0 ms against
-  3.0-10 ms with them: their fsync is what remains. When other tenants
-  load this VM's disk, single runs still reach 10-60 ms; hence three runs per size, and the range.
-  Relaxing publish-after-commit or checkpointing without `fsync` would trade away what issue 5
-  guarantees.
+- **This machine's speed moves every figure.** The floor (an interpreter importing only asyncio and
+  Tornado's server modules, measured in each run) ranged 95-154 ms on earlier days and is 205 ms in
+  this run; a plain Python loop of 10^7 additions took 2.5-3.9 s here today. CPU-bound figures
+  (start, throughput, the heavy-history start) scale with it; compare a figure with its own run's
+  floor, not with another day's.
+- **start → ready ≤ 150 ms is out of reach on this machine.** The floor alone is 205 ms in this
+  run: no Tornado daemon can answer `/health` before Tornado is imported. Ours adds the rest of its
+  imports (its own modules, python-daemon, lockfile, sqlite3, platformdirs, argparse: ~35 ms by
+  `-X importtime`), python-daemon's double fork, the database and the bind (~20 ms after the fork,
+  strace timeline). Not done: reporting READY before Tornado is imported (the port would accept
+  before the server can answer). Estimated and not done: forking the daemon before the command's
+  own imports, so that both import at once on the two cores: importing the command's modules alone
+  takes 125 ms, the server's alone 260 ms and both 280 ms, so at most ~20-30 ms is to be had, for a
+  second process protocol.
+- **relay p99 at 50 sessions.** Checkpoints are still the tail, though a smaller one: in one
+  A/B late in this stop (3 rounds of 2 runs, alternating) the p99 was 8.0 ms as shipped, 7.5 ms
+  with checkpoints every 100 rows instead of 1,000, and 4.7 ms (runs 3.7-10.2) with no checkpoint at
+  all (experiment only: the WAL then grows ~25 MB/s). Why they cost so much: every single-event
+  commit writes ~10 KB of WAL (a whole 4 KiB page, more when B-tree pages split; measured), 33
+  times the event, so 2,500 events/s is 25 MB/s that some checkpoint must fsync, and an fsync
+  that overlaps a burst slows the loop's WAL writes. Even with none, this VM today puts the p99
+  near 5 ms: the bench's 50 sessions stream in step (each turn starts together and paces 20 ms),
+  so the p99 is also the time to take in, commit and send a burst of 50 on this CPU. Single runs
+  still reach 10-40 ms when other tenants load this VM's CPU or disk; hence three runs per size,
+  and the range. Not done: relaxing publish-after-commit or checkpointing without `fsync` (both
+  trade away what issue 5 guarantees), or storing events outside SQLite's pages (an append-only
+  log per session would write each event once, a redesign of the store).
+- **throughput.** 17,000-21,000 events/s on this machine today (24,000-44,000 on earlier days with a
+  faster floor); no change of this stop targeted it.
 
 Kept on purpose: one SQLite transaction per event-loop turn before publishing (durability rule),
 events serialized once at append (every client gets the same text). Start-up: the detached `start`
@@ -128,8 +134,9 @@ def render(r: dict[str, Any]) -> str:
                 f"Over a heavy user's history ({big['db_mib']:.0f} MiB: 50 sessions of 10,000 events), "
                 f"`/health` answers {big['clean_ms']:.0f} ms after `start` when the daemon was stopped"
                 f" cleanly, {big['unclean_ms']:.0f} ms after a `kill -9` (SQLite's quick check then reads"
-                " every page). Before this stop's changes: 1,439 and 1,653 ms (every session's whole"
-                " window was loaded, and the check ran at every start).",
+                " every page). Before restored sessions kept only their last 100 events in memory and"
+                " the check was skipped after a clean stop: 1,439 and 1,653 ms (on a day when the"
+                " floor above was 95-154 ms).",
                 "",
             ]
     if ses:

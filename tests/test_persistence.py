@@ -6,6 +6,8 @@ import asyncio
 import threading
 from pathlib import Path
 
+import pytest
+
 from qwen_daemon.sessions.events import EventLog
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.store import Store
@@ -194,3 +196,30 @@ def test_between_bursts_the_wal_starts_over_without_holding_anyone(tmp_path: Pat
         assert largest < 6 * 1024 * 1024, f"the WAL grew to {largest / 2**20:.1f} MiB"
 
     asyncio.run(main())
+
+
+def test_a_failing_checkpoint_is_logged_and_the_next_one_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FailingOnce(Store):
+        calls = 0
+
+        def checkpoint(self) -> int | None:
+            FailingOnce.calls += 1
+            if FailingOnce.calls == 1:
+                raise OSError("disk on fire")
+            return super().checkpoint()
+
+    async def main() -> None:
+        persist = Persistence(FailingOnce(tmp_path / "sessions.db"))
+        persist.CHECKPOINT_ROWS, persist.QUIET_SECONDS = 5, 0.001
+        log = EventLog(sink=persist.sink_for("s1"))
+        await append(log, 5)
+        await until(lambda: FailingOnce.calls == 1 and persist._checkpointing is None)
+        await append(log, 5)
+        await until(lambda: FailingOnce.calls == 2 and persist._checkpointing is None)
+        assert log.last_seq == 10
+        persist.close()
+
+    asyncio.run(main())
+    assert "WAL checkpoint or sync failed: disk on fire" in caplog.text

@@ -197,7 +197,7 @@ class Persistence:
 
     def _checkpoint_done(self, future: asyncio.Future[Any]) -> None:
         self._checkpointing = None
-        frames = future.result() or 0  # how long the WAL was when this checkpoint began
+        frames = _outcome(future) or 0  # how long the WAL was when this checkpoint began
         if frames >= self.HOLD_FRAMES:
             self._run(self.store.sync, self._synced)
         elif frames >= self.CATCHUP_FRAMES and self._uncheckpointed:
@@ -209,6 +209,7 @@ class Persistence:
             self._make_due()
 
     def _synced(self, future: asyncio.Future[Any]) -> None:
+        _outcome(future)
         self._checkpointing = None
         self._holding = True
         self.stats["holds"] += 1
@@ -216,6 +217,7 @@ class Persistence:
 
     def _hold_done(self, future: asyncio.Future[Any]) -> None:
         """Every frame is in the database now: the next commit starts the WAL over."""
+        _outcome(future)
         self._checkpointing = None
         self._holding = False
         if self._scheduled:
@@ -234,3 +236,13 @@ class Persistence:
         self.flush()
         self._closed = True
         self.store.close()
+
+
+def _outcome(future: asyncio.Future[Any]) -> Any:
+    """The result of a checkpoint or sync; None (logged) when it raised: a failed one only leaves
+    the WAL longer until the next."""
+    try:
+        return future.result()
+    except Exception as exc:
+        log.warning("WAL checkpoint or sync failed: %s", exc)
+        return None

@@ -95,6 +95,9 @@ class SessionRecord:
 SESSION_FIELDS = tuple(f.name for f in fields(SessionRecord))
 
 
+#: ``fdatasync`` where the platform has it (macOS has only ``fsync``)
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
 #: bytes the WAL file is cut back to whenever SQLite restarts it after a checkpoint
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
 
@@ -229,7 +232,7 @@ class Store:
             except FileNotFoundError:
                 continue
             try:
-                os.fdatasync(fd)
+                _datasync(fd)
             except OSError as exc:
                 log.warning("cannot sync %s: %s", name, exc)
             finally:

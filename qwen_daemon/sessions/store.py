@@ -2,10 +2,10 @@
 
 Durability rule: an event is committed before any client sees it. Events appended during one
 turn of the event loop are written in one transaction at the end of that turn (``call_soon``), and
-only then published to subscribers, HTTP readers and WebSockets (that, and when checkpoints run:
-:mod:`qwen_daemon.sessions.persistence`). With WAL and
-``synchronous=NORMAL`` a committed event survives a crash or ``kill -9`` of the daemon (it is in
-the OS's hands); a power cut can lose the last moments, never corrupt the file.
+only then published to subscribers, HTTP readers and WebSockets
+(:mod:`qwen_daemon.sessions.persistence` publishes, and decides when checkpoints run). With WAL
+and ``synchronous=NORMAL`` a committed event survives a crash or ``kill -9`` of the daemon (it is
+in the OS's hands); a power cut can lose the last moments, never corrupt the file.
 
 Damage: a file that is not a database, or fails SQLite's quick check (run at each start unless the
 file is exactly as a clean close left it), is moved aside (kept, named
@@ -223,8 +223,8 @@ class Store:
         """Write the WAL's and the database file's dirty pages to disk (``fdatasync``). Thread-safe.
 
         Why: a checkpoint's own fsyncs then find little left to write. That matters for the one
-        that holds commits (see :class:`Persistence`): what it has to flush is what every held
-        event waits for.
+        that holds commits (:class:`~qwen_daemon.sessions.persistence.Persistence`): what it has
+        to flush is what every held event waits for.
         """
         for name in (f"{self.path}-wal", str(self.path)):
             try:

@@ -84,45 +84,17 @@ class RawWebSocket:
         out: list[bytes] = []
         while not out:
             buf = self.buffer
-            if len(buf) < 2 or not self._complete(buf):
+            if _frame_at(buf, 0) is None:
                 chunk = await self._recv()
                 if not chunk:
                     raise ConnectionError("closed")
                 buf += chunk
             pos = 0
-            while len(buf) - pos >= 2:
-                size = buf[pos + 1] & 0x7F
-                head = 2
-                if size == 126:
-                    if len(buf) - pos < 4:
-                        break
-                    size = struct.unpack_from("!H", buf, pos + 2)[0]
-                    head = 4
-                elif size == 127:
-                    if len(buf) - pos < 10:
-                        break
-                    size = struct.unpack_from("!Q", buf, pos + 2)[0]
-                    head = 10
-                if len(buf) - pos < head + size:
-                    break
-                out.append(buf[pos + head : pos + head + size])
-                pos += head + size
+            while (frame := _frame_at(buf, pos)) is not None:
+                payload_start, pos = frame
+                out.append(buf[payload_start:pos])
             self.buffer = buf[pos:]
         return out
-
-    @staticmethod
-    def _complete(buf: bytes) -> bool:
-        """Whether ``buf`` starts with a whole frame (so no read is needed to return one)."""
-        size, head = buf[1] & 0x7F, 2
-        if size == 126:
-            if len(buf) < 4:
-                return False
-            size, head = struct.unpack_from("!H", buf, 2)[0], 4
-        elif size == 127:
-            if len(buf) < 10:
-                return False
-            size, head = struct.unpack_from("!Q", buf, 2)[0], 10
-        return len(buf) >= head + size
 
     def send_text(self, text: str) -> None:
         payload = text.encode()
@@ -136,3 +108,20 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _frame_at(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the payload of the frame at ``pos`` starts and ends, if ``buf`` holds all of it."""
+    if len(buf) - pos < 2:
+        return None
+    size, head = buf[pos + 1] & 0x7F, 2
+    if size == 126:
+        if len(buf) - pos < 4:
+            return None
+        size, head = struct.unpack_from("!H", buf, pos + 2)[0], 4
+    elif size == 127:
+        if len(buf) - pos < 10:
+            return None
+        size, head = struct.unpack_from("!Q", buf, pos + 2)[0], 10
+    end = pos + head + size
+    return (pos + head, end) if len(buf) >= end else None

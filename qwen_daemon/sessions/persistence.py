@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,9 +71,9 @@ class Persistence:
         self._scheduled = False
         self._checkpointing: asyncio.Future[Any] | None = None
         self._uncheckpointed = 0  # rows committed since the last checkpoint started
-        self._due: float | None = None  # loop time since which a checkpoint is due
+        self._due: float | None = None  # since when a checkpoint is due (time.monotonic)
         self._timer: asyncio.TimerHandle | None = None
-        self._last_commit = 0.0  # loop time
+        self._last_commit = 0.0  # time.monotonic
         self._holding = False  # commits wait for the running checkpoint
         self._closed = False
         #: checkpoints run; catch-up ones, ones started with no pause in sight, and holds among
@@ -145,8 +146,7 @@ class Persistence:
         self._uncheckpointed += rows
         for event_log in logs:
             event_log.publish()
-        with contextlib.suppress(RuntimeError):  # no running loop: nothing to time
-            self._last_commit = asyncio.get_running_loop().time()
+        self._last_commit = time.monotonic()
         if self._uncheckpointed >= self.CHECKPOINT_ROWS:
             self._make_due()
 
@@ -159,7 +159,7 @@ class Persistence:
         except RuntimeError:  # closing: the store's close() checkpoints
             return
         if self._due is None:
-            self._due = loop.time()
+            self._due = time.monotonic()
         if self._timer is None and self._checkpointing is None and not self._closed:
             self._timer = loop.call_later(self.QUIET_SECONDS, self._when_quiet)
 
@@ -167,15 +167,16 @@ class Persistence:
         self._timer = None
         if self._due is None or self._checkpointing is not None or self._closed:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = time.monotonic()
         quiet_for = now - self._last_commit
         if quiet_for >= self.QUIET_SECONDS or now - self._due >= self.DUE_SECONDS:
             if quiet_for < self.QUIET_SECONDS:
                 self.stats["overdue"] += 1
             self._checkpoint(self._checkpoint_done)
         else:
-            self._timer = loop.call_later(self.QUIET_SECONDS - quiet_for, self._when_quiet)
+            self._timer = asyncio.get_running_loop().call_later(
+                self.QUIET_SECONDS - quiet_for, self._when_quiet
+            )
 
     def _run(self, work: Callable[[], Any], done: Callable[[asyncio.Future[Any]], None]) -> bool:
         """Run ``work`` (a checkpoint or a sync) in a worker thread, then ``done`` on the loop."""

@@ -391,7 +391,7 @@ def _add_new(sub: Any) -> None:
 
 def _add_mode(sub: Any) -> None:
     mode = sub.add_parser("mode", help="switch a session's mode", description="Switch a session's mode.")
-    mode.add_argument("session", help="session id")
+    mode.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
     mode.add_argument("mode", help="a mode id the session's agent offers")
 
 

@@ -263,6 +263,14 @@ def test_commands_names_every_subcommand_and_each_parser_builds_alone() -> None:
         assert subcommands(build_parser(only=name)) == [name]
 
 
+def test_mode_takes_an_id_that_begins_with_a_dash_after_double_dash() -> None:
+    """Ids made before new ids stopped beginning with ``-`` stay reachable from the CLI."""
+    from qwen_daemon.cli import build_parser
+
+    args = build_parser(only="mode").parse_args(["mode", "--", "-H5-YtY4OgOp", "default"])
+    assert (args.session, args.mode) == ("-H5-YtY4OgOp", "default")
+
+
 def test_version_and_usage_errors() -> None:
     from qwen_daemon import __version__
 

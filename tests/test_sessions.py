@@ -390,3 +390,16 @@ def test_shutdown_cancels_running_turns_and_stops_agents(tmp_path: Path) -> None
     assert not pid_alive(pids[0])
     with pytest.raises(ProcessLookupError):
         os.killpg(pids[0], 0)
+
+
+def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leading ``-`` makes an id unusable as a CLI argument (argparse reads it as an option)."""
+    import secrets
+
+    from qwen_daemon.sessions import session as session_module
+
+    drawn = iter(["-H5-YtY4OgOp", "-x", "aB-cD_eF"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda nbytes: next(drawn))
+    assert session_module.new_id() == "aB-cD_eF"
+    monkeypatch.undo()
+    assert not any(session_module.new_id(1).startswith("-") for _ in range(2000))

@@ -54,7 +54,15 @@ _ANSWERED_MEMORY = 1000
 
 
 def new_id(nbytes: int = 9) -> str:
-    return secrets.token_urlsafe(nbytes)
+    """A random URL-safe id that never begins with ``-``.
+
+    Ids are typed as command-line arguments (``qwen-daemon mode ID plan``), and argparse reads a
+    leading ``-`` as an option: one id in 64 would otherwise be unusable there.
+    """
+    while True:
+        token = secrets.token_urlsafe(nbytes)
+        if not token.startswith("-"):
+            return token
 
 
 @dataclass

@@ -43,6 +43,7 @@ Environment switches:
 ``FAKE_AGENT_AUTH_REQUIRED=1``   session/new fails with -32000 "Authentication required"
 ``FAKE_AGENT_IGNORE_SIGTERM=1``  ignore SIGTERM and stdin EOF (only SIGKILL stops it)
 ``FAKE_AGENT_SPAWN_CHILD=1``     spawn ``sleep 300`` in the same process group at start
+``FAKE_AGENT_INIT_GATE=<path>``  answer ``initialize`` only once that file exists (a slow start)
 ``FAKE_AGENT_HISTORY_DIR=<dir>`` persist session histories there, so ``session/load`` also works
                                  in a later process (as Qwen does after a restart)
 """
@@ -186,6 +187,9 @@ class FakeAgent:
 
     # ----- requests -----------------------------------------------------------------------
     async def initialize(self, protocol_version: int, **_: Any) -> InitializeResponse:
+        gate = os.environ.get("FAKE_AGENT_INIT_GATE")
+        while gate and not os.path.exists(gate):  # noqa: ASYNC110 - another process makes the file
+            await asyncio.sleep(0.01)
         return InitializeResponse(
             protocol_version=1,
             agent_capabilities=AgentCapabilities(load_session=True),

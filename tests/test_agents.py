@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from qwen_daemon.config import ConfigError, Paths, load_settings
+from qwen_daemon.errors import AgentFailed, ShuttingDown
 from qwen_daemon.sessions import manager as manager_module
 from tests.support.daemon import FAKE_AGENT, Api, running_daemon
+from tests.support.probe import marked_processes, until
 
 pytestmark = pytest.mark.timeout(60)
 TINY_AGENT = str(Path(__file__).with_name("tiny_agent.py"))
@@ -149,6 +151,61 @@ def test_a_warm_spare_serves_the_next_session(paths: Paths, monkeypatch: pytest.
         monkeypatch.setattr(manager_module, "memory_is_short", lambda: True)
         await manager.reap_spares()
         assert manager.spares == {} and not spare.running
+
+    serve(paths, body)
+
+
+def slow_agent(paths: Paths) -> Path:
+    """Configure the agent ``slow`` (the default, spares on); it answers ``initialize`` only once
+    the returned file exists."""
+    gate = paths.config_dir.parent / "agent-may-start"
+    write_config(
+        paths,
+        f'port = 0\nspare_agents = 1\ndefault_agent = "slow"\n[agents.slow]\n'
+        f'command = ["{sys.executable}", "{FAKE_AGENT}"]\nenv = {{ FAKE_AGENT_INIT_GATE = "{gate}" }}\n',
+    )
+    return gate
+
+
+def test_a_session_made_while_its_spare_starts_waits_for_that_spare(paths: Paths) -> None:
+    """A browser warms the workspace it picked and Create is clicked before the agent is up: the
+    session takes that starting agent instead of dropping it (a process nobody would stop)."""
+    gate = slow_agent(paths)
+
+    async def body(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        warming = asyncio.ensure_future(manager.warm("slow", str(ws)))
+        await until(lambda: bool(manager.spares))
+        (spare,) = manager.spares.values()
+        creating = asyncio.ensure_future(api.create(ws))
+        await until(lambda: not manager.spares)  # the new session has claimed the workspace's agent
+        gate.touch()
+        session = await creating
+        assert manager.get(session["id"]).host is spare
+        assert await warming is spare
+        assert list(manager.hosts.values()) == [spare] and manager.spares == {}
+        assert marked_processes(str(gate)) == [spare.pid]
+
+    serve(paths, body)
+
+
+def test_stopping_the_daemon_while_a_session_starts_leaves_no_agent(paths: Paths) -> None:
+    """The daemon stops while a new session waits for a warming agent: the create is refused as
+    ``shutting_down`` and no agent is started after the stop (there used to be one, orphaned)."""
+    gate = slow_agent(paths)
+
+    async def body(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        warming = asyncio.ensure_future(manager.warm("slow", str(ws)))
+        await until(lambda: bool(manager.spares))
+        creating = asyncio.ensure_future(manager.create(str(ws)))
+        await until(lambda: not manager.spares)
+        await manager.shutdown()
+        with pytest.raises(ShuttingDown):
+            await creating
+        with pytest.raises(AgentFailed):
+            await warming
+        assert marked_processes(str(gate)) == []
 
     serve(paths, body)
 

@@ -16,25 +16,10 @@ import pytest
 from qwen_daemon.agents.orphans import OrphanGuard
 from qwen_daemon.sessions.manager import SessionManager
 from tests.support.daemon import fake_settings
+from tests.support.probe import marked_processes
 
 TINY_AGENT = str(Path(__file__).with_name("tiny_agent.py"))
 pytestmark = pytest.mark.timeout(120)
-
-
-def marked_processes(mark: str) -> list[int]:
-    """Live (non-zombie) processes whose environment carries ``mark``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().split(")")[1].split()[0]
-        except OSError:
-            continue
-        if mark.encode() in environ and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def test_hundred_start_stop_cycles_leave_no_stray_process(tmp_path: Path) -> None:
@@ -70,3 +55,28 @@ def test_sweep_kills_groups_a_dead_daemon_left(tmp_path: Path) -> None:
     assert leftover.wait(timeout=10) == -9
     assert groups.read_text() == ""
     assert guard.sweep() == 0
+
+
+def test_a_retired_host_never_starts_again_and_a_stop_during_its_start_wins(tmp_path: Path) -> None:
+    """A host the manager dropped is retired: a caller still waiting to use it gets AgentFailed,
+    not a fresh process nobody tracks; a stop that lands while the agent starts stops it."""
+    from qwen_daemon.agents.host import AgentHost
+    from qwen_daemon.errors import AgentFailed
+
+    mark = f"QWEN_DAEMON_TEST_MARK={uuid.uuid4().hex}"
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+
+    async def main() -> None:
+        host = AgentHost((sys.executable, TINY_AGENT), str(tmp_path), tmp_path / "agent.log", env=env)
+        starting = asyncio.ensure_future(host.ensure_started())
+        await asyncio.sleep(0)  # one step: the start takes its lock and awaits the spawn
+        assert host.starting
+        await host.retire()
+        with pytest.raises(AgentFailed):
+            await starting
+        assert not host.running
+        with pytest.raises(AgentFailed, match="stopped for good"):
+            await host.ensure_started()
+        assert marked_processes(mark) == []
+
+    asyncio.run(main())

@@ -108,6 +108,7 @@ class AgentHost:
         self._start_lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+        self._retired = False
         #: create one ACP session ahead of time, so the next daemon session skips session/new
         self.keep_spare_session = False
         self._spare_session: _SpareSession | None = None
@@ -137,6 +138,10 @@ class AgentHost:
     async def ensure_started(self) -> None:
         """Start the agent and run ``initialize`` unless it already runs. Raises AgentFailed."""
         async with self._start_lock:
+            if self._retired:
+                raise AgentFailed(
+                    "the agent was stopped for good: its sessions closed or the daemon is stopping"
+                )
             if self.running:
                 return
             self._stopping = False
@@ -172,6 +177,8 @@ class AgentHost:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         if self._on_spawn is not None:
             self._on_spawn(self._proc.pid)
+        if self._stopping:  # stop() found no process to stop while this one was being spawned
+            raise AgentFailed("the agent was stopped while it started")
         self.generation += 1
         conn = _relay_connection_class()(self._handle, self._proc.stdin, self._proc.stdout)
         conn.on_update = self._on_update  # type: ignore[attr-defined]
@@ -221,6 +228,17 @@ class AgentHost:
         if len(self._crashes) < CRASH_LIMIT:
             return False
         return asyncio.get_running_loop().time() - self._crashes[0] <= CRASH_WINDOW
+
+    @property
+    def starting(self) -> bool:
+        """Whether a start is under way: a caller of :meth:`ensure_started` now waits for it."""
+        return self._start_lock.locked()
+
+    async def retire(self) -> None:
+        """Stop the agent for good: a later :meth:`ensure_started` fails instead of starting a
+        process that nobody tracks any more (the host was dropped, or the daemon is stopping)."""
+        self._retired = True
+        await self.stop()
 
     async def stop(self) -> None:
         """Stop the agent: stdin EOF, then SIGTERM, then SIGKILL to its group, each with a deadline."""

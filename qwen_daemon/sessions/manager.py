@@ -179,7 +179,7 @@ class SessionManager:
             host = self.spares.pop(key, None)
             if host is not None:
                 self._spare_since.pop(host, None)
-                if not host.running:
+                if not (host.running or host.starting):
                     host = None  # it died while waiting; a fresh one starts below
                 else:
                     log.info("using the warm spare agent pid=%s for %s", host.pid, key[1])
@@ -303,7 +303,7 @@ class SessionManager:
                 sleepy.append(host)
         for host in sleepy:
             log.info("agent for %s idle for %.0f s: stopping it", host.cwd, self.settings.agent_idle_timeout)
-            await asyncio.shield(self._stop_host(host))
+            await asyncio.shield(self._stop_host(host, retire=False))  # its sessions restart it
         return sleepy
 
     async def reap_idle(self) -> list[str]:
@@ -382,6 +382,8 @@ class SessionManager:
             await session.start()
         except AgentFailed as exc:
             await self._release_host(session)
+            if self._closing:
+                raise ShuttingDown("the daemon is stopping; create the session once it is back") from None
             raise AgentFailed(exc.message, session_id=session.id) from None
         if session.modes:
             self.agent_modes[agent_name] = list(session.modes.get("availableModes") or [])
@@ -436,8 +438,9 @@ class SessionManager:
         if not self._keep_as_spare(session.agent, host):
             await asyncio.shield(self._stop_host(host))
 
-    def _stop_host(self, host: AgentHost) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(host.stop())
+    def _stop_host(self, host: AgentHost, *, retire: bool = True) -> asyncio.Task[None]:
+        """Stop an agent; unless its sessions may restart it, for good (see AgentHost.retire)."""
+        task = asyncio.ensure_future(host.retire() if retire else host.stop())
         self._host_stops.add(task)
         task.add_done_callback(self._host_stops.discard)
         return task

@@ -189,6 +189,31 @@ def test_a_session_made_while_its_spare_starts_waits_for_that_spare(paths: Paths
     serve(paths, body)
 
 
+def test_a_warm_displaced_while_it_starts_answers_nothing_warm(paths: Paths) -> None:
+    """With one spare, warming a second workspace before the first agent is up displaces it: the
+    first warm answers with no agent (pid null), not an error; the second is warm."""
+    gate = slow_agent(paths)
+
+    async def body(api: Api, ws: Path) -> None:
+        manager = api.daemon.manager
+        other = ws.parent / "other"
+        other.mkdir()
+        first = asyncio.ensure_future(api.call("POST", "/api/agents/slow/warm", {"cwd": str(ws)}))
+        await until(lambda: bool(manager.spares))
+        second = asyncio.ensure_future(api.call("POST", "/api/agents/slow/warm", {"cwd": str(other)}))
+        displaced = await first
+        assert displaced.status == 202 and displaced.body["pid"] is None, displaced.body
+        gate.touch()
+        warm = await second
+        assert warm.status == 202 and warm.body["cwd"] == str(other)
+        assert marked_processes(str(gate)) == [warm.body["pid"]]
+        listed = (await api.call("GET", "/api/agents")).body
+        assert listed["spare_agents"] == 1
+        assert [a["spares"] for a in listed["agents"] if a["name"] == "slow"] == [[str(other)]]
+
+    serve(paths, body)
+
+
 def test_stopping_the_daemon_while_a_session_starts_leaves_no_agent(paths: Paths) -> None:
     """The daemon stops while a new session waits for a warming agent: the create is refused as
     ``shutting_down`` and no agent is started after the stop (there used to be one, orphaned)."""

@@ -298,9 +298,10 @@ PATHS: dict[str, Any] = {
                 "200": _json(
                     {
                         "type": "object",
-                        "required": ["default_agent", "agents"],
+                        "required": ["default_agent", "spare_agents", "agents"],
                         "properties": {
                             "default_agent": {"type": "string"},
+                            "spare_agents": {"type": "integer", "minimum": 0},
                             "agents": {
                                 "type": "array",
                                 "items": {

@@ -128,7 +128,9 @@ class AgentsHandler(BaseHandler):
                     "spares": sorted(cwd for (agent, cwd), h in manager.spares.items() if agent == name),
                 }
             )
-        self.write_json({"default_agent": settings.default_agent, "agents": agents})
+        # how many workspaces keep a warm spare: 0 tells a client not to ask for one
+        spares = settings.spare_agents
+        self.write_json({"default_agent": settings.default_agent, "spare_agents": spares, "agents": agents})
 
 
 class WarmHandler(BaseHandler):
@@ -139,7 +141,8 @@ class WarmHandler(BaseHandler):
         if name not in self.manager.settings.agent_names():
             raise BadRequest(f"unknown agent {name!r}")
         host = await self.manager.warm(name, body.get("cwd"))
-        self.write_json({"agent": name, "cwd": host.cwd, "pid": host.pid}, status=202)
+        pid = host.pid if host.running else None  # None: nothing is kept warm (spares off, displaced)
+        self.write_json({"agent": name, "cwd": host.cwd, "pid": pid}, status=202)
 
 
 class EventsHandler(BaseHandler):

@@ -237,7 +237,12 @@ class SessionManager:
             host = self._new_host(name, key[1])
             if not self._add_spare(name, host):
                 return host
-        await host.ensure_started()
+        try:
+            await host.ensure_started()
+        except AgentFailed:
+            if host in (self.hosts.get(key), self.spares.get(key)):
+                raise
+            return host  # a newer spare displaced it while it started: nothing is warm, nothing broke
         host.prepare_spare_session(key[1])
         return host
 

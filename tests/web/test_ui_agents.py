@@ -28,13 +28,16 @@ TINY_AGENT = str(Path(__file__).resolve().parent.parent / "tiny_agent.py")
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, isolated_home: Path) -> Iterator[DaemonThread]:
-    """Instead of conftest's: the named agents ``fake`` and ``tiny``, ``tiny`` the default."""
+def daemon(request: pytest.FixtureRequest, tmp_path: Path, isolated_home: Path) -> Iterator[DaemonThread]:
+    """Instead of conftest's: the named agents ``fake`` and ``tiny``, ``tiny`` the default; spares
+    off unless the test passes ``spare_agents`` as the fixture's parameter."""
     agents = {
         "fake": AgentSpec("fake", (sys.executable, FAKE_AGENT)),
         "tiny": AgentSpec("tiny", (sys.executable, TINY_AGENT)),
     }
-    served = DaemonThread(fake_settings(tmp_path, agents=agents, default_agent="tiny")).start()
+    spares = getattr(request, "param", 0)
+    settings = fake_settings(tmp_path, agents=agents, default_agent="tiny", spare_agents=spares)
+    served = DaemonThread(settings).start()
     try:
         yield served
     finally:
@@ -109,6 +112,37 @@ def test_the_dashboard_creates_a_session_with_the_chosen_agent_and_mode(
     tiny = create_from_dashboard(page, workspace)
     assert session_json(daemon, tiny)["agent"] == "tiny"
     expect(page.locator("#agent-name")).to_have_text("tiny")
+
+
+@pytest.mark.parametrize("daemon", [1], indirect=True)
+def test_choosing_a_workspace_warms_its_agent_and_create_uses_it(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    manager = daemon.api.daemon.manager
+    page = pages.open()
+    status = page.locator("#warm-status")
+    page.get_by_label("Agent", exact=True).select_option("fake")
+    expect(status).to_be_hidden()  # no workspace yet
+    page.get_by_label("Workspace folder").fill(str(workspace))
+    page.get_by_label("Workspace folder").press("Tab")  # leaving the field settles the choice
+    expect(status).to_have_text("fake is ready: a session here starts at once.")
+    spare_pids = daemon.call(lambda: [h.pid for h in manager.spares.values()])
+    assert len(spare_pids) == 1
+
+    sid = create_from_dashboard(page, workspace)
+    assert daemon.call(lambda: manager.get(sid).host.pid) == spare_pids[0], "Create used the warm agent"
+    assert session_json(daemon, sid)["agent"] == "fake"
+
+    # a folder that does not exist warms nothing and says nothing: Create explains it
+    page.get_by_role("link", name="All sessions").click()
+    pages.allow(r"status of 400")
+    page.get_by_label("Workspace folder").fill(str(workspace / "missing"))
+    with page.expect_response(re.compile(r"/api/agents/tiny/warm$")) as answered:
+        page.get_by_label("Agent", exact=True).select_option("tiny")
+    assert answered.value.status == 400
+    expect(status).to_be_hidden()
+    page.get_by_role("button", name="Create session").click()
+    expect(page.locator("#create-error")).to_contain_text("missing")
 
 
 def test_the_session_page_switches_modes_and_follows_switches_made_elsewhere(

@@ -4,7 +4,8 @@
 // visible again). Recently used workspaces live in localStorage and are offered with the
 // workspaces of the current sessions. The named agents come from /api/agents with the same
 // refresh: an agent's modes are known only once it has run a session, so the mode choice appears
-// when they are.
+// when they are. Choosing a workspace starts its agent in the background (a warm spare), so
+// Create finds it running instead of waiting a second or more for the agent to boot.
 
 import { api, el, errorHint, relativeTime, replaceChildren, stateBadge } from "./util.js";
 
@@ -19,6 +20,7 @@ const ui = {
   mode: $("mode"),
   create: $("create"),
   error: $("create-error"),
+  warm: $("warm-status"),
   datalist: $("recent-workspaces"),
   recent: $("recent"),
   chips: document.querySelector("#recent .chips"),
@@ -63,6 +65,7 @@ function renderRecent() {
         onclick: () => {
           ui.cwd.value = cwd;
           ui.cwd.focus();
+          warmChosen();
         },
       })),
     ),
@@ -115,7 +118,51 @@ async function loadAgents() {
   renderAgents();
 }
 
-ui.agent.addEventListener("change", renderModes);
+ui.agent.addEventListener("change", () => {
+  renderModes();
+  warmChosen();
+});
+
+// --- warming the chosen agent -------------------------------------------------------------------
+
+let warming = ""; // "agent\0workspace" last asked for: each choice is sent once
+
+function chosenAgent() {
+  return (!ui.agentField.hidden && ui.agent.value) || agents?.default_agent || "";
+}
+
+function choiceKey() {
+  return `${chosenAgent()}\0${ui.cwd.value.trim()}`;
+}
+
+/** Ask the daemon to start the chosen agent in the chosen workspace now, where it keeps spares
+ * (spare_agents > 0). Errors (a wrong path, an agent that cannot start) are left for Create,
+ * which explains them. */
+async function warmChosen() {
+  const cwd = ui.cwd.value.trim();
+  const agent = chosenAgent();
+  const key = choiceKey();
+  if (!agents?.spare_agents || !agent || !cwd.startsWith("/") || key === warming) return;
+  warming = key;
+  ui.warm.textContent = `Starting ${agent} in this folder…`;
+  ui.warm.hidden = false;
+  let reply = null;
+  try {
+    reply = await api("POST", `/api/agents/${encodeURIComponent(agent)}/warm`, { cwd });
+  } catch {
+    reply = null;
+  }
+  if (warming !== key) return; // a newer choice owns the status
+  if (!reply) warming = ""; // refused or failed: worth asking again after the next change
+  if (choiceKey() !== key) return; // the field was edited meanwhile (which hid the status)
+  ui.warm.hidden = !reply?.pid;
+  ui.warm.textContent = `${agent} is ready: a session here starts at once.`;
+}
+
+ui.cwd.addEventListener("change", warmChosen);
+ui.cwd.addEventListener("input", () => {
+  if (choiceKey() !== warming) ui.warm.hidden = true; // what it says is about another folder
+});
 
 // --- the session list ---------------------------------------------------------------------------
 
@@ -223,6 +270,7 @@ ui.form.addEventListener("submit", async (event) => {
   if (!ui.agentField.hidden && ui.agent.value) body.agent = ui.agent.value;
   if (!ui.modeField.hidden && ui.mode.value) body.mode = ui.mode.value;
   ui.create.disabled = true;
+  ui.warm.hidden = true;
   ui.create.textContent = "Starting the agent…";
   try {
     const session = await api("POST", "/api/sessions", body);

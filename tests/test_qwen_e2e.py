@@ -202,7 +202,8 @@ def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI
 
 
 def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
-    """Qwen Code's own modes, chosen per session; a closed workspace's agent serves the next one."""
+    """Qwen Code's own modes, chosen per session; a closed workspace's agent serves the next one,
+    and an agent warmed on demand serves the first session in its workspace."""
     workspace = tmp_path / "project"
     workspace.mkdir()
 
@@ -228,5 +229,14 @@ def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: 
             before = await run_turn(api, again["id"], "hello")
             await turn_end(api, again["id"], before)
             assert "still here" in agent_text(await api.events(again["id"]), before)
+
+            # warmed on demand (as the dashboard does when a workspace is chosen), then used
+            other = tmp_path / "other"
+            other.mkdir()
+            warm = await api.call("POST", "/api/agents/qwen/warm", {"cwd": str(other)})
+            assert warm.status == 202 and warm.body["pid"], warm.body
+            there = await api.create(other)
+            assert manager.get(there["id"]).host.pid == warm.body["pid"]
+            assert there["state"] == "idle"
 
     asyncio.run(main())

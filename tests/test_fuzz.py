@@ -25,8 +25,10 @@ from tests.support.daemon import ThreadedDaemon, fake_settings
 
 pytestmark = pytest.mark.timeout(300)
 
+#: valid JSON that is not valid text or number for us: lone surrogates, a number no float can hold
+ODD = st.sampled_from(["\ud800", "a\udfffb", "\udc00\ud800", 10**400, -(10**400)])
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40) | ODD,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
@@ -36,6 +38,7 @@ BODY = st.one_of(
     st.dictionaries(FIELDS, JSON, max_size=4).map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=200),
     st.just(b""),
+    st.sampled_from([1_000, 100_000]).map(lambda depth: b"[" * depth + b"]" * depth),
 )
 SEGMENT = st.one_of(
     st.just("{sid}"),
@@ -59,7 +62,17 @@ PATH = st.one_of(
     st.lists(SEGMENT, min_size=1, max_size=5).map(lambda parts: "/api/" + "/".join(parts)),
 )
 QUERY = st.one_of(
-    st.just(""), st.sampled_from(["?after=", "?after=-1", "?after=99999999999999999999", "?after=3"])
+    st.just(""),
+    st.sampled_from(
+        [
+            "?after=",
+            "?after=-1",
+            "?after=99999999999999999999",
+            "?after=3",
+            "?after=%C2%B2",
+            "?after=%EF%BC%93",
+        ]
+    ),
 )
 METHOD = st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"])
 CTYPE = st.sampled_from(

@@ -221,6 +221,9 @@ def test_describe_error_defaults() -> None:
         ({"Content-Type": "application/json"}, b'{"a": ', "not valid JSON"),
         ({"Content-Type": "application/json"}, b'{"a": NaN}', "not valid JSON"),
         ({"Content-Type": "application/json"}, b"[1, 2]", "must be a JSON object"),
+        ({"Content-Type": "application/json"}, b'{"a": "\\ud800"}', "lone surrogate"),
+        ({"Content-Type": "application/json"}, b'{"\\udfff": 1}', "lone surrogate"),
+        ({"Content-Type": "application/json"}, b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ],
 )
 def test_json_body_validation(headers: dict[str, str], data: bytes, message: str) -> None:
@@ -265,14 +268,17 @@ def test_json_body_accepts_json_objects() -> None:
     run(go())
 
 
-def test_cross_site_post_is_refused() -> None:
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://[::1", "x://["])
+def test_cross_site_post_is_refused(origin: str) -> None:
+    """An Origin Tornado cannot even parse is refused like any foreign one (it was a 500)."""
+
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             resp = await fetch(
                 "/test/echo",
                 method="POST",
                 body="{}",
-                headers={"Content-Type": "application/json", "Origin": "https://evil.example"},
+                headers={"Content-Type": "application/json", "Origin": origin},
             )
             assert resp.code == 403
             assert body(resp)["error"]["code"] == "forbidden"

@@ -148,3 +148,28 @@ def test_checkpoint_reports_how_long_the_wal_was_and_copies_it(tmp_path: Path) -
     store.flush()  # every frame was copied: this commit starts the WAL over
     assert (store.checkpoint() or 0) < 10
     store.close()
+
+
+def test_a_lone_surrogate_in_a_value_is_stored_as_u_fffd(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent's text may hold a lone surrogate, which UTF-8 (so SQLite) cannot: the whole batch
+    used to fail, left the transaction open and lost every queued row."""
+    store = Store(tmp_path / "sessions.db")
+    broken = SessionRecord("s1", "/w", "t", "agent", "a-\ud800", None, "failed", "no \udfff", "c", "u", None)
+    store.save_session(broken)
+    store.add_event("s1", 1, "error", "ts", '{"seq":1,"message":"\ud800"}')  # not escaped: a bug upstream
+    store.add_event("s2", 1, "state", "ts", '{"seq":1}')
+    done: list[str] = []
+    store.after_commit(lambda: done.append("committed"))
+    assert store.flush() == 3
+    assert done == ["committed"]
+    assert "lone surrogate" in caplog.text
+    (saved,) = store.sessions()
+    assert (saved.agent_session_id, saved.failure) == ("a-\ufffd", "no \ufffd")
+    assert store.events("s1")[0][3] == '{"seq":1,"message":"\ufffd"}'
+    assert [seq for seq, *_ in store.events("s2")] == [1]
+    store.save_session(record("s3"))  # the connection is usable afterwards
+    store.flush()
+    assert len(store.sessions()) == 2
+    store.close()

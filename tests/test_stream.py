@@ -175,3 +175,32 @@ def test_stream_sockets_send_without_nagle_delay(tmp_path: Path) -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
     serve(tmp_path, body)
+
+
+def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from_agents(tmp_path: Path) -> None:
+    """``"\\ud800"`` is valid JSON but not text UTF-8 can hold: a client sending one gets a 400 (or
+    an error frame); an agent's reaches clients and the store as the JSON escape, losing nothing."""
+
+    async def body(api: Api, ws: Path) -> None:
+        refused = await api.call("POST", "/api/sessions", {"cwd": str(ws), "title": "\ud800"})
+        assert refused.status == 400 and "lone surrogate" in refused.body["error"]["message"]
+        assert (await api.call("GET", "/api/sessions")).body["sessions"] == []
+        sid = (await api.create(ws))["id"]
+        refused = await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "say \udc00"})
+        assert refused.status == 400
+        client = await api.ws(sid)
+        await client.recv()  # hello
+        await client.send({"type": "ping", "id": "\ud800"})
+        error = await client.until(lambda f: f.get("type") == "error")
+        assert error["error"]["code"] == "bad_request" and "id" not in error
+
+        await client.send({"type": "prompt", "text": 'md "\\ud800 caf\\u00e9"', "id": "p"})
+        await client.seen(is_idle_again)
+        assert "\ud800 café" in "".join(f.get("text", "") for f in client.events())
+        assert "\ud800 café" in "".join(e.get("text", "") for e in await api.events(sid))
+        assert api.daemon.manager.persist is not None
+        stored = api.daemon.manager.persist.store.events(sid)
+        assert any("\\ud800" in payload for *_, payload in stored)
+        assert (await api.call("GET", "/api/sessions")).status == 200
+
+    serve(tmp_path, body)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.web
 import tornado.websocket
 
+from qwen_daemon import jsontext
 from qwen_daemon.errors import BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
 
 if TYPE_CHECKING:
@@ -170,6 +171,14 @@ class _Guard(tornado.web.RequestHandler):
         return manager
 
     # --- checks -----------------------------------------------------------------------------
+
+    def _origin_matches_host(self, origin: str) -> bool:
+        """Tornado's cross-origin check, except that an Origin it cannot parse (``http://[::1``)
+        matches nothing: Tornado's own raises ValueError there, a 500 before any other check."""
+        try:
+            return bool(super()._origin_matches_host(origin))
+        except ValueError:
+            return False
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
@@ -362,7 +371,7 @@ class BaseHandler(_Guard):
         """Send ``obj`` as the whole response body and finish the request."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        return self.finish(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        return self.finish(jsontext.dumps(obj))
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or :class:`BadRequest` saying what is wrong.
@@ -388,13 +397,27 @@ class BaseHandler(_Guard):
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the request body is not valid UTF-8") from None
-        try:
-            data = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        data = parse_json(text, "the request body")
         if not isinstance(data, dict):
             raise BadRequest(f"the request body must be a JSON object, not {type(data).__name__}")
         return data
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """Decode JSON a client sent, or raise :class:`BadRequest` naming ``what`` and the fault.
+
+    Besides syntax: NaN/Infinity (not JSON), nesting deep enough to exhaust the parser's recursion,
+    and lone surrogates (valid JSON, but not text we could store or send on; see ``jsontext``).
+    """
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError included (bytes that are not UTF-8)
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    if isinstance(data, dict | list | str) and jsontext.lone_surrogate_in(data):
+        raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff), which is not text")
+    return data
 
 
 def _reject_constant(name: str) -> Any:

@@ -227,7 +227,10 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "delete closed sessions older than the retention time",
             "requestBody": _body(
-                {"type": "object", "properties": {"older_than_days": {"type": "number", "minimum": 0}}},
+                {
+                    "type": "object",
+                    "properties": {"older_than_days": {"type": "number", "minimum": 0, "maximum": 1_000_000}},
+                },
                 required=False,
             ),
             "responses": {

@@ -6,6 +6,7 @@ session, and every failure is a domain error that ``base.py`` turns into a JSON 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from qwen_daemon.errors import BadRequest
@@ -13,13 +14,15 @@ from qwen_daemon.server.base import BaseHandler
 
 MAX_PROMPT_CHARS = 100_000
 _ID = r"([A-Za-z0-9_-]{1,64})"
+#: older than this many days (about 2,700 years) means nothing; a bound keeps float() from overflowing
+MAX_PRUNE_DAYS = 1_000_000
 
 
 def parse_after(raw: str | None) -> int:
     """The ``after`` query parameter: a non-negative whole number (default 0)."""
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 18:
+    if not re.fullmatch(r"[0-9]{1,18}", raw):  # not isdigit(): "²" is a digit that int() refuses
         raise BadRequest(f"after must be a non-negative whole number, got {raw!r}")
     return int(raw)
 
@@ -164,8 +167,10 @@ class PruneHandler(BaseHandler):
     async def post(self) -> None:
         body = self.json_body() if self.request.body.strip() else {}
         days = body.get("older_than_days")
-        if days is not None and (isinstance(days, bool) or not isinstance(days, int | float) or days < 0):
-            raise BadRequest("older_than_days must be a non-negative number")
+        if days is not None and (
+            isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_PRUNE_DAYS
+        ):
+            raise BadRequest(f"older_than_days must be a number from 0 to {MAX_PRUNE_DAYS}")
         pruned = await self.manager.prune(None if days is None else float(days))
         self.write_json({"pruned": pruned})
 

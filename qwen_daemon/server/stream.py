@@ -24,7 +24,6 @@ RFC 6455's unmasked server frame; the handler never negotiates compression, so i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import struct
 from typing import Any
@@ -32,8 +31,9 @@ from typing import Any
 import tornado.iostream
 import tornado.web
 
+from qwen_daemon import jsontext
 from qwen_daemon.errors import BadRequest, DaemonError, LimitReached
-from qwen_daemon.server.base import BaseWebSocketHandler
+from qwen_daemon.server.base import BaseWebSocketHandler, parse_json
 from qwen_daemon.server.sessions_api import _ID, parse_after, permission_answer, prompt_text
 from qwen_daemon.sessions.events import Event, Subscription
 from qwen_daemon.sessions.session import Session
@@ -121,7 +121,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
         self._write(event.json)
 
     def _send_control(self, frame: dict[str, Any]) -> None:
-        self._write(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+        self._write(jsontext.dumps(frame))
 
     def _session_ended(self) -> None:
         self._sub = None
@@ -132,10 +132,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         frame_id: Any = None
         try:
-            try:
-                frame = json.loads(message)
-            except (ValueError, UnicodeDecodeError):
-                raise BadRequest("frame is not valid JSON") from None
+            frame = parse_json(message, "the frame")
             if not isinstance(frame, dict):
                 raise BadRequest("frame must be a JSON object")
             frame_id = frame.get("id")

@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+from qwen_daemon import jsontext
+
 #: Every event type a session can emit; anything else the agent sends travels as ``agent_update``.
 EVENT_TYPES = frozenset(
     {
@@ -148,7 +150,7 @@ class EventLog:
         seq = self._appended_seq
         ts = utc_now()
         data: dict[str, Any] = {"seq": seq, "type": type_, "ts": ts, **fields}
-        row = (seq, type_, ts, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        row = (seq, type_, ts, jsontext.dumps(data))
         self._events.append(row)
         event = Event._make(row)
         if self._sink is None:

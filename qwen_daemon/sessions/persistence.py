@@ -137,8 +137,11 @@ class Persistence:
         logs, self._waiting_logs = self._waiting_logs, []
         try:
             rows = self.store.flush()
-        except sqlite3.Error as exc:
-            log.error("cannot write the session database %s: %s (retrying)", self.store.path, exc)
+        except Exception as exc:  # the store kept it all queued; nothing is published unsaved
+            if isinstance(exc, sqlite3.Error):
+                log.error("cannot write the session database %s: %s (retrying)", self.store.path, exc)
+            else:
+                log.exception("cannot write the session database %s (retrying)", self.store.path)
             self._waiting_logs = logs + self._waiting_logs
             with contextlib.suppress(RuntimeError):  # no running loop: the caller retries
                 self._schedule(self.RETRY_SECONDS)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_daemon.config import ensure_private_dir, write_private_file
+from qwen_daemon.jsontext import replace_lone_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,16 @@ class Store:
                 db.execute(sql, args)
             db.execute("COMMIT")
             rows = len(events) + len(writes)
-        except sqlite3.Error:
+        except UnicodeEncodeError:
+            # a lone surrogate in a value an agent sent (events are JSON text, escaped already)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            log.warning("a value held a lone surrogate; it is stored with U+FFFD in its place")
+            self._events = [_text(row) for row in events] + self._events
+            self._writes = [(sql, _text(args)) for sql, args in writes] + self._writes
+            self._after_commit = callbacks + self._after_commit
+            return self.flush()
+        except Exception:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             # keep the data queued: a later flush may succeed (e.g. after disk space is freed)
@@ -385,6 +395,11 @@ def prune_offline(path: Path, older_than_days: float) -> list[str]:
     finally:
         store.close()
     return pruned
+
+
+def _text(values: tuple[Any, ...]) -> Any:
+    """The row with each string's lone surrogates replaced: SQLite can store only UTF-8 text."""
+    return tuple(replace_lone_surrogates(v) for v in values)
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:

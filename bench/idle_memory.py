@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import rss_kib
 from qwen_daemon.config import Paths, Settings
+from qwen_daemon.sessions import reaping
 from tests.support.daemon import running_daemon
 from tests.support.fake_openai import running_fake_openai, text
 from tests.support.qwen import AGENT_ENV, prepare_qwen_home
@@ -70,7 +71,7 @@ async def measure(count: int) -> None:
             agents_awake = sum(group_rss_kib(h.pid) for h in manager.hosts.values() if h.pid)
             manager.settings = Settings(**{**settings.__dict__, "agent_idle_timeout": 0.001})
             began = time.monotonic()
-            slept = await manager.sleep_idle_agents()
+            slept = await reaping.sleep_idle_agents(manager)
             sleep_s = time.monotonic() - began
             agents_asleep = sum(group_rss_kib(h.pid) for h in manager.hosts.values() if h.pid and h.running)
             daemon_asleep = rss_kib(os.getpid())

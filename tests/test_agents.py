@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from qwen_daemon.config import ConfigError, Paths, load_settings
-from qwen_daemon.errors import AgentFailed, ShuttingDown
-from qwen_daemon.sessions import manager as manager_module
+from qwen_daemon.errors import ShuttingDown
+from qwen_daemon.sessions import reaping
 from tests.support.daemon import FAKE_AGENT, Api, running_daemon
 from tests.support.probe import marked_processes, until
 
@@ -148,8 +148,8 @@ def test_a_warm_spare_serves_the_next_session(paths: Paths, monkeypatch: pytest.
         assert manager.spares == {}
         await api.call("DELETE", f"/api/sessions/{second['id']}")
         (spare,) = manager.spares.values()
-        monkeypatch.setattr(manager_module, "memory_is_short", lambda: True)
-        await manager.reap_spares()
+        monkeypatch.setattr(reaping, "memory_is_short", lambda: True)
+        await reaping.reap_spares(manager)
         assert manager.spares == {} and not spare.running
 
     serve(paths, body)
@@ -228,8 +228,7 @@ def test_stopping_the_daemon_while_a_session_starts_leaves_no_agent(paths: Paths
         await manager.shutdown()
         with pytest.raises(ShuttingDown):
             await creating
-        with pytest.raises(AgentFailed):
-            await warming
+        assert not (await warming).running  # the warm answers "nothing warm", not an error
         assert marked_processes(str(gate)) == []
 
     serve(paths, body)

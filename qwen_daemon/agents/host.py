@@ -108,6 +108,7 @@ class AgentHost:
         self._start_lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped: asyncio.Event | None = None  # set once the last stop() has finished
         self._retired = False
         #: create one ACP session ahead of time, so the next daemon session skips session/new
         self.keep_spare_session = False
@@ -125,9 +126,10 @@ class AgentHost:
 
     @property
     def running(self) -> bool:
-        """Alive and talking: stdout at EOF means it is gone even before it is reaped."""
+        """Alive, talking and not being stopped: stdout at EOF means it is gone even before it is
+        reaped; one being stopped takes no new work (``ensure_started`` waits, then restarts it)."""
         proc = self._proc
-        if proc is None or proc.returncode is not None or self._conn is None:
+        if proc is None or proc.returncode is not None or self._conn is None or self._stopping:
             return False
         return proc.stdout is not None and not proc.stdout.at_eof()
 
@@ -142,6 +144,8 @@ class AgentHost:
                 raise AgentFailed(
                     "the agent was stopped for good: its sessions closed or the daemon is stopping"
                 )
+            if self._stopped is not None:
+                await self._stopped.wait()  # a stop under way ends first: one process at a time
             if self.running:
                 return
             self._stopping = False
@@ -196,7 +200,8 @@ class AgentHost:
 
     async def _watch_exit(self, proc: asyncio.subprocess.Process, conn: Connection) -> None:
         code = await proc.wait()
-        await conn.close()
+        with contextlib.suppress(Exception):  # e.g. a send still under way hit the closed pipe
+            await conn.close()
         # a newer process may already have replaced this one (it was seen dead at stdout EOF)
         current = self._proc is proc
         if current:
@@ -249,18 +254,22 @@ class AgentHost:
         proc = self._proc
         if proc is None:
             return
-        eof_wait, term_wait, kill_wait = self._stop_timeouts
-        if proc.returncode is None and proc.stdin is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                proc.stdin.close()
-            await self._wait(proc, eof_wait)
-        if proc.returncode is None:
-            self._signal_group(proc.pid, signal.SIGTERM)
-            await self._wait(proc, term_wait)
-        await self._kill_group(kill_wait)
-        if self._watch is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        stopped = self._stopped = asyncio.Event()
+        try:
+            eof_wait, term_wait, kill_wait = self._stop_timeouts
+            if proc.returncode is None and proc.stdin is not None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    proc.stdin.close()
+                await self._wait(proc, eof_wait)
+            if proc.returncode is None:
+                self._signal_group(proc.pid, signal.SIGTERM)
+                await self._wait(proc, term_wait)
+            await self._kill_group(kill_wait)
+            if self._watch is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # it logs its own
+                    await self._watch
+        finally:
+            stopped.set()
 
     async def _kill_group(self, wait: float = 2.0) -> None:
         """SIGKILL whatever is left of the agent's process group (the leader may be gone already)."""

@@ -3,13 +3,9 @@
 One :class:`AgentHost` serves every session whose workspace (``cwd``, resolved to its real path)
 is the same; it starts with the first session there and stops when the last one closes.
 
-Idle timeout: a session in ``idle`` state with no event and no attached client for
-``settings.idle_timeout`` seconds is closed, which frees its agent session. Closed sessions stay
-listed with their history until deleted, or pruned ``retention_days`` after closing.
-
-Agents sleep: an agent with no running turn and no attached client for
-``settings.agent_idle_timeout`` seconds is stopped; its sessions stay ``idle`` and the next prompt
-starts it again and restores the agent's own session.
+Idle sessions are closed, idle agents put to sleep and unused spares stopped by ``reaping.py``.
+Closed sessions stay listed with their history until deleted, or pruned ``retention_days`` after
+closing.
 
 Named agents: hosts are keyed by (agent name, workspace), so a workspace can run Qwen Code and,
 say, ``claude-code-acp`` side by side; each session records the name of its agent.
@@ -18,8 +14,8 @@ Warm spares (``spare_agents``, default 1): when the last session of a workspace 
 is kept running as a spare for the next session there instead of being stopped, and at start the
 most recently used workspaces get one, so a new session there does not wait for the agent to
 boot (about 1 s for Qwen Code). At most ``spare_agents`` spares live at once (oldest stopped
-first); a spare unused for ``agent_idle_timeout`` is stopped, and every spare is stopped at once
-when the machine runs short of memory (less than ``SPARE_MIN_AVAILABLE_MIB`` available).
+first); ``reaping.py`` stops a spare unused for ``agent_idle_timeout``, and every spare at once
+when the machine runs short of memory.
 
 Durability (after :meth:`SessionManager.load`): sessions, events and permission requests live in
 the SQLite store; a daemon stop suspends sessions instead of closing them, so after any restart
@@ -45,6 +41,7 @@ from qwen_daemon.agents.orphans import OrphanGuard
 from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
 from qwen_daemon.config import Settings
 from qwen_daemon.errors import AgentFailed, BadRequest, LimitReached, SessionNotFound, ShuttingDown
+from qwen_daemon.sessions import reaping
 from qwen_daemon.sessions.events import Event
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.session import Session, mode_ids, require_offered
@@ -53,8 +50,6 @@ from qwen_daemon.sessions.store import SessionRecord, Store
 log = logging.getLogger(__name__)
 
 MAX_TITLE = 200
-#: Below this much available memory (MemAvailable) warm spares are stopped and none are started.
-SPARE_MIN_AVAILABLE_MIB = 1024
 #: events of a restored session kept in memory at start; older ones are read from the store
 RESTORED_EVENTS = 100
 OPEN_STATES = frozenset({"starting", "idle", "running", "awaiting_permission"})
@@ -92,7 +87,7 @@ class SessionManager:
         self.hosts: dict[tuple[str, str], AgentHost] = {}
         #: warm spare agents with no session yet, by (agent, workspace), least recently used first
         self.spares: OrderedDict[tuple[str, str], AgentHost] = OrderedDict()
-        self._spare_since: dict[AgentHost, float] = {}
+        self.spare_since: dict[AgentHost, float] = {}
         #: the modes each agent last advertised (from session/new), for GET /api/agents
         self.agent_modes: dict[str, list[dict[str, Any]]] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -100,6 +95,7 @@ class SessionManager:
         # agent stops in flight; shielded so cancelling their caller cannot leave an agent running
         self._host_stops: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._creating: set[str] = set()  # ids of sessions whose create() awaits their agent
         self._agents: dict[str, AgentCommand] = {}
         self._recent: list[tuple[str, str]] = []  # (agent, cwd) of stored sessions, newest first
         self.persist: Persistence | None = None
@@ -178,7 +174,7 @@ class SessionManager:
         if host is None and take_spare:
             host = self.spares.pop(key, None)
             if host is not None:
-                self._spare_since.pop(host, None)
+                self.spare_since.pop(host, None)
                 if not (host.running or host.starting):
                     host = None  # it died while waiting; a fresh one starts below
                 else:
@@ -216,16 +212,16 @@ class SessionManager:
         return self._add_spare(agent, host)
 
     def _add_spare(self, agent: str, host: AgentHost) -> bool:
-        if self.settings.spare_agents <= 0 or memory_is_short():
+        if self.settings.spare_agents <= 0 or reaping.memory_is_short():
             return False
         key = (agent, host.cwd)
         self.spares[key] = host
         self.spares.move_to_end(key)
-        self._spare_since[host] = asyncio.get_running_loop().time()
+        self.spare_since[host] = asyncio.get_running_loop().time()
         while len(self.spares) > self.settings.spare_agents:
             _key, oldest = self.spares.popitem(last=False)
-            self._spare_since.pop(oldest, None)
-            self._stop_host(oldest)
+            self.spare_since.pop(oldest, None)
+            self.stop_host(oldest)
         return True
 
     async def warm(self, agent: str | None, cwd: Any) -> AgentHost:
@@ -264,78 +260,30 @@ class SessionManager:
                 found.setdefault(workspace_key(agent, cwd), cwd)
         return [(agent, cwd) for (agent, _key), cwd in found.items()]
 
-    async def reap_spares(self) -> None:
-        """Stop spares unused for ``agent_idle_timeout``, and all of them when memory is short."""
-        now = asyncio.get_running_loop().time()
-        short = memory_is_short()
-        for key, host in list(self.spares.items()):
-            if short or now - self._spare_since.get(host, now) >= self.settings.agent_idle_timeout:
-                del self.spares[key]
-                self._spare_since.pop(host, None)
-                log.info("stopping the spare agent for %s (%s)", key[1], "memory" if short else "unused")
-                await asyncio.shield(self._stop_host(host))
-
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start background housekeeping (the idle reaper). Needs a running loop."""
         if self._reaper is None:
-            self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+            self._reaper = asyncio.create_task(reaping.reap_forever(self), name="session-reaper")
         if self._warming is None and self._recent and self.settings.spare_agents > 0:
             # after start-up is reported: a spare must never delay the daemon being ready
             self._warming = asyncio.create_task(self.warm_recent(), name="warm-spares")
 
-    async def _reap_forever(self) -> None:
-        shortest = min(self.settings.idle_timeout, self.settings.agent_idle_timeout)
-        period = max(0.05, min(30.0, shortest / 4))
-        while True:
-            await asyncio.sleep(period)
-            await self.reap_idle()
-            await self.sleep_idle_agents()
-            await self.reap_spares()
-
-    async def sleep_idle_agents(self) -> list[AgentHost]:
-        """Stop agents nobody has used or watched for ``agent_idle_timeout``; their sessions stay."""
-        now = asyncio.get_running_loop().time()
-        sleepy = []
-        for host in list(self.hosts.values()):
-            mine = [s for s in self.sessions.values() if s.host is host]
-            if not host.running or any(s.busy or s.state == "starting" for s in mine):
-                continue
-            if any(s.events.subscriber_count for s in mine):
-                continue
-            if all(now - s.last_activity >= self.settings.agent_idle_timeout for s in mine):
-                sleepy.append(host)
-        for host in sleepy:
-            log.info("agent for %s idle for %.0f s: stopping it", host.cwd, self.settings.agent_idle_timeout)
-            await asyncio.shield(self._stop_host(host, retire=False))  # its sessions restart it
-        return sleepy
-
-    async def reap_idle(self) -> list[str]:
-        """Close sessions idle longer than the timeout; returns their ids."""
-        now = asyncio.get_running_loop().time()
-        stale = [
-            s
-            for s in self.sessions.values()
-            if s.state == "idle"
-            and s.events.subscriber_count == 0
-            and now - s.last_activity >= self.settings.idle_timeout
-        ]
-        for session in stale:
-            await session.close(reason="idle timeout")
-            await self._release_host(session)
-        return [s.id for s in stale]
-
     async def shutdown(self) -> None:
         """Close every session (cancelling turns), then stop every agent. Idempotent."""
         self._closing = True
+        for session_id in self._creating:  # never confirmed to their clients, who get ShuttingDown
+            self.sessions.pop(session_id, None)
+            if self.persist is not None:
+                self.persist.delete(session_id)
         if self._warming is not None:
             self._warming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._warming
         if self._reaper is not None:
             self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reaper
             self._reaper = None
         sessions = [s for s in self.sessions.values() if s.state != "closed"]
@@ -348,7 +296,7 @@ class SessionManager:
         hosts = list(self.hosts.values()) + list(self.spares.values())
         self.hosts.clear()
         self.spares.clear()
-        stops = [self._stop_host(h) for h in hosts] + list(self._host_stops)
+        stops = [self.stop_host(h) for h in hosts] + list(self._host_stops)
         await asyncio.gather(*stops, return_exceptions=True)
         if self.orphans is not None:
             self.orphans.close()
@@ -383,13 +331,18 @@ class SessionManager:
         host = self._host_for(agent_name, path)
         session = Session(path, name, host, self.settings.event_history, self.persist, agent=agent_name)
         self.sessions[session.id] = session
+        self._creating.add(session.id)
         try:
             await session.start()
         except AgentFailed as exc:
-            await self._release_host(session)
+            await self.release_host(session)
             if self._closing:
                 raise ShuttingDown("the daemon is stopping; create the session once it is back") from None
             raise AgentFailed(exc.message, session_id=session.id) from None
+        finally:
+            self._creating.discard(session.id)
+        if session.id not in self.sessions:  # dropped by shutdown() while its agent started
+            raise ShuttingDown("the daemon is stopping; create the session once it is back")
         if session.modes:
             self.agent_modes[agent_name] = list(session.modes.get("availableModes") or [])
         if mode is not None and mode != session.mode:
@@ -417,7 +370,7 @@ class SessionManager:
         self.sessions.pop(session_id, None)
         if self.persist is not None:
             self.persist.delete(session_id)
-        await self._release_host(session)
+        await self.release_host(session)
 
     async def prune(self, older_than_days: float | None = None) -> builtins.list[str]:
         """Delete closed sessions closed more than ``retention_days`` ago; returns their ids."""
@@ -432,7 +385,7 @@ class SessionManager:
             await self.delete(session_id)
         return doomed
 
-    async def _release_host(self, session: Session) -> None:
+    async def release_host(self, session: Session) -> None:
         """Stop a workspace's agent once no open session uses it."""
         host = session.host
         if any(s.host is host and s.state in OPEN_STATES for s in self.sessions.values()):
@@ -441,9 +394,9 @@ class SessionManager:
             if value is host:
                 del self.hosts[key]
         if not self._keep_as_spare(session.agent, host):
-            await asyncio.shield(self._stop_host(host))
+            await asyncio.shield(self.stop_host(host))
 
-    def _stop_host(self, host: AgentHost, *, retire: bool = True) -> asyncio.Task[None]:
+    def stop_host(self, host: AgentHost, *, retire: bool = True) -> asyncio.Task[None]:
         """Stop an agent; unless its sessions may restart it, for good (see AgentHost.retire)."""
         task = asyncio.ensure_future(host.retire() if retire else host.stop())
         self._host_stops.add(task)
@@ -454,18 +407,6 @@ class SessionManager:
 def workspace_key(agent: str, cwd: str) -> tuple[str, str]:
     """Agent hosts are shared per (agent name, real path of the workspace)."""
     return agent, os.path.realpath(cwd)
-
-
-def memory_is_short() -> bool:
-    """Whether the machine has less than SPARE_MIN_AVAILABLE_MIB available (Linux; else never)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) < SPARE_MIN_AVAILABLE_MIB * 1024
-    except (OSError, ValueError):
-        pass
-    return False
 
 
 def _open_turn(last: Event | None) -> str | None:

@@ -68,6 +68,7 @@ class Persistence:
         self.store = store
         self._waiting_logs: list[EventLog] = []
         self._dirty: dict[str, Callable[[], SessionRecord]] = {}
+        self._deleted: set[str] = set()  # ids are random: one is never made again
         self._scheduled = False
         self._checkpointing: asyncio.Future[Any] | None = None
         self._uncheckpointed = 0  # rows committed since the last checkpoint started
@@ -82,6 +83,8 @@ class Persistence:
 
     def sink_for(self, session_id: str) -> EventSink:
         def sink(log: EventLog, event: Event) -> None:
+            if session_id in self._deleted:
+                return
             self.store.add_event(session_id, event.seq, event.type, event.ts, event.json)
             if not self._waiting_logs or self._waiting_logs[-1] is not log:
                 self._waiting_logs.append(log)
@@ -105,14 +108,21 @@ class Persistence:
         return None if row is None else Event(*row)
 
     def session_changed(self, session_id: str, snapshot: Callable[[], SessionRecord]) -> None:
+        if session_id in self._deleted:
+            return
         self._dirty[session_id] = snapshot
         self._schedule()
 
     def permission(self, session_id: str, request_id: str, payload: dict[str, Any], status: str) -> None:
+        if session_id in self._deleted:
+            return
         self.store.save_permission(session_id, request_id, payload, status)
         self._schedule()
 
     def delete(self, session_id: str) -> None:
+        """Forget a session for good: what it still does (e.g. a start that was under way when it
+        was deleted) is not written back."""
+        self._deleted.add(session_id)
         self._dirty.pop(session_id, None)
         self.store.delete_session(session_id)
         self._schedule()

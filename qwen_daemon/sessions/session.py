@@ -193,7 +193,7 @@ class Session:
         self.events.append(type_, **fields)
 
     def _set_state(self, state: State) -> None:
-        if state != self.state:
+        if state != self.state and self.state != "closed":  # closed is for good
             self.state = state
             self._emit("state", state=state)
             self._changed()
@@ -251,16 +251,25 @@ class Session:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the agent session. On refusal the session is ``failed`` and AgentFailed is raised."""
+        """Create the agent session. On refusal the session is ``failed`` and AgentFailed is raised;
+        closed meanwhile (deleted while the agent started), it stays closed: SessionClosed."""
         self._emit("state", state="starting")
         try:
             await self._ensure_agent_session()
         except AgentFailed as exc:
+            self._check_not_closed_while_starting()
             self.failure = exc.message
             self._emit("error", message=exc.message)
             self._set_state("failed")
             raise
+        self._check_not_closed_while_starting()
         self._set_state("idle")
+
+    def _check_not_closed_while_starting(self) -> None:
+        if self.state == "closed":
+            if self.agent_session_id is not None:
+                self.host.forget(self.agent_session_id)
+            raise SessionClosed(f"session {self.id} was closed while its agent started")
 
     def prompt(self, text: str) -> str:
         """Start a turn; returns its prompt id. Never forwards a prompt while a turn runs."""

@@ -18,7 +18,7 @@ from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.stream import MAX_CLIENTS_PER_SESSION
 from tests.support.daemon import FAKE_AGENT, Api, fake_settings, running_daemon, serve
-from tests.support.probe import cli, start_daemon
+from tests.support.probe import cli, start_daemon, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -272,3 +272,60 @@ def test_cross_site_text_plain_post_cannot_act(tmp_path: Path) -> None:
         assert after["last_seq"] == before and after["state"] == "idle"
 
     serve(tmp_path, body)
+
+
+def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connections that send nothing used to pile up until the descriptors ran out; accept() then
+    failed on every loop turn (100% CPU, a traceback per turn) and /health with it."""
+    from qwen_daemon.server import app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_CONNECTIONS", 20)
+    monkeypatch.setattr(app_module, "HEADER_TIMEOUT", 1.0)
+
+    async def body(api: Api, ws: Path) -> None:
+        server = api.daemon._server
+        assert server is not None and server.max_connections == 20
+        idle = [await asyncio.open_connection("127.0.0.1", api.daemon.port) for _ in range(60)]
+        await until(lambda: server.open_connections == 20 and server.refused == 40)
+        await until(lambda: server.open_connections == 0)  # no request head within the deadline
+        for _reader, writer in idle:
+            writer.close()
+        assert (await api.call("GET", "/health")).status == 200
+
+    serve(tmp_path, body)
+    refusals = [r for r in caplog.records if "refusing new ones" in r.getMessage()]
+    assert len(refusals) == 1, "one line per minute, not one per refused connection"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+@pytest.mark.usefixtures("daemon_reaper")
+def test_the_daemon_raises_its_open_files_limit(paths: Paths) -> None:
+    """Started with systemd's usual soft limit of 1,024 (or less), it asks for 8,192."""
+    import resource
+
+    from qwen_daemon.server.connections import WANTED_FILES
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+
+    def lower_the_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    started = subprocess.run(
+        [sys.executable, "-m", "qwen_daemon", "start", "--port", "0", *AGENT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lower_the_limit,
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        info = read_discovery(paths)
+        assert info is not None
+        line = next(x for x in Path(f"/proc/{info.pid}/limits").read_text().splitlines() if "open files" in x)
+        soft = int(line.split()[3])
+        assert soft == (WANTED_FILES if hard == resource.RLIM_INFINITY else min(WANTED_FILES, hard))
+    finally:
+        assert cli("stop").returncode == 0

@@ -145,6 +145,21 @@ def test_handshake_refusals(tmp_path: Path) -> None:
         assert await status_of("/api/sessions/nope/ws", auth) == 404
         assert await status_of(f"/api/sessions/{sid}/ws?after=-4", auth) == 400
 
+        # not a WebSocket handshake at all, or a broken one: JSON errors, as everywhere else
+        ws_headers = {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZQ==",
+        }
+        for headers, status, code in [
+            ({}, 400, "bad_request"),
+            ({**ws_headers, "Sec-WebSocket-Version": "99"}, 426, "upgrade_required"),
+            ({**ws_headers, "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": ""}, 400, "bad_request"),
+        ]:
+            reply = await api.call("GET", f"/api/sessions/{sid}/ws", headers=headers)
+            assert (reply.status, reply.body["error"]["code"]) == (status, code), reply.body
+        assert reply.headers.get("Content-Type", "").startswith("application/json")
+
     serve(tmp_path, body)
 
 

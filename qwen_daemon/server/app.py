@@ -23,7 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import tornado.httpserver
 import tornado.web
 import tornado.websocket
 
@@ -33,6 +32,7 @@ from qwen_daemon.config import ConfigError, Settings, load_or_create_token, rota
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
 from qwen_daemon.server import health, openapi, pages, sessions_api, stream
 from qwen_daemon.server.base import NotFoundHandler
+from qwen_daemon.server.connections import HEADER_TIMEOUT, MAX_CONNECTIONS, CappedHTTPServer, raise_file_limit
 from qwen_daemon.server.throttle import AuthThrottle
 from qwen_daemon.sessions.manager import SessionManager
 from qwen_daemon.sessions.store import StoreError
@@ -169,7 +169,7 @@ class Daemon:
         #: True from the moment shutdown begins; new API requests then get 503.
         self.stopping = False
         self.app = make_app(self)
-        self._server: tornado.httpserver.HTTPServer | None = None
+        self._server: CappedHTTPServer | None = None
         self._port: int | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -271,13 +271,16 @@ class Daemon:
                 self.settings.host,
                 "" if self.settings.tls else " WITHOUT TLS (--insecure-remote)",
             )
-        server = tornado.httpserver.HTTPServer(
+        files = raise_file_limit()
+        server = CappedHTTPServer(
             self.app,
             ssl_options=self._tls_context(),
             xheaders=False,
             max_body_size=MAX_BODY_SIZE,
-            idle_connection_timeout=3600,
+            idle_connection_timeout=HEADER_TIMEOUT,
         )
+        # a quarter of the descriptors at most: the rest for WebSockets, agents' pipes, the store
+        server.max_connections = min(MAX_CONNECTIONS, max(16, files // 4))
         server.add_sockets(sockets)
         self._server = server
         self.manager.start()

@@ -455,7 +455,24 @@ class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         return self.origin_is_own(origin)
 
+    def _check_handshake(self) -> None:
+        """Tornado's own handshake checks, answered as JSON errors (its refusals are plain text or
+        empty); Tornado still checks everything again."""
+        headers = self.request.headers
+        connection = {part.strip().lower() for part in headers.get("Connection", "").split(",")}
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            raise ApiError(
+                400, "bad_request", "this is a WebSocket endpoint; connect with Upgrade: websocket"
+            )
+        if headers.get("Sec-WebSocket-Version") not in ("7", "8", "13"):
+            raise ApiError(
+                426, "upgrade_required", "WebSocket version 13 is required", {"Sec-WebSocket-Version": "13"}
+            )
+        if not headers.get("Sec-WebSocket-Key"):
+            raise ApiError(400, "bad_request", "the Sec-WebSocket-Key header is missing")
+
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        self._check_handshake()
         registry = self.daemon.websockets
         registry.add(self)
         try:

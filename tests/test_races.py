@@ -205,3 +205,28 @@ def test_a_spare_taken_while_the_reaper_stops_spares_does_not_kill_the_reaper(
 
     run(tmp_path, agents.command(slow_stop=True), body, spare_agents=2)
     assert agents.running() == []
+
+
+def test_a_request_the_stop_cuts_short_is_told_so(tmp_path: Path) -> None:
+    """A mode switch waiting for its agent to restart when the daemon stops: 503 shutting_down
+    (it was 502 'the agent went away', which reads like a broken agent)."""
+    agents = Agents(tmp_path)
+    ws, _ = workspaces(tmp_path)
+    agents.gate.touch()
+
+    async def body(api: Api) -> None:
+        manager = api.daemon.manager
+        session = manager.get((await api.create(ws))["id"])
+        agents.gate.unlink()  # the next start hangs at initialize
+        await manager.stop_host(session.host, retire=False)
+        switching = asyncio.ensure_future(
+            api.call("POST", f"/api/sessions/{session.id}/mode", {"mode_id": "plan"})
+        )
+        await until(lambda: len(agents.running()) == 1)  # restarting for the switch
+        api.daemon.request_stop()
+        switched = await switching
+        assert (switched.status, switched.body["error"]["code"]) == (503, "shutting_down"), switched.body
+        await api.daemon.wait_stopped()
+        assert agents.running() == []
+
+    run(tmp_path, agents.command(gated=True), body)

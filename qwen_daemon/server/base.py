@@ -38,7 +38,7 @@ import tornado.web
 import tornado.websocket
 
 from qwen_daemon import jsontext
-from qwen_daemon.errors import BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
+from qwen_daemon.errors import AgentFailed, BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -316,6 +316,8 @@ class _Guard(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
+        if isinstance(exc, AgentFailed) and self.daemon.stopping:  # the stop took the agent away
+            exc = ShuttingDown("the daemon is stopping; try again once it is back")
         status, code, message = describe_error(exc, status_code)
         if status != status_code:
             self.set_status(status)

@@ -177,6 +177,9 @@ def test_host_allowlist_rules() -> None:
     assert not host_allowed("evil.example", "0.0.0.0")  # ...names are not (DNS rebinding)
     assert host_allowed("[fe80::1]:1", "::")
     assert not host_allowed("", "127.0.0.1")
+    for forged in ("[::1]evil.example", "127.0.0.1:abc", "localhost:80:80", "[::1]:80x", "[]", ":80"):
+        assert not host_allowed(forged, "127.0.0.1"), forged
+    assert host_allowed("[::1]", "127.0.0.1") and host_allowed("localhost.", "127.0.0.1")
 
 
 def test_domain_errors_map_through_one_table() -> None:

@@ -28,6 +28,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import urllib.parse
 from collections.abc import Awaitable
 from http import HTTPStatus
@@ -121,6 +122,10 @@ def describe_error(exc: BaseException | None, status: int = 500) -> tuple[int, s
     return status, phrase.lower().replace(" ", "_").replace("-", "_"), phrase
 
 
+#: ``name[:port]``, ``v4[:port]`` or ``[v6][:port]``, and nothing around them
+_HOST_HEADER = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]]+))(?::[0-9]{1,5})?")
+
+
 def host_allowed(host_header: str, bind_host: str, extra: tuple[str, ...] = ()) -> bool:
     """Whether a request's ``Host`` is one we answer to (DNS-rebinding defence).
 
@@ -128,12 +133,10 @@ def host_allowed(host_header: str, bind_host: str, extra: tuple[str, ...] = ()) 
     wildcard address the user asked for remote access, so any IP literal is allowed too — an IP
     literal cannot be rebound, only names can.
     """
-    host = host_header.strip().lower()
-    if host.startswith("["):  # [v6]:port
-        host = host[1:].partition("]")[0]
-    elif host.count(":") == 1:  # name:port or v4:port
-        host = host.partition(":")[0]
-    host = host.rstrip(".")
+    match = _HOST_HEADER.fullmatch(host_header.strip().lower())
+    if match is None:  # e.g. "[::1]evil.example" or "127.0.0.1:abc": not a host[:port] at all
+        return False
+    host = (match["v6"] or match["name"]).rstrip(".")
     if not host:
         return False
     bind = bind_host.strip().lower().strip("[]")

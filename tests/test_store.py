@@ -173,3 +173,28 @@ def test_a_lone_surrogate_in_a_value_is_stored_as_u_fffd(
     store.flush()
     assert len(store.sessions()) == 2
     store.close()
+
+
+@pytest.mark.parametrize("keep_wal", [True, False])
+def test_a_truncated_database_is_moved_aside_not_taken_for_a_new_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, keep_wal: bool
+) -> None:
+    """SQLite opens a zero-byte file as an empty database and its quick check passes: every
+    session was gone after a restart without a log line, and the WAL was overwritten."""
+    path = tmp_path / "sessions.db"
+    store = Store(path)
+    store.save_session(record())
+    store.flush()
+    wal = Path(f"{path}-wal")
+    wal_bytes = wal.read_bytes()  # as a crash leaves it: the WAL still holds the session
+    store.close()
+    path.write_bytes(b"")
+    if keep_wal:
+        wal.write_bytes(wal_bytes)
+    again = Store(path)
+    assert again.moved_aside is not None and "too short" in caplog.text
+    assert str(again.moved_aside) in caplog.text
+    assert again.sessions() == []
+    if keep_wal:
+        assert Path(f"{again.moved_aside}-wal").read_bytes() == wal_bytes
+    again.close()

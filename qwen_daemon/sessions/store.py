@@ -101,6 +101,8 @@ _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 #: bytes the WAL file is cut back to whenever SQLite restarts it after a checkpoint
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
+#: a database is at least one page (the smallest page size); this one's schema makes it more
+SMALLEST_DATABASE = 512
 
 
 class Store:
@@ -155,6 +157,10 @@ class Store:
     def _open(self) -> sqlite3.Connection:
         try:
             clean = self._left_by_clean_close()
+            if self.path.exists() and (size := self.path.stat().st_size) < SMALLEST_DATABASE:
+                # SQLite takes a truncated (e.g. empty) file for a new database and its quick
+                # check passes: every session would be gone without a word
+                raise sqlite3.DatabaseError(f"the file is {size} bytes long, too short for a database")
             db = self._connect()
             if not clean and db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 db.close()

@@ -229,10 +229,15 @@ def start_background(settings: Settings) -> int:
     except AlreadyRunning as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    token = load_or_create_token(paths)  # before forking, so parent and daemon agree on it
-    ensure_private_dir(paths.log_dir)
-    ensure_private_dir(paths.runtime_dir)
-    log_fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        token = load_or_create_token(paths)  # before forking, so parent and daemon agree on it
+        ensure_private_dir(paths.log_dir)
+        ensure_private_dir(paths.runtime_dir)
+        log_fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:  # e.g. a read-only state dir: say which file, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"qwen-daemon: cannot start: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -188,6 +188,15 @@ def test_missing_agent_fails_start_with_a_clear_message(paths: Paths, agent: str
     assert cli("status").returncode == 3
 
 
+def test_an_unwritable_log_file_fails_start_with_a_clear_message(paths: Paths) -> None:
+    """(Root ignores file modes, so a directory stands where the log file should be.)"""
+    paths.log_file.mkdir(parents=True)
+    res = cli("start", "--port", "0", "--agent-cmd", AGENT, timeout=30)
+    assert res.returncode == 1
+    assert f"cannot write {paths.log_file}" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not paths.discovery_file.exists()
+
+
 def test_sigterm_stops_a_background_daemon_cleanly(paths: Paths) -> None:
     res = start()
     assert res.returncode == 0, res.stderr

@@ -100,6 +100,29 @@ def test_backfill_serves_what_the_window_dropped() -> None:
     assert [e.seq for e in log.since(6)] == [7, 8, 9, 10]
 
 
+def test_a_commit_held_up_past_the_window_still_reaches_subscribers_whole() -> None:
+    """When more events wait for their commit than the window holds (the disk was full for a
+    while), the ones pushed out unsent come from the store: live clients used to skip them."""
+    store: dict[int, Event] = {}
+    held: list[Event] = []
+    log = EventLog(
+        max_events=3,
+        sink=lambda log, event: held.append(event),
+        backfill=lambda a, b: [store[i] for i in range(a + 1, b + 1)],
+    )
+    seen: list[int] = []
+    log.subscribe(0, lambda e: seen.append(e.seq))
+    for i in range(10):
+        log.append("agent_message_chunk", text=str(i))
+    store.update((e.seq, e) for e in held)  # the commit, at last
+    log.publish()
+    assert seen == list(range(1, 11))
+    log.append("turn_ended")
+    store[11] = held[-1]
+    log.publish()
+    assert seen == list(range(1, 12))
+
+
 def test_bad_window_size() -> None:
     with pytest.raises(ValueError):
         EventLog(max_events=0)

@@ -163,7 +163,13 @@ class EventLog:
         """Make every appended event visible and deliver it to subscribers, in order."""
         if self._last_seq == self._appended_seq:
             return
-        fresh = self._window_after(self._last_seq)
+        after = self._last_seq
+        fresh = self._window_after(after)
+        window_start = fresh[0].seq if fresh else self._appended_seq + 1
+        if after + 1 < window_start and self._subscribers and self._backfill is not None:
+            # more events waited for their commit (a slow or full disk) than the window holds:
+            # the oldest left it unsent; they are committed now, so the store has them
+            fresh = self._backfill(after, window_start - 1) + fresh
         self._last_seq = self._appended_seq
         for event in fresh:
             for sub in tuple(self._subscribers):

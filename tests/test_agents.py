@@ -315,6 +315,38 @@ def test_cli_lists_agents_and_creates_sessions_with_agent_and_mode(paths: Paths,
         assert cli("stop").returncode == 0
 
 
+def test_a_session_whose_agent_is_gone_at_restart_stays_listed(paths: Paths) -> None:
+    """Its named agent uninstalled, the session used to vanish from the list until the agent was
+    back; it is listed as failed, naming the agent, and comes back whole with the agent."""
+    sid = ""
+
+    async def make(api: Api, ws: Path) -> None:
+        nonlocal sid
+        sid = (await api.create(ws, agent="tiny"))["id"]
+
+    async def gone(api: Api, ws: Path) -> None:
+        listed = (await api.call("GET", f"/api/sessions/{sid}")).body
+        assert listed["state"] == "failed" and "'tiny' is not available" in listed["failure"], listed
+        refused = await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "hi"})
+        assert refused.status == 409 and refused.body["error"]["code"] == "session_failed"
+
+    async def back(api: Api, ws: Path) -> None:
+        assert (await api.call("GET", f"/api/sessions/{sid}")).body["state"] == "idle"
+        before = len(await api.events(sid))
+        assert (await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "hello"})).status == 202
+        await api.wait_event(sid, lambda e: e["type"] == "turn_ended" and e["seq"] > before)
+
+    two_agents(paths)
+    serve(paths, make)
+    text = paths.config_file.read_text()
+    paths.config_file.write_text(
+        text.replace(f'["{sys.executable}", "{TINY_AGENT}"]', '["/nonexistent/tiny-agent"]')
+    )
+    serve(paths, gone)
+    paths.config_file.write_text(text)
+    serve(paths, back)
+
+
 def test_next_agent_session_is_created_ahead_of_time(paths: Paths) -> None:
     two_agents(paths, "spare_agents = 1")
 

@@ -125,17 +125,16 @@ class SessionManager:
     def _restore(self, record: SessionRecord) -> None:
         assert self.persist is not None
         agent = record.agent if record.agent in self.settings.agent_names() else self.settings.default_agent
+        unavailable = None
         try:
             host = self._host_for(agent, record.cwd, take_spare=False)
-        except AgentFailed:
-            host = None
+        except AgentFailed as exc:  # its named agent is gone (uninstalled, not on PATH)
+            unavailable = exc.message
+            host = AgentHost((), record.cwd, self.settings.paths.agent_log_dir / "unavailable.log")
         # Only a short tail in memory: clients asking for older events get them from the store,
         # and restoring every session's whole window made a long history slow the start (50
         # sessions of 10,000 events: 1.4 s to /health).
         history = self.persist.history(record.id, min(RESTORED_EVENTS, self.settings.event_history))
-        if host is None:
-            log.warning("session %s: no agent available; it is listed but cannot run", record.id)
-            return
         session = Session(
             record.cwd,
             record.title,
@@ -151,6 +150,10 @@ class SessionManager:
         session.state, session.failure, session.closed_at = record.state, record.failure, record.closed_at  # type: ignore[assignment]
         interrupted = _open_turn(self.persist.last_turn_event(record.id))
         session.recover(interrupted, self.persist.store.permissions(record.id, "pending"))
+        if unavailable is not None and session.state != "closed":
+            log.warning("session %s: listed, but cannot run: %s", record.id, unavailable)
+            # failed in memory only: once the agent is back, the next start restores it as it was
+            session.state, session.failure = "failed", f"its agent {agent!r} is not available: {unavailable}"
         self.sessions[session.id] = session
 
     # --- agent --------------------------------------------------------------------------------

@@ -403,3 +403,50 @@ def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> Non
     assert session_module.new_id() == "aB-cD_eF"
     monkeypatch.undo()
     assert not any(session_module.new_id(1).startswith("-") for _ in range(2000))
+
+
+def test_an_answer_reaches_the_agent_only_once_it_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the database cannot be written (a full disk; injected here), the answer waits: the
+    agent used to act on it at once, and a crash then left it recorded as expired."""
+    import sqlite3
+
+    from qwen_daemon.sessions.store import Store
+
+    real_flush = Store.flush
+    disk_full = [False]
+
+    def flush(store: Store) -> int:
+        if disk_full[0]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_flush(store)
+
+    monkeypatch.setattr(Store, "flush", flush)
+    monkeypatch.setattr("qwen_daemon.sessions.persistence.Persistence.RETRY_SECONDS", 0.05)
+
+    async def main() -> None:
+        manager = SessionManager(make_settings(tmp_path), env=dict(os.environ))
+        manager.load()
+        manager.start()
+        try:
+            ws = tmp_path / "ws"
+            ws.mkdir()
+            session = await manager.create(str(ws))
+            session.prompt("permission Write notes.txt")
+            await until(lambda: session.state == "awaiting_permission")
+            request_id = last(session, "permission_request")["request_id"]
+            pending = session.pending[request_id]
+            disk_full[0] = True
+            session.answer_permission(request_id, "proceed_once")
+            await until(lambda: "database or disk is full" in caplog.text)
+            assert not pending.future.done(), "the agent must not act on an unstored answer"
+            disk_full[0] = False
+            await finish_turn(session)
+            assert "allowed proceed_once" in text_of(session)
+            assert manager.persist is not None
+            assert manager.persist.store.permission_status(session.id, request_id) == "answered"
+        finally:
+            await manager.shutdown()
+
+    asyncio.run(main())

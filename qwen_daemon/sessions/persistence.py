@@ -113,10 +113,23 @@ class Persistence:
         self._dirty[session_id] = snapshot
         self._schedule()
 
-    def permission(self, session_id: str, request_id: str, payload: dict[str, Any], status: str) -> None:
-        if session_id in self._deleted:
+    def permission(
+        self,
+        session_id: str,
+        request_id: str,
+        payload: dict[str, Any],
+        status: str,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue a permission request's status; ``then`` runs once it is committed (at once if
+        this session was deleted or the store is closed: nothing would ever commit it)."""
+        if session_id in self._deleted or self._closed:
+            if then is not None:
+                then()
             return
         self.store.save_permission(session_id, request_id, payload, status)
+        if then is not None:
+            self.store.after_commit(then)
         self._schedule()
 
     def delete(self, session_id: str) -> None:

@@ -406,10 +406,19 @@ class Session:
         self._answered[pending.request_id] = option_id
         while len(self._answered) > _ANSWERED_MEMORY:
             self._answered.popitem(last=False)
-        if not pending.future.done():
-            pending.future.set_result(outcome)
-        if self._persist is not None:
-            self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
+
+        def release() -> None:
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+        if self._persist is not None and option_id is not None:
+            # the agent acts on an answer only once it is on disk: were the commit lost (a full
+            # disk, then a crash), the restart would record it expired while the agent had acted
+            self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered", release)
+        else:
+            release()
+            if self._persist is not None:
+                self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
         self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id)
         if not self.pending and self.state == "awaiting_permission":
             self._set_state("running")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import shlex
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ ENV_PREFIX = "QWEN_DAEMON_"
 #: The documented default port. ``0`` asks the OS for any free port.
 DEFAULT_PORT = 7861
 TOKEN_BYTES = 32  # 256 bits
+#: what a token file must hold (``secrets.token_urlsafe`` makes 43 such characters)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,}")
 
 
 class ConfigError(Exception):
@@ -121,6 +125,28 @@ def write_private_file(path: Path, text: str, *, durable: bool = True) -> None:
         raise
 
 
+def create_private_file(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` (0600, synced) unless it exists; False if it did.
+
+    Written aside, then linked into place: the link fails if the name exists, so of several
+    processes creating the file at once exactly one wins and none sees it half written.
+    """
+    ensure_private_dir(path.parent)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600, a unique name
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def rotate_token(paths: Paths) -> str:
     """Replace the API token with a fresh one (the old one stops working at once)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -155,10 +181,14 @@ def load_or_create_token(paths: Paths) -> str:
     """The API token: 256 random bits, kept 0600 in the config dir, stable across restarts."""
     path = paths.token_file
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        token = path.read_bytes().decode("ascii", "replace").strip()
     except FileNotFoundError:
-        token = ""
-    if len(token) < 32:
+        fresh = secrets.token_urlsafe(TOKEN_BYTES)
+        if create_private_file(path, fresh + "\n"):
+            return fresh
+        # several first starts raced and another one's token won: every one must use that one
+        token = path.read_bytes().decode("ascii", "replace").strip()
+    if not _TOKEN.fullmatch(token):  # empty, cut short or garbage: it cannot work; replace it
         token = secrets.token_urlsafe(TOKEN_BYTES)
         write_private_file(path, token + "\n")
     elif path.stat().st_mode & 0o077:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -135,6 +136,39 @@ def test_token_permissions_are_repaired_and_short_tokens_replaced(paths: Paths) 
     replaced = load_or_create_token(paths)
     assert replaced != "short"
     assert len(replaced) >= 32
+
+
+def test_a_garbage_token_file_is_replaced(paths: Paths) -> None:
+    paths.config_dir.mkdir(parents=True)
+    paths.token_file.write_bytes(bytes(range(256)))
+    token = load_or_create_token(paths)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+    assert paths.token_file.read_text().strip() == token
+
+
+def test_first_starts_racing_all_get_the_token_that_was_kept(tmp_path: Path) -> None:
+    """Several first-time ``start`` at once each made a token and the last write won: a printed
+    URL could carry a token the daemon rejects. Threads stand in for the processes (all that
+    matters here is who creates the file first)."""
+    import threading
+
+    for attempt in range(10):
+        paths = Paths(tmp_path / f"c{attempt}", tmp_path / "s", tmp_path / "l", tmp_path / "r")
+        barrier = threading.Barrier(8)
+        got: list[str] = []
+
+        def first_start(
+            paths: Paths = paths, barrier: threading.Barrier = barrier, got: list[str] = got
+        ) -> None:
+            barrier.wait()
+            got.append(load_or_create_token(paths))
+
+        threads = [threading.Thread(target=first_start) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(got) == {paths.token_file.read_text().strip()}
 
 
 def test_private_dirs_and_files(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from qwen_daemon import __version__
+from qwen_daemon.cli_parser import SUBCOMMANDS, build_parser
 from qwen_daemon.client import ClientError, probe_health, read_token, request_json
 from qwen_daemon.config import ConfigError, Paths, load_settings
 from qwen_daemon.discovery import (
@@ -43,8 +43,7 @@ EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 EXIT_UNKNOWN = 4
 
-#: ``stop``: how long to wait after POST /api/stop, after SIGTERM, and after SIGKILL.
-STOP_GRACE = 40.0
+#: ``stop``: how long to wait after SIGTERM, and after SIGKILL (after POST /api/stop: STOP_GRACE)
 TERM_GRACE = 10.0
 KILL_GRACE = 5.0
 
@@ -292,157 +291,6 @@ def cmd_token(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
-# --- parser -----------------------------------------------------------------------------------
-
-
-def _add_start(sub: Any) -> None:
-    start = sub.add_parser("start", help="start the daemon", description="Start the daemon.")
-    start.add_argument(
-        "--foreground",
-        action="store_true",
-        help="stay in the foreground (for systemd/launchd); otherwise detach and print the URL",
-    )
-    # Values stay strings: config.load_settings parses and range-checks every layer alike.
-    start.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    start.add_argument("--port", help="port to listen on (default 7861; 0 = any free port)")
-    start.add_argument("--agent-cmd", help="command line of the ACP agent")
-    start.add_argument("--max-sessions", help="most sessions open at once")
-    start.add_argument("--idle-timeout", help="seconds an idle session is kept open")
-    start.add_argument("--log-level", help="debug, info, warning or error")
-    start.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
-    start.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS")
-    start.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
-    start.add_argument(
-        "--insecure-remote", action="store_true", help="allow remote access without TLS (not recommended)"
-    )
-    start.add_argument(
-        "--allowed-host",
-        action="append",
-        metavar="NAME",
-        help="extra Host name to answer to (repeatable)",
-    )
-
-
-def _add_stop(sub: Any) -> None:
-    stop = sub.add_parser("stop", help="stop the daemon gracefully", description="Stop the daemon.")
-    stop.add_argument(
-        "--timeout",
-        type=float,
-        default=STOP_GRACE,
-        help=f"seconds to wait for a graceful stop before signalling (default {STOP_GRACE:.0f})",
-    )
-
-
-def _add_status(sub: Any) -> None:
-    status = sub.add_parser(
-        "status",
-        help="is the daemon running? (exit 0 yes, 3 no)",
-        description="Show whether the daemon runs. Exit 0 if running, 3 if not, 4 if not answering.",
-    )
-    status.add_argument("--json", action="store_true", help="print a JSON object")
-
-
-def _add_sessions(sub: Any) -> None:
-    sessions = sub.add_parser("sessions", help="list sessions", description="List the daemon's sessions.")
-    sessions.add_argument("--json", action="store_true", help="print JSON")
-    sessions.add_argument(
-        "--prune", action="store_true", help="remove closed sessions older than the retention time"
-    )
-    sessions.add_argument(
-        "--older-than-days", type=float, metavar="DAYS", help="with --prune: instead of retention_days"
-    )
-
-
-def _add_url(sub: Any) -> None:
-    sub.add_parser(
-        "url",
-        help="print the browser URL (contains the token)",
-        description="Print the URL to open in a browser, including the access token.",
-    )
-
-
-def _add_token(sub: Any) -> None:
-    token = sub.add_parser("token", help="manage the access token", description="Manage the access token.")
-    token.add_argument("action", choices=["rotate"], help="rotate: issue a new token, revoke the old one")
-
-
-def _add_restart(sub: Any) -> None:
-    restart = sub.add_parser(
-        "restart",
-        help="stop, then start the daemon",
-        description="Restart the daemon (through systemd/launchd when one manages it).",
-    )
-    restart.add_argument("--timeout", type=float, default=STOP_GRACE, help="seconds to wait for the stop")
-
-
-def _add_agents(sub: Any) -> None:
-    agents = sub.add_parser("agents", help="list named agents and their modes", description="List agents.")
-    agents.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _add_new(sub: Any) -> None:
-    new = sub.add_parser("new", help="create a session", description="Create a session (agent, mode).")
-    new.add_argument("cwd", nargs="?", default=".", help="the workspace (default: the current directory)")
-    new.add_argument("--agent", help="a named agent from `qwen-daemon agents` (default: default_agent)")
-    new.add_argument("--mode", help="a mode the agent offers, e.g. plan, default, auto-edit")
-    new.add_argument("--title", help="the session's title")
-    new.add_argument("--json", action="store_true", help="print the session as JSON")
-
-
-def _add_mode(sub: Any) -> None:
-    mode = sub.add_parser("mode", help="switch a session's mode", description="Switch a session's mode.")
-    mode.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
-    mode.add_argument("mode", help="a mode id the session's agent offers")
-
-
-def _add_service(sub: Any) -> None:
-    from qwen_daemon.service.parser import add_service  # kept beside the code it drives
-
-    add_service(sub)
-
-
-def _add_logs(sub: Any) -> None:
-    from qwen_daemon.service.parser import add_logs
-
-    add_logs(sub)
-
-
-#: each subcommand and what adds its parser, in the order ``--help`` lists them
-SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
-    "start": _add_start,
-    "stop": _add_stop,
-    "status": _add_status,
-    "sessions": _add_sessions,
-    "url": _add_url,
-    "token": _add_token,
-    "restart": _add_restart,
-    "service": _add_service,
-    "logs": _add_logs,
-    "agents": _add_agents,
-    "new": _add_new,
-    "mode": _add_mode,
-}
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The CLI's parser: every subcommand, or with ``only`` just that one.
-
-    Why ``only``: argparse looks each parser's messages up through gettext, which searches the disk
-    every time; building the whole tree took ~10 ms of every command, ``start`` included.
-    """
-    parser = argparse.ArgumentParser(
-        prog="qwen-daemon",
-        description="Keep AI coding-agent (ACP) sessions alive in the background and serve them "
-        "to browsers and this CLI.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, add in SUBCOMMANDS.items():
-        if only is None or only == name:
-            add(sub)
-    return parser
-
-
 def _service_command(args: argparse.Namespace, paths: Paths) -> int:
     from qwen_daemon.service import commands
 
@@ -450,11 +298,21 @@ def _service_command(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from qwen_daemon import session_commands  # imports this module: loaded once it is complete
-
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None  # else: --help, --version, a typo
     args = build_parser(only=command).parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `qwen-daemon url | head -c 10`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_FAIL
+
+
+def _run(args: argparse.Namespace) -> int:
+    from qwen_daemon import session_commands  # imports this module: loaded once it is complete
+
     if args.command == "start":
         return cmd_start(args)
     try:
@@ -475,7 +333,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new": session_commands.cmd_new,
         "mode": session_commands.cmd_mode,
     }
-    try:
-        return commands[args.command](args, paths)
-    except KeyboardInterrupt:
-        return 130
+    return commands[args.command](args, paths)

@@ -451,7 +451,7 @@ def _read_config_file(path: Path) -> dict[str, object]:
     try:
         with fh:
             data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     unknown = sorted(set(data) - set(_SPECS) - {"agents"})
     if unknown:

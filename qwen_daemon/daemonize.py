@@ -10,8 +10,9 @@ Both modes run the same :func:`_serve`; they differ only in how readiness is rep
   that line — so ``start`` never claims success before the server answers, and never exits 0
   when it could not start (the classic "port taken, silent exit 0" failure).
 
-SIGTERM/SIGINT are handled inside the event loop (``loop.add_signal_handler``): the handler only
-requests a stop and the loop performs the ordered shutdown, so a stop by signal still exits 0.
+SIGTERM, SIGINT and SIGHUP are handled inside the event loop (``loop.add_signal_handler``): the
+handler only requests a stop and the loop performs the ordered shutdown, so a stop by signal still
+exits 0 (SIGHUP's default action killed the daemon outright, leaving its runtime files behind).
 The token is never logged; only the standalone ``start`` prints the browser URL, to the terminal.
 """
 
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: How long ``start`` waits for the detached daemon to report READY or ERROR.
 READY_TIMEOUT = 30.0
+#: each ends the daemon by the ordered shutdown
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: Environment variables that belong to our supervisor and must not leak to agents.
 _SUPERVISOR_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -151,7 +154,7 @@ async def _serve(
     notifier = _Notifier()
     daemon = Daemon(settings)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, daemon.request_stop)
     daemon.on_stopping.append(lambda: notifier.notify("STOPPING=1"))
     await daemon.start(sockets=sockets)
@@ -170,7 +173,7 @@ async def _serve(
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     return 0
 

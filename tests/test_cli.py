@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -197,12 +198,14 @@ def test_an_unwritable_log_file_fails_start_with_a_clear_message(paths: Paths) -
     assert not paths.discovery_file.exists()
 
 
-def test_sigterm_stops_a_background_daemon_cleanly(paths: Paths) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_stops_a_background_daemon_cleanly(paths: Paths, signum: int) -> None:
+    """(SIGHUP's default action used to kill it outright, leaving its runtime files behind.)"""
     res = start()
     assert res.returncode == 0, res.stderr
     info = read_discovery(paths)
     assert info is not None
-    os.kill(info.pid, 15)
+    os.kill(info.pid, signum)
     assert wait_gone(info.pid, 20)
     assert not paths.discovery_file.exists()
     assert not paths.pid_file.exists()
@@ -290,6 +293,19 @@ def test_version_and_usage_errors() -> None:
     assert res.returncode == 2
     res = cli("frobnicate")
     assert res.returncode == 2
+    for bad in (["stop", "--timeout", "nan"], ["restart", "--timeout", "-1"], ["stop", "--timeout", "inf"]):
+        res = cli(*bad)  # nan once made stop wait forever
+        assert res.returncode == 2 and "finite number" in res.stderr, (bad, res.stderr)
+    res = cli("sessions", "--prune", "--older-than-days", "-3")
+    assert res.returncode == 2 and "finite number" in res.stderr
+
+
+def test_a_binary_config_file_is_a_clear_error(paths: Paths) -> None:
+    paths.config_dir.mkdir(parents=True)
+    paths.config_file.write_bytes(b"\xff\xfe port = 1")
+    res = cli("start", "--port", "0", "--agent-cmd", AGENT, timeout=30)
+    assert res.returncode == 2 and str(paths.config_file) in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_fast_paths_do_not_import_the_server(tmp_path: Path) -> None:

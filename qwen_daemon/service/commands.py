@@ -19,10 +19,10 @@ from qwen_daemon.cli import (
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
-    STOP_GRACE,
     stop_standalone,
     wait_gone,
 )
+from qwen_daemon.cli_parser import STOP_GRACE
 from qwen_daemon.client import find_running, read_token
 from qwen_daemon.config import ConfigError, Paths, load_settings
 from qwen_daemon.discovery import DiscoveryInfo, make_url, read_discovery

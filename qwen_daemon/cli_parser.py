@@ -1,0 +1,176 @@
+"""The ``qwen-daemon`` command line's grammar: every subcommand, its arguments and their help.
+
+Kept apart from what the commands do (``cli.py``) so each stays small; the parser of one
+subcommand builds alone (see :func:`build_parser`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any
+
+from qwen_daemon import __version__
+
+#: seconds ``stop`` waits for a graceful stop before it signals
+STOP_GRACE = 40.0
+
+
+def _add_start(sub: Any) -> None:
+    start = sub.add_parser("start", help="start the daemon", description="Start the daemon.")
+    start.add_argument(
+        "--foreground",
+        action="store_true",
+        help="stay in the foreground (for systemd/launchd); otherwise detach and print the URL",
+    )
+    # Values stay strings: config.load_settings parses and range-checks every layer alike.
+    start.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    start.add_argument("--port", help="port to listen on (default 7861; 0 = any free port)")
+    start.add_argument("--agent-cmd", help="command line of the ACP agent")
+    start.add_argument("--max-sessions", help="most sessions open at once")
+    start.add_argument("--idle-timeout", help="seconds an idle session is kept open")
+    start.add_argument("--log-level", help="debug, info, warning or error")
+    start.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    start.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS")
+    start.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
+    start.add_argument(
+        "--insecure-remote", action="store_true", help="allow remote access without TLS (not recommended)"
+    )
+    start.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="extra Host name to answer to (repeatable)",
+    )
+
+
+def _amount(text: str) -> float:
+    """A finite number, 0 or more (argparse type): ``stop --timeout nan`` once waited forever."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, not {text!r}")
+    return value
+
+
+def _add_stop(sub: Any) -> None:
+    stop = sub.add_parser("stop", help="stop the daemon gracefully", description="Stop the daemon.")
+    stop.add_argument(
+        "--timeout",
+        type=_amount,
+        default=STOP_GRACE,
+        help=f"seconds to wait for a graceful stop before signalling (default {STOP_GRACE:.0f})",
+    )
+
+
+def _add_status(sub: Any) -> None:
+    status = sub.add_parser(
+        "status",
+        help="is the daemon running? (exit 0 yes, 3 no)",
+        description="Show whether the daemon runs. Exit 0 if running, 3 if not, 4 if not answering.",
+    )
+    status.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+def _add_sessions(sub: Any) -> None:
+    sessions = sub.add_parser("sessions", help="list sessions", description="List the daemon's sessions.")
+    sessions.add_argument("--json", action="store_true", help="print JSON")
+    sessions.add_argument(
+        "--prune", action="store_true", help="remove closed sessions older than the retention time"
+    )
+    sessions.add_argument(
+        "--older-than-days", type=_amount, metavar="DAYS", help="with --prune: instead of retention_days"
+    )
+
+
+def _add_url(sub: Any) -> None:
+    sub.add_parser(
+        "url",
+        help="print the browser URL (contains the token)",
+        description="Print the URL to open in a browser, including the access token.",
+    )
+
+
+def _add_token(sub: Any) -> None:
+    token = sub.add_parser("token", help="manage the access token", description="Manage the access token.")
+    token.add_argument("action", choices=["rotate"], help="rotate: issue a new token, revoke the old one")
+
+
+def _add_restart(sub: Any) -> None:
+    restart = sub.add_parser(
+        "restart",
+        help="stop, then start the daemon",
+        description="Restart the daemon (through systemd/launchd when one manages it).",
+    )
+    restart.add_argument("--timeout", type=_amount, default=STOP_GRACE, help="seconds to wait for the stop")
+
+
+def _add_agents(sub: Any) -> None:
+    agents = sub.add_parser("agents", help="list named agents and their modes", description="List agents.")
+    agents.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_new(sub: Any) -> None:
+    new = sub.add_parser("new", help="create a session", description="Create a session (agent, mode).")
+    new.add_argument("cwd", nargs="?", default=".", help="the workspace (default: the current directory)")
+    new.add_argument("--agent", help="a named agent from `qwen-daemon agents` (default: default_agent)")
+    new.add_argument("--mode", help="a mode the agent offers, e.g. plan, default, auto-edit")
+    new.add_argument("--title", help="the session's title")
+    new.add_argument("--json", action="store_true", help="print the session as JSON")
+
+
+def _add_mode(sub: Any) -> None:
+    mode = sub.add_parser("mode", help="switch a session's mode", description="Switch a session's mode.")
+    mode.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+    mode.add_argument("mode", help="a mode id the session's agent offers")
+
+
+def _add_service(sub: Any) -> None:
+    from qwen_daemon.service.parser import add_service  # kept beside the code it drives
+
+    add_service(sub)
+
+
+def _add_logs(sub: Any) -> None:
+    from qwen_daemon.service.parser import add_logs
+
+    add_logs(sub)
+
+
+#: each subcommand and what adds its parser, in the order ``--help`` lists them
+SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
+    "start": _add_start,
+    "stop": _add_stop,
+    "status": _add_status,
+    "sessions": _add_sessions,
+    "url": _add_url,
+    "token": _add_token,
+    "restart": _add_restart,
+    "service": _add_service,
+    "logs": _add_logs,
+    "agents": _add_agents,
+    "new": _add_new,
+    "mode": _add_mode,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser: every subcommand, or with ``only`` just that one.
+
+    Why ``only``: argparse looks each parser's messages up through gettext, which searches the disk
+    every time; building the whole tree took ~10 ms of every command, ``start`` included.
+    """
+    parser = argparse.ArgumentParser(
+        prog="qwen-daemon",
+        description="Keep AI coding-agent (ACP) sessions alive in the background and serve them "
+        "to browsers and this CLI.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, add in SUBCOMMANDS.items():
+        if only is None or only == name:
+            add(sub)
+    return parser

@@ -308,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `qwen-daemon url | head -c 10`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_FAIL
+    except OSError as exc:  # a file the command needs is unusable (a directory, unreadable): which
+        name = exc.filename2 or exc.filename  # for a rename, the file it was to replace
+        _print_err(f"{name}: {exc.strerror or exc}" if name else str(exc))
+        return EXIT_FAIL
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -238,7 +238,8 @@ def start_background(settings: Settings) -> int:
         ensure_private_dir(paths.runtime_dir)
         log_fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     except OSError as exc:  # e.g. a read-only state dir: say which file, no traceback
-        where = f" {exc.filename}" if exc.filename else ""
+        name = exc.filename2 or exc.filename  # for a rename, the file it was to replace
+        where = f" {name}" if name else ""
         print(f"qwen-daemon: cannot start: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     read_fd, write_fd = os.pipe()

@@ -300,6 +300,18 @@ def test_version_and_usage_errors() -> None:
     assert res.returncode == 2 and "finite number" in res.stderr
 
 
+@pytest.mark.parametrize("where", ["token_file", "pid_file"])
+def test_a_directory_where_a_file_belongs_is_named_without_a_traceback(paths: Paths, where: str) -> None:
+    getattr(paths, where).mkdir(parents=True)
+    for command in (["start", "--port", "0", "--agent-cmd", AGENT], ["token", "rotate"]):
+        res = cli(*command, timeout=30)
+        assert res.returncode == 1 or (where == "pid_file" and command[0] == "token"), res
+        assert "Traceback" not in res.stderr, res.stderr
+        if res.returncode == 1:
+            assert str(getattr(paths, where)) in res.stderr, res.stderr
+    assert not paths.discovery_file.exists()
+
+
 def test_a_binary_config_file_is_a_clear_error(paths: Paths) -> None:
     paths.config_dir.mkdir(parents=True)
     paths.config_file.write_bytes(b"\xff\xfe port = 1")

@@ -73,6 +73,7 @@ bench: install
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/sessions.py
 	$(BIN)/python bench/idle_memory.py
+	$(BIN)/python bench/first_agent.py
 	$(BIN)/python bench/report.py
 
 clean:

@@ -181,6 +181,8 @@ class AgentHost:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         if self._on_spawn is not None:
             self._on_spawn(self._proc.pid)
+        if _RELAY_CONNECTION is None:  # the first agent: import the SDK while Node boots
+            await asyncio.to_thread(_relay_connection_class)  # off the loop, which keeps serving
         if self._stopping:  # stop() found no process to stop while this one was being spawned
             raise AgentFailed("the agent was stopped while it started")
         self.generation += 1
@@ -469,8 +471,9 @@ def _relay_connection_class() -> type[Connection]:
     Why: the SDK wraps every incoming notification in a task (plus a tracing span); updates are
     nearly all the traffic, and profiling the relay showed that wrapper as its largest single
     cost. Delivering them inline keeps their order and saves a task per event. Everything else
-    (requests, responses, other notifications) goes through the SDK unchanged. Built on first use
-    because importing the SDK costs ~0.4 s.
+    (requests, responses, other notifications) goes through the SDK unchanged. Built on first use,
+    in a thread (see ``_spawn_and_initialize``), because importing the SDK costs 0.4-1.7 s: on the
+    loop, that stalled every request and stream at the first agent's start.
     """
     global _RELAY_CONNECTION
     if _RELAY_CONNECTION is None:

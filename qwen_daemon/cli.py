@@ -126,9 +126,11 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
     token = read_token(paths)
     try:
         request_json(info.url + "api/stop", "POST", token=token, timeout=5.0)
-    except ClientError as exc:
+        asked = True
+    except ClientError as exc:  # e.g. the token file is gone: nothing to wait for, signal at once
         _print_err(f"graceful stop request failed: {exc}")
-    if not wait_gone(info.pid, timeout):
+        asked = False
+    if not wait_gone(info.pid, timeout if asked else 0.0):
         # Before signalling, make sure the PID is still that daemon and not a reused PID.
         if not _is_ours(info, paths):
             _print_err(
@@ -136,7 +138,8 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
                 f"{info.instance_id}; not sending signals to it"
             )
             return EXIT_FAIL
-        _print_err(f"daemon (pid {info.pid}) did not stop in {timeout:.0f} s; sending SIGTERM")
+        why = f"did not stop in {timeout:.0f} s" if asked else "was not asked"
+        _print_err(f"daemon (pid {info.pid}) {why}; sending SIGTERM (it stops in order)")
         _signal(info.pid, signal.SIGTERM)
         if not wait_gone(info.pid, TERM_GRACE):
             _print_err(f"daemon (pid {info.pid}) ignored SIGTERM; sending SIGKILL")
@@ -262,10 +265,13 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
 
 def cmd_url(args: argparse.Namespace, paths: Paths) -> int:
     info = read_discovery(paths)
-    token = read_token(paths)
-    if info is None or token is None:
+    if info is None:
         _print_err("qwen-daemon is not running")
         return EXIT_NOT_RUNNING
+    token = read_token(paths)
+    if token is None:
+        _print_err(f"cannot read the token file {paths.token_file}; 'qwen-daemon token rotate' makes one")
+        return EXIT_FAIL
     from urllib.parse import urlencode
 
     print(f"{info.url}?{urlencode({'token': token})}")

@@ -198,6 +198,22 @@ def test_an_unwritable_log_file_fails_start_with_a_clear_message(paths: Paths) -
     assert not paths.discovery_file.exists()
 
 
+def test_stop_without_the_token_signals_at_once(paths: Paths) -> None:
+    """A refused stop request used to wait the whole 40 s grace before signalling, and ``url``
+    said the daemon was not running."""
+    assert start().returncode == 0
+    info = read_discovery(paths)
+    assert info is not None
+    paths.token_file.unlink()
+    res = cli("url")
+    assert res.returncode == 1 and str(paths.token_file) in res.stderr, res.stderr
+    began = time.monotonic()
+    res = cli("stop")
+    assert res.returncode == 0 and "stopped" in res.stdout, res.stderr
+    assert time.monotonic() - began < 20, "not the 40 s grace of a stop it asked for"
+    assert wait_gone(info.pid, 5) and "stopped" in log_text(paths)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_stops_a_background_daemon_cleanly(paths: Paths, signum: int) -> None:
     """(SIGHUP's default action used to kill it outright, leaving its runtime files behind.)"""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.cli_parser import SUBCOMMANDS, build_parser
 from qwen_daemon.client import ClientError, probe_health, read_token, request_json
-from qwen_daemon.config import ConfigError, Paths, load_settings
+from qwen_daemon.config import ConfigError, Paths, load_settings, write_private_file
 from qwen_daemon.discovery import (
     DiscoveryInfo,
     looks_like_daemon,
@@ -91,9 +91,23 @@ def cmd_start(args: argparse.Namespace) -> int:
         return commands.start(owner, settings.paths, given)
     from qwen_daemon import daemonize
 
+    recorded = {k: v for k, v in flags.items() if v is not None}
+    try:  # for `restart`, which would otherwise come back with other settings (port, agent)
+        write_private_file(settings.paths.start_flags_file, json.dumps(recorded), durable=False)
+    except OSError as exc:
+        _print_err(f"cannot record the start flags for restart: {exc}")
     if args.foreground:
         return daemonize.run_foreground(settings)
     return daemonize.start_background(settings)
+
+
+def _start_flags(paths: Paths) -> dict[str, Any]:
+    """The flags the last standalone ``start`` was given ({} if none are recorded)."""
+    try:
+        flags = json.loads(paths.start_flags_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return flags if isinstance(flags, dict) else {}
 
 
 def _running(paths: Paths) -> tuple[DiscoveryInfo | None, dict[str, Any] | None]:
@@ -158,11 +172,17 @@ def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
         from qwen_daemon.service import commands
 
         return commands.restart(owner, paths, args.timeout)
+    flags = _start_flags(paths)
     try:
-        settings = load_settings(paths=paths)
+        settings = load_settings(flags=flags, paths=paths)
     except ConfigError as exc:
         _print_err(str(exc))
         return EXIT_USAGE
+    if flags:
+        print(
+            "restarting with the flags of the last start: "
+            + " ".join(f"--{k.replace('_', '-')}" for k in flags)
+        )
     code = stop_standalone(paths, args.timeout)
     if code != EXIT_OK:
         return code

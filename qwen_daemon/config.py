@@ -64,6 +64,11 @@ class Paths:
         return self.runtime_dir / "daemon.pid"
 
     @property
+    def start_flags_file(self) -> Path:
+        """The flags of the last standalone ``start``, which ``restart`` gives again."""
+        return self.runtime_dir / "start-flags.json"
+
+    @property
     def database(self) -> Path:
         return self.state_dir / "sessions.db"
 

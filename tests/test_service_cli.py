@@ -27,6 +27,21 @@ def configured(paths: Paths) -> Paths:
     return paths
 
 
+def test_restart_keeps_the_flags_start_was_given(paths: Paths) -> None:
+    """It came back with the config file's settings instead: another port, the real agent."""
+    from tests.support.daemon import FAKE_AGENT
+
+    agent = f"{sys.executable} {FAKE_AGENT}"
+    assert cli("start", "--port", "0", "--agent-cmd", agent, "--max-sessions", "7").returncode == 0
+    res = cli("restart")
+    assert res.returncode == 0, res.stderr
+    assert "--agent-cmd" in res.stdout and "--max-sessions" in res.stdout
+    info = read_discovery(paths)
+    assert info is not None and info.port != 7861
+    assert paths.log_file.read_text().count(f"agent: {agent}") == 2, "both starts ran the fake agent"
+    assert cli("stop").returncode == 0
+
+
 def test_restart_replaces_a_standalone_daemon_and_logs_show_it(configured: Paths) -> None:
     assert cli("start").returncode == 0
     first = read_discovery(configured)

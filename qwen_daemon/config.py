@@ -316,6 +316,7 @@ _SPECS: dict[str, _Spec] = {
     "max_sessions": _Spec(_parse_int(1, 10_000), "most sessions open at once"),
     "idle_timeout": _Spec(_parse_seconds, "seconds an idle session is kept open"),
     "agent_idle_timeout": _Spec(_parse_seconds, "seconds an agent with nothing to do keeps running"),
+    "start_timeout": _Spec(_parse_seconds, "seconds `start` waits for the daemon to answer"),
     "retention_days": _Spec(_parse_seconds, "days closed sessions are kept before --prune removes them"),
     "event_history": _Spec(_parse_int(100, 10_000_000), "events kept per session"),
     "log_level": _Spec(_parse_log_level, "debug, info, warning or error"),
@@ -396,6 +397,7 @@ class Settings:
     max_sessions: int = 50
     idle_timeout: float = 30 * 60.0
     agent_idle_timeout: float = 10 * 60.0
+    start_timeout: float = 30.0
     retention_days: float = 30.0
     event_history: int = 10_000
     log_level: str = "info"

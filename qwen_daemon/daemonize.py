@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: How long ``start`` waits for the detached daemon to report READY or ERROR.
-READY_TIMEOUT = 30.0
 #: each ends the daemon by the ordered shutdown
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: Environment variables that belong to our supervisor and must not leak to agents.
@@ -252,7 +251,7 @@ def start_background(settings: Settings) -> int:
     os.close(write_fd)
     os.close(log_fd)
     try:
-        status, message = _await_ready(read_fd, READY_TIMEOUT)
+        status, message = _await_ready(read_fd, settings.start_timeout)
     finally:
         os.close(read_fd)
         _reap(child)
@@ -268,6 +267,8 @@ def start_background(settings: Settings) -> int:
     if status == "ERROR":
         print(f"qwen-daemon: cannot start: {message}", file=sys.stderr)
     else:
+        if status == "TIMEOUT":  # it stops itself should it get ready later (see _report_ready)
+            message += " (start_timeout); it stops itself if it gets ready later"
         print(f"qwen-daemon: {message}; see {paths.log_file}", file=sys.stderr)
     return 1
 
@@ -307,14 +308,25 @@ class _ReadyPipe:
     def __init__(self, fd: int) -> None:
         self.fd: int | None = fd
 
-    def send(self, line: str) -> None:
+    def send(self, line: str) -> bool:
+        """Write the line; False if nobody reads it any more (``start`` gave up waiting)."""
         fd, self.fd = self.fd, None
         if fd is None:
-            return
-        with contextlib.suppress(OSError):
+            return True
+        try:
             os.write(fd, (line.replace("\n", " ") + "\n").encode("utf-8"))
-        with contextlib.suppress(OSError):
-            os.close(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _report_ready(pipe: _ReadyPipe, daemon: Daemon) -> None:
+    if not pipe.send(f"READY {daemon.port}"):  # start_timeout passed: start exited 1 already
+        log.warning("start stopped waiting for this daemon (start_timeout); stopping, as it said")
+        daemon.request_stop()
 
 
 def _daemon_main(settings: Settings, pipe_w: int, log_fd: int) -> None:  # pragma: no cover
@@ -361,7 +373,7 @@ def _daemon_body(settings: Settings, pipe: _ReadyPipe, log_fd: int) -> int:  # p
     configure_logging(settings.log_level)
     try:
         # The loop and the sd_notify socket are created only now, after open() closed every fd.
-        return asyncio.run(_serve(settings, lambda d: pipe.send(f"READY {d.port}")))
+        return asyncio.run(_serve(settings, lambda d: _report_ready(pipe, d)))
     except StartupError as exc:
         log.error("%s", exc)
         pipe.send(f"ERROR {exc}")

@@ -22,6 +22,7 @@ import pytest
 from qwen_daemon.cli import wait_gone
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
+from tests.support.probe import poll
 
 pytestmark = pytest.mark.usefixtures("daemon_reaper")
 
@@ -196,6 +197,17 @@ def test_an_unwritable_log_file_fails_start_with_a_clear_message(paths: Paths) -
     assert res.returncode == 1
     assert f"cannot write {paths.log_file}" in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not paths.discovery_file.exists()
+
+
+def test_a_start_that_times_out_leaves_no_daemon(paths: Paths) -> None:
+    """``start`` gives up after ``start_timeout`` (here far shorter than any start) and exits 1;
+    the daemon, finding nobody waiting for its readiness, stops. It used to run on unannounced."""
+    res = cli("start", "--port", "0", "--agent-cmd", AGENT, env={"QWEN_DAEMON_START_TIMEOUT": "0.01"})
+    assert res.returncode == 1 and "did not report readiness" in res.stderr, res.stderr
+    poll(lambda: "start stopped waiting for this daemon" in log_text(paths), 30, "the daemon to notice")
+    poll(lambda: "stopped" in log_text(paths).rsplit("start stopped waiting", 1)[1], 30, "its stop")
+    poll(lambda: not paths.pid_file.exists(), 10, "the pid file to go")
+    assert read_discovery(paths) is None
 
 
 def test_stop_without_the_token_signals_at_once(paths: Paths) -> None:

@@ -198,3 +198,21 @@ def test_a_truncated_database_is_moved_aside_not_taken_for_a_new_one(
     if keep_wal:
         assert Path(f"{again.moved_aside}-wal").read_bytes() == wal_bytes
     again.close()
+
+
+def test_a_wal_deleted_under_a_running_store_loses_nothing(tmp_path: Path) -> None:
+    """Someone deletes sessions.db-wal and -shm while the daemon runs (a cleanup script, a
+    user): both connections keep the files they opened, so checkpoints still copy every row."""
+    path = tmp_path / "sessions.db"
+    store = Store(path)
+    store.save_session(record("before"))
+    store.flush()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink()
+    store.save_session(record("after"))
+    store.flush()
+    assert store.checkpoint() is not None
+    store._db.close()  # as a crash would leave it, without close()'s own checkpoint
+    again = Store(path)
+    assert sorted(r.id for r in again.sessions()) == ["after", "before"]
+    again.close()

@@ -117,7 +117,7 @@ class Store:
         self._writes: list[tuple[str, tuple[Any, ...]]] = []
         self._after_commit: list[Callable[[], None]] = []
         self._checkpoint_lock = threading.Lock()
-        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = self._checkpoint_connection()
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -205,6 +205,15 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
 
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        """The checkpointer's connection, with the WAL open from the start: opened only once the
+        WAL had been deleted under a running daemon, it made a new, empty WAL and checkpointed
+        nothing, so everything since the deletion was lost at the next start."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA user_version").fetchone()  # a read: it opens the WAL and its index
+        return db
+
     def checkpoint(self) -> int | None:
         """Copy the WAL into the database file (PASSIVE: never blocks writers). Thread-safe.
 
@@ -216,10 +225,7 @@ class Store:
         with self._checkpoint_lock:
             try:
                 if self._checkpointer is None:
-                    self._checkpointer = sqlite3.connect(
-                        self.path, isolation_level=None, check_same_thread=False
-                    )
-                    self._checkpointer.execute("PRAGMA busy_timeout=5000")
+                    self._checkpointer = self._checkpoint_connection()
                 (row,) = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except sqlite3.Error as exc:
                 log.warning("cannot checkpoint %s: %s", self.path, exc)

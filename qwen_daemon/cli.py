@@ -32,6 +32,7 @@ from qwen_daemon.discovery import (
     pid_alive,
     read_discovery,
     remove_discovery,
+    starting_pid,
 )
 
 if TYPE_CHECKING:
@@ -135,7 +136,15 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
     """Stop the daemon the discovery file names: POST /api/stop, then SIGTERM, then SIGKILL."""
     info = read_discovery(paths)
     if info is None:
-        print("qwen-daemon is not running")
+        pid = starting_pid(paths)
+        if pid is None:
+            print("qwen-daemon is not running")
+            return EXIT_OK
+        # between taking the PID lock and publishing daemon.json: nothing to ask over HTTP yet
+        _print_err(f"qwen-daemon (pid {pid}) is still starting; sending SIGTERM (it stops in order)")
+        if not _terminate(pid):
+            return EXIT_FAIL
+        print("qwen-daemon stopped")
         return EXIT_OK
     token = read_token(paths)
     try:
@@ -154,16 +163,23 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
             return EXIT_FAIL
         why = f"did not stop in {timeout:.0f} s" if asked else "was not asked"
         _print_err(f"daemon (pid {info.pid}) {why}; sending SIGTERM (it stops in order)")
-        _signal(info.pid, signal.SIGTERM)
-        if not wait_gone(info.pid, TERM_GRACE):
-            _print_err(f"daemon (pid {info.pid}) ignored SIGTERM; sending SIGKILL")
-            _signal(info.pid, signal.SIGKILL)
-            if not wait_gone(info.pid, KILL_GRACE):
-                _print_err(f"pid {info.pid} is still there after SIGKILL")
-                return EXIT_FAIL
+        if not _terminate(info.pid):
+            return EXIT_FAIL
         remove_discovery(paths, info.instance_id)
     print("qwen-daemon stopped")
     return EXIT_OK
+
+
+def _terminate(pid: int) -> bool:
+    """SIGTERM, then SIGKILL if it is ignored; False if the process is still there after both."""
+    _signal(pid, signal.SIGTERM)
+    if not wait_gone(pid, TERM_GRACE):
+        _print_err(f"daemon (pid {pid}) ignored SIGTERM; sending SIGKILL")
+        _signal(pid, signal.SIGKILL)
+        if not wait_gone(pid, KILL_GRACE):
+            _print_err(f"pid {pid} is still there after SIGKILL")
+            return False
+    return True
 
 
 def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
@@ -241,18 +257,23 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
         )
     info, health = _running(paths)
     if info is None or health is None:
+        starting = starting_pid(paths) if info is None else None
         if args.json:
             doc: dict[str, Any] = {"running": False, **managed}
             if info is not None:
                 doc.update(pid=info.pid, url=info.url, responding=False)
+            elif starting is not None:
+                doc.update(pid=starting, starting=True)
             print(json.dumps(doc))
         else:
             if info is not None:
                 print(f"qwen-daemon (pid {info.pid}) is not responding at {info.url}")
+            elif starting is not None:
+                print(f"qwen-daemon (pid {starting}) is starting")
             else:
                 print("qwen-daemon is not running")
             print(managed_line)
-        return EXIT_UNKNOWN if info is not None else EXIT_NOT_RUNNING
+        return EXIT_UNKNOWN if info is not None or starting is not None else EXIT_NOT_RUNNING
     try:
         count: int | None = len(_session_list(info, paths))
     except ClientError:

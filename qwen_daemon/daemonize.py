@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.client import find_running
 from qwen_daemon.config import Paths, Settings, ensure_private_dir, load_or_create_token
-from qwen_daemon.discovery import looks_like_daemon, make_url
+from qwen_daemon.discovery import looks_like_daemon, make_url, read_pidfile
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -77,7 +77,7 @@ def check_not_running(paths: Paths) -> None:
     if running is not None:
         info, _health = running
         raise AlreadyRunning(f"qwen-daemon is already running at {info.url} (pid {info.pid})")
-    pid = _read_pidfile(paths)
+    pid = read_pidfile(paths)
     if pid is None:
         with contextlib.suppress(FileNotFoundError):
             paths.pid_file.unlink()  # unreadable or empty: nobody can hold it
@@ -90,16 +90,6 @@ def check_not_running(paths: Paths) -> None:
     log.info("removing stale pid file %s (pid %d is gone)", paths.pid_file, pid)
     with contextlib.suppress(FileNotFoundError):
         paths.pid_file.unlink()
-
-
-def _read_pidfile(paths: Paths) -> int | None:
-    try:
-        text = paths.pid_file.read_text(encoding="ascii", errors="replace").strip()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return None
-    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
 
 
 def _pid_lock(paths: Paths) -> Any:

@@ -131,6 +131,21 @@ def process_cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
 
 
+def read_pidfile(paths: Paths) -> int | None:
+    """The PID in the daemon's PID lock file (written as it daemonizes), or None."""
+    try:
+        text = paths.pid_file.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
+
+
+def starting_pid(paths: Paths) -> int | None:
+    """A daemon that holds the PID lock but has not published ``daemon.json`` yet (starting)."""
+    pid = read_pidfile(paths)
+    return pid if pid is not None and looks_like_daemon(pid) else None
+
+
 def looks_like_daemon(pid: int) -> bool:
     """Best-effort guard against PID reuse: does ``pid`` run qwen-daemon?
 

@@ -210,6 +210,28 @@ def test_a_start_that_times_out_leaves_no_daemon(paths: Paths) -> None:
     assert read_discovery(paths) is None
 
 
+def test_status_and_stop_see_a_daemon_that_is_still_starting(paths: Paths) -> None:
+    """Between taking the PID lock and publishing daemon.json, ``stop`` said "not running" and
+    left it to come up, and ``status`` exited 3. A sleeping process named like the daemon holds
+    the PID file here (the real window is about 25 ms)."""
+    starting = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "qwen_daemon"], stdin=subprocess.DEVNULL
+    )
+    try:
+        paths.runtime_dir.mkdir(parents=True, exist_ok=True)
+        paths.pid_file.write_text(f"{starting.pid}\n")
+        res = cli("status")
+        assert res.returncode == 4 and f"(pid {starting.pid}) is starting" in res.stdout, res.stdout
+        res = cli("status", "--json")
+        assert json.loads(res.stdout)["starting"] is True
+        res = cli("stop")
+        assert res.returncode == 0 and "still starting" in res.stderr, res.stderr
+        assert starting.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        starting.kill()
+        starting.wait()
+
+
 def test_stop_without_the_token_signals_at_once(paths: Paths) -> None:
     """A refused stop request used to wait the whole 40 s grace before signalling, and ``url``
     said the daemon was not running."""

@@ -180,6 +180,23 @@ def isolated_home(fake_llm_url: str | None = None) -> Iterator[Home]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextmanager
+def in_process_home() -> Iterator[tuple[Home, Any]]:
+    """For a daemon run inside this process: an isolated home put into ``os.environ``, where the
+    real, pinned Qwen Code talks to the tests' fake OpenAI-compatible server (yielded second)."""
+    from tests.support.fake_openai import running_fake_openai
+
+    saved = dict(os.environ)
+    with running_fake_openai() as fake, isolated_home(fake.base_url) as home:
+        os.environ.clear()
+        os.environ.update(home.env)
+        try:
+            yield home, fake
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
 @dataclass
 class OurDaemon:
     pid: int

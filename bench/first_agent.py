@@ -13,36 +13,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import median
+from bench.common import in_process_home, median
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import running_daemon
-from tests.support.fake_openai import running_fake_openai
-from tests.support.qwen import AGENT_ENV, prepare_qwen_home
 
 
 async def once() -> None:
     import tornado.httpclient
 
-    root = Path(tempfile.mkdtemp(prefix="qwen-daemon-bench-"))
-    home = root / "home"
-    home.mkdir()
-    for name, sub in (("XDG_CONFIG_HOME", "c"), ("XDG_STATE_HOME", "s"), ("XDG_RUNTIME_DIR", "r")):
-        (root / sub).mkdir(mode=0o700)
-        os.environ[name] = str(root / sub)
-    os.environ["HOME"] = str(home)
-    with running_fake_openai() as fake:
-        env = prepare_qwen_home(home, fake.base_url)
-        for key in AGENT_ENV:
-            os.environ[key] = env[key]
+    with in_process_home() as (home, _fake):
+        root = home.root
         async with running_daemon(Settings(paths=Paths.from_platform(), port=0, spare_agents=0)) as api:
             assert "acp" not in sys.modules, "the SDK must not be loaded before the first agent"
             client = tornado.httpclient.AsyncHTTPClient()

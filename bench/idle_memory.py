@@ -15,18 +15,16 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import rss_kib
+from bench.common import in_process_home, rss_kib
 from qwen_daemon.config import Paths, Settings
 from qwen_daemon.sessions import reaping
 from tests.support.daemon import running_daemon
-from tests.support.fake_openai import running_fake_openai, text
-from tests.support.qwen import AGENT_ENV, prepare_qwen_home
+from tests.support.fake_openai import text
 
 
 def group_rss_kib(pgid: int) -> int:
@@ -42,17 +40,8 @@ def group_rss_kib(pgid: int) -> int:
 
 
 async def measure(count: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="qwen-daemon-bench-"))
-    home = root / "home"
-    home.mkdir()
-    for name, sub in (("XDG_CONFIG_HOME", "c"), ("XDG_STATE_HOME", "s"), ("XDG_RUNTIME_DIR", "r")):
-        (root / sub).mkdir(mode=0o700)
-        os.environ[name] = str(root / sub)
-    os.environ["HOME"] = str(home)
-    with running_fake_openai() as fake:
-        env = prepare_qwen_home(home, fake.base_url)
-        for key in AGENT_ENV:
-            os.environ[key] = env[key]
+    with in_process_home() as (home, fake):
+        root = home.root
         settings = Settings(paths=Paths.from_platform(), port=0, agent_idle_timeout=3600)
         async with running_daemon(settings) as api:
             ids = []

@@ -211,7 +211,7 @@ class Store:
         nothing, so everything since the deletion was lost at the next start."""
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA busy_timeout=5000")
-        db.execute("PRAGMA user_version").fetchone()  # a read: it opens the WAL and its index
+        db.execute("PRAGMA user_version").fetchall()  # a read (run to its end): it opens the WAL
         return db
 
     def checkpoint(self) -> int | None:

@@ -11,6 +11,7 @@ directory never touches the real home.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -18,7 +19,7 @@ import secrets
 import shlex
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,24 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _written_aside(path: Path, text: str, *, durable: bool) -> Iterator[Path]:
+    """``text`` in a new file beside ``path``: 0600 from its first byte, a name no other process
+    or thread uses, synced if ``durable``. Removed on the way out unless it was renamed."""
+    ensure_private_dir(path.parent)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_private_file(path: Path, text: str, *, durable: bool = True) -> None:
     """Atomically replace ``path`` with ``text``; the file is 0600 from its first byte.
 
@@ -115,19 +134,8 @@ def write_private_file(path: Path, text: str, *, durable: bool = True) -> None:
     boot's processes, so surviving a power loss is moot, and the page cache already outlives a
     crash of the daemon (the fsync cost 1-3 ms on each agent start and daemon start on a disk).
     """
-    ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
+    with _written_aside(path, text, durable=durable) as tmp:
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def create_private_file(path: Path, text: str) -> bool:
@@ -136,20 +144,12 @@ def create_private_file(path: Path, text: str) -> bool:
     Written aside, then linked into place: the link fails if the name exists, so of several
     processes creating the file at once exactly one wins and none sees it half written.
     """
-    ensure_private_dir(path.parent)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600, a unique name
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _written_aside(path, text, durable=True) as tmp:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    return True
 
 
 def rotate_token(paths: Paths) -> str:
@@ -185,14 +185,12 @@ def secure_paths(paths: Paths) -> list[str]:
 def load_or_create_token(paths: Paths) -> str:
     """The API token: 256 random bits, kept 0600 in the config dir, stable across restarts."""
     path = paths.token_file
-    try:
-        token = path.read_bytes().decode("ascii", "replace").strip()
-    except FileNotFoundError:
+    if not path.exists():
         fresh = secrets.token_urlsafe(TOKEN_BYTES)
         if create_private_file(path, fresh + "\n"):
             return fresh
         # several first starts raced and another one's token won: every one must use that one
-        token = path.read_bytes().decode("ascii", "replace").strip()
+    token = path.read_bytes().decode("ascii", "replace").strip()
     if not _TOKEN.fullmatch(token):  # empty, cut short or garbage: it cannot work; replace it
         token = secrets.token_urlsafe(TOKEN_BYTES)
         write_private_file(path, token + "\n")

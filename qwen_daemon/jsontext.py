@@ -19,18 +19,20 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 def dumps(obj: Any) -> str:
     """Compact JSON, non-ASCII kept as is, that always encodes to UTF-8.
 
-    A lone surrogate is rare (only a broken or hostile agent sends one), so the check costs a scan
-    of the text and the escaped form is made only when needed.
+    A lone surrogate is rare (only a broken or hostile agent sends one): ASCII text, most events,
+    costs one flag check (``str.isascii`` reads the string's header); other text a scan; the
+    escaped form is made only when needed.
     """
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    if _LONE_SURROGATE.search(text) is None:
+    if text.isascii() or _LONE_SURROGATE.search(text) is None:
         return text
     return json.dumps(obj, separators=(",", ":"))
 
 
 def lone_surrogate_in(obj: Any) -> bool:
     """Whether decoded JSON holds a lone surrogate anywhere (a key or a string value)."""
-    return _LONE_SURROGATE.search(json.dumps(obj, ensure_ascii=False)) is not None
+    text = json.dumps(obj, ensure_ascii=False)
+    return not text.isascii() and _LONE_SURROGATE.search(text) is not None
 
 
 def replace_lone_surrogates(value: Any) -> Any:

@@ -420,7 +420,9 @@ def parse_json(text: str | bytes, what: str) -> Any:
         raise BadRequest(f"{what} is nested too deeply") from None
     except ValueError as exc:  # UnicodeDecodeError included (bytes that are not UTF-8)
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
-    if isinstance(data, dict | list | str) and jsontext.lone_surrogate_in(data):
+    # one can only arrive as a \u escape (UTF-8 cannot encode it), so most text needs no check
+    escaped = "\\u" in text if isinstance(text, str) else b"\\u" in text
+    if escaped and isinstance(data, dict | list | str) and jsontext.lone_surrogate_in(data):
         raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff), which is not text")
     return data
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from qwen_daemon import __version__
 from qwen_daemon.server.base import BaseHandler
+from qwen_daemon.server.sessions_api import MAX_PRUNE_DAYS
 from qwen_daemon.sessions.events import EVENT_TYPES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -229,7 +230,9 @@ PATHS: dict[str, Any] = {
             "requestBody": _body(
                 {
                     "type": "object",
-                    "properties": {"older_than_days": {"type": "number", "minimum": 0, "maximum": 1_000_000}},
+                    "properties": {
+                        "older_than_days": {"type": "number", "minimum": 0, "maximum": MAX_PRUNE_DAYS}
+                    },
                 },
                 required=False,
             ),

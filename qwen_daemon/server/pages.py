@@ -16,6 +16,7 @@ directories, dotfiles, unknown extensions, paths leaving the root — is a plain
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,10 @@ class PageHandler(BaseHandler):
                 "error.html",
                 status=404,
                 heading="No such session",
-                message="It was deleted, or the daemon was restarted (sessions live in its memory).",
+                message=(
+                    "There is no session at this address. It may have been deleted; "
+                    "sessions are otherwise kept, across daemon restarts, until you delete them."
+                ),
             )
         else:
             self.render_page("error.html", status=status, heading=f"Error {status}", message=message)
@@ -104,7 +108,11 @@ class DashboardPage(PageHandler):
 class SessionPage(PageHandler):
     def get(self, session_id: str) -> None:
         session = self.manager.get(session_id)  # SessionNotFound → the 404 page
-        self.render_page("session.html", session=session.summary())
+        detail = session.detail()
+        # What the page needs before its stream connects, so it shows at once: the modes (the
+        # selector is there even while the agent sleeps), the failure, whether it is archived.
+        first = {key: detail.get(key) for key in ("modes", "mode", "failure", "archived", "state")}
+        self.render_page("session.html", session=detail, detail_json=json.dumps(first))
 
 
 class StaticHandler(BaseHandler, tornado.web.StaticFileHandler):

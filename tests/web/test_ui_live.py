@@ -198,11 +198,12 @@ def test_deleting_on_the_dashboard_ends_the_open_session_view(
     view = pages.open(f"/s/{sid}")
     expect(view.locator("#conn")).to_have_attribute("data-status", "connected")
     dashboard = pages.open("/", context=view.context)
+    pages.allow(r"status of 404")  # the view asks whether the session still exists: it does not
     row = dashboard.locator(".session-row")
     row.get_by_role("button", name="Delete session Doomed").click()
     row.get_by_role("button", name="Confirm: delete session Doomed").click()
     expect(dashboard.locator(".session-row")).to_have_count(0)
-    expect(view.locator("#banner")).to_contain_text("This session is closed")
+    expect(view.locator("#banner")).to_contain_text("This session no longer exists: it was deleted.")
     expect(view.locator("#prompt")).to_be_disabled()
 
 

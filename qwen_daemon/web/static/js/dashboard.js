@@ -1,12 +1,16 @@
-// The dashboard: every session with its state and last activity; create, open, delete.
+// The dashboard: every session with its state and last activity; create, open, rename, archive,
+// delete. Archived sessions are listed apart, in a section that starts collapsed.
 //
-// The list is refreshed every few seconds while the tab is visible (and at once when it becomes
-// visible again). Recently used workspaces live in localStorage and are offered with the
+// The lists are refreshed every few seconds while the tab is visible (and at once when it becomes
+// visible again); while the daemon cannot be reached a banner says so and the states are shown as
+// unknown, since nobody knows them. Recently used workspaces live in localStorage and are offered with the
 // workspaces of the current sessions. The named agents come from /api/agents with the same
 // refresh: an agent's modes are known only once it has run a session, so the mode choice appears
 // when they are. Choosing a workspace starts its agent in the background (a warm spare), so
 // Create finds it running instead of waiting a second or more for the agent to boot.
 
+import { AwayBanner } from "./away.js";
+import { editTitle } from "./rename.js";
 import { api, el, errorHint, relativeTime, replaceChildren, stateBadge } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,7 +29,13 @@ const ui = {
   recent: $("recent"),
   chips: document.querySelector("#recent .chips"),
   status: $("list-status"),
+  note: $("list-note"),
+  lists: $("lists"),
   list: $("sessions"),
+  archived: $("archived-section"),
+  archivedCount: $("archived-count"),
+  archivedList: $("archived"),
+  away: $("away"),
 };
 const RECENT_KEY = "qwen-daemon.recent-workspaces";
 const REFRESH_MS = 5000;
@@ -164,27 +174,75 @@ ui.cwd.addEventListener("input", () => {
   if (choiceKey() !== warming) ui.warm.hidden = true; // what it says is about another folder
 });
 
-// --- the session list ---------------------------------------------------------------------------
+// --- the session lists ---------------------------------------------------------------------------
 
-function row(session) {
+let archived = [];
+let away = false; // the last load could not reach the daemon: states shown are not current
+let editing = null; // the session id whose title is being edited: lists wait until it is done
+let nextLoad = 0; // when the next refresh is due (ms epoch)
+
+const awayBanner = new AwayBanner(ui.away, {
+  retryNow: () => load(),
+  hint: "What is listed is how things stood when it was last reached.",
+});
+
+function note(text, kind = "info") {
+  ui.note.textContent = text;
+  ui.note.className = `list-note note-${kind}`;
+  ui.note.hidden = !text;
+}
+
+function patch(session, body) {
+  return api("PATCH", `/api/sessions/${encodeURIComponent(session.id)}`, body);
+}
+
+function rename(session, link) {
+  editing = session.id;
+  editTitle(link, {
+    current: session.title,
+    label: `New title for session ${session.title}`,
+    save: async (title) => {
+      const updated = await patch(session, { title });
+      session.title = updated?.title ?? title;
+    },
+    done: () => {
+      editing = null;
+      render();
+      ui.lists.querySelector(`[data-session-id="${CSS.escape(session.id)}"] .rename-btn`)?.focus();
+    },
+  });
+}
+
+async function setArchived(session, value) {
+  note("");
+  try {
+    await patch(session, { archived: value });
+    note(value ? `“${session.title}” archived: it is listed under Archived below.` : `“${session.title}” is back in the list.`);
+  } catch (error) {
+    note(`Could not ${value ? "archive" : "unarchive"} “${session.title}”: ${error.message}`, "error");
+  }
+  await load();
+}
+
+function row(session, isArchived) {
   const href = `/s/${encodeURIComponent(session.id)}`;
   const asking = confirming.has(session.id);
-  const remove = el("button", {
-    type: "button",
-    class: `btn ghost danger${asking ? " confirm" : ""}`,
-    text: asking ? "Confirm delete" : "Delete",
-    "aria-label": asking ? `Confirm: delete session ${session.title}` : `Delete session ${session.title}`,
-    onclick: () => deleteSession(session),
-  });
+  const state = away ? "unknown" : session.state;
+  const link = el("a", { class: "session-link", href }, el("span", { class: "session-title", text: session.title }));
+  const button = (text, label, onclick, extra = "") =>
+    el("button", { type: "button", class: `btn ghost ${extra}`, text, "aria-label": label, onclick });
+  const remove = button(
+    asking ? "Confirm delete" : "Delete",
+    asking ? `Confirm: delete session ${session.title}` : `Delete session ${session.title}`,
+    () => deleteSession(session),
+    `danger${asking ? " confirm" : ""}`,
+  );
+  const badge = stateBadge(state);
+  if (away) badge.title = `Not known while the daemon cannot be reached (last known: ${session.state})`;
   return el(
     "li",
-    { class: "session-row", dataset: { sessionId: session.id, state: session.state } },
-    el(
-      "div",
-      { class: "row-head" },
-      el("a", { class: "session-link", href }, el("span", { class: "session-title", text: session.title })),
-      stateBadge(session.state),
-    ),
+    { class: "session-row", dataset: { sessionId: session.id, state } },
+    el("div", { class: "row-head" }, link, badge),
     el("p", { class: "cwd", title: session.cwd, text: session.cwd }),
     el(
       "div",
@@ -196,30 +254,80 @@ function row(session) {
         session.mode && el("span", { class: "chip mode-chip", title: "Mode", text: session.mode }),
         el("time", { class: "muted small", datetime: session.updated_at, title: session.updated_at, text: `active ${relativeTime(session.updated_at)}` }),
       ),
-      el("span", { class: "row-actions" }, el("a", { class: "btn", href, text: "Open" }), remove),
+      el(
+        "span",
+        { class: "row-actions" },
+        el("a", { class: "btn", href, text: "Open" }),
+        button("Rename", `Rename session ${session.title}`, () => rename(session, link), "rename-btn"),
+        isArchived
+          ? button("Unarchive", `Unarchive session ${session.title}`, () => setArchived(session, false))
+          : button("Archive", `Archive session ${session.title}`, () => setArchived(session, true)),
+        remove,
+      ),
     ),
   );
 }
 
+const newestFirst = (list) => [...list].sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
+
 function render() {
-  const sorted = [...sessions].sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
-  replaceChildren(ui.list, sorted.map(row));
-  ui.status.textContent = sorted.length ? "" : "No sessions yet. Create one above.";
-  ui.status.hidden = sorted.length > 0;
+  if (editing) return; // rebuilding the rows would take the text box away; done() renders
+  const sorted = newestFirst(sessions);
+  replaceChildren(ui.list, sorted.map((s) => row(s, false)));
+  replaceChildren(ui.archivedList, newestFirst(archived).map((s) => row(s, true)));
+  ui.archivedCount.textContent = `(${archived.length})`;
+  ui.archived.hidden = archived.length === 0;
+  if (!away) {
+    ui.status.textContent = sorted.length ? "" : archived.length ? "No sessions in use. Create one above, or look under Archived." : "No sessions yet. Create one above.";
+    ui.status.hidden = sorted.length > 0;
+  }
+  document.body.dataset.conn = away ? "away" : "ok";
   renderRecent();
 }
 
-async function load() {
+function setAway(value) {
+  if (value) awayBanner.show(nextLoad);
+  else awayBanner.hide();
+  if (value !== away) {
+    away = value;
+    render();
+  }
+}
+
+let loading = null;
+let timer = null;
+
+/** Refresh both lists (and the agents); one at a time, and the next one is scheduled after it. */
+function load() {
+  clearTimeout(timer);
+  loading ??= refresh().finally(() => {
+    loading = null;
+    nextLoad = Date.now() + REFRESH_MS;
+    timer = setTimeout(() => (document.visibilityState === "visible" ? load() : null), REFRESH_MS);
+    if (away) awayBanner.show(nextLoad);
+  });
+  return loading;
+}
+
+async function refresh() {
   loadAgents();
   try {
-    const data = await api("GET", "/api/sessions");
-    sessions = data.sessions || [];
+    const [open, old] = await Promise.all([api("GET", "/api/sessions"), api("GET", "/api/sessions?archived=true")]);
+    sessions = open.sessions || [];
+    archived = old.sessions || [];
+    away = false; // rendered below
+    awayBanner.hide();
     render();
   } catch (error) {
     if (error.status === 401) {
       location.reload(); // shows the login page
       return;
     }
+    if (error.status === 0) {
+      setAway(true);
+      return;
+    }
+    setAway(false);
     ui.status.hidden = false;
     ui.status.textContent = `Cannot load sessions: ${error.message}. Retrying…`;
   }
@@ -232,7 +340,7 @@ async function deleteSession(session) {
       render();
     }, 4000));
     render();
-    ui.list.querySelector(`[data-session-id="${CSS.escape(session.id)}"] .btn.danger`)?.focus();
+    ui.lists.querySelector(`[data-session-id="${CSS.escape(session.id)}"] .btn.danger`)?.focus();
     return;
   }
   clearTimeout(confirming.get(session.id));
@@ -240,10 +348,7 @@ async function deleteSession(session) {
   try {
     await api("DELETE", `/api/sessions/${encodeURIComponent(session.id)}`);
   } catch (error) {
-    if (error.status !== 404) {
-      ui.status.hidden = false;
-      ui.status.textContent = `Could not delete “${session.title}”: ${error.message}`;
-    }
+    if (error.status !== 404) note(`Could not delete “${session.title}”: ${error.message}`, "error");
   }
   await load();
 }
@@ -290,5 +395,5 @@ ui.form.addEventListener("submit", async (event) => {
 });
 
 document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && load());
-setInterval(() => document.visibilityState === "visible" && load(), REFRESH_MS);
+window.addEventListener("online", () => load());
 load();

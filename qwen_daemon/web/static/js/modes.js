@@ -3,9 +3,11 @@
 //
 // The current mode follows the stream, not our own requests: every switch, whoever makes it (this
 // tab, another one, the CLI, the agent itself), arrives as an `agent_update` event carrying a
-// `current_mode_update`. The list of modes is only in the session's detail, so it is fetched at
-// each (re)connect, and again when the session finishes starting or reports a mode not listed.
-// An agent that advertises no modes gets no selector.
+// `current_mode_update`. The list of modes is only in the session's detail (the daemon keeps it
+// with the session, so it is there after a restart while the agent still sleeps): the page gives
+// it the detail it was rendered with and the one it fetches at each (re)connect, and the picker
+// fetches it again when the session finishes starting or reports a mode not listed. An agent that
+// advertises no modes gets no selector.
 
 import { api, el, replaceChildren } from "./util.js";
 
@@ -43,7 +45,6 @@ export class ModePicker {
     if (session.agent) this.ui.agent.textContent = session.agent;
     this.state = session.state || this.state;
     if (typeof session.mode === "string") this.setCurrent(session.mode);
-    this.refresh();
   }
 
   /** One stream event; `live`: it happened now (history before the greeting is already summed up). */
@@ -82,10 +83,21 @@ export class ModePicker {
     } catch {
       return; // the stream finds out why (gone, logged out, offline) and says so
     }
+    this.apply(detail, version);
+  }
+
+  /** Take the modes and the current mode from a session detail fetched at `version` (default:
+   * now). A detail without modes (none recorded yet) leaves the known list as it is. */
+  apply(detail, version = this.version) {
+    if (!detail) return;
     if (detail.agent) this.ui.agent.textContent = detail.agent;
-    const offered = detail.modes && Array.isArray(detail.modes.availableModes) ? detail.modes.availableModes : [];
-    this.modes = offered.filter((m) => m && typeof m.id === "string");
-    if (version === this.version) this.current = detail.mode ?? detail.modes?.currentModeId ?? null;
+    if (detail.modes && Array.isArray(detail.modes.availableModes)) {
+      this.modes = detail.modes.availableModes.filter((m) => m && typeof m.id === "string");
+    }
+    if (version === this.version) {
+      const current = detail.mode ?? detail.modes?.currentModeId;
+      if (typeof current === "string") this.current = current;
+    }
     this.render();
   }
 

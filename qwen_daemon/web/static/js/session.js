@@ -5,10 +5,12 @@
 // heartbeats. Attention — a permission request or a finished turn while the tab is hidden — marks
 // the tab title and, if the user allowed it, shows a browser notification.
 
+import { AwayBanner } from "./away.js";
+import { SessionActions } from "./lifecycle.js";
 import { ModePicker } from "./modes.js";
 import { SessionStream } from "./stream.js";
 import { Transcript } from "./transcript.js";
-import { STATE_LABELS, api } from "./util.js";
+import { STATE_LABELS, api, el, replaceChildren } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -18,7 +20,10 @@ const ui = {
   conn: $("conn"),
   connLabel: document.querySelector("#conn .conn-label"),
   notify: $("notify"),
+  rename: $("rename"),
+  archive: $("archive"),
   banner: $("banner"),
+  away: $("away"),
   transcript: $("transcript"),
   empty: $("empty"),
   working: $("working"),
@@ -36,8 +41,13 @@ const base = `/api/sessions/${encodeURIComponent(sessionId)}`;
 const BUSY = new Set(["running", "awaiting_permission"]);
 const CONN_LABELS = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
 
+const first = JSON.parse(ui.main.dataset.detail || "{}"); // the detail as the page was rendered
+
 let state = "starting";
-let ended = false;
+let ended = false; // the stream ended for good (deleted, logged out): nothing here can change
+let away = false; // the daemon cannot be reached now: no state is known, no command can go
+let sending = false; // a prompt is on its way
+let failure = first.failure || null; // why the session failed, as its detail last said
 let baseTitle = document.title;
 let marked = false;
 let replayUntil = 0; // the hello's last_seq: until then we are replaying history
@@ -67,34 +77,69 @@ async function answerPermission(requestId, optionId, answers) {
 
 function setState(value) {
   state = value;
-  ui.state.className = `badge state-${value}`;
-  ui.state.textContent = STATE_LABELS[value] || value;
-  const busy = BUSY.has(value);
-  ui.working.hidden = !busy;
-  ui.cancel.hidden = !busy;
-  document.body.dataset.state = value;
-  const usable = !ended && value !== "closed" && value !== "failed";
-  ui.prompt.disabled = !usable;
-  ui.send.disabled = !usable;
-  modes.setUsable(usable);
+  render();
 }
 
-function setConn(status, detail) {
+/** The header, the running indicator and the composer, from the state and the connection. */
+function render() {
+  const known = !away || ended;
+  const shown = known ? state : "unknown";
+  ui.state.className = `badge state-${shown}`;
+  ui.state.textContent = known ? STATE_LABELS[state] || state : "unknown";
+  ui.state.title = known ? "" : `Not known while the daemon cannot be reached (last known: ${STATE_LABELS[state] || state})`;
+  const busy = BUSY.has(state);
+  ui.working.hidden = !busy || !known; // nobody knows whether it is still working
+  ui.cancel.hidden = !busy;
+  ui.cancel.disabled = away;
+  document.body.dataset.state = shown;
+  document.body.dataset.conn = away ? "away" : "ok";
+  const usable = !ended && state !== "closed" && state !== "failed";
+  ui.prompt.disabled = !usable; // stays editable while away: the text waits for the daemon
+  ui.send.disabled = !usable || away || sending;
+  modes.setUsable(usable && !away);
+  actions.setUsable(!ended && !away);
+}
+
+function setConn(status, detail, retryAt) {
+  const lost = status === "reconnecting" || status === "offline";
+  if (lost) awayBanner.show(retryAt);
+  else awayBanner.hide();
+  if (lost !== away) {
+    away = lost;
+    render();
+  }
   ui.conn.className = `conn conn-${status}`;
   ui.conn.dataset.status = status;
   ui.connLabel.textContent = CONN_LABELS[status] || status;
   ui.conn.title = detail ? `${CONN_LABELS[status] || status} (${detail})` : CONN_LABELS[status] || status;
 }
 
-function showBanner(text, hint) {
-  ui.banner.replaceChildren(document.createTextNode(text));
-  if (hint) {
-    const p = document.createElement("p");
-    p.className = "hint";
-    p.textContent = hint;
-    ui.banner.append(p);
-  }
+/** The banner by the composer: what this session can no longer do, and what to do about it. */
+function showBanner(text, ...more) {
+  replaceChildren(ui.banner, el("p", { class: "banner-text", text }), more);
   ui.banner.hidden = false;
+}
+
+function hideBanner() {
+  ui.banner.hidden = true;
+  ui.banner.replaceChildren();
+}
+
+function showFailed(reason) {
+  showBanner(
+    "This session has failed, so it takes no prompts until it is reopened.",
+    el("p", { class: "failure" }, el("strong", { text: "Reason: " }), reason || "not recorded"),
+    actions.reopenButton(),
+    el("p", { class: "hint", text: "Reopen puts it back to idle; your next prompt starts its agent again with the conversation so far." }),
+  );
+}
+
+function showClosed() {
+  showBanner(
+    "This session is closed; its history stays readable here.",
+    actions.reopenButton(),
+    el("p", { class: "hint", text: "Reopen it to send it prompts again." }),
+  );
 }
 
 function setNote(text, kind = "info") {
@@ -146,6 +191,60 @@ if ("Notification" in window && window.isSecureContext && Notification.permissio
 // --- transcript and stream ---------------------------------------------------------------------
 
 const modes = new ModePicker({ field: ui.modeField, select: ui.mode, agent: ui.agent }, base, setNote);
+modes.apply(first);
+
+const awayBanner = new AwayBanner(ui.away, {
+  retryNow: () => stream.wake(),
+  hint: "Send and Cancel are off until it is back; what you type is kept.",
+});
+
+const actions = new SessionActions({ title: ui.title, rename: ui.rename, archive: ui.archive }, base, {
+  note: setNote,
+  titled: setTitle,
+  reopened(detail) {
+    failure = null;
+    hideBanner();
+    setState(detail.state || "idle");
+    setNote("Reopened: your next prompt starts its agent again.");
+    stream.restart(); // if it had stopped following a closed session
+  },
+});
+actions.apply(first);
+
+function setTitle(title) {
+  ui.title.textContent = title;
+  baseTitle = `${title} · qwen-daemon`;
+  if (!marked) document.title = baseTitle;
+}
+
+/** A state event: a session that fails or comes back while watched changes its banner too. */
+function stateEvent(value, live) {
+  const was = state;
+  setState(value);
+  if (!live || value === was) return;
+  if (value === "failed") loadDetail(); // shows the banner, with the reason
+  else if (value === "closed") showClosed();
+  else if (was === "failed" || was === "closed") {
+    failure = null;
+    hideBanner(); // reopened, here or elsewhere
+  }
+}
+
+/** The session's detail, fetched at each (re)connect: modes, failure, archived. */
+async function loadDetail() {
+  const version = modes.version; // a mode change seen meanwhile is newer than this answer
+  let detail;
+  try {
+    detail = await api("GET", base);
+  } catch {
+    return null; // the stream finds out why (gone, logged out, offline) and says so
+  }
+  modes.apply(detail, version);
+  actions.apply(detail);
+  failure = detail.failure || null;
+  if (detail.state === "failed" && state === "failed") showFailed(failure);
+  return detail;
+}
 
 const transcript = new Transcript(ui.transcript, {
   answer: answerPermission,
@@ -161,7 +260,7 @@ const transcript = new Transcript(ui.transcript, {
 
 const stream = new SessionStream(sessionId, {
   onEvent(event, live) {
-    if (event.type === "state") setState(event.state);
+    if (event.type === "state") stateEvent(event.state, live);
     modes.event(event, live);
     transcript.apply(event, live);
     if (live && event.type === "turn_ended") {
@@ -172,18 +271,14 @@ const stream = new SessionStream(sessionId, {
   onHello(hello) {
     if (replayUntil === 0) replayUntil = hello.last_seq;
     const session = hello.session || {};
-    if (session.title) {
-      ui.title.textContent = session.title;
-      baseTitle = `${session.title} · qwen-daemon`;
-      if (!marked) document.title = baseTitle;
-    }
+    if (session.title) setTitle(session.title);
     setState(session.state || state);
     modes.hello(session);
-    if (session.state === "failed") {
-      showBanner("This session could not start, so it cannot take prompts.", "See the error below; once it is fixed, create a new session.");
-    } else if (session.state === "closed") {
-      showBanner("This session is closed; its history stays readable here.", "Start a new session from the dashboard to continue.");
-    }
+    actions.apply(session);
+    if (session.state === "failed") showFailed(failure); // the detail fetched below may update it
+    else if (session.state === "closed") showClosed();
+    else hideBanner();
+    loadDetail();
     updateEmpty();
   },
   onStatus: setConn,
@@ -195,25 +290,62 @@ const stream = new SessionStream(sessionId, {
     transcript.missingHistory(count);
   },
   onEnd(reason) {
-    ended = true;
     // nobody can answer these any more: never leave a prompt that looks answerable
     for (const prompt of transcript.openPrompts) prompt.resolve(null, false, "Expired — the session ended");
-    if (reason === "closed") {
-      setState("closed");
-      setConn("closed", "");
-      ui.connLabel.textContent = "Closed";
-      showBanner("This session is closed; its history stays readable here.", "Start a new session from the dashboard to continue.");
-    } else if (reason === "gone") {
-      setState("closed");
-      ui.connLabel.textContent = "Gone";
-      showBanner("This session no longer exists: it was deleted, or the daemon was restarted.", "Go back to the dashboard to start a new one.");
-    } else {
-      setState(state);
-      ui.connLabel.textContent = "Logged out";
-      showBanner("This browser is no longer logged in to the daemon.", "Run qwen-daemon url and open the address it prints.");
-    }
+    if (reason === "closed") sessionClosed();
+    else if (reason === "gone") gone();
+    else loggedOut();
   },
 });
+
+/** The stream ended for good: no reconnecting, no "can't reach" banner, nothing to send. */
+function endView(label) {
+  ended = true;
+  away = false;
+  awayBanner.hide();
+  ui.conn.className = "conn conn-ended";
+  ui.conn.dataset.status = label.toLowerCase().replace(" ", "-");
+  ui.connLabel.textContent = label;
+  render();
+}
+
+/** The daemon ended the stream because the session closed: deleted (then it is unknown now), or
+ * closed (it can be reopened). */
+async function sessionClosed() {
+  let detail;
+  try {
+    detail = await api("GET", base);
+  } catch (error) {
+    if (error.status === 404) gone();
+    else if (error.status === 401) loggedOut();
+    else stream.restart(); // cannot tell now: follow it again, the stream says what it finds
+    return;
+  }
+  setState(detail.state);
+  if (detail.state !== "closed") {
+    stream.restart();
+    return;
+  }
+  ui.connLabel.textContent = "Closed";
+  showClosed();
+}
+
+function gone() {
+  state = "closed";
+  endView("Gone");
+  showBanner(
+    "This session no longer exists: it was deleted.",
+    el("p", {}, el("a", { class: "btn", href: "/", text: "All sessions" })),
+  );
+}
+
+function loggedOut() {
+  endView("Logged out");
+  showBanner(
+    "This browser is no longer logged in to the daemon: its access token was changed, or this device was signed out.",
+    el("p", { class: "hint" }, "On the daemon's machine run ", el("code", { text: "qwen-daemon url" }), " and open the address it prints."),
+  );
+}
 
 // Keep the view pinned to the newest output while the reader is at the bottom. Our own scrolls
 // (autoY) must not count as the reader leaving: content may grow again before their event fires.
@@ -233,28 +365,36 @@ new ResizeObserver(() => {
 
 async function sendPrompt() {
   const text = ui.prompt.value;
-  if (!text.trim() || ui.prompt.disabled) return;
+  if (!text.trim() || ui.prompt.disabled || sending) return;
+  if (away) {
+    setNote("Not sent: the daemon cannot be reached. Your text is kept; send it once it is back.", "warn");
+    return;
+  }
   setNote("");
-  ui.send.disabled = true;
+  sending = true;
+  render();
   try {
     await api("POST", `${base}/prompt`, { text });
     if (ui.prompt.value === text) ui.prompt.value = "";
+    actions.apply({ archived: false }); // a prompt brings an archived session back
     pinned = true;
   } catch (error) {
     if (error.code === "session_busy") {
       setNote("Not sent: the agent is still working on the last prompt. Wait for it to finish, or press Esc to cancel it. Your text is kept.", "warn");
     } else if (error.status === 0) {
       setNote("Not sent: the daemon cannot be reached. Your text is kept; send it again once connected.", "warn");
+      stream.wake();
     } else {
       setNote(`Not sent: ${error.message}. Your text is kept.`, "error");
     }
   } finally {
-    ui.send.disabled = ui.prompt.disabled;
+    sending = false;
+    render();
   }
 }
 
 async function cancelTurn() {
-  if (!BUSY.has(state)) return;
+  if (!BUSY.has(state) || away) return;
   setNote("Cancelling…");
   try {
     await api("POST", `${base}/cancel`);

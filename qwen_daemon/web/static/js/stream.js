@@ -23,7 +23,8 @@ export class SessionStream {
    * @param hooks {
    *   onEvent(event, live), onHello(hello), onStatus(status, detail), onReset(),
    *   onMissing(count), onEnd(reason)
-   * } — status is "connecting" | "connected" | "reconnecting" | "offline"; onReset: the daemon's
+   * } — status is "connecting" | "connected" | "reconnecting" | "offline" (with, while waiting to
+   *   retry, the time of the next attempt as a third argument, for a countdown); onReset: the daemon's
    *   log restarted, start the view over; onMissing: that many events are older than the daemon
    *   keeps; onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized".
    */
@@ -51,9 +52,9 @@ export class SessionStream {
     this.connect();
   }
 
-  status(value, detail = "") {
+  status(value, detail = "", retryAt = 0) {
     this.current = value;
-    this.hooks.onStatus(value, detail);
+    this.hooks.onStatus(value, detail, retryAt);
   }
 
   // --- connection ------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ export class SessionStream {
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (this.attempts - 1));
     const delay = Math.round(base * (0.6 + 0.4 * Math.random()));
     const offline = kind === "offline" || navigator.onLine === false;
-    this.status(offline ? "offline" : "reconnecting", `retrying in ${Math.ceil(delay / 1000)} s`);
+    this.status(offline ? "offline" : "reconnecting", `retrying in ${Math.ceil(delay / 1000)} s`, Date.now() + delay);
     this.timers.retry = setTimeout(() => {
       this.timers.retry = null;
       this.connect();
@@ -140,6 +141,14 @@ export class SessionStream {
       this.clear("retry");
       this.connect();
     }
+  }
+
+  /** Follow the session again after it ended (e.g. it was reopened), from the last seq seen. */
+  restart() {
+    if (!this.ended) return;
+    this.ended = false;
+    this.attempts = 0;
+    this.connect();
   }
 
   finish(reason) {

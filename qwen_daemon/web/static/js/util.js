@@ -114,6 +114,9 @@ export function errorHint(message) {
       "the daemon (qwen-daemon stop, then qwen-daemon start) and create a new session."
     );
   }
+  if (/could not restore the agent's conversation/i.test(text)) {
+    return "The agent lost its copy of the earlier conversation; the history stays here, but the agent starts afresh.";
+  }
   if (/not found|no such file|ENOENT|could not find/i.test(text) && /agent|qwen|command/i.test(text)) {
     return "The agent program was not found. Run make install, or set agent_cmd, then restart the daemon.";
   }

@@ -264,7 +264,8 @@ const stream = new SessionStream(sessionId, {
     modes.event(event, live);
     transcript.apply(event, live);
     if (live && event.type === "turn_ended") {
-      attention(event.stop_reason === "cancelled" ? "Turn cancelled" : "The agent finished", ui.title.textContent);
+      const ends = { cancelled: "Turn cancelled", interrupted: "Turn interrupted: the daemon stopped" };
+      attention(ends[event.stop_reason] || "The agent finished", ui.title.textContent);
     }
     updateEmpty();
   },

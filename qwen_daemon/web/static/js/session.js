@@ -51,6 +51,7 @@ let failure = first.failure || null; // why the session failed, as its detail la
 let baseTitle = document.title;
 let marked = false;
 let replayUntil = 0; // the hello's last_seq: until then we are replaying history
+let greetedAt = 0; // the last_seq of the latest hello, whose state is newer than any event up to it
 
 // --- permission answers given in this tab (kept across reloads of the tab) --------------------
 
@@ -260,7 +261,8 @@ const transcript = new Transcript(ui.transcript, {
 
 const stream = new SessionStream(sessionId, {
   onEvent(event, live) {
-    if (event.type === "state") stateEvent(event.state, live);
+    // the greeting's state is the session's now: older state events (replayed) must not undo it
+    if (event.type === "state" && event.seq > greetedAt) stateEvent(event.state, live);
     modes.event(event, live);
     transcript.apply(event, live);
     if (live && event.type === "turn_ended") {
@@ -271,6 +273,7 @@ const stream = new SessionStream(sessionId, {
   },
   onHello(hello) {
     if (replayUntil === 0) replayUntil = hello.last_seq;
+    greetedAt = hello.last_seq;
     const session = hello.session || {};
     if (session.title) setTitle(session.title);
     setState(session.state || state);
@@ -286,6 +289,7 @@ const stream = new SessionStream(sessionId, {
   onReset() {
     transcript.reset();
     replayUntil = 0;
+    greetedAt = 0;
   },
   onMissing(count) {
     transcript.missingHistory(count);

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -238,6 +239,33 @@ def test_reopening_a_session_whose_agent_is_gone_is_explained(
             expect(error.locator(".hint")).to_contain_text("no longer in the daemon's configuration")
             expect(banner.locator(".failure")).to_contain_text("spare")  # the reason stays
             expect(page.locator("#prompt")).to_be_disabled()
+
+
+def test_an_old_closed_session_reopens_from_its_page(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    """Sessions the former idle timer closed are read-only until reopened from their page."""
+    sid = new_session(daemon, workspace, title="Closed long ago")
+    port = daemon.api.daemon.port
+    daemon.stop()
+    db = sqlite3.connect(daemon.settings.paths.database)
+    db.execute("UPDATE sessions SET state = 'closed', closed_at = ? WHERE id = ?", (time.time() - 60, sid))
+    db.commit()
+    db.close()
+    again = DaemonThread(daemon.settings, port=port).start()
+    try:
+        page = pages.open(f"/s/{sid}")
+        banner = page.locator("#banner")
+        expect(banner).to_contain_text("This session is closed; its history stays readable here.")
+        expect_in_view(page, banner)
+        expect(page.locator("#prompt")).to_be_disabled()
+        banner.get_by_role("button", name="Reopen").click()
+        expect(banner).to_be_hidden()
+        wait_idle(page)
+        send(page, "say open again")
+        expect(page.locator(".msg.agent").last).to_have_text("open again")
+    finally:
+        again.stop()
 
 
 def test_the_mode_selector_is_there_after_a_restart_before_any_prompt(

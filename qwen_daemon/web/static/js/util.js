@@ -114,6 +114,9 @@ export function errorHint(message) {
       "the daemon (qwen-daemon stop, then qwen-daemon start) and create a new session."
     );
   }
+  if (/keeps crashing/i.test(text)) {
+    return "The daemon stopped restarting an agent that kept crashing. Once the cause is fixed, reopen the session (the Reopen button on its page, or qwen-daemon reopen).";
+  }
   if (/could not restore the agent's conversation/i.test(text)) {
     return "The agent lost its copy of the earlier conversation; the history stays here, but the agent starts afresh.";
   }

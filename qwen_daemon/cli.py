@@ -84,6 +84,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_err(str(exc))
         return EXIT_USAGE
+    if not args.foreground:  # in the foreground the daemon's log (stderr) says it, once
+        for notice in settings.notices:
+            print(f"qwen-daemon: warning: {notice}", file=sys.stderr)
     owner = None if args.foreground else _owner()  # --foreground is what the supervisor runs
     if owner is not None:
         from qwen_daemon.service import commands

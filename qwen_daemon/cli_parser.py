@@ -29,7 +29,7 @@ def _add_start(sub: Any) -> None:
     start.add_argument("--port", help="port to listen on (default 7861; 0 = any free port)")
     start.add_argument("--agent-cmd", help="command line of the ACP agent")
     start.add_argument("--max-sessions", help="most sessions open at once")
-    start.add_argument("--idle-timeout", help="seconds an idle session is kept open")
+    start.add_argument("--idle-timeout", help="ignored: sessions stay until you delete or archive them")
     start.add_argument("--log-level", help="debug, info, warning or error")
     start.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     start.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS")

@@ -29,7 +29,7 @@ def _add_start(sub: Any) -> None:
     start.add_argument("--port", help="port to listen on (default 7861; 0 = any free port)")
     start.add_argument("--agent-cmd", help="command line of the ACP agent")
     start.add_argument("--max-sessions", help="most sessions open at once")
-    start.add_argument("--idle-timeout", help="seconds an idle session is kept open")
+    start.add_argument("--idle-timeout", help="ignored: sessions stay until you delete or archive them")
     start.add_argument("--log-level", help="debug, info, warning or error")
     start.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     start.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS")
@@ -84,6 +84,23 @@ def _add_sessions(sub: Any) -> None:
     sessions.add_argument(
         "--older-than-days", type=_amount, metavar="DAYS", help="with --prune: instead of retention_days"
     )
+    sessions.add_argument("--archived", action="store_true", help="list the archived sessions instead")
+
+
+def _add_rename(sub: Any) -> None:
+    rename = sub.add_parser("rename", help="rename a session", description="Give a session a new title.")
+    rename.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+    rename.add_argument("title", help="the new title (at most 200 characters)")
+
+
+def _session_command(name: str, summary: str, description: str) -> Callable[[Any], None]:
+    """A subcommand whose only argument is a session id (archive, unarchive, reopen)."""
+
+    def add(sub: Any) -> None:
+        parser = sub.add_parser(name, help=summary, description=description)
+        parser.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+
+    return add
 
 
 def _add_url(sub: Any) -> None:
@@ -146,6 +163,18 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "stop": _add_stop,
     "status": _add_status,
     "sessions": _add_sessions,
+    "rename": _add_rename,
+    "archive": _session_command(
+        "archive", "archive a session", "Move a session to the archived list; prompting it brings it back."
+    ),
+    "unarchive": _session_command(
+        "unarchive", "unarchive a session", "Move an archived session back to the session list."
+    ),
+    "reopen": _session_command(
+        "reopen",
+        "reopen a failed session",
+        "Bring a failed (or closed) session back to idle; its next prompt restarts the agent.",
+    ),
     "url": _add_url,
     "token": _add_token,
     "restart": _add_restart,

@@ -73,6 +73,7 @@ SCHEMAS: dict[str, Any] = {
             "last_seq",
             "agent",
             "mode",
+            "archived",
         ],
         "properties": {
             "id": {"$ref": "#/components/schemas/Id"},
@@ -87,6 +88,10 @@ SCHEMAS: dict[str, Any] = {
             "mode": {
                 "type": ["string", "null"],
                 "description": "its current mode id, if the agent has modes",
+            },
+            "archived": {
+                "type": "boolean",
+                "description": "listed only with ?archived=true; a prompt unarchives it",
             },
         },
     },
@@ -123,7 +128,10 @@ SCHEMAS: dict[str, Any] = {
                     },
                     "prompt_id": {"type": ["string", "null"]},
                     "failure": {"type": ["string", "null"]},
-                    "modes": {"type": ["object", "null"]},
+                    "modes": {
+                        "type": ["object", "null"],
+                        "description": "the agent's {currentModeId, availableModes}, kept across restarts",
+                    },
                 },
             },
         ]
@@ -193,7 +201,10 @@ PATHS: dict[str, Any] = {
     },
     "/api/sessions": {
         "get": {
-            "summary": "list sessions",
+            "summary": "list sessions (unarchived ones, or with ?archived=true the archived ones)",
+            "parameters": [
+                {"name": "archived", "in": "query", "required": False, "schema": {"enum": ["true", "false"]}}
+            ],
             "responses": {
                 "200": _json(
                     {
@@ -201,9 +212,9 @@ PATHS: dict[str, Any] = {
                         "required": ["sessions"],
                         "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
                     },
-                    "all sessions",
+                    "the sessions, oldest first",
                 ),
-                **_errors(),
+                **_errors(400),
             },
         },
         "post": {
@@ -258,6 +269,31 @@ PATHS: dict[str, Any] = {
         "delete": {
             "summary": "cancel, close and forget a session",
             "responses": {"204": {"description": "gone"}, **_errors(404)},
+        },
+        "patch": {
+            "summary": "rename and/or archive or unarchive a session",
+            "requestBody": _body(
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": False,
+                    "properties": {
+                        "title": {"type": "string", "maxLength": 200},
+                        "archived": {"type": "boolean"},
+                    },
+                }
+            ),
+            "responses": {"200": _json(_ref("SessionDetail"), "changed"), **_errors(400, 404, 413)},
+        },
+    },
+    "/api/sessions/{session_id}/reopen": {
+        "parameters": [_SESSION_ID],
+        "post": {
+            "summary": "bring a failed or closed session back to idle (an open one: unchanged)",
+            "description": "Clears the failure and its agent's crash count; the next prompt starts the "
+            "agent and restores the conversation. 409 agent_unavailable when its named agent is not "
+            "in the config or cannot be found.",
+            "responses": {"200": _json(_ref("SessionDetail"), "idle again"), **_errors(404, 409, 503)},
         },
     },
     "/api/sessions/{session_id}/prompt": {

@@ -6,7 +6,7 @@ States (every transition emits a ``state`` event)::
        │                                 ▲                │  ▲                               │
        │                                 └──turn_ended────┘  └────────answered / cancel──────┘
        └──agent refused / failed to start──▶ failed
-    any state ──delete / idle timeout / shutdown──▶ closed
+    any state ──delete──▶ closed           failed / closed ──reopen──▶ idle   (lifecycle.py)
 
 One turn at a time: :meth:`Session.prompt` moves to ``running`` synchronously, before any await, so
 a second prompt is refused with :class:`SessionBusy` and never reaches the agent (Qwen Code would
@@ -18,6 +18,8 @@ returns to ``idle``; its next prompt restarts the agent and restores the agent's
 (ACP ``session/resume`` where offered, else ``session/load``, whose replayed history is not added
 to the transcript again), falling back to a new agent session with a visible error if it cannot.
 An agent that keeps crashing marks its sessions ``failed`` instead of being restarted forever.
+No timer closes a session; renaming, archiving, reopening and restart recovery live in
+``lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ class Session:
         self.modes: dict[str, Any] | None = None
         self.mode: str | None = None  # re-applied after a restore: Qwen Code does not persist it
         self.closed_at: float | None = None
+        self.archived = False  # only hides it from the default list; a prompt unarchives it
+        self._suspending = False  # a daemon stop is ending the turn: it ends "interrupted"
         self._persist = persist
         if persist is None:
             self.events = EventLog(max_events, history=history)
@@ -152,6 +156,7 @@ class Session:
             "last_seq": self.events.last_seq,
             "agent": self.agent,
             "mode": self.mode,
+            "archived": self.archived,
         }
 
     def detail(self) -> dict[str, Any]:
@@ -179,6 +184,8 @@ class Session:
             created_at=self.created_at,
             updated_at=self.updated_at,
             closed_at=self.closed_at,
+            archived=self.archived,
+            modes=self.modes,
         )
 
     def _changed(self) -> None:
@@ -238,13 +245,21 @@ class Session:
         self._after_agent_session(result)
         if wanted and wanted != self.mode:
             await self.host.set_mode(agent_session_id, wanted)
-            self.mode = wanted
+            self._mode_changed(wanted)
         return True
+
+    def _mode_changed(self, mode_id: str) -> None:
+        """Record the current mode, in ``modes`` too: both are persisted and shown after a restart."""
+        self.mode = mode_id
+        if self.modes is not None:
+            self.modes["currentModeId"] = mode_id
+        self._changed()
 
     def _after_agent_session(self, result: dict[str, Any]) -> None:
         self._agent_generation = self.host.generation
         modes = result.get("modes")
-        self.modes = modes if isinstance(modes, dict) else None
+        if isinstance(modes, dict):  # an answer without them keeps the ones persisted
+            self.modes = modes
         if self.modes and isinstance(self.modes.get("currentModeId"), str):
             self.mode = self.modes["currentModeId"]
 
@@ -285,6 +300,7 @@ class Session:
         self._prompt_sent = self._cancel_requested = False
         self._emit("user_message", text=text, prompt_id=prompt_id)
         self._emit("turn_started", prompt_id=prompt_id)
+        self.archived = False  # persisted by the state change below
         self._set_state("running")
         self._turn = asyncio.create_task(self._run_turn(prompt_id, text), name=f"turn-{self.id}")
         return prompt_id
@@ -312,6 +328,8 @@ class Session:
             self._resolve_all_pending()
             self._prompt_id = None
             self._turn = None
+            if self._suspending and stop_reason == "cancelled":
+                stop_reason = "interrupted"  # as after a crash: the daemon, not the user, ended it
             self._emit("turn_ended", prompt_id=prompt_id, stop_reason=stop_reason)
             if self.state in BUSY_STATES:
                 self._set_state("idle")
@@ -339,6 +357,7 @@ class Session:
 
     async def suspend(self) -> None:
         """For a daemon stop: end any turn and detach from the agent, but stay open for later."""
+        self._suspending = True
         await self._end_turn()
         self.events.close_subscribers()
 
@@ -369,10 +388,7 @@ class Session:
         await self._ensure_agent_session()
         assert self.agent_session_id is not None
         await self.host.set_mode(self.agent_session_id, mode_id)
-        self.mode = mode_id
-        if self.modes is not None:
-            self.modes["currentModeId"] = mode_id
-        self._changed()
+        self._mode_changed(mode_id)
         # the same event the agent itself sends when it switches modes
         self._emit("agent_update", update={"sessionUpdate": "current_mode_update", "currentModeId": mode_id})
 
@@ -435,8 +451,7 @@ class Session:
         if update.get("sessionUpdate") == "current_mode_update" and isinstance(
             update.get("currentModeId"), str
         ):
-            self.mode = update["currentModeId"]
-            self._changed()
+            self._mode_changed(update["currentModeId"])
         event_type, fields = translate_update(update)
         self._emit(event_type, **fields)
 
@@ -481,17 +496,3 @@ class Session:
         elif not self.busy:
             self._emit("error", message=message)
         # a running turn sees the broken connection and ends itself with the same message
-
-    # --- recovery -----------------------------------------------------------------------------
-
-    def recover(self, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
-        """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
-        for request in expired:
-            request_id = str(request.get("request_id"))
-            if self._persist is not None:
-                self._persist.permission(self.id, request_id, request, "expired")
-            self._emit("permission_resolved", request_id=request_id, option_id=None, expired=True)
-        if self.state in ("running", "awaiting_permission", "starting"):
-            if interrupted_prompt is not None and self.state != "starting":
-                self._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
-            self._set_state("idle")

@@ -286,6 +286,59 @@ _VOLATILE_NUMBERS = frozenset(
 )
 
 
+#: values that are part of the protocol, not of one run: compared exactly by :func:`drift`
+EXACT_KEYS = frozenset(
+    {
+        "optionId",
+        "kind",
+        "sessionUpdate",
+        "status",
+        "qwenInteractionKind",
+        "toolName",
+        "type",
+        "currentModeId",
+        "outcome",
+        "method",
+        "multiSelect",
+        "phase",
+    }
+)
+
+
+def signature(value: Any, key: str | None = None) -> Any:
+    """The shape of a recorded value: keys and nesting, with only protocol values kept exactly.
+
+    Texts (titles, option names, the model's words) and numbers may change without the fake
+    becoming wrong; a renamed key, a moved field, a new option id or kind may not.
+    """
+    if isinstance(value, dict):
+        return {k: signature(v, k) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [signature(item, key) for item in value]
+    if key in EXACT_KEYS or value is None or isinstance(value, bool):
+        return value
+    return type(value).__name__
+
+
+def drift(old: Any, new: Any, path: str = "") -> list[str]:
+    """Where the shapes of two recordings differ, as readable paths (empty: the same shape)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = [f"{path}.{k}: only in the fixture" for k in sorted(old.keys() - new.keys())]
+        out += [f"{path}.{k}: new in Qwen Code" for k in sorted(new.keys() - old.keys())]
+        for k in sorted(old.keys() & new.keys()):
+            out += drift(old[k], new[k], f"{path}.{k}")
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            return [f"{path}: {len(old)} items in the fixture, {len(new)} now"]
+        return [
+            line
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for line in drift(a, b, f"{path}[{i}]")
+        ]
+    return [] if old == new else [f"{path}: {old!r} in the fixture, {new!r} now"]
+
+
 def fixture_document(scenarios: dict[str, Any]) -> dict[str, Any]:
     return {
         "about": "Recorded from real Qwen Code by tests/record_qwen_shapes.py; do not edit by hand.",
@@ -314,13 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     document = record_fixture()
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if args.check:
-        same = args.output.is_file() and args.output.read_text(encoding="utf-8") == text
-        print(
-            "the fixture matches"
-            if same
-            else f"the fixture differs from what Qwen Code sends now: {args.output}"
-        )
-        return 0 if same else 1
+        fixture = json.loads(args.output.read_text(encoding="utf-8"))
+        changes = drift(signature(fixture), signature(document))
+        for line in changes:
+            print(line)
+        print("the fixture's shapes match Qwen Code's" if not changes else f"{len(changes)} change(s)")
+        return 0 if not changes else 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output}")

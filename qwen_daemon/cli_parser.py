@@ -145,6 +145,31 @@ def _add_mode(sub: Any) -> None:
     mode.add_argument("mode", help="a mode id the session's agent offers")
 
 
+def _add_answer(sub: Any) -> None:
+    answer = sub.add_parser(
+        "answer",
+        help="answer a session's permission request or question",
+        description="Answer a pending permission request: choose one of its options and, when it "
+        "asks questions, answer each by index. A text that is none of a question's choices is a "
+        "free answer. A session's pending requests, with their ids, options and questions, are in "
+        "GET /api/sessions/SESSION (pending_permissions).",
+    )
+    answer.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+    answer.add_argument("request", help="the permission request's id")
+    answer.add_argument(
+        "--option", required=True, metavar="ID", help="the chosen option id, e.g. proceed_once"
+    )
+    answer.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="INDEX=TEXT",
+        help="the answer to question INDEX (repeatable; repeat an index to pick several choices of a "
+        "multi-select: --answer 1=A --answer 1=B)",
+    )
+    answer.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+
+
 def _add_service(sub: Any) -> None:
     from qwen_daemon.service.parser import add_service  # kept beside the code it drives
 
@@ -183,6 +208,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "agents": _add_agents,
     "new": _add_new,
     "mode": _add_mode,
+    "answer": _add_answer,
 }
 
 

@@ -1,4 +1,4 @@
-"""CLI commands about sessions and agents: list, prune, rename, archive, reopen, agents, new, mode.
+"""CLI commands about sessions and agents: list, prune, rename, archive, reopen, agents, new, mode, answer.
 
 They live apart from ``cli.py`` (lifecycle: start, stop, status, url, token) to keep each module
 small; like the rest of the CLI they only talk to the running daemon's API (or, for ``--prune``
@@ -163,4 +163,54 @@ def cmd_mode(args: argparse.Namespace, paths: Paths) -> int:
     if payload is None:
         return EXIT_FAIL
     print(f"{args.session}  mode={payload.get('mode')}")
+    return EXIT_OK
+
+
+def _answers(pairs: list[str], questions: list[Any]) -> dict[str, Any]:
+    """``--answer INDEX=TEXT`` pairs as the API's answers: one string, or a list for a multi-select.
+
+    Raises ValueError for a pair without ``=``. Whether an index exists, and the rest, is the
+    daemon's to judge: its 400 message is printed as is.
+    """
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs:
+        index, sep, text = pair.partition("=")
+        if not sep or not index.strip():
+            raise ValueError(f"--answer {pair!r}: write INDEX=TEXT, e.g. --answer 0=SQLite")
+        grouped.setdefault(index.strip(), []).append(text)
+    answers: dict[str, Any] = {}
+    for index, texts in grouped.items():
+        multi = (
+            index.isdigit()
+            and int(index) < len(questions)
+            and bool(questions[int(index)].get("multi_select"))
+        )
+        answers[index] = texts if multi or len(texts) > 1 else texts[0]
+    return answers
+
+
+def cmd_answer(args: argparse.Namespace, paths: Paths) -> int:
+    """Answer a pending permission request (and its questions) of a session."""
+    detail = _call(paths, "GET", f"api/sessions/{args.session}", 200)
+    if detail is None:
+        return EXIT_FAIL
+    pending: dict[str, Any] = next(
+        (p for p in detail.get("pending_permissions", []) if p.get("request_id") == args.request), {}
+    )
+    try:
+        answers = _answers(args.answer, pending.get("questions") or [])
+    except ValueError as exc:
+        _print_err(str(exc))
+        return EXIT_FAIL
+    body: dict[str, Any] = {"option_id": args.option}
+    if answers:
+        body["answers"] = answers
+    payload = _call(paths, "POST", f"api/sessions/{args.session}/permissions/{args.request}", 200, body)
+    if payload is None:
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        shown = "  " + json.dumps(answers, ensure_ascii=False) if answers else ""
+        print(f"{args.request}  answered {args.option}{shown}")
     return EXIT_OK

@@ -104,15 +104,54 @@ SCHEMAS: dict[str, Any] = {
             "kind": {"type": "string"},
         },
     },
+    "Question": {
+        "type": "object",
+        "description": "something the agent asks the user inside a permission request",
+        "required": ["question", "header", "options", "multi_select"],
+        "additionalProperties": False,
+        "properties": {
+            "question": {"type": "string"},
+            "header": {"type": "string", "description": "a short label for the question (may be empty)"},
+            "options": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["label", "description"],
+                    "additionalProperties": False,
+                    "properties": {"label": {"type": "string"}, "description": {"type": "string"}},
+                },
+            },
+            "multi_select": {"type": "boolean", "description": "answer with a list of labels"},
+        },
+    },
     "PendingPermission": {
         "type": "object",
-        "required": ["request_id", "tool_call", "options"],
+        "required": ["request_id", "tool_call", "options", "created_at"],
+        "additionalProperties": False,
         "properties": {
             "request_id": {"type": "string"},
             "tool_call": {"type": "object"},
             "options": {"type": "array", "items": {"$ref": "#/components/schemas/PermissionOption"}},
-            "meta": {"type": "object"},
+            "questions": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Question"},
+                "description": "only when the request asks the user something; answer each by index",
+            },
+            "plan": {
+                "type": "string",
+                "description": "only for a plan approval (exit_plan_mode): the plan, as Markdown",
+            },
             "created_at": {"type": "string"},
+        },
+    },
+    "Answers": {
+        "type": "object",
+        "description": 'answers by question index: {"0": "SQLite"} for a single-select, {"1": ["A", "B"]} '
+        "for a multi-select; a string that is not an offered label is free text (the user's "
+        '"Other"). Every question needs one when an allow option is chosen.',
+        "propertyNames": {"pattern": "^(0|[1-9][0-9]*)$"},
+        "additionalProperties": {
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
         },
     },
     "SessionDetail": {
@@ -405,11 +444,14 @@ PATHS: dict[str, Any] = {
         ],
         "post": {
             "summary": "answer a permission request (the first answer wins)",
+            "description": "option_id is one of the request's options; answers answer its questions, "
+            "if it has any (400, nothing forwarded, for an unknown index, a wrong shape, answers to a "
+            "request without questions, or a question left unanswered with an allow option).",
             "requestBody": _body(
                 {
                     "type": "object",
                     "required": ["option_id"],
-                    "properties": {"option_id": {"type": "string"}, "answers": {"type": "object"}},
+                    "properties": {"option_id": {"type": "string"}, "answers": _ref("Answers")},
                 }
             ),
             "responses": {

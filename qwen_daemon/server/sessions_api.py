@@ -48,10 +48,23 @@ def prompt_text(body: dict[str, Any]) -> str:
 
 
 def permission_answer(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """``{option_id, answers?}``: answers map a question index to a label or free text (a list of
+    them for a multi-select). Only their form is checked here; the session checks them against
+    the request's questions (qwen_daemon.agents.questions) before anything reaches the agent."""
     option_id = required_str(body, "option_id", max_len=200)
     answers = body.get("answers")
-    if answers is not None and not isinstance(answers, dict):
-        raise BadRequest("field 'answers' must be an object")
+    if answers is None:
+        return option_id, None
+    if not isinstance(answers, dict):
+        raise BadRequest('field \'answers\' must be an object keyed by question index, e.g. {"0": "SQLite"}')
+    for key, value in answers.items():
+        if not isinstance(value, str) and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise BadRequest(
+                f"answers: the answer to question {key!r} must be a string "
+                "(a list of strings for a multi-select)"
+            )
     return option_id, answers
 
 

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qwen_daemon.agents.host import AgentHost
-from qwen_daemon.agents.translate import permission_options, tool_call_fields, translate_update
+from qwen_daemon.agents.questions import PermissionAsk, read_permission_request
+from qwen_daemon.agents.translate import translate_update
 from qwen_daemon.errors import (
     AgentFailed,
     BadRequest,
@@ -69,19 +70,16 @@ def new_id(nbytes: int = 9) -> str:
 
 @dataclass
 class PendingPermission:
+    """A permission request waiting for its answer; ``ask`` is it in the daemon's shape."""
+
     request_id: str
-    tool_call: dict[str, Any]
-    options: list[dict[str, Any]]
+    ask: PermissionAsk
     future: asyncio.Future[dict[str, Any]]
-    meta: dict[str, Any] | None = None
     created_at: str = field(default_factory=utc_now)
+    answers: dict[str, Any] | None = None  # once answered: the answers to its questions, as given
 
     def as_json(self) -> dict[str, Any]:
-        data = {"request_id": self.request_id, "tool_call": self.tool_call, "options": self.options}
-        if self.meta is not None:
-            data["meta"] = self.meta
-        data["created_at"] = self.created_at
-        return data
+        return {"request_id": self.request_id, **self.ask.fields(), "created_at": self.created_at}
 
 
 def mode_ids(modes: list[Any]) -> list[Any]:
@@ -394,10 +392,9 @@ class Session:
 
     # --- permissions --------------------------------------------------------------------------
 
-    def answer_permission(
-        self, request_id: str, option_id: str, answers: dict[str, Any] | None = None
-    ) -> None:
-        """The first answer wins; later ones get PermissionAlreadyAnswered (409)."""
+    def answer_permission(self, request_id: str, option_id: str, answers: Any = None) -> None:
+        """The first answer wins; later ones get PermissionAlreadyAnswered (409). ``answers`` (to the
+        request's questions, ``{"0": "SQLite"}``) are checked first and sent as the agent reads them."""
         pending = self.pending.get(request_id)
         if pending is None:
             stored = self._persist.store.permission_status(self.id, request_id) if self._persist else None
@@ -409,13 +406,9 @@ class Session:
             if request_id in self._answered or stored is not None:
                 raise PermissionAlreadyAnswered(f"permission request {request_id} was already answered")
             raise PermissionNotFound(f"no permission request {request_id} in session {self.id}")
-        offered = [o["option_id"] for o in pending.options]
-        if option_id not in offered:
-            raise BadRequest(f"option {option_id!r} was not offered; choose one of: {', '.join(offered)}")
-        outcome: dict[str, Any] = {"outcome": {"outcome": "selected", "optionId": option_id}}
-        if answers:
-            outcome["answers"] = answers  # Qwen Code's non-standard ask_user_question reply
-        self._resolve(pending, option_id, outcome)
+        reply = pending.ask.answer(option_id, answers)  # BadRequest before anything is forwarded
+        pending.answers = reply.answers
+        self._resolve(pending, option_id, reply.response)
 
     def _resolve(self, pending: PendingPermission, option_id: str | None, outcome: dict[str, Any]) -> None:
         self.pending.pop(pending.request_id, None)
@@ -435,7 +428,8 @@ class Session:
             release()
             if self._persist is not None:
                 self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
-        self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id)
+        given = {} if pending.answers is None else {"answers": pending.answers}
+        self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id, **given)
         if not self.pending and self.state == "awaiting_permission":
             self._set_state("running")
 
@@ -462,14 +456,10 @@ class Session:
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.state not in BUSY_STATES:
             return {"outcome": {"outcome": "cancelled"}}
-        raw_tool = params.get("toolCall")
-        raw_options = params.get("options")
         pending = PendingPermission(
             request_id=new_id(6),
-            tool_call=tool_call_fields(raw_tool) if isinstance(raw_tool, dict) else {},
-            options=permission_options(raw_options) if isinstance(raw_options, list) else [],
+            ask=read_permission_request(params),  # questions and plans in the daemon's one shape
             future=asyncio.get_running_loop().create_future(),
-            meta=params.get("_meta") if isinstance(params.get("_meta"), dict) else None,
         )
         self.pending[pending.request_id] = pending
         if self._persist is not None:

@@ -277,10 +277,12 @@ function render() {
   replaceChildren(ui.archivedList, newestFirst(archived).map((s) => row(s, true)));
   ui.archivedCount.textContent = `(${archived.length})`;
   ui.archived.hidden = archived.length === 0;
-  if (!away) {
-    ui.status.textContent = sorted.length ? "" : archived.length ? "No sessions in use. Create one above, or look under Archived." : "No sessions yet. Create one above.";
-    ui.status.hidden = sorted.length > 0;
+  if (away) {
+    ui.status.textContent = "The sessions show once the daemon answers.";
+  } else {
+    ui.status.textContent = archived.length ? "No sessions in use. Create one above, or look under Archived." : "No sessions yet. Create one above.";
   }
+  ui.status.hidden = sorted.length > 0;
   document.body.dataset.conn = away ? "away" : "ok";
   renderRecent();
 }

@@ -102,7 +102,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     return daemonize.start_background(settings)
 
 
-def _start_flags(paths: Paths) -> dict[str, Any]:
+def start_flags(paths: Paths) -> dict[str, Any]:
     """The flags the last standalone ``start`` was given ({} if none are recorded)."""
     try:
         flags = json.loads(paths.start_flags_file.read_text(encoding="utf-8"))
@@ -188,7 +188,7 @@ def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
         from qwen_daemon.service import commands
 
         return commands.restart(owner, paths, args.timeout)
-    flags = _start_flags(paths)
+    flags = start_flags(paths)
     try:
         settings = load_settings(flags=flags, paths=paths)
     except ConfigError as exc:

@@ -36,6 +36,7 @@ from qwen_daemon.discovery import (
 )
 
 if TYPE_CHECKING:
+    from qwen_daemon.config import Settings
     from qwen_daemon.service import Supervisor, SupervisorStatus
 
 EXIT_OK = 0
@@ -92,6 +93,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         return commands.start(owner, settings.paths, given)
     from qwen_daemon import daemonize
 
+    _credentials_note(settings)
     recorded = {k: v for k, v in flags.items() if v is not None}
     try:  # for `restart`, which would otherwise come back with other settings (port, agent)
         write_private_file(settings.paths.start_flags_file, json.dumps(recorded), durable=False)
@@ -100,6 +102,21 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.foreground:
         return daemonize.run_foreground(settings)
     return daemonize.start_background(settings)
+
+
+def _credentials_note(settings: Settings) -> None:
+    """One line when the default agent is Qwen Code and it has no credentials; the daemon still
+    starts (they may come before the first session), but otherwise a refused session is the first
+    the user hears of it."""
+    from qwen_daemon.agents import credentials
+    from qwen_daemon.agents.registry import AgentNotFound, resolve_spec
+
+    try:
+        agent = resolve_spec(settings.agent_spec())
+    except AgentNotFound:
+        return  # the daemon refuses to start, and says why
+    if agent.qwen_code and credentials.find_credentials({**os.environ, **agent.env}) is None:
+        _print_err(credentials.HINT)
 
 
 def start_flags(paths: Paths) -> dict[str, Any]:

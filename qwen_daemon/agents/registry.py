@@ -32,6 +32,9 @@ class AgentCommand:
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     source: str = "configured"
+    #: it is Qwen Code (found as such, or a configured command that runs it): its credential
+    #: rules and hint apply (:mod:`qwen_daemon.agents.credentials`)
+    qwen_code: bool = False
 
 
 class AgentNotFound(Exception):
@@ -54,7 +57,12 @@ def _node_command(cli: Path, path: str | None) -> AgentCommand | None:
     node = shutil.which("node", path=path)
     if node is None:
         return None
-    return AgentCommand((node, str(cli), "--acp"), dict(QWEN_ENV), source=str(cli))
+    return AgentCommand((node, str(cli), "--acp"), dict(QWEN_ENV), source=str(cli), qwen_code=True)
+
+
+def runs_qwen_code(argv: tuple[str, ...]) -> bool:
+    """Does a configured command start Qwen Code (its ``qwen`` launcher or its package's script)?"""
+    return any(Path(word).name == "qwen" or QWEN_PACKAGE in word for word in argv[:3])
 
 
 def resolve_agent(
@@ -67,7 +75,7 @@ def resolve_agent(
             raise AgentNotFound(f"configured agent command {exe!r} was not found on PATH")
         if os.sep in exe and not os.access(exe, os.X_OK):
             raise AgentNotFound(f"configured agent command {exe!r} does not exist or is not executable")
-        return AgentCommand(configured)
+        return AgentCommand(configured, qwen_code=runs_qwen_code(configured))
     tried = []
     cli = pinned_qwen_cli(prefix)
     tried.append(str(cli))
@@ -81,7 +89,7 @@ def resolve_agent(
     if launcher is not None:
         behind = _qwen_cli_behind(launcher)
         direct = _node_command(behind, path) if behind is not None else None
-        return direct or AgentCommand((launcher, "--acp"), dict(QWEN_ENV), source=launcher)
+        return direct or AgentCommand((launcher, "--acp"), dict(QWEN_ENV), source=launcher, qwen_code=True)
     raise AgentNotFound(
         "Qwen Code was not found (looked at: " + ", ".join(tried) + "). Run `make install`, "
         f"`npm install -g {QWEN_PACKAGE}`, or pass --agent-cmd."
@@ -93,9 +101,9 @@ def resolve_spec(spec: AgentSpec, prefix: Path | None = None, path: str | None =
     if spec.name == BUILTIN_AGENT:
         found = resolve_agent(spec.command, prefix, path)
         if spec.command:  # a configured Qwen Code still must not relaunch itself
-            found = AgentCommand(found.argv, {**QWEN_ENV, **spec.env}, found.source)
+            found = AgentCommand(found.argv, {**QWEN_ENV, **spec.env}, found.source, found.qwen_code)
         return found
     if not spec.command:
         raise AgentNotFound(f"agent {spec.name!r} has no command")
     found = resolve_agent(spec.command, prefix, path)
-    return AgentCommand(found.argv, dict(spec.env), source=f"agents.{spec.name}")
+    return AgentCommand(found.argv, dict(spec.env), f"agents.{spec.name}", found.qwen_code)

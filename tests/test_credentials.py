@@ -84,9 +84,15 @@ def test_which_credentials_count(isolated_home: Path) -> None:
     _settings(home, {"security": {"auth": {"selectedType": "openai", "apiKey": "sk-x"}}})
     assert "security.auth.selectedType 'openai'" in str(find_credentials(_env(home)))
 
-    _settings(
-        home, '{\n  // Qwen Code allows comments\n  "security": {"auth": {"selectedType": "gemini"}}\n}'
-    )
+    commented = """{
+      // Qwen Code allows comments /* of both kinds */
+      "security": {"auth": {"selectedType": "openai", /* inline */ "baseUrl": "http://h/v1"}}
+    }"""
+    _settings(home, commented)
+    assert find_credentials(_env(home)) is None  # comments skipped, not the whole file: no key
+    _settings(home, commented.replace('"baseUrl"', '"apiKey": "k", "baseUrl"'))
+    assert find_credentials(_env(home)) is not None
+    _settings(home, '{"security": {"auth": {"selectedType": "gemini",}}}')  # not JSON at all
     assert find_credentials(_env(home)) is not None
 
     _settings(home, {"security": {"auth": {"selectedType": "qwen-oauth"}}})

@@ -73,18 +73,42 @@ def _system_settings(environ: Mapping[str, str]) -> Path:
     return Path("/etc/qwen-code/settings.json")
 
 
+def _without_comments(text: str) -> str:
+    """JSON text without the ``//`` and ``/* */`` comments Qwen Code allows in settings files."""
+    out, i, quoted = [], 0, False
+    while i < len(text):
+        char = text[i]
+        if quoted:
+            out.append(text[i : i + 2] if char == "\\" else char)
+            i += 2 if char == "\\" else 1
+            quoted = char != '"'
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = len(text) if end < 0 else end + 2
+        else:
+            out.append(char)
+            quoted = char == '"'
+            i += 1
+    return "".join(out)
+
+
 def _read_settings(path: Path) -> dict[str, Any]:
-    """A settings file as a dict; {} if absent. Qwen Code allows comments, which JSON does not:
-    such a file is searched for its ``selectedType`` instead of being taken as empty."""
+    """A settings file as a dict; {} if absent. One that still does not parse (a trailing comma)
+    is searched for its ``selectedType``, with any ``apiKey`` taken as present: a wrong note at
+    start-up costs more than a missing one, since the agent's own refusal says the rest."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return {}
     try:
-        doc = json.loads(text)
+        doc = json.loads(_without_comments(text))
     except ValueError:
         found = _SELECTED.search(text)
-        return {"security": {"auth": {"selectedType": found[1]}}} if found else {}
+        auth = {"selectedType": found[1], "apiKey": '"apiKey"' in text} if found else {}
+        return {"security": {"auth": auth}}
     return doc if isinstance(doc, dict) else {}
 
 

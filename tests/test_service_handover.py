@@ -148,3 +148,24 @@ def test_a_failed_hand_over_starts_the_standalone_daemon_again(manager: UserMana
     assert flags == {"max_sessions": "7"}
     res = manager.cli("restart")
     assert res.returncode == 0 and "--max-sessions" in res.stdout, res.stdout + res.stderr
+
+
+def test_a_service_that_never_answers_gives_the_daemon_back(manager: UserManager) -> None:
+    """The service starts (a plain process: nothing waits for READY=1) but no daemon answers within
+    start_timeout: its process is stopped and the standalone daemon runs again."""
+    manager.configure(port=0, agent_cmd=FAKE, start_timeout=8)
+    manager.dropin("[Service]\nType=simple\nExecStart=\nExecStart=/bin/sleep 600\n", name="60-silent.conf")
+    manager.systemctl("daemon-reload")
+    pid = _standalone(manager)
+
+    res = manager.cli("service", "install", "--now")
+    assert res.returncode == 1, res.stdout + res.stderr
+    failure = "systemd started the service but the daemon did not answer within 8 s"
+    assert f"handing the daemon over to systemd failed: {failure}" in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"qwen-daemon: not handed over to systemd ({failure}); qwen-daemon runs standalone again, as before"
+    )
+    again = poll(lambda: _answering_pid(manager), 30, "the standalone daemon to answer again")
+    assert again != pid
+    props = manager.show()
+    assert (props["LoadState"], props["MainPID"]) == ("not-found", "0")  # no sleep 600 left behind

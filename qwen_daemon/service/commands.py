@@ -58,9 +58,11 @@ def _serving(paths: Paths, not_instance: str | None = None) -> DiscoveryInfo | N
     return running[0]
 
 
-def _wait_serving(paths: Paths, not_instance: str | None = None) -> DiscoveryInfo | None:
-    """The supervised daemon once it answers; None if it does not within READY_TIMEOUT."""
-    deadline = time.monotonic() + READY_TIMEOUT
+def _wait_serving(
+    paths: Paths, not_instance: str | None = None, timeout: float = READY_TIMEOUT
+) -> DiscoveryInfo | None:
+    """The supervised daemon once it answers; None if it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     info = _serving(paths, not_instance)
     while info is None:
         if time.monotonic() >= deadline:
@@ -70,8 +72,8 @@ def _wait_serving(paths: Paths, not_instance: str | None = None) -> DiscoveryInf
     return info
 
 
-def _no_answer(owner: Supervisor) -> str:
-    return f"{owner.name} started the service but the daemon did not answer within {READY_TIMEOUT:.0f} s"
+def _no_answer(owner: Supervisor, timeout: float = READY_TIMEOUT) -> str:
+    return f"{owner.name} started the service but the daemon did not answer within {timeout:g} s"
 
 
 def _report(owner: Supervisor, paths: Paths, not_instance: str | None = None) -> int:
@@ -227,7 +229,7 @@ def _install(backend: Supervisor, args: argparse.Namespace, paths: Paths) -> int
             _say(f"the daemon starts on the first visit to {make_url(settings.host, settings.port)}")
             return EXIT_OK
         return _report(backend, paths)
-    return _take_over(backend, request, paths, standalone, comeback)
+    return _take_over(backend, request, paths, standalone, comeback, settings.start_timeout)
 
 
 def _take_over(
@@ -236,8 +238,10 @@ def _take_over(
     paths: Paths,
     standalone: DiscoveryInfo,
     comeback: tuple[dict[str, Any], Settings],
+    timeout: float,
 ) -> int:
-    """Stop the standalone daemon, install and start the service; bring it back if that fails."""
+    """Stop the standalone daemon, install and start the service; bring it back if that fails
+    (``timeout``: the configured ``start_timeout``, how long a start may take to answer)."""
     was_installed = backend.installed()
     _say(f"stopping the copy started outside {backend.name} (pid {standalone.pid}), so that it owns it")
     if stop_standalone(paths, STOP_GRACE) != EXIT_OK:
@@ -250,9 +254,9 @@ def _take_over(
     if request.socket and find_running(paths) is None:
         _say(f"the daemon starts on the first visit to {make_url(request.host, request.port)}")
         return EXIT_OK
-    info = _wait_serving(paths)
+    info = _wait_serving(paths, timeout=timeout)
     if info is None:
-        return _give_back(backend, comeback, _no_answer(backend), was_installed)
+        return _give_back(backend, comeback, _no_answer(backend, timeout), was_installed)
     print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {backend.name})")
     token = read_token(paths)
     if token:

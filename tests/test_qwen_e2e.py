@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from qwen_daemon.agents.credentials import HINT, find_credentials
 from qwen_daemon.agents.registry import pinned_qwen_cli
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import Api, running_daemon
@@ -119,15 +120,20 @@ def test_real_qwen_without_credentials_is_a_clear_error(tmp_path: Path, isolated
         pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
     workspace = tmp_path / "project"
     workspace.mkdir()
+    assert find_credentials() is None  # what `start` would have said, in one line
 
     async def main() -> None:
         async with running_daemon(Settings(paths=Paths.from_platform(), port=0)) as api:
             reply = await api.call("POST", "/api/sessions", {"cwd": str(workspace)})
             assert reply.status == 502, reply.body
-            assert "Authentication required" in reply.body["error"]["message"]
+            message = reply.body["error"]["message"]
+            assert "Authentication required" in message
+            assert message.endswith(HINT)  # the agent's words, then how to give it credentials
             sid = reply.body["error"]["session_id"]
+            detail = (await api.call("GET", f"/api/sessions/{sid}")).body
+            assert detail["state"] == "failed" and detail["failure"] == message
             events = await api.events(sid)
-            assert any(e["type"] == "error" and "Authentication required" in e["message"] for e in events)
+            assert any(e["type"] == "error" and e["message"] == message for e in events)
             assert (await api.call("GET", "/health")).status == 200
 
     asyncio.run(main())
@@ -174,6 +180,7 @@ def test_real_qwen_conversation_survives_a_daemon_restart(tmp_path: Path, fake_l
 def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
+    assert find_credentials() is None  # what `start` would have said, in one line
 
     async def main() -> None:
         async with running_daemon(Settings(paths=Paths.from_platform(), port=0)) as api:

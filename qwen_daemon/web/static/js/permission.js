@@ -181,7 +181,7 @@ export class PermissionPrompt {
    * Collapse to the outcome. `elsewhere`: answered in another tab or client while shown here;
    * `why`: the text for a request that ended unanswered.
    */
-  resolve(optionId, elsewhere, why = "Cancelled — the turn was cancelled or ended") {
+  resolve(optionId, elsewhere, why = "Cancelled — the turn was cancelled or ended", answers = null) {
     if (this.resolved) return;
     this.resolved = true;
     const option = this.options.find((o) => o.option_id === optionId);
@@ -200,10 +200,25 @@ export class PermissionPrompt {
       el("summary", {}, el("span", { class: "outcome", text: outcome }), el("span", { class: "muted", text: ` — ${this.event.tool_call?.title || "request"}` })),
       this.body,
     );
-    replaceChildren(this.el, heading, details);
+    replaceChildren(this.el, heading, details, option ? givenAnswers(this.questions, answers) : null);
     const what = this.questions.length ? "Question" : this.plan ? "Plan" : "Permission";
     heading.textContent = !option ? `${what} withdrawn` : this.questions.length ? "Question answered" : what;
   }
+}
+
+/** The answers the agent got (`{"0": "SQLite", "1": ["A", "B"]}`), one line per question. */
+function givenAnswers(questions, answers) {
+  if (!answers || typeof answers !== "object" || !Object.keys(answers).length) return null;
+  const lines = Object.entries(answers).map(([index, value]) => {
+    const question = questions[Number(index)] || {};
+    return el(
+      "li",
+      {},
+      el("span", { class: "chip", text: question.header || `Question ${Number(index) + 1}` }),
+      el("span", { text: Array.isArray(value) ? value.join(", ") : String(value) }),
+    );
+  });
+  return el("ul", { class: "given-answers", "aria-label": "Answers given" }, lines);
 }
 
 /** Tool content minus the plain-text copy of the plan (Qwen Code sends it there too). */

@@ -107,7 +107,7 @@ export class Transcript {
         const prompt = this.prompts.get(event.request_id);
         if (prompt) {
           const why = event.expired ? "Expired — the daemon restarted before it was answered" : undefined;
-          prompt.resolve(event.option_id, live && !this.hooks.answeredHere(event.request_id), why);
+          prompt.resolve(event.option_id, live && !this.hooks.answeredHere(event.request_id), why, event.answers);
         }
         break;
       }

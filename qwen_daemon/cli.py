@@ -84,6 +84,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_err(str(exc))
         return EXIT_USAGE
+    if not args.foreground:  # in the foreground the daemon's log (stderr) says it, once
+        for notice in settings.notices:
+            print(f"qwen-daemon: warning: {notice}", file=sys.stderr)
     owner = None if args.foreground else _owner()  # --foreground is what the supervisor runs
     if owner is not None:
         from qwen_daemon.service import commands
@@ -224,8 +227,9 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _session_list(info: DiscoveryInfo, paths: Paths) -> list[dict[str, Any]]:
-    _status, payload = request_json(info.url + "api/sessions", token=read_token(paths), timeout=5.0)
+def _session_list(info: DiscoveryInfo, paths: Paths, *, archived: bool = False) -> list[dict[str, Any]]:
+    url = info.url + ("api/sessions?archived=true" if archived else "api/sessions")
+    _status, payload = request_json(url, token=read_token(paths), timeout=5.0)
     sessions = payload.get("sessions") if isinstance(payload, dict) else payload
     if not isinstance(sessions, list):
         raise ClientError("unexpected answer from GET /api/sessions")
@@ -375,6 +379,10 @@ def _run(args: argparse.Namespace) -> int:
         "stop": cmd_stop,
         "status": cmd_status,
         "sessions": session_commands.cmd_sessions,
+        "rename": session_commands.cmd_rename,
+        "archive": session_commands.cmd_archive,
+        "unarchive": session_commands.cmd_unarchive,
+        "reopen": session_commands.cmd_reopen,
         "url": cmd_url,
         "token": cmd_token,
         "restart": cmd_restart,
@@ -383,5 +391,6 @@ def _run(args: argparse.Namespace) -> int:
         "agents": session_commands.cmd_agents,
         "new": session_commands.cmd_new,
         "mode": session_commands.cmd_mode,
+        "answer": session_commands.cmd_answer,
     }
     return commands[args.command](args, paths)

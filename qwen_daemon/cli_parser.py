@@ -29,7 +29,7 @@ def _add_start(sub: Any) -> None:
     start.add_argument("--port", help="port to listen on (default 7861; 0 = any free port)")
     start.add_argument("--agent-cmd", help="command line of the ACP agent")
     start.add_argument("--max-sessions", help="most sessions open at once")
-    start.add_argument("--idle-timeout", help="seconds an idle session is kept open")
+    start.add_argument("--idle-timeout", help="ignored: sessions stay until you delete or archive them")
     start.add_argument("--log-level", help="debug, info, warning or error")
     start.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     start.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS")
@@ -84,6 +84,23 @@ def _add_sessions(sub: Any) -> None:
     sessions.add_argument(
         "--older-than-days", type=_amount, metavar="DAYS", help="with --prune: instead of retention_days"
     )
+    sessions.add_argument("--archived", action="store_true", help="list the archived sessions instead")
+
+
+def _add_rename(sub: Any) -> None:
+    rename = sub.add_parser("rename", help="rename a session", description="Give a session a new title.")
+    rename.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+    rename.add_argument("title", help="the new title (at most 200 characters)")
+
+
+def _session_command(name: str, summary: str, description: str) -> Callable[[Any], None]:
+    """A subcommand whose only argument is a session id (archive, unarchive, reopen)."""
+
+    def add(sub: Any) -> None:
+        parser = sub.add_parser(name, help=summary, description=description)
+        parser.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+
+    return add
 
 
 def _add_url(sub: Any) -> None:
@@ -128,6 +145,31 @@ def _add_mode(sub: Any) -> None:
     mode.add_argument("mode", help="a mode id the session's agent offers")
 
 
+def _add_answer(sub: Any) -> None:
+    answer = sub.add_parser(
+        "answer",
+        help="answer a session's permission request or question",
+        description="Answer a pending permission request: choose one of its options and, when it "
+        "asks questions, answer each by index. A text that is none of a question's choices is a "
+        "free answer. A session's pending requests, with their ids, options and questions, are in "
+        "GET /api/sessions/SESSION (pending_permissions).",
+    )
+    answer.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+    answer.add_argument("request", help="the permission request's id")
+    answer.add_argument(
+        "--option", required=True, metavar="ID", help="the chosen option id, e.g. proceed_once"
+    )
+    answer.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="INDEX=TEXT",
+        help="the answer to question INDEX (repeatable; repeat an index to pick several choices of a "
+        "multi-select: --answer 1=A --answer 1=B)",
+    )
+    answer.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+
+
 def _add_service(sub: Any) -> None:
     from qwen_daemon.service.parser import add_service  # kept beside the code it drives
 
@@ -146,6 +188,18 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "stop": _add_stop,
     "status": _add_status,
     "sessions": _add_sessions,
+    "rename": _add_rename,
+    "archive": _session_command(
+        "archive", "archive a session", "Move a session to the archived list; prompting it brings it back."
+    ),
+    "unarchive": _session_command(
+        "unarchive", "unarchive a session", "Move an archived session back to the session list."
+    ),
+    "reopen": _session_command(
+        "reopen",
+        "reopen a failed session",
+        "Bring a failed (or closed) session back to idle; its next prompt restarts the agent.",
+    ),
     "url": _add_url,
     "token": _add_token,
     "restart": _add_restart,
@@ -154,6 +208,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "agents": _add_agents,
     "new": _add_new,
     "mode": _add_mode,
+    "answer": _add_answer,
 }
 
 

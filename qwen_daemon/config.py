@@ -265,17 +265,9 @@ def _parse_command(value: object) -> tuple[str, ...] | None:
 def _parse_bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in (
-        "1",
-        "true",
-        "yes",
-        "on",
-        "0",
-        "false",
-        "no",
-        "off",
-    ):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+    words = ("1", "true", "yes", "on", "0", "false", "no", "off")
+    if isinstance(value, str) and value.strip().lower() in words:
+        return value.strip().lower() in words[:4]
     raise ValueError("must be true or false")
 
 
@@ -312,7 +304,6 @@ _SPECS: dict[str, _Spec] = {
     "port": _Spec(_parse_int(0, 65535), f"port to listen on (default {DEFAULT_PORT}; 0 = any free port)"),
     "agent_cmd": _Spec(_parse_command, "command line of the ACP agent (default: the pinned Qwen Code)"),
     "max_sessions": _Spec(_parse_int(1, 10_000), "most sessions open at once"),
-    "idle_timeout": _Spec(_parse_seconds, "seconds an idle session is kept open"),
     "agent_idle_timeout": _Spec(_parse_seconds, "seconds an agent with nothing to do keeps running"),
     "start_timeout": _Spec(_parse_seconds, "seconds `start` waits for the daemon to answer"),
     "retention_days": _Spec(_parse_seconds, "days closed sessions are kept before --prune removes them"),
@@ -329,6 +320,12 @@ _SPECS: dict[str, _Spec] = {
     "spare_agents": _Spec(
         _parse_int(0, 100), "recently used workspaces that keep a warm spare agent (0 = off)"
     ),
+}
+
+#: Settings that no longer do anything: accepted from every layer, whatever their value, and
+#: named in one warning each (refusing to start over a line in an old config file would be worse)
+RETIRED: dict[str, str] = {
+    "idle_timeout": "idle_timeout no longer does anything: sessions stay until you delete or archive them",
 }
 
 #: The built-in agent: Qwen Code (``agent_cmd`` overrides how it is started).
@@ -393,7 +390,6 @@ class Settings:
     port: int = DEFAULT_PORT
     agent_cmd: tuple[str, ...] | None = None
     max_sessions: int = 50
-    idle_timeout: float = 30 * 60.0
     agent_idle_timeout: float = 10 * 60.0
     start_timeout: float = 30.0
     retention_days: float = 30.0
@@ -409,6 +405,8 @@ class Settings:
     #: every named agent, the built-in ``qwen`` included (see :func:`load_settings`)
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
     paths: Paths = field(default_factory=Paths.from_platform)
+    #: warnings about what was given but ignored (see RETIRED), for the log and `start` to show once
+    notices: tuple[str, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -458,7 +456,7 @@ def _read_config_file(path: Path) -> dict[str, object]:
             data = tomllib.load(fh)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    unknown = sorted(set(data) - set(_SPECS) - {"agents"})
+    unknown = sorted(set(data) - set(_SPECS) - set(RETIRED) - {"agents"})
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     return data
@@ -479,7 +477,7 @@ def load_settings(
     file_values = _read_config_file(paths.config_file)
     layers: list[tuple[str, Mapping[str, object]]] = [
         ("command line", {k: v for k, v in (flags or {}).items() if v is not None}),
-        ("environment", {n: env[env_name(n)] for n in _SPECS if env_name(n) in env}),
+        ("environment", {n: env[env_name(n)] for n in [*_SPECS, *RETIRED] if env_name(n) in env}),
         (file_source, file_values),
     ]
     values: dict[str, Any] = {}
@@ -497,7 +495,8 @@ def load_settings(
     agents = _parse_agents(file_values.get("agents", {}), file_source)
     if BUILTIN_AGENT in agents and values.get("agent_cmd") is None:
         values["agent_cmd"] = agents[BUILTIN_AGENT].command
-    settings = Settings(paths=paths, agents=agents, **values)
+    notices = tuple(text for name, text in RETIRED.items() if any(name in layer for _s, layer in layers))
+    settings = Settings(paths=paths, agents=agents, notices=notices, **values)
     try:
         settings.agent_spec()
     except KeyError:

@@ -65,3 +65,9 @@ class AgentFailed(DaemonError):
 
 class ShuttingDown(DaemonError):
     code = "shutting_down"
+
+
+class AgentUnavailable(DaemonError):
+    """The session's named agent is not in the config (or cannot be found): it cannot run now."""
+
+    code = "agent_unavailable"

@@ -1,4 +1,4 @@
-"""CLI commands about sessions and agents: list, prune, agents, new, mode.
+"""CLI commands about sessions and agents: list, prune, rename, archive, reopen, agents, new, mode, answer.
 
 They live apart from ``cli.py`` (lifecycle: start, stop, status, url, token) to keep each module
 small; like the rest of the CLI they only talk to the running daemon's API (or, for ``--prune``
@@ -54,7 +54,7 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
         _print_err("qwen-daemon is not running")
         return EXIT_NOT_RUNNING
     try:
-        sessions = _session_list(info, paths)
+        sessions = _session_list(info, paths, archived=args.archived)
     except ClientError as exc:
         _print_err(str(exc))
         return EXIT_FAIL
@@ -62,7 +62,7 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
         print(json.dumps(sessions, indent=2))
         return EXIT_OK
     if not sessions:
-        print("no sessions")
+        print("no archived sessions" if args.archived else "no sessions")
         return EXIT_OK
     rows = [[str(s.get(k, "")) for k in ("id", "state", "title", "cwd")] for s in sessions]
     header = ["ID", "STATE", "TITLE", "CWD"]
@@ -88,6 +88,41 @@ def _call(paths: Paths, method: str, path: str, expect: int, body: object | None
     error = payload.get("error") if isinstance(payload, dict) else None
     _print_err(str(error.get("message")) if isinstance(error, dict) else f"the daemon answered {status}")
     return None
+
+
+def cmd_rename(args: argparse.Namespace, paths: Paths) -> int:
+    """Give a session a new title (whitespace collapsed, as at create)."""
+    payload = _call(paths, "PATCH", f"api/sessions/{args.session}", 200, {"title": args.title})
+    if payload is None:
+        return EXIT_FAIL
+    print(f"{args.session}  title={payload.get('title')}")
+    return EXIT_OK
+
+
+def _set_archived(args: argparse.Namespace, paths: Paths, archived: bool) -> int:
+    payload = _call(paths, "PATCH", f"api/sessions/{args.session}", 200, {"archived": archived})
+    if payload is None:
+        return EXIT_FAIL
+    print(f"{args.session}  {'archived' if payload.get('archived') else 'unarchived'}")
+    return EXIT_OK
+
+
+def cmd_archive(args: argparse.Namespace, paths: Paths) -> int:
+    """Hide a session from the default list (``sessions --archived`` shows it); history stays."""
+    return _set_archived(args, paths, True)
+
+
+def cmd_unarchive(args: argparse.Namespace, paths: Paths) -> int:
+    return _set_archived(args, paths, False)
+
+
+def cmd_reopen(args: argparse.Namespace, paths: Paths) -> int:
+    """Bring a failed or closed session back to idle; the error says why when it cannot be."""
+    payload = _call(paths, "POST", f"api/sessions/{args.session}/reopen", 200)
+    if payload is None:
+        return EXIT_FAIL
+    print(f"{args.session}  state={payload.get('state')}")
+    return EXIT_OK
 
 
 def cmd_agents(args: argparse.Namespace, paths: Paths) -> int:
@@ -128,4 +163,54 @@ def cmd_mode(args: argparse.Namespace, paths: Paths) -> int:
     if payload is None:
         return EXIT_FAIL
     print(f"{args.session}  mode={payload.get('mode')}")
+    return EXIT_OK
+
+
+def _answers(pairs: list[str], questions: list[Any]) -> dict[str, Any]:
+    """``--answer INDEX=TEXT`` pairs as the API's answers: one string, or a list for a multi-select.
+
+    Raises ValueError for a pair without ``=``. Whether an index exists, and the rest, is the
+    daemon's to judge: its 400 message is printed as is.
+    """
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs:
+        index, sep, text = pair.partition("=")
+        if not sep or not index.strip():
+            raise ValueError(f"--answer {pair!r}: write INDEX=TEXT, e.g. --answer 0=SQLite")
+        grouped.setdefault(index.strip(), []).append(text)
+    answers: dict[str, Any] = {}
+    for index, texts in grouped.items():
+        multi = (
+            index.isdigit()
+            and int(index) < len(questions)
+            and bool(questions[int(index)].get("multi_select"))
+        )
+        answers[index] = texts if multi or len(texts) > 1 else texts[0]
+    return answers
+
+
+def cmd_answer(args: argparse.Namespace, paths: Paths) -> int:
+    """Answer a pending permission request (and its questions) of a session."""
+    detail = _call(paths, "GET", f"api/sessions/{args.session}", 200)
+    if detail is None:
+        return EXIT_FAIL
+    pending: dict[str, Any] = next(
+        (p for p in detail.get("pending_permissions", []) if p.get("request_id") == args.request), {}
+    )
+    try:
+        answers = _answers(args.answer, pending.get("questions") or [])
+    except ValueError as exc:
+        _print_err(str(exc))
+        return EXIT_FAIL
+    body: dict[str, Any] = {"option_id": args.option}
+    if answers:
+        body["answers"] = answers
+    payload = _call(paths, "POST", f"api/sessions/{args.session}/permissions/{args.request}", 200, body)
+    if payload is None:
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        shown = "  " + json.dumps(answers, ensure_ascii=False) if answers else ""
+        print(f"{args.request}  answered {args.option}{shown}")
     return EXIT_OK

@@ -12,13 +12,24 @@ The text of each ``session/prompt`` is a script, one command per line (blank lin
                              updates of at most 16 characters each
 ``stream <N> [<delay_ms>]``  N agent_message_chunk updates ``"chunk <i>\\n"`` (i = 1..N)
 ``tool <kind> <title...>``   tool_call (pending) -> tool_call_update in_progress -> completed
-``permission <title...>``    edit tool_call, then session/request_permission with Qwen's edit options
-                             proceed_always / proceed_once / cancel; a proceed_* choice completes
-                             the tool and says ``allowed <optionId>``; cancel or a ``cancelled``
-                             outcome fails the tool and ends the turn with stopReason cancelled
-``question <text>``          ask_user_question permission request (proceed_once / cancel) with
-                             ``_meta.qwenQuestions``; echoes the response's top-level ``answers``
-                             field as ``answers: <json>``
+``permission <title...>``    a write_file permission request exactly as Qwen Code sends it (options
+                             proceed_always "Allow All Edits" / proceed_once "Allow" / cancel
+                             "Reject"), titled <title>; a proceed_* choice completes the tool with
+                             ``edited: <title>`` and says ``allowed <optionId>``; proceed_always
+                             first switches the mode to auto-edit (current_mode_update plus
+                             qwen/notify/session/mode-update, as Qwen does); cancel or a
+                             ``cancelled`` outcome fails the tool and ends the turn (cancelled)
+``question <text | json>``   ask_user_question as Qwen Code asks it: the questions in
+                             ``toolCall._meta.qwenQuestions`` (options proceed_once "Submit" /
+                             cancel). <text> is one single-select question (Yes / No); a JSON
+                             ``{"questions": [...]}`` gives Qwen's own question objects. Completes
+                             the tool with Qwen's wording of the answers and says
+                             ``answers: <json>`` (the response's top-level ``answers``)
+``plan-exit <text | json>``  exit_plan_mode's plan approval (four options, the plan as content and
+                             rawInput.plan; a JSON string may hold newlines); an allow switches the
+                             mode as Qwen does and says ``allowed <optionId>``
+``shell-permission <cmd>``   run_shell_command's permission request (proceed_always_project /
+                             proceed_always_user / proceed_once / cancel); says ``allowed <optionId>``
 ``plan <a>;<b>;<c>``         plan update (entries pending, priority medium)
 ``sleep <ms>``               wait (a session/cancel interrupts it)
 ``wait``                     block until session/cancel
@@ -31,6 +42,9 @@ The text of each ``session/prompt`` is a script, one command per line (blank lin
 ``notify <method> [<json>]`` a raw non-standard notification (e.g. qwen/notify/session/mode-update)
 ``request <method> [<json>]`` a raw request to the client; says ``request <method>: <result|error>``
 anything else                agent_message_chunk ``echo: <line>``
+
+The permission requests are copies of what real Qwen Code sent, recorded in
+``tests/fixtures/qwen_permissions.json`` (see ``fake_agent_asks.py``).
 
 After the script the turn ends with stopReason ``end_turn``. A ``session/cancel`` (or, like Qwen,
 a second ``session/prompt`` on the busy session) interrupts the running turn at once, answers it
@@ -64,6 +78,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import acp
+import fake_agent_asks as asks
 from acp.helpers import (
     plan_entry,
     start_tool_call,
@@ -86,29 +101,18 @@ from acp.schema import (
     InitializeResponse,
     LoadSessionResponse,
     NewSessionResponse,
-    PermissionOption,
     PromptResponse,
-    RequestPermissionRequest,
     SessionMode,
     SessionModeState,
     SetSessionModeResponse,
     StopReason,
-    ToolCallUpdate,
     ToolKind,
 )
-from acp.utils import serialize_params
 
 MODES = {"default": "Default", "plan": "Plan"}
 TOOL_KINDS = {"read", "edit", "delete", "move", "search", "execute", "think", "fetch", "switch_mode", "other"}
-EDIT_OPTIONS = [
-    PermissionOption(option_id="proceed_always", name="Always allow", kind="allow_always"),
-    PermissionOption(option_id="proceed_once", name="Allow once", kind="allow_once"),
-    PermissionOption(option_id="cancel", name="Reject", kind="reject_once"),
-]
-QUESTION_OPTIONS = [
-    PermissionOption(option_id="proceed_once", name="Submit", kind="allow_once"),
-    PermissionOption(option_id="cancel", name="Cancel", kind="reject_once"),
-]
+# modes the agent switches to on its own (an edit's "Allow All Edits"); set_mode takes them back
+SELF_MODES = {"auto-edit"}
 
 
 def log(text: str) -> None:
@@ -222,7 +226,7 @@ class FakeAgent:
 
     async def set_session_mode(self, session_id: str, mode_id: str, **_: Any) -> SetSessionModeResponse:
         session = self._session(session_id)
-        if mode_id not in MODES:
+        if mode_id not in MODES and mode_id not in SELF_MODES:
             raise acp.RequestError.invalid_params({"details": f"unknown mode {mode_id!r}"})
         session.mode = mode_id
         await self.send(session_id, update_current_mode(mode_id))
@@ -335,6 +339,10 @@ class FakeAgent:
             await self._permission(session, arg, said)
         elif command == "question":
             await self._question(session, arg, said)
+        elif command == "plan-exit":
+            await self._plan_exit(session, arg, said)
+        elif command == "shell-permission":
+            await self._shell(session, arg, said)
         elif command == "plan":
             entries = [plan_entry(item.strip()) for item in arg.split(";") if item.strip()]
             await self.send(sid, update_plan(entries))
@@ -378,46 +386,71 @@ class FakeAgent:
         output = tool_content(text_block(f"{kind} done: {title}"))
         await self.send(sid, update_tool_call(call_id, status="completed", content=[output]))
 
+    async def send_raw(self, sid: str, update: dict[str, Any]) -> None:
+        await self.raw_notify("session/update", {"sessionId": sid, "update": update})
+
+    def _recorded(self, name: str, session: Session) -> asks.Recorded:
+        return asks.Recorded(name, session.id, f"call-{next(self._tool_ids)}", session.cwd)
+
     async def _ask(
-        self, sid: str, call_id: str, title: str, kind: ToolKind, options: list[PermissionOption], **meta: Any
-    ) -> tuple[str, dict[str, Any]]:
-        """Ask for permission; return (optionId or "cancelled", the raw response)."""
-        await self.send(sid, start_tool_call(call_id, title, kind=kind, status="pending"))
-        tool_call = ToolCallUpdate(tool_call_id=call_id, title=title, kind=kind, status="pending")
-        request = RequestPermissionRequest(
-            session_id=sid, tool_call=tool_call, options=options, field_meta=meta or None
-        )
-        raw = await self.raw_request("session/request_permission", serialize_params(request))
+        self, session: Session, recorded: asks.Recorded, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send a recorded request; the raw response for an allow, else the tool fails: TurnCancelled."""
+        raw = await self.raw_request("session/request_permission", request)
         response = raw if isinstance(raw, dict) else {}
         outcome = response.get("outcome") or {}
         if outcome.get("outcome") == "selected" and outcome.get("optionId") not in (None, "cancel"):
-            return str(outcome["optionId"]), response
-        await self.send(sid, update_tool_call(call_id, status="failed"))
+            return response
+        await self.send(session.id, update_tool_call(recorded.call_id, status="failed"))
         raise TurnCancelled
 
+    async def _switch_mode(self, session: Session, recorded: asks.Recorded, mode_id: str | None) -> None:
+        if mode_id is None or mode_id == session.mode:
+            return
+        session.mode = mode_id
+        update, notification = recorded.mode_change(mode_id)
+        await self.send_raw(session.id, update)
+        await self.raw_notify(asks.MODE_NOTIFICATION, notification)
+
     async def _permission(self, session: Session, title: str, said: list[str]) -> None:
-        call_id = f"call-{next(self._tool_ids)}"
-        option_id, _ = await self._ask(session.id, call_id, title or "edit", "edit", EDIT_OPTIONS)
+        recorded, title = self._recorded("write", session), title or "edit"
+        await self.send_raw(session.id, asks.titled(recorded.before(), title))
+        response = await self._ask(session, recorded, asks.titled(recorded.request(), title))
+        option_id = response["outcome"]["optionId"]
+        await self._switch_mode(session, recorded, asks.EDIT_MODES.get(option_id))
         output = tool_content(text_block(f"edited: {title}"))
-        await self.send(session.id, update_tool_call(call_id, status="completed", content=[output]))
+        await self.send(session.id, update_tool_call(recorded.call_id, status="completed", content=[output]))
         await self._say(session, f"allowed {option_id}", said)
 
-    async def _question(self, session: Session, text: str, said: list[str]) -> None:
-        call_id = f"call-{next(self._tool_ids)}"
-        questions = [
-            {
-                "question": text,
-                "header": "Question",
-                "options": [{"label": "Yes", "description": ""}, {"label": "No", "description": ""}],
-                "multiSelect": False,
-            }
-        ]
-        _, response = await self._ask(
-            session.id, call_id, "ask_user_question", "other", QUESTION_OPTIONS, qwenQuestions=questions
-        )
-        await self.send(session.id, update_tool_call(call_id, status="completed"))
+    async def _question(self, session: Session, spec: str, said: list[str]) -> None:
+        recorded, questions = self._recorded("question", session), asks.raw_questions(spec)
+        await self.send_raw(session.id, recorded.before())
+        response = await self._ask(session, recorded, asks.question_request(recorded, questions))
+        await self.send_raw(session.id, asks.answers_result(recorded, questions, response.get("answers")))
         answers = json.dumps(response.get("answers"), sort_keys=True)
         await self._say(session, f"answers: {answers}", said)
+
+    async def _plan_exit(self, session: Session, spec: str, said: list[str]) -> None:
+        plan = json.loads(spec) if spec.startswith('"') else spec
+        if not isinstance(plan, str) or not plan:
+            raise ValueError("plan-exit needs the plan's text")
+        recorded = self._recorded("plan_exit", session)
+        await self.send_raw(session.id, recorded.before())
+        response = await self._ask(session, recorded, asks.plan_request(recorded, plan))
+        option_id = response["outcome"]["optionId"]
+        await self._switch_mode(session, recorded, asks.PLAN_EXIT_MODES.get(option_id))
+        await self.send_raw(session.id, asks.plan_completion(recorded, plan))
+        await self._say(session, f"allowed {option_id}", said)
+
+    async def _shell(self, session: Session, command: str, said: list[str]) -> None:
+        if not command:
+            raise ValueError("shell-permission needs a command")
+        recorded = self._recorded("shell", session)
+        subs = asks.shell_subs(recorded, command)
+        await self.send_raw(session.id, recorded.before())
+        response = await self._ask(session, recorded, asks.fill(recorded.request(), subs))
+        await self.send_raw(session.id, asks.fill(recorded.completion(), subs))
+        await self._say(session, f"allowed {response['outcome']['optionId']}", said)
 
     async def _big(self, sid: str, kib: int) -> None:
         pad = "x" * 1000

@@ -267,7 +267,7 @@ def test_sigterm_stops_a_background_daemon_cleanly(paths: Paths, signum: int) ->
     [
         (("--port", "99999"), {}, None, "--port"),
         (("--max-sessions", "many"), {}, None, "--max-sessions"),
-        ((), {"QWEN_DAEMON_IDLE_TIMEOUT": "-1"}, None, "QWEN_DAEMON_IDLE_TIMEOUT"),
+        ((), {"QWEN_DAEMON_AGENT_IDLE_TIMEOUT": "-1"}, None, "QWEN_DAEMON_AGENT_IDLE_TIMEOUT"),
         ((), {}, 'log_level = "chatty"\n', "log_level"),
     ],
 )
@@ -292,6 +292,10 @@ def test_bad_config_exits_2_naming_the_setting(
         ["stop"],
         ["status"],
         ["sessions"],
+        ["rename"],
+        ["archive"],
+        ["unarchive"],
+        ["reopen"],
         ["url"],
         ["restart"],
         ["logs"],
@@ -301,6 +305,7 @@ def test_bad_config_exits_2_naming_the_setting(
         ["agents"],
         ["new"],
         ["mode"],
+        ["answer"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -44,13 +44,13 @@ def test_defaults(paths: Paths) -> None:
 
 
 def test_precedence_flag_over_env_over_file_over_default(paths: Paths) -> None:
-    _write_config(paths, 'port = 1111\nmax_sessions = 7\nlog_level = "debug"\nidle_timeout = 60\n')
+    _write_config(paths, 'port = 1111\nmax_sessions = 7\nlog_level = "debug"\nagent_idle_timeout = 60\n')
     env = {"QWEN_DAEMON_PORT": "2222", "QWEN_DAEMON_MAX_SESSIONS": "8"}
     s = load_settings(flags={"port": "3333", "max_sessions": None}, env=env, paths=paths)
     assert s.port == 3333  # flag wins
     assert s.max_sessions == 8  # env beats file (the None flag is "not given")
     assert s.log_level == "debug"  # file beats default
-    assert s.idle_timeout == 60.0
+    assert s.agent_idle_timeout == 60.0
     assert s.event_history == Settings(paths=paths).event_history  # default
 
 
@@ -72,12 +72,12 @@ def test_agent_cmd_is_split_like_a_shell(paths: Paths) -> None:
         ("flag", "port", "70000", "--port"),
         ("flag", "port", "http", "--port"),
         ("flag", "max_sessions", "0", "--max-sessions"),
-        ("flag", "idle_timeout", "-5", "--idle-timeout"),
+        ("flag", "agent_idle_timeout", "-5", "--agent-idle-timeout"),
         ("flag", "log_level", "loud", "--log-level"),
         ("flag", "host", "not a host", "--host"),
         ("flag", "agent_cmd", "'unclosed", "--agent-cmd"),
         ("env", "port", "-1", "QWEN_DAEMON_PORT"),
-        ("env", "idle_timeout", "soon", "QWEN_DAEMON_IDLE_TIMEOUT"),
+        ("env", "agent_idle_timeout", "soon", "QWEN_DAEMON_AGENT_IDLE_TIMEOUT"),
         ("file", "port", '"eighty"', "port"),
         ("file", "max_sessions", "true", "max_sessions"),
     ],
@@ -99,6 +99,24 @@ def test_bad_values_name_the_setting_and_source(
     assert expected_label in message
     source = {"flag": "command line", "env": "environment", "file": "config file"}[layer]
     assert source in message
+
+
+IDLE_NOTICE = "idle_timeout no longer does anything: sessions stay until you delete or archive them"
+
+
+@pytest.mark.parametrize("layer", ["flag", "env", "file", "all"])
+def test_idle_timeout_is_accepted_ignored_and_named_once(paths: Paths, layer: str) -> None:
+    """Sessions no longer close on a timer; an old config, environment or start script that still
+    sets idle_timeout (any value, even one that was never valid) must not stop the daemon."""
+    flags: dict[str, object] = {"idle_timeout": "15"} if layer in ("flag", "all") else {}
+    env = {"QWEN_DAEMON_IDLE_TIMEOUT": "-1"} if layer in ("env", "all") else {}
+    if layer in ("file", "all"):
+        _write_config(paths, 'idle_timeout = "soon"\n')
+    settings = load_settings(flags=flags, env=env, paths=paths)
+    assert settings.notices == (IDLE_NOTICE,)
+    assert not hasattr(settings, "idle_timeout")
+    paths.config_file.unlink(missing_ok=True)
+    assert load_settings(env={}, paths=paths).notices == ()  # nothing given, nothing said
 
 
 def test_unknown_and_unparseable_config_files_are_errors(paths: Paths) -> None:

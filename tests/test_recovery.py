@@ -267,10 +267,20 @@ def test_prune_removes_old_closed_sessions_only(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
+    # closed the way the former idle timeout left sessions in older databases
+    from qwen_daemon.sessions.store import SessionRecord, Store
+
+    settings = fake_settings(tmp_path)
+    store = Store(settings.paths.database)
+    closed = "closed-one"
+    store.save_session(
+        SessionRecord(closed, str(workspace), "t", "qwen", None, None, "closed", None, "c", "u", time.time())
+    )
+    store.close()
+
     async def main() -> None:
-        async with running_daemon(fake_settings(tmp_path, idle_timeout=0.3)) as api:
-            closed = (await api.create(workspace))["id"]
-            await api.wait_state(closed, "closed")
+        async with running_daemon(settings) as api:
+            assert (await api.call("GET", f"/api/sessions/{closed}")).body["state"] == "closed"
             kept = (await api.create(workspace))["id"]
             reply = await api.call("POST", "/api/sessions/prune", {})
             assert reply.status == 200 and reply.body == {"pruned": []}  # within the 30-day retention

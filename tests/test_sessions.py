@@ -303,14 +303,32 @@ def test_validation_limits_and_delete(tmp_path: Path) -> None:
     run(tmp_path, body, max_sessions=2)
 
 
-def test_idle_timeout_closes_session(tmp_path: Path) -> None:
-    async def body(manager: SessionManager, ws: Path) -> None:
-        session = await manager.create(str(ws))
-        await until(lambda: session.state == "closed", timeout=10)
-        assert manager.hosts == {}
-        assert session.id in [s.id for s in manager.list()]
+def test_no_timer_closes_a_session_its_agent_sleeps_and_wakes(tmp_path: Path) -> None:
+    """Walking away used to close a session for good (idle_timeout); now only its agent sleeps
+    (agent_idle_timeout), the session stays idle and open, and the next prompt wakes the agent,
+    which restores its own conversation (the same agent session, loaded, no error)."""
+    history = tmp_path / "agent-history"
+    history.mkdir()
 
-    run(tmp_path, body, idle_timeout=0.3)
+    async def body(manager: SessionManager, ws: Path) -> None:
+        loop = asyncio.get_running_loop()
+        session = await manager.create(str(ws))
+        agent_session, first_pid = session.agent_session_id, session.host.pid
+        session.prompt("say before the nap")
+        await finish_turn(session)
+        await until(lambda: not session.host.running)
+        asleep_at = loop.time()
+        await until(lambda: loop.time() - asleep_at > 1.0)  # many reaper periods of 0.05 s
+        assert session.state == "idle" and manager.get(session.id) is session
+        session.prompt("say awake")
+        await until(lambda: types(session).count("turn_ended") == 2 and session.state == "idle")
+        assert last(session, "turn_ended")["stop_reason"] == "end_turn"
+        assert session.host.pid not in (None, first_pid)
+        assert session.agent_session_id == agent_session  # restored, not replaced
+        assert "error" not in types(session)
+        assert text_of(session).count("before the nap") == 1 and "awake" in text_of(session)
+
+    run(tmp_path, body, env={"FAKE_AGENT_HISTORY_DIR": str(history)}, agent_idle_timeout=0.2)
 
 
 def pid_alive(pid: int) -> bool:

@@ -236,6 +236,10 @@ class AgentHost:
             return False
         return asyncio.get_running_loop().time() - self._crashes[0] <= CRASH_WINDOW
 
+    def forgive_crashes(self) -> None:
+        """Start the crash count over: a user reopened its sessions and wants it tried again."""
+        self._crashes.clear()
+
     @property
     def starting(self) -> bool:
         """Whether a start is under way: a caller of :meth:`ensure_started` now waits for it."""

@@ -256,6 +256,8 @@ class Daemon:
         except AgentNotFound as exc:  # refuse now, not at the first session
             raise StartupError(str(exc)) from None
         log.info("agent: %s", " ".join(agent.argv))
+        for notice in self.settings.notices:  # e.g. a retired setting still in config.toml
+            log.warning("%s", notice)
         try:
             self.manager.load()
         except StoreError as exc:

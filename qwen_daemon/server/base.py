@@ -60,6 +60,7 @@ ERROR_STATUS: dict[str, int] = {
     "limit_reached": 429,
     "agent_error": 502,
     "shutting_down": 503,
+    "agent_unavailable": 409,
 }
 
 #: Largest JSON body a handler accepts (the HTTP server's own cap is higher, for uploads later).

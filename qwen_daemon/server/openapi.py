@@ -73,6 +73,7 @@ SCHEMAS: dict[str, Any] = {
             "last_seq",
             "agent",
             "mode",
+            "archived",
         ],
         "properties": {
             "id": {"$ref": "#/components/schemas/Id"},
@@ -88,6 +89,10 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["string", "null"],
                 "description": "its current mode id, if the agent has modes",
             },
+            "archived": {
+                "type": "boolean",
+                "description": "listed only with ?archived=true; a prompt unarchives it",
+            },
         },
     },
     "PermissionOption": {
@@ -99,15 +104,54 @@ SCHEMAS: dict[str, Any] = {
             "kind": {"type": "string"},
         },
     },
+    "Question": {
+        "type": "object",
+        "description": "something the agent asks the user inside a permission request",
+        "required": ["question", "header", "options", "multi_select"],
+        "additionalProperties": False,
+        "properties": {
+            "question": {"type": "string"},
+            "header": {"type": "string", "description": "a short label for the question (may be empty)"},
+            "options": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["label", "description"],
+                    "additionalProperties": False,
+                    "properties": {"label": {"type": "string"}, "description": {"type": "string"}},
+                },
+            },
+            "multi_select": {"type": "boolean", "description": "answer with a list of labels"},
+        },
+    },
     "PendingPermission": {
         "type": "object",
-        "required": ["request_id", "tool_call", "options"],
+        "required": ["request_id", "tool_call", "options", "created_at"],
+        "additionalProperties": False,
         "properties": {
             "request_id": {"type": "string"},
             "tool_call": {"type": "object"},
             "options": {"type": "array", "items": {"$ref": "#/components/schemas/PermissionOption"}},
-            "meta": {"type": "object"},
+            "questions": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Question"},
+                "description": "only when the request asks the user something; answer each by index",
+            },
+            "plan": {
+                "type": "string",
+                "description": "only for a plan approval (exit_plan_mode): the plan, as Markdown",
+            },
             "created_at": {"type": "string"},
+        },
+    },
+    "Answers": {
+        "type": "object",
+        "description": 'answers by question index: {"0": "SQLite"} for a single-select, {"1": ["A", "B"]} '
+        "for a multi-select; a string that is not an offered label is free text (the user's "
+        '"Other"). Every question needs one when an allow option is chosen.',
+        "propertyNames": {"pattern": "^(0|[1-9][0-9]*)$"},
+        "additionalProperties": {
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
         },
     },
     "SessionDetail": {
@@ -123,7 +167,10 @@ SCHEMAS: dict[str, Any] = {
                     },
                     "prompt_id": {"type": ["string", "null"]},
                     "failure": {"type": ["string", "null"]},
-                    "modes": {"type": ["object", "null"]},
+                    "modes": {
+                        "type": ["object", "null"],
+                        "description": "the agent's {currentModeId, availableModes}, kept across restarts",
+                    },
                 },
             },
         ]
@@ -193,7 +240,10 @@ PATHS: dict[str, Any] = {
     },
     "/api/sessions": {
         "get": {
-            "summary": "list sessions",
+            "summary": "list sessions (unarchived ones, or with ?archived=true the archived ones)",
+            "parameters": [
+                {"name": "archived", "in": "query", "required": False, "schema": {"enum": ["true", "false"]}}
+            ],
             "responses": {
                 "200": _json(
                     {
@@ -201,9 +251,9 @@ PATHS: dict[str, Any] = {
                         "required": ["sessions"],
                         "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
                     },
-                    "all sessions",
+                    "the sessions, oldest first",
                 ),
-                **_errors(),
+                **_errors(400),
             },
         },
         "post": {
@@ -258,6 +308,31 @@ PATHS: dict[str, Any] = {
         "delete": {
             "summary": "cancel, close and forget a session",
             "responses": {"204": {"description": "gone"}, **_errors(404)},
+        },
+        "patch": {
+            "summary": "rename and/or archive or unarchive a session",
+            "requestBody": _body(
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": False,
+                    "properties": {
+                        "title": {"type": "string", "maxLength": 200},
+                        "archived": {"type": "boolean"},
+                    },
+                }
+            ),
+            "responses": {"200": _json(_ref("SessionDetail"), "changed"), **_errors(400, 404, 413)},
+        },
+    },
+    "/api/sessions/{session_id}/reopen": {
+        "parameters": [_SESSION_ID],
+        "post": {
+            "summary": "bring a failed or closed session back to idle (an open one: unchanged)",
+            "description": "Clears the failure and its agent's crash count; the next prompt starts the "
+            "agent and restores the conversation. 409 agent_unavailable when its named agent is not "
+            "in the config or cannot be found.",
+            "responses": {"200": _json(_ref("SessionDetail"), "idle again"), **_errors(404, 409, 503)},
         },
     },
     "/api/sessions/{session_id}/prompt": {
@@ -369,11 +444,14 @@ PATHS: dict[str, Any] = {
         ],
         "post": {
             "summary": "answer a permission request (the first answer wins)",
+            "description": "option_id is one of the request's options; answers answer its questions, "
+            "if it has any (400, nothing forwarded, for an unknown index, a wrong shape, answers to a "
+            "request without questions, or a question left unanswered with an allow option).",
             "requestBody": _body(
                 {
                     "type": "object",
                     "required": ["option_id"],
-                    "properties": {"option_id": {"type": "string"}, "answers": {"type": "object"}},
+                    "properties": {"option_id": {"type": "string"}, "answers": _ref("Answers")},
                 }
             ),
             "responses": {

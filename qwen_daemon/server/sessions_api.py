@@ -1,4 +1,5 @@
-"""HTTP handlers for sessions: create, list, inspect, delete, prompt, cancel, permissions, events.
+"""HTTP handlers for sessions: create, list, inspect, edit, reopen, delete, prompt, cancel,
+permissions, events.
 
 Handlers only validate input and translate; every rule lives in the session manager and the
 session, and every failure is a domain error that ``base.py`` turns into a JSON error body.
@@ -11,6 +12,7 @@ from typing import Any
 
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.server.base import BaseHandler
+from qwen_daemon.sessions import lifecycle
 
 MAX_PROMPT_CHARS = 100_000
 _ID = r"([A-Za-z0-9_-]{1,64})"
@@ -46,16 +48,40 @@ def prompt_text(body: dict[str, Any]) -> str:
 
 
 def permission_answer(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """``{option_id, answers?}``: answers map a question index to a label or free text (a list of
+    them for a multi-select). Only their form is checked here; the session checks them against
+    the request's questions (qwen_daemon.agents.questions) before anything reaches the agent."""
     option_id = required_str(body, "option_id", max_len=200)
     answers = body.get("answers")
-    if answers is not None and not isinstance(answers, dict):
-        raise BadRequest("field 'answers' must be an object")
+    if answers is None:
+        return option_id, None
+    if not isinstance(answers, dict):
+        raise BadRequest('field \'answers\' must be an object keyed by question index, e.g. {"0": "SQLite"}')
+    for key, value in answers.items():
+        if not isinstance(value, str) and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise BadRequest(
+                f"answers: the answer to question {key!r} must be a string "
+                "(a list of strings for a multi-select)"
+            )
     return option_id, answers
+
+
+def archived_filter(raw: str | None) -> bool:
+    """``?archived=``: ``true`` lists the archived sessions, ``false`` (the default) the others."""
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise BadRequest(f"archived must be true or false, got {raw!r}")
 
 
 class SessionsHandler(BaseHandler):
     def get(self) -> None:
-        self.write_json({"sessions": [s.summary() for s in self.manager.list()]})
+        archived = archived_filter(self.get_query_argument("archived", None))
+        listed = [s.summary() for s in self.manager.list() if s.archived == archived]
+        self.write_json({"sessions": listed})
 
     async def post(self) -> None:
         body = self.json_body()
@@ -79,6 +105,20 @@ class SessionHandler(BaseHandler):
         await self.manager.delete(session_id)
         self.set_status(204)
         self.finish()
+
+    def patch(self, session_id: str) -> None:
+        """Rename and/or (un)archive: ``{title?, archived?}``."""
+        session = self.manager.get(session_id)
+        lifecycle.edit(session, self.json_body())
+        self.write_json(session.detail())
+
+
+class ReopenHandler(BaseHandler):
+    """Bring a failed (or closed) session back to ``idle``; the next prompt restarts its agent."""
+
+    async def post(self, session_id: str) -> None:
+        session = await self.manager.reopen(session_id)
+        self.write_json(session.detail())
 
 
 class PromptHandler(BaseHandler):
@@ -184,6 +224,7 @@ routes: list[Any] = [
     (rf"/api/sessions/{_ID}/permissions/{_ID}", PermissionHandler),
     (rf"/api/sessions/{_ID}/events", EventsHandler),
     (rf"/api/sessions/{_ID}/mode", ModeHandler),
+    (rf"/api/sessions/{_ID}/reopen", ReopenHandler),
     (r"/api/agents", AgentsHandler),
     (rf"/api/agents/{_ID}/warm", WarmHandler),
 ]

@@ -3,9 +3,10 @@
 One :class:`AgentHost` serves every session whose workspace (``cwd``, resolved to its real path)
 is the same; it starts with the first session there and stops when the last one closes.
 
-Idle sessions are closed, idle agents put to sleep and unused spares stopped by ``reaping.py``.
-Closed sessions stay listed with their history until deleted, or pruned ``retention_days`` after
-closing.
+No timer closes a session: it stays until deleted (archiving only hides it from the default
+list). Idle agents are put to sleep and unused spares stopped by ``reaping.py``; a failed (or, in
+an old database, closed) session can be reopened (``lifecycle.py``). Closed sessions stay listed
+with their history until deleted, or pruned ``retention_days`` after closing.
 
 Named agents: hosts are keyed by (agent name, workspace), so a workspace can run Qwen Code and,
 say, ``claude-code-acp`` side by side; each session records the name of its agent.
@@ -40,16 +41,23 @@ from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.orphans import OrphanGuard
 from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
 from qwen_daemon.config import Settings
-from qwen_daemon.errors import AgentFailed, BadRequest, LimitReached, SessionNotFound, ShuttingDown
-from qwen_daemon.sessions import reaping
+from qwen_daemon.errors import (
+    AgentFailed,
+    AgentUnavailable,
+    BadRequest,
+    LimitReached,
+    SessionNotFound,
+    ShuttingDown,
+)
+from qwen_daemon.sessions import lifecycle, reaping
 from qwen_daemon.sessions.events import Event
+from qwen_daemon.sessions.lifecycle import validate_title
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.session import Session, mode_ids, require_offered
 from qwen_daemon.sessions.store import SessionRecord, Store
 
 log = logging.getLogger(__name__)
 
-MAX_TITLE = 200
 #: events of a restored session kept in memory at start; older ones are read from the store
 RESTORED_EVENTS = 100
 OPEN_STATES = frozenset({"starting", "idle", "running", "awaiting_permission"})
@@ -64,17 +72,6 @@ def validate_cwd(cwd: Any) -> str:
     if not os.path.isdir(cwd):
         raise BadRequest(f"cwd {cwd!r} is not an existing directory")
     return os.path.normpath(cwd)
-
-
-def validate_title(title: Any, cwd: str) -> str:
-    if title is None:
-        return os.path.basename(cwd) or cwd
-    if not isinstance(title, str):
-        raise BadRequest("title must be a string")
-    title = " ".join(title.split())
-    if len(title) > MAX_TITLE:
-        raise BadRequest(f"title is longer than {MAX_TITLE} characters")
-    return title or os.path.basename(cwd) or cwd
 
 
 class SessionManager:
@@ -124,12 +121,14 @@ class SessionManager:
 
     def _restore(self, record: SessionRecord) -> None:
         assert self.persist is not None
-        agent = record.agent if record.agent in self.settings.agent_names() else self.settings.default_agent
-        unavailable = None
-        try:
-            host = self._host_for(agent, record.cwd, take_spare=False)
-        except AgentFailed as exc:  # its named agent is gone (uninstalled, not on PATH)
-            unavailable = exc.message
+        agent, unavailable = self._restored_agent(record.agent)
+        host = None
+        if unavailable is None:
+            try:
+                host = self._host_for(agent, record.cwd, take_spare=False)
+            except AgentFailed as exc:  # its named agent is gone (uninstalled, not on PATH)
+                unavailable = exc.message
+        if host is None:
             host = AgentHost((), record.cwd, self.settings.paths.agent_log_dir / "unavailable.log")
         # Only a short tail in memory: clients asking for older events get them from the store,
         # and restoring every session's whole window made a long history slow the start (50
@@ -148,13 +147,31 @@ class SessionManager:
         session.created_at, session.updated_at = record.created_at, record.updated_at
         session.agent_session_id, session.mode = record.agent_session_id, record.mode
         session.state, session.failure, session.closed_at = record.state, record.failure, record.closed_at  # type: ignore[assignment]
+        session.archived, session.modes = record.archived, record.modes
+        if record.modes and not self.agent_modes.get(agent):  # for GET /api/agents before any start
+            self.agent_modes[agent] = list(record.modes.get("availableModes") or [])
         interrupted = _open_turn(self.persist.last_turn_event(record.id))
-        session.recover(interrupted, self.persist.store.permissions(record.id, "pending"))
+        lifecycle.recover(session, interrupted, self.persist.store.permissions(record.id, "pending"))
         if unavailable is not None and session.state != "closed":
             log.warning("session %s: listed, but cannot run: %s", record.id, unavailable)
             # failed in memory only: once the agent is back, the next start restores it as it was
             session.state, session.failure = "failed", f"its agent {agent!r} is not available: {unavailable}"
         self.sessions[session.id] = session
+
+    def _restored_agent(self, name: str) -> tuple[str, str | None]:
+        """The agent a stored session runs with, and why it cannot run (None if it can).
+
+        A name no longer in the config is not silently swapped for the default agent (another
+        program on the same conversation); the session is listed as failed until the name is
+        back or it is deleted. A record from before named agents holds a command line instead
+        of a name: it ran the default agent.
+        """
+        names = self.settings.agent_names()
+        if name in names:
+            return name, None
+        if re.fullmatch(r"[\w.-]{1,64}", name):
+            return name, f"no agent named {name!r} in the config (known: {', '.join(names)})"
+        return self.settings.default_agent, None
 
     # --- agent --------------------------------------------------------------------------------
 
@@ -266,7 +283,7 @@ class SessionManager:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start background housekeeping (the idle reaper). Needs a running loop."""
+        """Start background housekeeping (idle agents sleep, spares stop). Needs a running loop."""
         if self._reaper is None:
             self._reaper = asyncio.create_task(reaping.reap_forever(self), name="session-reaper")
         if self._warming is None and self._recent and self.settings.spare_agents > 0:
@@ -364,6 +381,34 @@ class SessionManager:
         session = self.sessions.get(session_id)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
+        return session
+
+    async def reopen(self, session_id: str) -> Session:
+        """Bring a failed or closed session back to ``idle`` with its agent's crash count cleared.
+
+        Open already: returned unchanged. Its agent must exist (409 ``agent_unavailable``
+        otherwise, naming it); it is bound to the workspace's current host, as a new session
+        would be, since the one it had may be retired or a stand-in for a missing agent.
+        """
+        session = self.get(session_id)
+        if session.state in OPEN_STATES:
+            return session
+        if self._closing:
+            raise ShuttingDown("the daemon is stopping")
+        if self.open_count >= self.settings.max_sessions:
+            raise LimitReached(f"at most {self.settings.max_sessions} sessions may be open; close one first")
+        _agent, missing = self._restored_agent(session.agent)
+        try:
+            if missing is not None:
+                raise AgentFailed(missing)
+            host = self._host_for(session.agent, session.cwd)
+        except AgentFailed as exc:
+            raise AgentUnavailable(
+                f"its agent {session.agent!r} is not available: {exc.message}", agent=session.agent
+            ) from None
+        host.forgive_crashes()
+        session.host = host
+        lifecycle.reopen(session)
         return session
 
     async def delete(self, session_id: str) -> None:

@@ -1,7 +1,8 @@
-"""Letting go of what nobody uses: idle sessions, idle agents and unused warm spares.
+"""Letting go of what nobody uses: idle agents and unused warm spares, never sessions.
 
-Idle timeout: a session in ``idle`` state with no event and no attached client for
-``settings.idle_timeout`` seconds is closed, which frees its agent session.
+Sessions are not reaped: one stays until the user deletes (or archives) it, because the whole
+point is to walk away for hours and come back to it (issue 13). What an idle session costs is
+its agent process, and that is what goes to sleep.
 
 Agents sleep: an agent with no running turn and no attached client for
 ``settings.agent_idle_timeout`` seconds is stopped; its sessions stay ``idle`` and the next prompt
@@ -10,7 +11,7 @@ starts it again and restores the agent's own session.
 Spares: one unused for ``agent_idle_timeout`` is stopped, and every spare at once when the machine
 has less than ``SPARE_MIN_AVAILABLE_MIB`` of memory available.
 
-Each session, agent or spare is judged just before it is let go, never from a list made earlier:
+Each agent or spare is judged just before it is let go, never from a list made earlier:
 letting one go awaits (an agent takes a moment to stop), and a prompt, a client or a new session
 may reach another meanwhile.
 """
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from qwen_daemon.agents.host import AgentHost
     from qwen_daemon.sessions.manager import SessionManager
-    from qwen_daemon.sessions.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +33,15 @@ SPARE_MIN_AVAILABLE_MIB = 1024
 
 
 async def reap_forever(manager: SessionManager) -> None:
-    """The manager's housekeeping task: every few seconds (a quarter of the shorter timeout)."""
-    shortest = min(manager.settings.idle_timeout, manager.settings.agent_idle_timeout)
-    period = max(0.05, min(30.0, shortest / 4))
+    """The manager's housekeeping task: every few seconds (a quarter of ``agent_idle_timeout``)."""
+    period = max(0.05, min(30.0, manager.settings.agent_idle_timeout / 4))
     while True:
         await asyncio.sleep(period)
         try:
-            await reap_idle(manager)
             await sleep_idle_agents(manager)
             await reap_spares(manager)
         except Exception:  # a bug here must not end reaping for the daemon's lifetime
-            log.exception("reaping idle sessions and agents failed; trying again later")
-
-
-def _is_stale(manager: SessionManager, session: Session, now: float) -> bool:
-    return (
-        session.state == "idle"
-        and session.events.subscriber_count == 0
-        and now - session.last_activity >= manager.settings.idle_timeout
-    )
-
-
-async def reap_idle(manager: SessionManager) -> list[str]:
-    """Close sessions idle longer than the timeout; returns their ids."""
-    loop = asyncio.get_running_loop()
-    closed = []
-    for session in list(manager.sessions.values()):
-        if not _is_stale(manager, session, loop.time()):
-            continue
-        await session.close(reason="idle timeout")
-        await manager.release_host(session)
-        closed.append(session.id)
-    return closed
+            log.exception("putting idle agents to sleep failed; trying again later")
 
 
 def _may_sleep(manager: SessionManager, host: AgentHost, now: float) -> bool:

@@ -6,7 +6,7 @@ States (every transition emits a ``state`` event)::
        │                                 ▲                │  ▲                               │
        │                                 └──turn_ended────┘  └────────answered / cancel──────┘
        └──agent refused / failed to start──▶ failed
-    any state ──delete / idle timeout / shutdown──▶ closed
+    any state ──delete──▶ closed           failed / closed ──reopen──▶ idle   (lifecycle.py)
 
 One turn at a time: :meth:`Session.prompt` moves to ``running`` synchronously, before any await, so
 a second prompt is refused with :class:`SessionBusy` and never reaches the agent (Qwen Code would
@@ -18,6 +18,8 @@ returns to ``idle``; its next prompt restarts the agent and restores the agent's
 (ACP ``session/resume`` where offered, else ``session/load``, whose replayed history is not added
 to the transcript again), falling back to a new agent session with a visible error if it cannot.
 An agent that keeps crashing marks its sessions ``failed`` instead of being restarted forever.
+No timer closes a session; renaming, archiving, reopening and restart recovery live in
+``lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qwen_daemon.agents.host import AgentHost
-from qwen_daemon.agents.translate import permission_options, tool_call_fields, translate_update
+from qwen_daemon.agents.questions import PermissionAsk, read_permission_request
+from qwen_daemon.agents.translate import translate_update
 from qwen_daemon.errors import (
     AgentFailed,
     BadRequest,
@@ -67,19 +70,16 @@ def new_id(nbytes: int = 9) -> str:
 
 @dataclass
 class PendingPermission:
+    """A permission request waiting for its answer; ``ask`` is it in the daemon's shape."""
+
     request_id: str
-    tool_call: dict[str, Any]
-    options: list[dict[str, Any]]
+    ask: PermissionAsk
     future: asyncio.Future[dict[str, Any]]
-    meta: dict[str, Any] | None = None
     created_at: str = field(default_factory=utc_now)
+    answers: dict[str, Any] | None = None  # once answered: the answers to its questions, as given
 
     def as_json(self) -> dict[str, Any]:
-        data = {"request_id": self.request_id, "tool_call": self.tool_call, "options": self.options}
-        if self.meta is not None:
-            data["meta"] = self.meta
-        data["created_at"] = self.created_at
-        return data
+        return {"request_id": self.request_id, **self.ask.fields(), "created_at": self.created_at}
 
 
 def mode_ids(modes: list[Any]) -> list[Any]:
@@ -121,6 +121,8 @@ class Session:
         self.modes: dict[str, Any] | None = None
         self.mode: str | None = None  # re-applied after a restore: Qwen Code does not persist it
         self.closed_at: float | None = None
+        self.archived = False  # only hides it from the default list; a prompt unarchives it
+        self._suspending = False  # a daemon stop is ending the turn: it ends "interrupted"
         self._persist = persist
         if persist is None:
             self.events = EventLog(max_events, history=history)
@@ -152,6 +154,7 @@ class Session:
             "last_seq": self.events.last_seq,
             "agent": self.agent,
             "mode": self.mode,
+            "archived": self.archived,
         }
 
     def detail(self) -> dict[str, Any]:
@@ -179,6 +182,8 @@ class Session:
             created_at=self.created_at,
             updated_at=self.updated_at,
             closed_at=self.closed_at,
+            archived=self.archived,
+            modes=self.modes,
         )
 
     def _changed(self) -> None:
@@ -238,13 +243,21 @@ class Session:
         self._after_agent_session(result)
         if wanted and wanted != self.mode:
             await self.host.set_mode(agent_session_id, wanted)
-            self.mode = wanted
+            self._mode_changed(wanted)
         return True
+
+    def _mode_changed(self, mode_id: str) -> None:
+        """Record the current mode, in ``modes`` too: both are persisted and shown after a restart."""
+        self.mode = mode_id
+        if self.modes is not None:
+            self.modes["currentModeId"] = mode_id
+        self._changed()
 
     def _after_agent_session(self, result: dict[str, Any]) -> None:
         self._agent_generation = self.host.generation
         modes = result.get("modes")
-        self.modes = modes if isinstance(modes, dict) else None
+        if isinstance(modes, dict):  # an answer without them keeps the ones persisted
+            self.modes = modes
         if self.modes and isinstance(self.modes.get("currentModeId"), str):
             self.mode = self.modes["currentModeId"]
 
@@ -285,6 +298,7 @@ class Session:
         self._prompt_sent = self._cancel_requested = False
         self._emit("user_message", text=text, prompt_id=prompt_id)
         self._emit("turn_started", prompt_id=prompt_id)
+        self.archived = False  # persisted by the state change below
         self._set_state("running")
         self._turn = asyncio.create_task(self._run_turn(prompt_id, text), name=f"turn-{self.id}")
         return prompt_id
@@ -312,6 +326,8 @@ class Session:
             self._resolve_all_pending()
             self._prompt_id = None
             self._turn = None
+            if self._suspending and stop_reason == "cancelled":
+                stop_reason = "interrupted"  # as after a crash: the daemon, not the user, ended it
             self._emit("turn_ended", prompt_id=prompt_id, stop_reason=stop_reason)
             if self.state in BUSY_STATES:
                 self._set_state("idle")
@@ -339,6 +355,7 @@ class Session:
 
     async def suspend(self) -> None:
         """For a daemon stop: end any turn and detach from the agent, but stay open for later."""
+        self._suspending = True
         await self._end_turn()
         self.events.close_subscribers()
 
@@ -369,19 +386,15 @@ class Session:
         await self._ensure_agent_session()
         assert self.agent_session_id is not None
         await self.host.set_mode(self.agent_session_id, mode_id)
-        self.mode = mode_id
-        if self.modes is not None:
-            self.modes["currentModeId"] = mode_id
-        self._changed()
+        self._mode_changed(mode_id)
         # the same event the agent itself sends when it switches modes
         self._emit("agent_update", update={"sessionUpdate": "current_mode_update", "currentModeId": mode_id})
 
     # --- permissions --------------------------------------------------------------------------
 
-    def answer_permission(
-        self, request_id: str, option_id: str, answers: dict[str, Any] | None = None
-    ) -> None:
-        """The first answer wins; later ones get PermissionAlreadyAnswered (409)."""
+    def answer_permission(self, request_id: str, option_id: str, answers: Any = None) -> None:
+        """The first answer wins; later ones get PermissionAlreadyAnswered (409). ``answers`` (to the
+        request's questions, ``{"0": "SQLite"}``) are checked first and sent as the agent reads them."""
         pending = self.pending.get(request_id)
         if pending is None:
             stored = self._persist.store.permission_status(self.id, request_id) if self._persist else None
@@ -393,13 +406,9 @@ class Session:
             if request_id in self._answered or stored is not None:
                 raise PermissionAlreadyAnswered(f"permission request {request_id} was already answered")
             raise PermissionNotFound(f"no permission request {request_id} in session {self.id}")
-        offered = [o["option_id"] for o in pending.options]
-        if option_id not in offered:
-            raise BadRequest(f"option {option_id!r} was not offered; choose one of: {', '.join(offered)}")
-        outcome: dict[str, Any] = {"outcome": {"outcome": "selected", "optionId": option_id}}
-        if answers:
-            outcome["answers"] = answers  # Qwen Code's non-standard ask_user_question reply
-        self._resolve(pending, option_id, outcome)
+        reply = pending.ask.answer(option_id, answers)  # BadRequest before anything is forwarded
+        pending.answers = reply.answers
+        self._resolve(pending, option_id, reply.response)
 
     def _resolve(self, pending: PendingPermission, option_id: str | None, outcome: dict[str, Any]) -> None:
         self.pending.pop(pending.request_id, None)
@@ -419,7 +428,8 @@ class Session:
             release()
             if self._persist is not None:
                 self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
-        self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id)
+        given = {} if pending.answers is None else {"answers": pending.answers}
+        self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id, **given)
         if not self.pending and self.state == "awaiting_permission":
             self._set_state("running")
 
@@ -435,8 +445,7 @@ class Session:
         if update.get("sessionUpdate") == "current_mode_update" and isinstance(
             update.get("currentModeId"), str
         ):
-            self.mode = update["currentModeId"]
-            self._changed()
+            self._mode_changed(update["currentModeId"])
         event_type, fields = translate_update(update)
         self._emit(event_type, **fields)
 
@@ -447,14 +456,10 @@ class Session:
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.state not in BUSY_STATES:
             return {"outcome": {"outcome": "cancelled"}}
-        raw_tool = params.get("toolCall")
-        raw_options = params.get("options")
         pending = PendingPermission(
             request_id=new_id(6),
-            tool_call=tool_call_fields(raw_tool) if isinstance(raw_tool, dict) else {},
-            options=permission_options(raw_options) if isinstance(raw_options, list) else [],
+            ask=read_permission_request(params),  # questions and plans in the daemon's one shape
             future=asyncio.get_running_loop().create_future(),
-            meta=params.get("_meta") if isinstance(params.get("_meta"), dict) else None,
         )
         self.pending[pending.request_id] = pending
         if self._persist is not None:
@@ -481,17 +486,3 @@ class Session:
         elif not self.busy:
             self._emit("error", message=message)
         # a running turn sees the broken connection and ends itself with the same message
-
-    # --- recovery -----------------------------------------------------------------------------
-
-    def recover(self, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
-        """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
-        for request in expired:
-            request_id = str(request.get("request_id"))
-            if self._persist is not None:
-                self._persist.permission(self.id, request_id, request, "expired")
-            self._emit("permission_resolved", request_id=request_id, option_id=None, expired=True)
-        if self.state in ("running", "awaiting_permission", "starting"):
-            if interrupted_prompt is not None and self.state != "starting":
-                self._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
-            self._set_state("idle")

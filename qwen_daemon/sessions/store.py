@@ -67,6 +67,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (session_id, request_id)
     ) WITHOUT ROWID;
     """,
+    # 2: archiving (issue 13), and the agent's modes kept so a restarted daemon can offer them
+    # before the agent runs again
+    """
+    ALTER TABLE sessions ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN modes TEXT;
+    """,
 ]
 
 #: ``(seq, type, ts, payload)``: an event as stored
@@ -90,6 +96,9 @@ class SessionRecord:
     created_at: str
     updated_at: str
     closed_at: float | None
+    archived: bool = False
+    #: the agent's ACP ``{currentModeId, availableModes}`` for this session (JSON text on disk)
+    modes: dict[str, Any] | None = None
 
 
 #: the sessions table's columns, in the order SessionRecord takes them
@@ -277,7 +286,7 @@ class Store:
         self._writes.append(
             (
                 f"INSERT OR REPLACE INTO sessions ({','.join(SESSION_FIELDS)}) VALUES ({placeholders})",  # noqa: S608 (column names are constants)
-                tuple(getattr(record, f) for f in SESSION_FIELDS),
+                tuple(_column(getattr(record, f)) for f in SESSION_FIELDS),
             )
         )
 
@@ -342,7 +351,7 @@ class Store:
 
     def sessions(self) -> list[SessionRecord]:
         rows = self._db.execute(f"SELECT {','.join(SESSION_FIELDS)} FROM sessions ORDER BY created_at, id")  # noqa: S608 (column names are constants)
-        return [SessionRecord(*row) for row in rows]
+        return [_record(row) for row in rows]
 
     def events(self, session_id: str, after: int = 0, limit: int | None = None) -> list[EventRow]:
         """``(seq, type, ts, payload)`` rows with ``seq > after``, oldest first."""
@@ -407,6 +416,22 @@ def prune_offline(path: Path, older_than_days: float) -> list[str]:
     finally:
         store.close()
     return pruned
+
+
+def _column(value: Any) -> Any:
+    """A record field as SQLite stores it: ``modes`` (a dict) as JSON text, ``archived`` as 0/1."""
+    return json.dumps(value) if isinstance(value, dict) else int(value) if isinstance(value, bool) else value
+
+
+def _record(row: tuple[Any, ...]) -> SessionRecord:
+    record = SessionRecord(*row)
+    record.archived = bool(record.archived)
+    try:
+        modes = json.loads(record.modes) if isinstance(record.modes, str) else None
+    except ValueError:  # damaged text must not keep the session from being listed
+        modes = None
+    record.modes = modes if isinstance(modes, dict) else None
+    return record
 
 
 def _text(values: tuple[Any, ...]) -> Any:

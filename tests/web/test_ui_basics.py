@@ -121,7 +121,7 @@ def test_permission_prompt_offers_the_agents_options_and_completes_the_tool(
     expect(prompt).to_be_visible()
     expect(prompt.get_by_role("heading")).to_have_text("Permission needed")
     buttons = prompt.locator(".options button")
-    expect(buttons).to_have_text(["Always allow", "Allow once", "Reject"])
+    expect(buttons).to_have_text(["Allow All Edits", "Allow", "Reject"])
     assert [b.get_attribute("data-option-id") for b in buttons.all()] == [
         "proceed_always",
         "proceed_once",
@@ -132,10 +132,10 @@ def test_permission_prompt_offers_the_agents_options_and_completes_the_tool(
     expect(tool).to_have_attribute("data-status", "pending")
     expect(page.get_by_role("article", name="read: notes.txt")).to_have_attribute("data-status", "completed")
 
-    prompt.get_by_role("button", name="Allow once").click()
+    prompt.get_by_role("button", name="Allow", exact=True).click()
     resolved = page.locator(".permission.resolved")
     expect(resolved).to_have_attribute("data-outcome", "proceed_once")
-    expect(resolved.locator(".outcome")).to_have_text("Allow once")
+    expect(resolved.locator(".outcome")).to_have_text("Allow")
     expect(tool).to_have_attribute("data-status", "completed")
     expect(tool.locator(".tool-body")).to_have_text("edited: Write notes.txt")
     expect(page.locator(".msg.agent").last).to_have_text("allowed proceed_once")

@@ -74,7 +74,7 @@ def test_reload_keeps_the_whole_history(pages: Pages, daemon: DaemonThread, work
         page,
         "think first a thought\nplan Read;Write\nsay hello there\ntool read a.txt\npermission Write b.txt",
     )
-    page.get_by_role("button", name="Allow once").click()
+    page.get_by_role("button", name="Allow", exact=True).click()
     expect(page.locator(".msg.agent").last).to_have_text("allowed proceed_once")
     wait_idle(page)
     before = page.locator("#transcript").inner_text()
@@ -87,7 +87,7 @@ def test_reload_keeps_the_whole_history(pages: Pages, daemon: DaemonThread, work
     expect(page.locator(".plan-entry")).to_have_text(["☐Read (pending)", "☐Write (pending)"])
     expect(page.locator(".tool")).to_have_count(2)
     # answered in this tab before the reload: not reported as answered elsewhere
-    expect(page.locator(".permission.resolved .outcome")).to_have_text("Allow once")
+    expect(page.locator(".permission.resolved .outcome")).to_have_text("Allow")
 
 
 def test_server_side_drop_reconnects_without_duplicates_or_gaps(
@@ -146,13 +146,13 @@ def test_two_tabs_stay_in_sync_and_see_each_others_answers(
     send(first, "say from the first tab\npermission Edit shared.txt")
     for page in (first, second):
         expect(page.locator(".permission.open .options button")).to_have_text(
-            ["Always allow", "Allow once", "Reject"]
+            ["Allow All Edits", "Allow", "Reject"]
         )
         expect(page.locator(".msg.user")).to_have_count(1)
-    second.get_by_role("button", name="Allow once").click()
-    expect(second.locator(".permission.resolved .outcome")).to_have_text("Allow once")
+    second.get_by_role("button", name="Allow", exact=True).click()
+    expect(second.locator(".permission.resolved .outcome")).to_have_text("Allow")
     expect(first.locator(".permission.resolved .outcome")).to_have_text(
-        "Allow once (answered in another tab or client)"
+        "Allow (answered in another tab or client)"
     )
     for page in (first, second):
         expect(page.get_by_role("article", name="edit: Edit shared.txt")).to_have_attribute(
@@ -181,7 +181,7 @@ def test_hidden_tab_gets_a_title_marker_and_notifications(
     assert page.evaluate("window.notes") == [["The agent needs your answer", "Write report.md"]]
     page.evaluate("setVisibility('visible')")
     expect(page).to_have_title("Background job · qwen-daemon")
-    page.get_by_role("button", name="Allow once").click()
+    page.get_by_role("button", name="Allow", exact=True).click()
     wait_idle(page)
     assert page.evaluate("window.notes.length") == 1  # the turn ended while visible: no notice
     page.evaluate("setVisibility('hidden')")

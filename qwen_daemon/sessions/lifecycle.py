@@ -1,0 +1,91 @@
+"""What happens to a session between turns: rename, archive, reopen, and recovery after a restart.
+
+Why a module of its own: these change a session's standing rather than run its turns, and
+``session.py`` is the turn machine. No timer closes a session (issue 13: a user who walks away
+for hours must find it as it was); only a delete removes one. ``closed`` survives in databases
+from before that (the former idle timeout) and, like ``failed``, is left by :func:`reopen`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from qwen_daemon.errors import BadRequest
+
+if TYPE_CHECKING:
+    from qwen_daemon.sessions.session import Session
+
+MAX_TITLE = 200
+#: the fields ``PATCH /api/sessions/{id}`` may change
+EDITABLE = ("title", "archived")
+
+
+def validate_title(title: Any, cwd: str) -> str:
+    """Whitespace collapsed, at most MAX_TITLE characters; none or blank: the workspace's name."""
+    if title is None:
+        return os.path.basename(cwd) or cwd
+    if not isinstance(title, str):
+        raise BadRequest("title must be a string")
+    title = " ".join(title.split())
+    if len(title) > MAX_TITLE:
+        raise BadRequest(f"title is longer than {MAX_TITLE} characters")
+    return title or os.path.basename(cwd) or cwd
+
+
+def edit(session: Session, changes: Mapping[str, Any]) -> None:
+    """Rename and/or (un)archive (``PATCH``): all checked before anything changes, then persisted.
+
+    Any state, a running turn included: neither touches the agent. Archiving only moves the
+    session to the archived list; its history stays and a prompt brings it back.
+    """
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s): {', '.join(unknown)}; a session's editable fields are title, archived"
+        )
+    if not changes:
+        raise BadRequest("give at least one of: title, archived")
+    if "title" in changes and not isinstance(changes["title"], str):
+        raise BadRequest("title must be a string")
+    if "archived" in changes and not isinstance(changes["archived"], bool):
+        raise BadRequest("archived must be true or false")
+    if "title" in changes:
+        session.title = validate_title(changes["title"], session.cwd)
+    if "archived" in changes:
+        session.archived = changes["archived"]
+    session._changed()
+
+
+def reopen(session: Session) -> bool:
+    """Bring a ``failed`` or ``closed`` session back to ``idle``; False if it was open already.
+
+    Its ``agent_session_id`` is kept, so the next prompt starts the agent and restores the
+    conversation (ACP resume/load), exactly as after a daemon restart. The caller has checked
+    that its agent exists and bound it to a usable host. The state is set here directly because
+    :meth:`Session._set_state` keeps ``closed`` for good against late agent callbacks; the
+    record is persisted like any change, so the reopened session stays open across restarts.
+    """
+    if session.state not in ("failed", "closed"):
+        return False
+    session.failure = None
+    session.closed_at = None
+    session._agent_generation = -1  # whichever host it is bound to now restores its agent session
+    session.state = "idle"
+    session._emit("state", state="idle")
+    session._changed()
+    return True
+
+
+def recover(session: Session, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
+    """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
+    for request in expired:
+        request_id = str(request.get("request_id"))
+        if session._persist is not None:
+            session._persist.permission(session.id, request_id, request, "expired")
+        session._emit("permission_resolved", request_id=request_id, option_id=None, expired=True)
+    if session.state in ("running", "awaiting_permission", "starting"):
+        if interrupted_prompt is not None and session.state != "starting":
+            session._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
+        session._set_state("idle")

@@ -1,16 +1,19 @@
-"""The transcript's prompts in Chromium against the real daemon and the scripted fake agent:
-permission prompts focus the safe option, mode changes show as lines, and a turn cut off by the
-daemon going away leaves its cards marked interrupted, not running."""
+"""The transcript's prompts in Chromium against the real daemon and the scripted fake agent (which
+sends the permission requests real Qwen Code sends): questions with single- and multi-select
+choices and "Other" answers, on desktop and at 360 px; a plan to approve, rendered as Markdown;
+focus on the safe option; mode changes as lines; and a turn cut off by the daemon going away,
+whose cards then say interrupted, not running."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Request, expect
 
 from qwen_daemon.cli import wait_gone
 from qwen_daemon.config import Paths
@@ -38,15 +41,156 @@ def focused(page: Page) -> Any:
     )
 
 
+DB = {
+    "question": "Which database should the service use?",
+    "header": "DB",
+    "options": [
+        {"label": "PostgreSQL", "description": "A server; best for many writers"},
+        {"label": "SQLite", "description": "One file, no server"},
+    ],
+    "multiSelect": False,
+}
+EXTRAS = {
+    "question": "Which extras do you want?",
+    "header": "Extras",
+    "options": [
+        {"label": "Migrations", "description": ""},
+        {"label": "Backups", "description": "Nightly copies"},
+        {"label": "Metrics", "description": ""},
+    ],
+    "multiSelect": True,
+}
+
+
+def ask(daemon: DaemonThread, sid: str, *questions: dict[str, Any]) -> None:
+    """The fake agent asks ``questions`` through ask_user_question, as Qwen Code does."""
+    prompt_via_api(daemon, sid, "question " + json.dumps({"questions": list(questions)}))
+
+
+def sent_answers(page: Page) -> list[Any]:
+    """Records the bodies of the permission answers the page POSTs (read at the end)."""
+    bodies: list[Any] = []
+
+    def on_request(request: Request) -> None:
+        if "/permissions/" in request.url:
+            bodies.append(request.post_data_json)
+
+    page.on("request", on_request)
+    return bodies
+
+
+def test_questions_single_and_multi_select_reach_the_agent(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    sid = new_session(daemon, workspace)
+    page = pages.open(f"/s/{sid}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    bodies = sent_answers(page)
+    ask(daemon, sid, DB, EXTRAS)
+    prompt = page.locator(".permission.open")
+    expect(prompt.get_by_role("heading")).to_have_text("The agent has a question")
+    db, extras = prompt.locator("fieldset.question").all()
+    expect(db.locator("legend")).to_have_text("DBWhich database should the service use?")
+    expect(db.get_by_role("radio")).to_have_count(3)  # two labels and "Other"
+    expect(db.locator(".choice-desc")).to_have_text(
+        ["A server; best for many writers", "One file, no server"]
+    )
+    expect(extras.locator("legend .chip")).to_have_text("Extras")
+    expect(extras.get_by_role("checkbox")).to_have_count(4)
+    expect(prompt.locator(".options button")).to_have_text(["Submit", "Cancel"])
+    expect(db.get_by_label("PostgreSQL")).to_be_focused()  # the first choice, not a button
+
+    prompt.get_by_role("button", name="Submit").click()
+    expect(prompt.locator(".prompt-status")).to_have_text("Answer every question first.")
+    expect(prompt.locator("fieldset.missing")).to_have_count(2)
+    db.get_by_label("SQLite").check()
+    extras.get_by_label("Migrations").check()
+    extras.get_by_label("Backups").check()
+    other = extras.get_by_label("Other answer to: Which extras do you want?")
+    other.fill("Docs")
+    expect(extras.get_by_label("Other", exact=True)).to_be_checked()  # typing picks "Other"
+    other.press("Enter")  # Enter submits with "Submit", the one allow-once option
+
+    expect(page.locator(".permission.resolved .outcome")).to_have_text("Submit")
+    expect(page.locator(".given-answers li")).to_have_text(["DBSQLite", "ExtrasMigrations, Backups, Docs"])
+    expect(page.locator(".msg.agent").last).to_contain_text("answers:")
+    assert bodies == [
+        {"option_id": "proceed_once", "answers": {"0": "SQLite", "1": ["Migrations", "Backups", "Docs"]}}
+    ]
+    agent_saw = json.loads(page.locator(".msg.agent").last.inner_text().removeprefix("answers: "))
+    assert agent_saw["0"] == "SQLite", agent_saw
+    assert "Docs" in str(agent_saw["1"]) and "Backups" in str(agent_saw["1"]), agent_saw
+
+
+def test_other_replaces_a_single_choice(pages: Pages, daemon: DaemonThread, workspace: Path) -> None:
+    sid = new_session(daemon, workspace)
+    page = pages.open(f"/s/{sid}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    bodies = sent_answers(page)
+    ask(daemon, sid, DB)
+    prompt = page.locator(".permission.open")
+    prompt.get_by_label("PostgreSQL").check()
+    prompt.get_by_label("Other answer to: Which database should the service use?").fill("DuckDB")
+    expect(prompt.get_by_label("PostgreSQL")).not_to_be_checked()
+    prompt.get_by_role("button", name="Submit").click()
+    expect(page.locator(".msg.agent").last).to_have_text('answers: {"0": "DuckDB"}')
+    assert bodies == [{"option_id": "proceed_once", "answers": {"0": "DuckDB"}}]
+
+
+def test_questions_fit_a_360_px_screen(pages: Pages, daemon: DaemonThread, workspace: Path) -> None:
+    sid = new_session(daemon, workspace)
+    page = pages.open(f"/s/{sid}", width=360, height=740)
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    ask(daemon, sid, DB, EXTRAS)
+    prompt = page.locator(".permission.open")
+    expect(prompt.locator("fieldset.question")).to_have_count(2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    for box in (prompt.locator(".other-text").first, prompt.get_by_role("button", name="Submit")):
+        bounds = box.bounding_box()
+        assert bounds is not None and bounds["x"] >= 0 and bounds["x"] + bounds["width"] <= 360, bounds
+    prompt.get_by_label("SQLite").check()
+    prompt.get_by_label("Metrics").check()
+    prompt.get_by_role("button", name="Submit").click()
+    expect(page.locator(".permission.resolved .outcome")).to_have_text("Submit")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+PLAN = "# Ship the store\n\n1. Add a **SQLite** store\n2. Write the tests\n\n- keep `make test` green\n"
+
+
+def test_plan_approval_shows_the_plan_as_markdown(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    sid = new_session(daemon, workspace)
+    page = pages.open(f"/s/{sid}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    prompt_via_api(daemon, sid, "mode plan\nplan-exit " + json.dumps(PLAN))
+    prompt = page.locator(".permission.open")
+    expect(prompt.get_by_role("heading", name="Approve the plan?")).to_be_visible()
+    plan = prompt.locator(".plan-proposal")
+    expect(plan.locator("h1")).to_have_text("Ship the store")
+    expect(plan.locator("ol li")).to_have_text(["Add a SQLite store", "Write the tests"])
+    expect(plan.locator("strong")).to_have_text("SQLite")
+    expect(plan.locator("ul li code")).to_have_text("make test")
+    expect(prompt).not_to_contain_text("# Ship")  # no raw copy of the Markdown beside it
+    # four options; focus on the allow-once that keeps approving edits by hand, never "auto-accept"
+    expect(prompt.locator(".options button")).to_have_count(4)
+    assert focused(page)["id"] == "proceed_once"
+    page.keyboard.press("Enter")
+    expect(page.locator(".permission.resolved")).to_have_attribute("data-outcome", "proceed_once")
+    expect(page.locator(".mode-note")).to_have_text(["Mode: Plan", "Mode: Default"])
+    expect(page.locator("#state")).to_have_text("idle")
+
+
 def test_focus_lands_on_allow_once_never_always(pages: Pages, daemon: DaemonThread, workspace: Path) -> None:
     sid = new_session(daemon, workspace)
     page = pages.open(f"/s/{sid}")
     expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
     prompt_via_api(daemon, sid, "permission Write notes.txt")  # nothing focused: the prompt takes it
     prompt = page.locator(".permission.open")
-    expect(prompt.locator(".options button")).to_have_text(["Always allow", "Allow once", "Reject"])
-    expect(prompt.get_by_role("button", name="Allow once")).to_be_focused()
-    assert focused(page) == {"text": "Allow once", "id": "proceed_once"}
+    expect(prompt.locator(".options button")).to_have_text(["Allow All Edits", "Allow", "Reject"])
+    expect(prompt.get_by_role("button", name="Allow", exact=True)).to_be_focused()
+    assert focused(page) == {"text": "Allow", "id": "proceed_once"}
     page.keyboard.press("Enter")  # a stray Enter grants this once, nothing more
     expect(page.locator(".permission.resolved")).to_have_attribute("data-outcome", "proceed_once")
     expect(page.locator(".msg.agent").last).to_have_text("allowed proceed_once")
@@ -68,8 +212,14 @@ def test_mode_changes_show_as_lines_named_like_the_selector(
     assert reply.status == 200, reply.body
     expect(lines).to_have_text(["Mode: Plan", "Mode: Default"])
     expect(page.locator("#mode")).to_have_value("default")
+    # "Allow All Edits" on an edit switches the agent to auto-edit, as Qwen Code does
+    page.locator("#prompt").fill("permission Write notes.txt")
+    page.locator("#prompt").press("Enter")
+    page.get_by_role("button", name="Allow All Edits").click()
+    expect(lines).to_have_text(["Mode: Plan", "Mode: Default", "Mode: Auto-edit"])
+    expect(page.locator("#state")).to_have_text("idle")
     page.reload()  # replayed from history, the lines are the same
-    expect(page.locator(".mode-note")).to_have_text(["Mode: Plan", "Mode: Default"])
+    expect(page.locator(".mode-note")).to_have_text(["Mode: Plan", "Mode: Default", "Mode: Auto-edit"])
     before = page.locator("#transcript").inner_text()
     assert before.index("planning now") < before.index("Mode: Plan")
 

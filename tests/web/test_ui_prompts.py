@@ -274,3 +274,28 @@ def test_a_turn_cut_off_by_the_daemon_shows_interrupted_cards(
     finally:
         pages.close()
         daemon.stop()
+
+
+def test_a_graceful_stop_mid_turn_reads_interrupted_not_cancelled(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    sid = new_session(daemon, workspace)
+    page = pages.open(f"/s/{sid}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    prompt_via_api(daemon, sid, "tool read notes.txt\npermission Write notes.txt")
+    expect(page.locator(".permission.open")).to_be_visible()
+    port = daemon.api.daemon.port
+    pages.allow(r"WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|status of (404|503)")
+    daemon.stop()
+    restarted = DaemonThread(daemon.settings, port=port).start()
+    try:
+        expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+        expect(page.locator(".turn-note")).to_have_text(
+            "Interrupted — the daemon stopped before the turn ended; prompt again to continue."
+        )
+        expect(page.locator(".permission.open")).to_have_count(0)
+        expect(page.locator(".tool-status", has_text="running")).to_have_count(0)
+        expect(page.locator('.tool[data-status="pending"]')).to_have_count(0)
+        expect(page.locator("#state")).to_have_text("idle")
+    finally:
+        restarted.stop()

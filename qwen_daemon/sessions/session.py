@@ -430,6 +430,8 @@ class Session:
             update.get("currentModeId"), str
         ):
             self.mode = update["currentModeId"]
+            if self.modes is not None:  # e.g. Qwen's "Allow All Edits": the detail's modes follow
+                self.modes["currentModeId"] = self.mode
             self._changed()
         event_type, fields = translate_update(update)
         self._emit(event_type, **fields)

@@ -36,6 +36,7 @@ from qwen_daemon.discovery import (
 )
 
 if TYPE_CHECKING:
+    from qwen_daemon.config import Settings
     from qwen_daemon.service import Supervisor, SupervisorStatus
 
 EXIT_OK = 0
@@ -95,6 +96,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         return commands.start(owner, settings.paths, given)
     from qwen_daemon import daemonize
 
+    _credentials_note(settings)
     recorded = {k: v for k, v in flags.items() if v is not None}
     try:  # for `restart`, which would otherwise come back with other settings (port, agent)
         write_private_file(settings.paths.start_flags_file, json.dumps(recorded), durable=False)
@@ -105,7 +107,22 @@ def cmd_start(args: argparse.Namespace) -> int:
     return daemonize.start_background(settings)
 
 
-def _start_flags(paths: Paths) -> dict[str, Any]:
+def _credentials_note(settings: Settings) -> None:
+    """One line when the default agent is Qwen Code and it has no credentials; the daemon still
+    starts (they may come before the first session), but otherwise a refused session is the first
+    the user hears of it."""
+    from qwen_daemon.agents import credentials
+    from qwen_daemon.agents.registry import AgentNotFound, resolve_spec
+
+    try:
+        agent = resolve_spec(settings.agent_spec())
+    except AgentNotFound:
+        return  # the daemon refuses to start, and says why
+    if agent.qwen_code and credentials.find_credentials({**os.environ, **agent.env}) is None:
+        _print_err(credentials.HINT)
+
+
+def start_flags(paths: Paths) -> dict[str, Any]:
     """The flags the last standalone ``start`` was given ({} if none are recorded)."""
     try:
         flags = json.loads(paths.start_flags_file.read_text(encoding="utf-8"))
@@ -191,7 +208,7 @@ def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
         from qwen_daemon.service import commands
 
         return commands.restart(owner, paths, args.timeout)
-    flags = _start_flags(paths)
+    flags = start_flags(paths)
     try:
         settings = load_settings(flags=flags, paths=paths)
     except ConfigError as exc:

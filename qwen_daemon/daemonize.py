@@ -213,8 +213,13 @@ def run_foreground(settings: Settings) -> int:
 # --- standalone (detached) --------------------------------------------------------------------
 
 
-def start_background(settings: Settings) -> int:
-    """Start a detached daemon and report its URL once it answers; non-zero if it cannot start."""
+def start_background(settings: Settings, *, exit_when_ready: bool = True) -> int:
+    """Start a detached daemon and report its URL once it answers; non-zero if it cannot start.
+
+    ``exit_when_ready=False`` returns 0 instead of ending the process at once, for a caller with
+    more to say afterwards (``service install`` bringing the standalone daemon back after a failed
+    hand-over must still report the failure and exit non-zero).
+    """
     paths = settings.paths
     try:
         check_not_running(paths)
@@ -249,6 +254,8 @@ def start_background(settings: Settings) -> int:
         url = make_url(settings.host, int(message), tls=settings.tls)
         print(f"qwen-daemon is running at {url}")
         print(f"Open in a browser: {url}?token={token}")
+        if not exit_when_ready:
+            return 0
         # Done: skip the interpreter's teardown of Tornado & co., which measured longer than the
         # whole start-up on a loaded 2-core machine. Nothing is left to flush or close but stdio.
         sys.stdout.flush()

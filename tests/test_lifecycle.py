@@ -400,3 +400,32 @@ def test_reopen_of_an_unknown_session_is_404(tmp_path: Path) -> None:
         assert reply.status == 404 and reply.body["error"]["code"] == "session_not_found"
 
     runs(tmp_path, body)
+
+
+def test_the_new_answers_match_the_openapi_document(tmp_path: Path) -> None:
+    """PATCH, reopen, the archived list and the agent_unavailable error, checked against their
+    documented schemas (tests/test_openapi.py checks every route is documented)."""
+    import jsonschema
+
+    from qwen_daemon.server.openapi import document
+
+    def check(name: str, value: Any) -> None:
+        jsonschema.Draft202012Validator({**document(), "$ref": f"#/components/schemas/{name}"}).validate(
+            value
+        )
+
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        reply = await api.call("PATCH", f"/api/sessions/{sid}", {"title": "t", "archived": True})
+        check("SessionDetail", reply.body)
+        [summary] = (await api.call("GET", "/api/sessions?archived=true")).body["sessions"]
+        check("Session", summary)
+        check("SessionDetail", (await api.call("POST", f"/api/sessions/{sid}/reopen")).body)
+        check("Error", (await api.call("PATCH", f"/api/sessions/{sid}", {"nope": 1})).body)
+        check("Error", (await api.call("GET", "/api/sessions?archived=maybe")).body)
+        paths = document()["paths"]
+        assert "patch" in paths["/api/sessions/{session_id}"]
+        assert "post" in paths["/api/sessions/{session_id}/reopen"]
+        assert "archived" in document()["components"]["schemas"]["Session"]["required"]
+
+    runs(tmp_path, body)

@@ -173,7 +173,7 @@ def test_a_plan_approval_carries_the_plan_and_its_mode_change(tmp_path: Path) ->
         url = f"/api/sessions/{sid}/permissions/{pending['request_id']}"
         assert (await api.call("POST", url, {"option_id": "proceed_always"})).status == 200
         detail = await api.wait_state(sid, "idle")
-        assert detail["mode"] == "auto-edit"
+        assert detail["mode"] == "auto-edit" and detail["modes"]["currentModeId"] == "auto-edit"
         last = [e for e in await api.events(sid) if e["type"] == "agent_update"][-2:]
         assert last[0]["update"] == {"sessionUpdate": "current_mode_update", "currentModeId": "auto-edit"}
         assert last[1]["update"]["method"] == "qwen/notify/session/mode-update"

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from qwen_daemon.agents.credentials import HINT, find_credentials
 from qwen_daemon.agents.registry import pinned_qwen_cli
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import Api, running_daemon
@@ -119,15 +120,20 @@ def test_real_qwen_without_credentials_is_a_clear_error(tmp_path: Path, isolated
         pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
     workspace = tmp_path / "project"
     workspace.mkdir()
+    assert find_credentials() is None  # what `start` would have said, in one line
 
     async def main() -> None:
         async with running_daemon(Settings(paths=Paths.from_platform(), port=0)) as api:
             reply = await api.call("POST", "/api/sessions", {"cwd": str(workspace)})
             assert reply.status == 502, reply.body
-            assert "Authentication required" in reply.body["error"]["message"]
+            message = reply.body["error"]["message"]
+            assert "Authentication required" in message
+            assert message.endswith(HINT)  # the agent's words, then how to give it credentials
             sid = reply.body["error"]["session_id"]
+            detail = (await api.call("GET", f"/api/sessions/{sid}")).body
+            assert detail["state"] == "failed" and detail["failure"] == message
             events = await api.events(sid)
-            assert any(e["type"] == "error" and "Authentication required" in e["message"] for e in events)
+            assert any(e["type"] == "error" and e["message"] == message for e in events)
             assert (await api.call("GET", "/health")).status == 200
 
     asyncio.run(main())
@@ -174,6 +180,7 @@ def test_real_qwen_conversation_survives_a_daemon_restart(tmp_path: Path, fake_l
 def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
+    assert find_credentials() is None  # what `start` would have said, in one line
 
     async def main() -> None:
         async with running_daemon(Settings(paths=Paths.from_platform(), port=0)) as api:
@@ -238,5 +245,63 @@ def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: 
             there = await api.create(other)
             assert manager.get(there["id"]).host.pid == warm.body["pid"]
             assert there["state"] == "idle"
+
+    asyncio.run(main())
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_real_qwen_idle_agent_sleeps_and_wakes_with_its_conversation_and_mode(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    """Walking away must not close the session (issue 13). With a short agent_idle_timeout Qwen
+    Code is stopped; the session stays open and idle, and the next prompt starts the agent again,
+    which loads the conversation (the fake LLM sees the earlier turn) and is given the session's
+    mode back: in auto-edit the write below runs without asking, where the default mode would."""
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    target = workspace / "woken.txt"
+
+    async def main() -> None:
+        settings = Settings(paths=Paths.from_platform(), port=0, agent_idle_timeout=1.0, spare_agents=0)
+        async with running_daemon(settings) as api:
+            sid = (await api.create(workspace, mode="auto-edit"))["id"]
+            fake_llm.queue(text("Noted."))
+            await turn_end(api, sid, await run_turn(api, sid, "Remember the word KIWI-4411 for later."))
+            host = api.daemon.manager.get(sid).host
+            first_pid = host.pid
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            assert first_pid is not None
+            while host.running or group_alive(first_pid):  # really stopped, its whole process group
+                assert loop.time() < deadline, "the idle agent was never put to sleep"
+                await asyncio.sleep(0.05)
+            detail = (await api.call("GET", f"/api/sessions/{sid}")).body
+            assert detail["state"] == "idle" and detail["mode"] == "auto-edit", detail
+
+            fake_llm.queue(write_file(str(target), "awake\n"), text("The word was KIWI-4411."))
+            before = await run_turn(api, sid, "Which word did I ask you to remember? Also write woken.txt.")
+            ended = await turn_end(api, sid, before)
+            assert ended["stop_reason"] == "end_turn"
+            new = [e for e in await api.events(sid) if e["seq"] > before]
+            assert not any(e["type"] in ("error", "permission_request") for e in new), new
+            assert agent_text(new, before) == "The word was KIWI-4411."
+            assert target.read_text() == "awake\n"
+            assert host.running and host.pid != first_pid
+            detail = (await api.call("GET", f"/api/sessions/{sid}")).body
+            assert detail["mode"] == "auto-edit" and detail["modes"]["currentModeId"] == "auto-edit", detail
+            woken = [e["text"] for e in await api.events(sid) if e["type"] == "user_message"]
+            assert woken == [
+                "Remember the word KIWI-4411 for later.",
+                "Which word did I ask you to remember? Also write woken.txt.",
+            ]  # the agent's replay of its history was not added to the transcript again
+        sent = json.dumps(fake_llm.main_requests[-1]["messages"])
+        assert "KIWI-4411 for later" in sent and "Which word did I ask you to remember?" in sent
 
     asyncio.run(main())

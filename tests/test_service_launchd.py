@@ -167,3 +167,20 @@ def test_a_homebrew_agent_is_the_owner_too(launchctl: Launchctl, paths: Paths) -
     assert res.returncode == 0, res.stderr
     assert launchctl.changes()[-1] == ["bootout", f"{launchctl.domain}/{BREW_LABEL}"]
     assert brew.exists()  # Homebrew's file stays Homebrew's
+
+
+def test_no_gui_domain_refuses_before_stopping_the_running_daemon(
+    launchctl: Launchctl, paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over ssh, with nobody logged in at the Mac, there is no gui/<uid> domain to load an agent
+    into: `install --now` says so and the standalone daemon keeps running, untouched."""
+    assert cli("start").returncode == 0
+    before = _pid(paths)
+    monkeypatch.setenv("FAKE_LAUNCHCTL_NO_GUI", "1")
+    res = cli("service", "install", "--manager", "launchd", "--now")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"launchd's {launchctl.domain} domain is not reachable" in res.stderr
+    assert f"nothing was changed: qwen-daemon (pid {before}) keeps running" in res.stderr
+    assert _pid(paths) == before and pid_alive(before)
+    assert not launchctl.plist().exists() and launchctl.changes() == []
+    assert cli("status").returncode == 0

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen_daemon import __version__
+from qwen_daemon.agents.credentials import with_hint
 from qwen_daemon.errors import AgentFailed
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class AgentHost:
         stop_timeouts: tuple[float, float, float] = (2.0, 3.0, 2.0),
         on_spawn: Callable[[int], None] | None = None,
         on_gone: Callable[[int], None] | None = None,
+        qwen_code: bool = False,
     ) -> None:
         self.command = tuple(command)
         self.cwd = cwd
@@ -102,6 +104,7 @@ class AgentHost:
         self._env = agent_environment(os.environ if env is None else env)
         self._start_timeout = start_timeout
         self._stop_timeouts = stop_timeouts
+        self._qwen_code = qwen_code  # its refusals for missing auth say how to give it credentials
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: Connection | None = None
         self._sinks: dict[str, SessionSink] = {}
@@ -309,7 +312,8 @@ class AgentHost:
         try:
             result = await conn.send_request(method, params)
         except RequestError as exc:
-            raise AgentFailed(describe_rpc_error(exc)) from None
+            message = describe_rpc_error(exc)
+            raise AgentFailed(with_hint(message, exc.code) if self._qwen_code else message) from None
         except ConnectionError:
             raise AgentFailed(f"the agent went away; see {self.log_path}") from None
         return result if isinstance(result, dict) else {}

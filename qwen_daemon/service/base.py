@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,11 @@ class Supervisor(ABC):
 
     @abstractmethod
     def status(self) -> SupervisorStatus: ...
+
+    @abstractmethod
+    def preflight(self, request: InstallRequest) -> list[str]:
+        """What would make ``install`` fail, one phrase each ([] if nothing), found without
+        changing anything: ``install --now`` checks before it stops a running daemon."""
 
     @abstractmethod
     def install(self, request: InstallRequest, say: Say) -> None: ...
@@ -185,6 +191,28 @@ def service_path(environ: Mapping[str, str] | None = None) -> str:
 def missing_on_path(path: str, programs: Sequence[str] = ("node",)) -> list[str]:
     """The ``programs`` a service with ``path`` would not find (reported as a warning)."""
     return [p for p in programs if shutil.which(p, path=path) is None]
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why files cannot be written in ``directory`` (created on demand), or None if they can.
+
+    Tried for real, with a nameless file made and dropped at once in it (or in its nearest existing
+    ancestor, which leaves nothing behind): permission bits say nothing for root, a read-only mount
+    or a file standing where a directory should be.
+    """
+    target = directory
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if target == directory and not target.is_dir():
+        return f"{directory} is not a directory"
+    if not target.is_dir():
+        return f"{directory} cannot be created: {target} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        return f"{directory} is not writable: {exc.strerror or exc}"
+    return None
 
 
 def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:

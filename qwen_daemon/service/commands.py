@@ -4,14 +4,23 @@
 Hand-over: a daemon found running outside the supervisor (started with plain ``qwen-daemon
 start`` before the service was installed) is stopped before the supervisor starts its own, so
 the supervisor's start never fails on "already running" and two copies never run at once.
+
+``service install --now`` never leaves the user with nothing running: every prerequisite (a
+reachable supervisor, a writable unit directory, an agent the service can find) is checked before
+the running daemon is touched, and a hand-over that fails anyway (the supervisor's start fails,
+or its daemon does not answer) stops the supervisor's copy and starts the standalone daemon
+again with the flags it was started with, then names what failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 from qwen_daemon.cli import (
@@ -19,12 +28,13 @@ from qwen_daemon.cli import (
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
+    start_flags,
     stop_standalone,
     wait_gone,
 )
 from qwen_daemon.cli_parser import STOP_GRACE
 from qwen_daemon.client import find_running, read_token
-from qwen_daemon.config import ConfigError, Paths, load_settings
+from qwen_daemon.config import ConfigError, Paths, Settings, load_settings, write_private_file
 from qwen_daemon.discovery import DiscoveryInfo, make_url, read_discovery
 from qwen_daemon.service import ServiceError, Supervisor, detect, for_platform
 from qwen_daemon.service.base import InstallRequest, daemon_argv, missing_on_path, service_path
@@ -48,19 +58,31 @@ def _serving(paths: Paths, not_instance: str | None = None) -> DiscoveryInfo | N
     return running[0]
 
 
-def _report(owner: Supervisor, paths: Paths, not_instance: str | None = None) -> int:
-    """Wait until the supervised daemon answers, then print its URL as a standalone start does."""
-    deadline = time.monotonic() + READY_TIMEOUT
+def _wait_serving(
+    paths: Paths, not_instance: str | None = None, timeout: float = READY_TIMEOUT
+) -> DiscoveryInfo | None:
+    """The supervised daemon once it answers; None if it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     info = _serving(paths, not_instance)
     while info is None:
         if time.monotonic() >= deadline:
-            _err(
-                f"{owner.name} started the service but the daemon did not answer within {READY_TIMEOUT:.0f} s"
-            )
-            _err("see `qwen-daemon logs` and `qwen-daemon status`")
-            return EXIT_FAIL
+            return None
         time.sleep(0.1)  # launchd returns before the daemon listens: poll, there is nothing to await
         info = _serving(paths, not_instance)
+    return info
+
+
+def _no_answer(owner: Supervisor, timeout: float = READY_TIMEOUT) -> str:
+    return f"{owner.name} started the service but the daemon did not answer within {timeout:g} s"
+
+
+def _report(owner: Supervisor, paths: Paths, not_instance: str | None = None) -> int:
+    """Wait until the supervised daemon answers, then print its URL as a standalone start does."""
+    info = _wait_serving(paths, not_instance)
+    if info is None:
+        _err(_no_answer(owner))
+        _err("see `qwen-daemon logs` and `qwen-daemon status`")
+        return EXIT_FAIL
     print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {owner.name})")
     token = read_token(paths)
     if token:
@@ -68,13 +90,21 @@ def _report(owner: Supervisor, paths: Paths, not_instance: str | None = None) ->
     return EXIT_OK
 
 
-def _hand_over(owner: Supervisor, paths: Paths, timeout: float) -> int:
-    """Stop a daemon that runs outside ``owner`` (its PID is not the supervisor's main PID)."""
+def _outside(owner: Supervisor, paths: Paths) -> DiscoveryInfo | None:
+    """The running daemon if it runs outside ``owner`` (its PID is not the supervisor's main PID)."""
     running = find_running(paths)
     if running is None:
-        return EXIT_OK
+        return None
     info = running[0]
     if owner.installed() and owner.status().main_pid == info.pid:
+        return None
+    return info
+
+
+def _hand_over(owner: Supervisor, paths: Paths, timeout: float) -> int:
+    """Stop a daemon that runs outside ``owner``, so that ``owner`` can start its own."""
+    info = _outside(owner, paths)
+    if info is None:
         return EXIT_OK
     _say(f"stopping the copy started outside {owner.name} (pid {info.pid}), so that {owner.name} owns it")
     return stop_standalone(paths, timeout)
@@ -172,18 +202,113 @@ def _install(backend: Supervisor, args: argparse.Namespace, paths: Paths) -> int
         socket=args.socket,
         dry_run=args.dry_run,
     )
-    if request.now and not request.dry_run and _hand_over(backend, paths, STOP_GRACE) != EXIT_OK:
+    if request.dry_run:
+        backend.install(request, _say)
+        _warn_missing(request)
+        return EXIT_OK
+    standalone = _outside(backend, paths) if request.now else None
+    problems = backend.preflight(request) + _agent_problems(settings, request.path)
+    comeback = None
+    if standalone is not None:
+        flags = start_flags(paths)
+        try:  # what it takes to start it again, should the hand-over fail
+            comeback = (flags, load_settings(flags=flags, paths=paths))
+        except ConfigError as exc:
+            problems.append(f"the running daemon could not be started again if the hand-over failed: {exc}")
+    if problems:
+        _err(f"cannot install the {backend.name} service:\n" + "\n".join(f"  - {p}" for p in problems))
+        if standalone is not None:
+            _err(f"nothing was changed: qwen-daemon (pid {standalone.pid}) keeps running at {standalone.url}")
         return EXIT_FAIL
-    backend.install(request, _say)
+    if standalone is None or comeback is None:
+        backend.install(request, _say)
+        _warn_missing(request)
+        if not request.now:
+            return EXIT_OK
+        if request.socket and find_running(paths) is None:
+            _say(f"the daemon starts on the first visit to {make_url(settings.host, settings.port)}")
+            return EXIT_OK
+        return _report(backend, paths)
+    return _take_over(backend, request, paths, standalone, comeback, settings.start_timeout)
+
+
+def _take_over(
+    backend: Supervisor,
+    request: InstallRequest,
+    paths: Paths,
+    standalone: DiscoveryInfo,
+    comeback: tuple[dict[str, Any], Settings],
+    timeout: float,
+) -> int:
+    """Stop the standalone daemon, install and start the service; bring it back if that fails
+    (``timeout``: the configured ``start_timeout``, how long a start may take to answer)."""
+    was_installed = backend.installed()
+    _say(f"stopping the copy started outside {backend.name} (pid {standalone.pid}), so that it owns it")
+    if stop_standalone(paths, STOP_GRACE) != EXIT_OK:
+        return EXIT_FAIL
+    try:
+        backend.install(request, _say)
+    except ServiceError as exc:
+        return _give_back(backend, comeback, str(exc), was_installed)
+    _warn_missing(request)
+    if request.socket and find_running(paths) is None:
+        _say(f"the daemon starts on the first visit to {make_url(request.host, request.port)}")
+        return EXIT_OK
+    info = _wait_serving(paths, timeout=timeout)
+    if info is None:
+        return _give_back(backend, comeback, _no_answer(backend, timeout), was_installed)
+    print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {backend.name})")
+    token = read_token(paths)
+    if token:
+        print(f"Open in a browser: {info.url}?{urlencode({'token': token})}")
+    return EXIT_OK
+
+
+def _give_back(
+    backend: Supervisor, comeback: tuple[dict[str, Any], Settings], failure: str, was_installed: bool
+) -> int:
+    """The hand-over failed: stop the supervisor's copy (and remove a unit this command added, so
+    the standalone daemon is the one owner again), start the standalone daemon again, name why."""
+    flags, settings = comeback
+    _err(f"handing the daemon over to {backend.name} failed: {failure}")
+    try:
+        if was_installed:
+            backend.stop(_say)
+        else:
+            backend.uninstall(_say)
+    except ServiceError as exc:
+        _err(f"could not stop what {backend.name} started: {exc}")
+    _say("starting qwen-daemon again as it ran before, outside any supervisor")
+    from qwen_daemon import daemonize
+
+    with contextlib.suppress(OSError):  # the supervisor's `start --foreground` recorded none
+        write_private_file(settings.paths.start_flags_file, json.dumps(flags), durable=False)
+
+    restarted = daemonize.start_background(settings, exit_when_ready=False) == EXIT_OK
+    where = "runs standalone again, as before" if restarted else "could not be started again (see above)"
+    _err(f"not handed over to {backend.name} ({failure.splitlines()[0]}); qwen-daemon {where}")
+    return EXIT_FAIL
+
+
+def _agent_problems(settings: Settings, path: str) -> list[str]:
+    """The default agent, looked for with the PATH the service gets: the daemon refuses to start
+    without it, and under a supervisor that means restarting it in vain."""
+    from qwen_daemon.agents.registry import AgentNotFound, resolve_spec
+
+    try:
+        resolve_spec(settings.agent_spec(), path=path)
+    except AgentNotFound as exc:
+        return [
+            f"the service would not find its agent with the PATH it gets (this shell's): {exc}; "
+            "run this from a shell whose PATH finds it, or give agent_cmd an absolute path"
+        ]
+    return []
+
+
+def _warn_missing(request: InstallRequest) -> None:
     missing = missing_on_path(request.path)
     if missing:
         _say(f"warning: {', '.join(missing)} is not on the PATH given to the service; Qwen Code needs node")
-    if request.dry_run or not request.now:
-        return EXIT_OK
-    if request.socket and find_running(paths) is None:
-        _say(f"the daemon starts on the first visit to {make_url(settings.host, settings.port)}")
-        return EXIT_OK
-    return _report(backend, paths)
 
 
 def _status(backend: Supervisor, as_json: bool) -> int:

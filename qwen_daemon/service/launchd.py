@@ -28,12 +28,14 @@ from qwen_daemon.service.base import (
     Supervisor,
     SupervisorStatus,
     run_tool,
+    unwritable,
     write_if_changed,
 )
 
 LABEL = "io.github.qwen-daemon"
 HOMEBREW_LABEL = "homebrew.mxcl.qwen-daemon"
 TIMEOUT = 60.0
+NO_LAUNCHCTL = "launchctl was not found; LaunchAgents need macOS"
 _PRINT_LINE = re.compile(r"^\t([a-z][a-z ]*?) = (.*)$")
 
 
@@ -103,14 +105,36 @@ class Launchd(Supervisor):
 
     # --- install / uninstall ------------------------------------------------------------------
 
-    def install(self, request: InstallRequest, say: Say) -> None:
+    def _conflicts(self, request: InstallRequest) -> list[str]:
+        problems = []
         if request.socket:
-            raise ServiceError("socket activation is a systemd feature; launchd starts the daemon at login")
+            problems.append("socket activation is a systemd feature; launchd starts the daemon at login")
         if self.plist_path(HOMEBREW_LABEL).exists():
-            raise ServiceError(
+            problems.append(
                 f"Homebrew already manages qwen-daemon ({self.plist_path(HOMEBREW_LABEL)}); "
                 "use `brew services start|stop qwen-daemon`"
             )
+        return problems
+
+    def preflight(self, request: InstallRequest) -> list[str]:
+        problems = self._conflicts(request)
+        if not self.available():
+            problems.append(NO_LAUNCHCTL)
+        elif run_tool(["launchctl", "print", self.domain], TIMEOUT, check=False).returncode != 0:
+            problems.append(
+                f"launchd's {self.domain} domain is not reachable from here (it exists while you are "
+                "logged in at the Mac itself, not in an ssh session alone); use `qwen-daemon start` instead"
+            )
+        for directory in (self.agents_dir, self.log_file.parent):
+            problem = unwritable(directory)
+            if problem is not None:
+                problems.append(problem)
+        return problems
+
+    def install(self, request: InstallRequest, say: Say) -> None:
+        problems = self._conflicts(request)
+        if problems:
+            raise ServiceError(problems[0])
         from qwen_daemon.service import templates  # rendering is only for install
 
         try:
@@ -122,7 +146,7 @@ class Launchd(Supervisor):
             say(f"# would write {path}\n{text}")
             return
         if not self.available():
-            raise ServiceError("launchctl was not found; LaunchAgents need macOS")
+            raise ServiceError(NO_LAUNCHCTL)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         changed = write_if_changed(path, text)
         say(f"wrote {path}" if changed else f"{path} is up to date")

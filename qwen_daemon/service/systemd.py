@@ -25,6 +25,7 @@ from qwen_daemon.service.base import (
     Supervisor,
     SupervisorStatus,
     run_tool,
+    unwritable,
     write_if_changed,
 )
 
@@ -46,6 +47,10 @@ START_TIMEOUT = 90.0
 #: systemctl stop waits for the daemon to stop its agents; TimeoutStopSec is 45 s.
 STOP_TIMEOUT = 90.0
 QUICK_TIMEOUT = 30.0
+NO_MANAGER = (
+    "no systemd user manager is reachable (`systemctl --user` needs one, and "
+    "XDG_RUNTIME_DIR must point at its runtime directory); use `qwen-daemon start` instead"
+)
 
 
 class Systemd(Supervisor):
@@ -121,6 +126,20 @@ class Systemd(Supervisor):
 
     # --- install / uninstall ------------------------------------------------------------------
 
+    def preflight(self, request: InstallRequest) -> list[str]:
+        problems = []
+        if not self.available():
+            problems.append(NO_MANAGER)
+        else:
+            try:  # its socket may outlive it: ask it something
+                run_tool(["systemctl", "--user", "show", "--property=Version"], QUICK_TIMEOUT)
+            except ServiceError as exc:
+                problems.append(f"the systemd user manager does not answer: {exc}")
+        problem = unwritable(self.unit_dir)
+        if problem is not None:
+            problems.append(f"the unit cannot be written: {problem}")
+        return problems
+
     def install(self, request: InstallRequest, say: Say) -> None:
         from qwen_daemon.service import templates  # rendering is only for install
 
@@ -135,10 +154,7 @@ class Systemd(Supervisor):
                 say(f"# would write {self.unit_dir / name}\n{text}")
             return
         if not self.available():
-            raise ServiceError(
-                "no systemd user manager is reachable (`systemctl --user` needs one, and "
-                "XDG_RUNTIME_DIR must point at its runtime directory); use `qwen-daemon start` instead"
-            )
+            raise ServiceError(NO_MANAGER)
         changed = False
         for name, text in files.items():
             path = self.unit_dir / name

@@ -219,6 +219,7 @@ class SessionManager:
             env={**self._env, **command.env},
             on_spawn=self.orphans.add if self.orphans else None,
             on_gone=self.orphans.discard if self.orphans else None,
+            qwen_code=command.qwen_code,
         )
         host.keep_spare_session = self.settings.spare_agents > 0
         return host

@@ -9,6 +9,8 @@ like launchd for the verbs qwen-daemon uses, so the tests see real effects, not 
 ``bootout gui/<uid>/<label>``     SIGTERM the job (SIGKILL after ExitTimeOut) and unload it
 ``kickstart [-k] gui/<uid>/<label>``  start it if not running; ``-k`` kills it first
 ``print gui/<uid>/<label>``       launchctl's key = value block (state, pid, runs), exit 113 if unknown
+``print gui/<uid>``               the domain itself; with ``FAKE_LAUNCHCTL_NO_GUI=1`` it is missing, as
+                                  in an ssh session of a user not logged in at the Mac (exit 113)
 
 Errors use launchctl's exit codes and messages. A domain other than ``gui/<our uid>`` is refused.
 """
@@ -120,6 +122,10 @@ def main(args: list[str]) -> None:
             _terminate(job)
         if kill or not _alive(job.get("pid", 0)):
             _spawn(job)
+    elif verb == "print" and rest == [DOMAIN]:
+        if os.environ.get("FAKE_LAUNCHCTL_NO_GUI") == "1":
+            _fail(113, f"Bad request.\nCould not find domain for user gui: {os.getuid()}")
+        print(f"{DOMAIN} = {{\n\ttype = gui\n\thandle = {os.getuid()}\n}}")
     elif verb == "print":
         label = _service(rest[0])
         if label not in state:

@@ -3,7 +3,16 @@
 
 import { el, errorHint, replaceChildren } from "./util.js";
 
-const STATUS_LABELS = { pending: "pending", in_progress: "running", completed: "done", failed: "failed" };
+const STATUS_LABELS = {
+  pending: "pending",
+  in_progress: "running",
+  completed: "done",
+  failed: "failed",
+  interrupted: "interrupted",
+  cancelled: "cancelled",
+  unfinished: "not finished",
+};
+const OPEN_STATUSES = new Set(["pending", "in_progress"]);
 const CONTEXT_LINES = 3;
 const MAX_DIFF_CELLS = 400_000;
 
@@ -138,8 +147,15 @@ function rawInputView(raw) {
 export class ToolCard {
   constructor(data) {
     this.data = {};
+    this.ended = null; // how the turn ended, once it did: a card still open then is not running
     this.el = el("article", { class: "tool" });
     this.update(data);
+  }
+
+  /** The turn ended (`stopReason`): a card still pending or running shows that it never finished. */
+  turnEnded(stopReason) {
+    this.ended = stopReason === "interrupted" || stopReason === "cancelled" ? stopReason : "unfinished";
+    if (OPEN_STATUSES.has(this.data.status || "pending")) this.update({});
   }
 
   update(fields) {
@@ -148,7 +164,8 @@ export class ToolCard {
     }
     const d = this.data;
     const kind = d.kind || "other";
-    const status = d.status || "pending";
+    const reported = d.status || "pending";
+    const status = this.ended && OPEN_STATUSES.has(reported) ? this.ended : reported;
     this.el.className = `tool status-${status}`;
     this.el.dataset.toolCallId = d.tool_call_id || "";
     this.el.dataset.status = status;
@@ -202,6 +219,7 @@ export function errorCard(message) {
 
 const STOP_NOTES = {
   cancelled: "Turn cancelled.",
+  interrupted: "Interrupted — the daemon stopped before the turn ended; prompt again to continue.",
   max_tokens: "Stopped: the reply reached the token limit.",
   max_turn_requests: "Stopped: too many steps in one turn.",
   refusal: "The agent refused to continue.",
@@ -209,5 +227,5 @@ const STOP_NOTES = {
 
 export function turnNote(stopReason) {
   const text = STOP_NOTES[stopReason];
-  return text ? el("p", { class: "turn-note", text }) : null;
+  return text ? el("p", { class: `turn-note stop-${stopReason}`, text }) : null;
 }

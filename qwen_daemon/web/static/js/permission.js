@@ -1,45 +1,82 @@
-// A permission request: exactly the options the agent sent, plus Qwen Code's ask_user_question
-// questions (meta.qwenQuestions) with their choices. Once resolved — here, in another tab, or by a
-// cancel — it collapses to its outcome, so a stale prompt can never be answered.
+// A permission request: exactly the options the agent sent, the questions it asks (`questions`,
+// the daemon's one shape for every agent) with their choices, and a plan to approve (`plan`,
+// Markdown). Once resolved — here, in another tab, or by a cancel — it collapses to its outcome,
+// so a stale prompt can never be answered.
+//
+// Safe by default: keyboard focus lands on the least permissive "allow once" option (or on the
+// first choice of a question), and Enter inside the questions submits with that option, so a
+// stray key press can never grant "always" or switch the session to auto-edit.
 
 import { toolContentView } from "./cards.js";
+import { renderMarkdown } from "./markdown.js";
 import { ApiError, el, replaceChildren } from "./util.js";
+
+/**
+ * The option Enter and focus may pick: an "allow once", preferring Qwen Code's `proceed_once`
+ * (its plan approval offers two: "restore previous mode", which may be auto-edit or yolo, and
+ * "manually approve edits"); never an "always". Null when the agent offers no such option.
+ */
+export function safeOption(options) {
+  const once = options.filter((o) => o.kind === "allow_once");
+  return once.find((o) => o.option_id === "proceed_once") || once[0] || null;
+}
 
 function questionView(requestId, question, index) {
   const name = `q-${requestId}-${index}`;
-  const multi = Boolean(question.multiSelect);
-  const options = (Array.isArray(question.options) ? question.options : []).map((option, k) =>
+  const multi = question.multi_select === true;
+  const type = multi ? "checkbox" : "radio";
+  const choices = (Array.isArray(question.options) ? question.options : []).map((option) =>
     el(
       "label",
       { class: "choice" },
-      el("input", { type: multi ? "checkbox" : "radio", name, value: option.label || "", dataset: { index: String(k) } }),
+      el("input", { type, name, class: "pick", value: option.label || "" }),
       el("span", { class: "choice-label", text: option.label || "" }),
       option.description ? el("span", { class: "choice-desc muted", text: option.description }) : null,
     ),
   );
-  const other = el("input", { type: "text", class: "other-text", "aria-label": "Other answer", placeholder: "Other answer" });
+  const otherPick = el("input", { type, name, class: "pick other-pick", value: "", "aria-label": "Other" });
+  const otherText = el("input", {
+    type: "text",
+    class: "other-text",
+    "aria-label": `Other answer to: ${question.question || `question ${index + 1}`}`,
+    placeholder: "Other…",
+    maxlength: "2000",
+  });
+  otherText.addEventListener("input", () => (otherPick.checked = otherText.value.trim() !== ""));
   return el(
     "fieldset",
-    { class: "question", dataset: { index: String(index) } },
-    el("legend", {}, question.header ? el("span", { class: "chip", text: question.header }) : null, el("span", { text: question.question || "" })),
-    options,
-    el("label", { class: "choice other" }, el("span", { class: "choice-label", text: multi ? "Also:" : "Or:" }), other),
+    { class: "question", dataset: { index: String(index), multi: String(multi) } },
+    el(
+      "legend",
+      {},
+      question.header ? el("span", { class: "chip", text: question.header }) : null,
+      el("span", { class: "question-text", text: question.question || "" }),
+    ),
+    multi ? el("p", { class: "question-hint muted", text: "Choose any that apply." }) : null,
+    choices,
+    el("div", { class: "choice other" }, el("label", {}, otherPick, el("span", { class: "choice-label", text: "Other" })), otherText),
   );
 }
 
-/** Collect {index: answer} like Qwen Code's own dialog (multi-select joined by ", "). */
-function collectAnswers(form) {
+/** One question's answer: the chosen label (a list of them for multi-select), or undefined. */
+function answerOf(fieldset) {
+  const other = fieldset.querySelector(".other-text").value.trim();
+  const picked = [...fieldset.querySelectorAll("input.pick:checked")]
+    .map((input) => (input.classList.contains("other-pick") ? other : input.value))
+    .filter((value) => value !== "");
+  if (!picked.length) return undefined;
+  return fieldset.dataset.multi === "true" ? picked : picked[0];
+}
+
+/** {answers: {"0": "SQLite", "1": ["A", "B"]}, missing: the fieldsets left unanswered}. */
+function collectAnswers(container) {
   const answers = {};
-  let missing = 0;
-  form.querySelectorAll("fieldset.question").forEach((fieldset) => {
-    const picked = [...fieldset.querySelectorAll("input:checked")].map((input) => input.value);
-    const other = fieldset.querySelector(".other-text").value.trim();
-    if (other) {
-      if (fieldset.querySelector('input[type="radio"]')) picked.splice(0, picked.length, other);
-      else picked.push(other);
-    }
-    if (picked.length) answers[fieldset.dataset.index] = picked.join(", ");
-    else missing++;
+  const missing = [];
+  container.querySelectorAll("fieldset.question").forEach((fieldset) => {
+    const answer = answerOf(fieldset);
+    fieldset.classList.toggle("missing", answer === undefined);
+    if (answer === undefined) missing.push(fieldset);
+    else answers[fieldset.dataset.index] = answer;
   });
   return { answers, missing };
 }
@@ -52,11 +89,13 @@ export class PermissionPrompt {
     this.answer = answer;
     this.resolved = false;
     this.options = Array.isArray(event.options) ? event.options : [];
-    const meta = event.meta || {};
-    this.questions = Array.isArray(meta.qwenQuestions) ? meta.qwenQuestions : [];
+    this.questions = Array.isArray(event.questions) ? event.questions : [];
+    this.plan = typeof event.plan === "string" && event.plan.trim() ? event.plan : null;
+    this.safe = safeOption(this.options);
     const tool = event.tool_call || {};
     this.status = el("p", { class: "prompt-status", role: "status" });
     this.questionsEl = el("div", { class: "questions" }, this.questions.map((q, i) => questionView(this.requestId, q, i)));
+    this.questionsEl.addEventListener("keydown", (e) => this.onKey(e));
     this.buttons = this.options.map((option) =>
       el("button", {
         type: "button",
@@ -66,12 +105,13 @@ export class PermissionPrompt {
         onclick: () => this.choose(option),
       }),
     );
-    const heading = this.questions.length ? "The agent has a question" : "Permission needed";
+    const heading = this.questions.length ? "The agent has a question" : this.plan ? "Approve the plan?" : "Permission needed";
     this.body = el(
       "div",
       { class: "permission-body" },
       el("p", { class: "permission-title" }, tool.kind ? el("span", { class: "chip", text: tool.kind }) : null, el("span", { text: tool.title || "" })),
-      el("div", { class: "tool-body" }, toolContentView(tool.content)),
+      el("div", { class: "tool-body" }, toolContentView(this.plan ? withoutPlanText(tool.content, this.plan) : tool.content)),
+      this.plan ? this.planView() : null,
       this.questionsEl,
       el("div", { class: "options", role: "group", "aria-label": "Answer" }, this.buttons),
       this.status,
@@ -84,13 +124,29 @@ export class PermissionPrompt {
     );
   }
 
+  planView() {
+    const body = el("div", { class: "md" });
+    renderMarkdown(body, this.plan);
+    return el("section", { class: "plan-proposal", "aria-label": "Proposed plan" }, body);
+  }
+
+  /** Enter in a question submits with the safe option (never an "always" one). */
+  onKey(event) {
+    if (event.key !== "Enter" || event.shiftKey || event.altKey || event.ctrlKey || event.metaKey || event.isComposing) return;
+    event.preventDefault();
+    if (this.safe) this.choose(this.safe);
+  }
+
   focus() {
-    const first = this.questionsEl.querySelector("input") || this.buttons[0];
-    if (first) first.focus({ preventScroll: true });
+    const safeButton = this.safe && this.buttons[this.options.indexOf(this.safe)];
+    const fallback = this.buttons.find((_, i) => this.options[i].kind !== "allow_always");
+    const target = this.questionsEl.querySelector("input") || safeButton || fallback;
+    if (target) target.focus({ preventScroll: true });
   }
 
   setBusy(busy) {
     this.buttons.forEach((button) => (button.disabled = busy));
+    this.questionsEl.querySelectorAll("input").forEach((input) => (input.disabled = busy));
   }
 
   async choose(option) {
@@ -98,8 +154,9 @@ export class PermissionPrompt {
     let answers;
     if (this.questions.length && String(option.kind).startsWith("allow")) {
       const collected = collectAnswers(this.questionsEl);
-      if (collected.missing) {
+      if (collected.missing.length) {
         this.status.textContent = "Answer every question first.";
+        collected.missing[0].querySelector("input").focus();
         return;
       }
       answers = collected.answers;
@@ -124,7 +181,7 @@ export class PermissionPrompt {
    * Collapse to the outcome. `elsewhere`: answered in another tab or client while shown here;
    * `why`: the text for a request that ended unanswered.
    */
-  resolve(optionId, elsewhere, why = "Cancelled — the turn was cancelled or ended") {
+  resolve(optionId, elsewhere, why = "Cancelled — the turn was cancelled or ended", answers = null) {
     if (this.resolved) return;
     this.resolved = true;
     const option = this.options.find((o) => o.option_id === optionId);
@@ -143,8 +200,29 @@ export class PermissionPrompt {
       el("summary", {}, el("span", { class: "outcome", text: outcome }), el("span", { class: "muted", text: ` — ${this.event.tool_call?.title || "request"}` })),
       this.body,
     );
-    replaceChildren(this.el, heading, details);
-    heading.textContent = this.questions.length ? "Question answered" : "Permission";
-    if (!option) heading.textContent = this.questions.length ? "Question withdrawn" : "Permission withdrawn";
+    replaceChildren(this.el, heading, details, option ? givenAnswers(this.questions, answers) : null);
+    const what = this.questions.length ? "Question" : this.plan ? "Plan" : "Permission";
+    heading.textContent = !option ? `${what} withdrawn` : this.questions.length ? "Question answered" : what;
   }
+}
+
+/** The answers the agent got (`{"0": "SQLite", "1": ["A", "B"]}`), one line per question. */
+function givenAnswers(questions, answers) {
+  if (!answers || typeof answers !== "object" || !Object.keys(answers).length) return null;
+  const lines = Object.entries(answers).map(([index, value]) => {
+    const question = questions[Number(index)] || {};
+    return el(
+      "li",
+      {},
+      el("span", { class: "chip", text: question.header || `Question ${Number(index) + 1}` }),
+      el("span", { text: Array.isArray(value) ? value.join(", ") : String(value) }),
+    );
+  });
+  return el("ul", { class: "given-answers", "aria-label": "Answers given" }, lines);
+}
+
+/** Tool content minus the plain-text copy of the plan (Qwen Code sends it there too). */
+function withoutPlanText(content, plan) {
+  if (!Array.isArray(content)) return content;
+  return content.filter((item) => !(item?.type === "content" && item.content?.type === "text" && item.content.text?.trim() === plan.trim()));
 }

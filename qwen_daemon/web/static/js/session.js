@@ -258,6 +258,9 @@ const transcript = new Transcript(ui.transcript, {
     if (!active || active === document.body) prompt.focus();
   },
 });
+// mode lines in the transcript use the names the mode selector shows (known once it is filled)
+new MutationObserver(() => transcript.nameModes(ui.mode.options)).observe(ui.mode, { childList: true });
+transcript.nameModes(ui.mode.options);
 
 const stream = new SessionStream(sessionId, {
   onEvent(event, live) {

@@ -28,6 +28,8 @@ export class Transcript {
     this.prompts = new Map();
     this.block = null; // the agent message or thought that chunks append to
     this.plan = null; // the plan card of the current turn
+    this.mode = null; // the mode the last mode line named, so a repeated report adds no line
+    this.modeNames = this.modeNames || new Map();
     this.dirty = new Set();
     clearTimeout(this.timer);
     this.timer = null;
@@ -105,7 +107,7 @@ export class Transcript {
         const prompt = this.prompts.get(event.request_id);
         if (prompt) {
           const why = event.expired ? "Expired — the daemon restarted before it was answered" : undefined;
-          prompt.resolve(event.option_id, live && !this.hooks.answeredHere(event.request_id), why);
+          prompt.resolve(event.option_id, live && !this.hooks.answeredHere(event.request_id), why, event.answers);
         }
         break;
       }
@@ -115,6 +117,7 @@ export class Transcript {
         break;
       case "turn_ended": {
         this.endBlock();
+        for (const card of this.tools.values()) card.turnEnded(event.stop_reason);
         const note = turnNote(event.stop_reason);
         if (note) this.add(note);
         break;
@@ -123,9 +126,35 @@ export class Transcript {
         this.endBlock();
         this.add(errorCard(event.message));
         break;
+      case "agent_update": {
+        const update = event.update || {};
+        if (update.sessionUpdate === "current_mode_update" && typeof update.currentModeId === "string") {
+          this.modeChange(update.currentModeId);
+        }
+        break;
+      }
       default:
-        break; // state is shown in the header; agent_update carries nothing to show yet
+        break; // state is shown in the header
     }
+  }
+
+  /** A line saying the session's mode changed (by the user, the daemon, or the agent itself). */
+  modeChange(id) {
+    if (id === this.mode) return;
+    this.mode = id;
+    this.endBlock();
+    this.add(el("p", { class: "turn-note mode-note", dataset: { mode: id }, text: this.modeLabel(id) }));
+  }
+
+  modeLabel(id) {
+    const name = this.modeNames.get(id) || id.charAt(0).toUpperCase() + id.slice(1);
+    return `Mode: ${name}`;
+  }
+
+  /** Learn the modes' names (`options`: [{value: id, text: name}]) and relabel the lines shown. */
+  nameModes(options) {
+    this.modeNames = new Map([...options].map((o) => [o.value, o.text]));
+    for (const line of this.root.querySelectorAll(".mode-note")) line.textContent = this.modeLabel(line.dataset.mode);
   }
 
   toolCall(event) {

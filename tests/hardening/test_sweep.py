@@ -5,10 +5,11 @@ SIGKILLs whatever reused those ids (shown with an unrelated ``setsid sleep``)."
 
 Why these fail on the old code: its sweep took every all-digit word of the file as a group id and
 SIGKILLed it, so the strangers below (listed the way a dead daemon's file names an id since reused,
-or as an old file's bare id) died at the next start. The orphan tests pin that the proof does not
-cost the sweep its purpose: a real agent left by a daemon and watchman both killed with -9 is still
-swept, with its leader alive or gone; and the file follows agents as they stop, so it never keeps
-an id the system may hand to someone else.
+or as an old file's bare id) died at the next start (checked by running them against it). The
+other tests check what the old code did too (in its file format): the proof must not cost the
+sweep its purpose or the file its accuracy. A real agent left by a daemon and watchman both killed
+with -9 is still swept, with its leader alive or gone; and the file follows agents as they stop
+and crash, so it never keeps an id the system may hand to someone else.
 
 Real daemons, real processes, psutil itself (nothing mocked). A stranger is started with
 ``start_new_session=True``: the same as ``setsid sleep``, but its own group before Popen returns.

@@ -45,11 +45,17 @@ def test_hundred_start_stop_cycles_leave_no_stray_process(tmp_path: Path) -> Non
 
 
 def test_sweep_kills_groups_a_dead_daemon_left(tmp_path: Path) -> None:
+    """Only with the proof a daemon records (start time and marker); a stranger's id survives it:
+    see tests/hardening/test_sweep.py."""
     import subprocess
 
-    leftover = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    from qwen_daemon.agents.orphans import AgentGroup
+
+    dead_daemon = OrphanGuard(tmp_path / "unused")  # only its token: it never started a watchman
+    env = {**os.environ, **dead_daemon.agent_env}
+    leftover = subprocess.Popen(["sleep", "300"], start_new_session=True, env=env)
     groups = tmp_path / "agent-groups"
-    groups.write_text(f"{leftover.pid}\n")
+    groups.write_text(AgentGroup.of(leftover.pid, dead_daemon.token).line())
     guard = OrphanGuard(groups)
     assert guard.sweep() == 1
     assert leftover.wait(timeout=10) == -9

@@ -216,7 +216,8 @@ class SessionManager:
             command.argv,
             path,
             self.settings.paths.agent_log_dir / f"{name}-{digest}.log",
-            env={**self._env, **command.env},
+            # the marker lets a later start prove the agent's group is ours before it kills it
+            env={**self._env, **command.env, **(self.orphans.agent_env if self.orphans else {})},
             on_spawn=self.orphans.add if self.orphans else None,
             on_gone=self.orphans.discard if self.orphans else None,
             qwen_code=command.qwen_code,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_fake_agent import fake_agent, run, select
+from tests.support.fake_agent_harness import fake_agent, run, select
 
 
 def recorded_request(name: str, raw: dict[str, Any], sid: str, **tool: Any) -> dict[str, Any]:

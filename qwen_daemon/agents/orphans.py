@@ -22,7 +22,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from qwen_daemon.config import write_private_file
+from qwen_daemon.private_files import write_private_file
 
 log = logging.getLogger(__name__)
 

@@ -409,6 +409,7 @@ def _run(args: argparse.Namespace) -> int:
         "agents": session_commands.cmd_agents,
         "new": session_commands.cmd_new,
         "mode": session_commands.cmd_mode,
+        "pending": session_commands.cmd_pending,
         "answer": session_commands.cmd_answer,
     }
     return commands[args.command](args, paths)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.cli_parser import SUBCOMMANDS, build_parser
 from qwen_daemon.client import ClientError, probe_health, read_token, request_json
-from qwen_daemon.config import ConfigError, Paths, load_settings, write_private_file
+from qwen_daemon.config import ConfigError, Paths, load_settings
 from qwen_daemon.discovery import (
     DiscoveryInfo,
     looks_like_daemon,
@@ -34,6 +34,7 @@ from qwen_daemon.discovery import (
     remove_discovery,
     starting_pid,
 )
+from qwen_daemon.private_files import write_private_file
 
 if TYPE_CHECKING:
     from qwen_daemon.config import Settings
@@ -352,7 +353,7 @@ def cmd_token(args: argparse.Namespace, paths: Paths) -> int:
         closed = payload.get("closed_websockets", 0) if isinstance(payload, dict) else 0
         print(f"token rotated; {closed} open connection(s) closed. New URL:")
         return cmd_url(args, paths)
-    from qwen_daemon.config import rotate_token
+    from qwen_daemon.private_files import rotate_token
 
     rotate_token(paths)
     print("token rotated (the daemon is not running; it will use the new token when started)")
@@ -408,6 +409,7 @@ def _run(args: argparse.Namespace) -> int:
         "agents": session_commands.cmd_agents,
         "new": session_commands.cmd_new,
         "mode": session_commands.cmd_mode,
+        "pending": session_commands.cmd_pending,
         "answer": session_commands.cmd_answer,
     }
     return commands[args.command](args, paths)

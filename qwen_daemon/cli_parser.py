@@ -145,14 +145,25 @@ def _add_mode(sub: Any) -> None:
     mode.add_argument("mode", help="a mode id the session's agent offers")
 
 
+def _add_pending(sub: Any) -> None:
+    pending = sub.add_parser(
+        "pending",
+        help="show a session's pending permission requests and questions",
+        description="Show what a session waits on: each pending request's id and tool, its options "
+        "(id and name) and its questions with their choices, numbered as `answer --answer` takes them.",
+    )
+    pending.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
+    pending.add_argument("--json", action="store_true", help="print the pending requests as JSON")
+
+
 def _add_answer(sub: Any) -> None:
     answer = sub.add_parser(
         "answer",
         help="answer a session's permission request or question",
         description="Answer a pending permission request: choose one of its options and, when it "
         "asks questions, answer each by index. A text that is none of a question's choices is a "
-        "free answer. A session's pending requests, with their ids, options and questions, are in "
-        "GET /api/sessions/SESSION (pending_permissions).",
+        "free answer. `qwen-daemon pending SESSION` shows a session's pending requests with their "
+        "ids, options and questions.",
     )
     answer.add_argument("session", help="session id (an older id that begins with '-' goes after '--')")
     answer.add_argument("request", help="the permission request's id")
@@ -208,6 +219,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "agents": _add_agents,
     "new": _add_new,
     "mode": _add_mode,
+    "pending": _add_pending,
     "answer": _add_answer,
 }
 

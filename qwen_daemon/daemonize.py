@@ -34,8 +34,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.client import find_running
-from qwen_daemon.config import Paths, Settings, ensure_private_dir, load_or_create_token
+from qwen_daemon.config import Paths, Settings
 from qwen_daemon.discovery import looks_like_daemon, make_url, read_pidfile
+from qwen_daemon.private_files import ensure_private_dir, load_or_create_token
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon

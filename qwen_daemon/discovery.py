@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qwen_daemon.config import Paths, write_private_file
+from qwen_daemon.config import Paths
+from qwen_daemon.private_files import write_private_file
 
 log = logging.getLogger(__name__)
 

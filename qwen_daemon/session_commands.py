@@ -1,4 +1,5 @@
-"""CLI commands about sessions and agents: list, prune, rename, archive, reopen, agents, new, mode, answer.
+"""CLI commands about sessions and agents: list, prune, rename, archive, reopen, agents, new, mode,
+pending, answer.
 
 They live apart from ``cli.py`` (lifecycle: start, stop, status, url, token) to keep each module
 small; like the rest of the CLI they only talk to the running daemon's API (or, for ``--prune``
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from typing import Any
 
 from qwen_daemon.cli import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, _print_err, _running, _session_list
@@ -163,6 +165,66 @@ def cmd_mode(args: argparse.Namespace, paths: Paths) -> int:
     if payload is None:
         return EXIT_FAIL
     print(f"{args.session}  mode={payload.get('mode')}")
+    return EXIT_OK
+
+
+#: C0 and C1 controls, DEL, and the bidirectional overrides and isolates
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(value: Any) -> str:
+    """``value`` as one line safe for a terminal.
+
+    Why: titles, questions and choices come from the agent, which repeats what a model wrote and
+    what a repository holds; an escape sequence printed as is could recolour, retitle or rewrite
+    the user's terminal, and a bidi override could make one option read as another.
+    """
+    return " ".join(_UNPRINTABLE.sub(" ", str(value)).split())
+
+
+def _request_lines(request: dict[str, Any]) -> list[str]:
+    """One pending request as the ``pending`` command prints it: id and title, options, questions."""
+    tool = request.get("tool_call")
+    tool = tool if isinstance(tool, dict) else {}
+    lines = [f"{_printable(request.get('request_id'))}  {_printable(tool.get('title') or '(untitled)')}"]
+    options = [
+        f"{_printable(o.get('option_id'))} ({_printable(o.get('name'))})"
+        for o in request.get("options") or []
+        if isinstance(o, dict)
+    ]
+    lines.append("  options: " + (", ".join(options) or "none"))
+    for index, question in enumerate(request.get("questions") or []):
+        if not isinstance(question, dict):
+            continue
+        header = _printable(question.get("header"))
+        kind = "several choices" if question.get("multi_select") else "one choice"
+        label = f"[{header}] " if header else ""
+        lines.append(f"  question {index}: {label}{_printable(question.get('question'))} ({kind})")
+        for choice in question.get("options") or []:
+            if isinstance(choice, dict):
+                about = _printable(choice.get("description"))
+                lines.append(f"    - {_printable(choice.get('label'))}" + (f": {about}" if about else ""))
+    plan = request.get("plan")
+    if isinstance(plan, str) and plan.strip():
+        lines.append("  plan:")
+        lines += [f"    {_printable(line)}" for line in plan.splitlines() if line.strip()]
+    return lines
+
+
+def cmd_pending(args: argparse.Namespace, paths: Paths) -> int:
+    """The permission requests and questions a session waits on, with what ``answer`` needs."""
+    detail = _call(paths, "GET", f"api/sessions/{args.session}", 200)
+    if detail is None:
+        return EXIT_FAIL
+    pending = [p for p in detail.get("pending_permissions") or [] if isinstance(p, dict)]
+    if args.json:
+        print(json.dumps(pending, indent=2))  # ASCII-escaped: no control character gets through
+        return EXIT_OK
+    if not pending:
+        print(f"{_printable(args.session)}  no pending requests")
+        return EXIT_OK
+    for request in pending:
+        print("\n".join(_request_lines(request)))
     return EXIT_OK
 
 

@@ -14,11 +14,12 @@ The text of each ``session/prompt`` is a script, one command per line (blank lin
 ``tool <kind> <title...>``   tool_call (pending) -> tool_call_update in_progress -> completed
 ``permission <title...>``    a write_file permission request exactly as Qwen Code sends it (options
                              proceed_always "Allow All Edits" / proceed_once "Allow" / cancel
-                             "Reject"), titled <title>; a proceed_* choice completes the tool with
-                             ``edited: <title>`` and says ``allowed <optionId>``; proceed_always
-                             first switches the mode to auto-edit (current_mode_update plus
-                             qwen/notify/session/mode-update, as Qwen does); cancel or a
-                             ``cancelled`` outcome fails the tool and ends the turn (cancelled)
+                             "Reject"), titled <title>; a proceed_* choice completes the tool, with
+                             no in_progress update first, carrying Qwen's recorded diff
+                             (``{type: diff, path: <cwd>/notes.txt, oldText: "", newText:
+                             "hello\n"}``) and says ``allowed <optionId>``; proceed_always first
+                             switches the mode to auto-edit (current_mode_update plus
+                             qwen/notify/session/mode-update, as Qwen does)
 ``question <text | json>``   ask_user_question as Qwen Code asks it: the questions in
                              ``toolCall._meta.qwenQuestions`` (options proceed_once "Submit" /
                              cancel). <text> is one single-select question (Yes / No); a JSON
@@ -44,7 +45,10 @@ The text of each ``session/prompt`` is a script, one command per line (blank lin
 anything else                agent_message_chunk ``echo: <line>``
 
 The permission requests are copies of what real Qwen Code sent, recorded in
-``tests/fixtures/qwen_permissions.json`` (see ``fake_agent_asks.py``).
+``tests/fixtures/qwen_permissions.json`` (see ``fake_agent_asks.py``). Rejecting any of them
+(``cancel``, or a ``cancelled`` outcome) fails the tool as Qwen does ("Tool ... was canceled by the
+user.") and ends the turn at once with stopReason ``end_turn``, the rest of the script unrun: real
+Qwen Code ends a rejected turn that way, not with ``cancelled``.
 
 After the script the turn ends with stopReason ``end_turn``. A ``session/cancel`` (or, like Qwen,
 a second ``session/prompt`` on the busy session) interrupts the running turn at once, answers it
@@ -128,8 +132,8 @@ def session_not_found(session_id: str) -> acp.RequestError:
     return acp.RequestError(-32002, "Session not found", {"sessionId": session_id})
 
 
-class TurnCancelled(Exception):
-    """The turn ends now with stopReason ``cancelled`` (a rejected or cancelled permission)."""
+class ToolRejected(Exception):
+    """The user rejected a permission: the turn ends now, with stopReason ``end_turn`` as Qwen's."""
 
 
 @dataclass
@@ -300,8 +304,8 @@ class FakeAgent:
                     await self._run_command(session, line, said)
                 except ValueError as exc:  # a malformed script line, e.g. "sleep soon"
                     raise acp.RequestError.invalid_params({"line": line, "details": str(exc)}) from exc
-        except TurnCancelled:
-            return "cancelled"
+        except ToolRejected:
+            return "end_turn"
         finally:
             if said:
                 session.history.append(("agent", "".join(said)))
@@ -395,14 +399,14 @@ class FakeAgent:
     async def _ask(
         self, session: Session, recorded: asks.Recorded, request: dict[str, Any]
     ) -> dict[str, Any]:
-        """Send a recorded request; the raw response for an allow, else the tool fails: TurnCancelled."""
+        """Send a recorded request; the raw response for an allow, else the tool fails: ToolRejected."""
         raw = await self.raw_request("session/request_permission", request)
         response = raw if isinstance(raw, dict) else {}
         outcome = response.get("outcome") or {}
         if outcome.get("outcome") == "selected" and outcome.get("optionId") not in (None, "cancel"):
             return response
-        await self.send(session.id, update_tool_call(recorded.call_id, status="failed"))
-        raise TurnCancelled
+        await self.send_raw(session.id, recorded.rejection())
+        raise ToolRejected
 
     async def _switch_mode(self, session: Session, recorded: asks.Recorded, mode_id: str | None) -> None:
         if mode_id is None or mode_id == session.mode:
@@ -418,8 +422,7 @@ class FakeAgent:
         response = await self._ask(session, recorded, asks.titled(recorded.request(), title))
         option_id = response["outcome"]["optionId"]
         await self._switch_mode(session, recorded, asks.EDIT_MODES.get(option_id))
-        output = tool_content(text_block(f"edited: {title}"))
-        await self.send(session.id, update_tool_call(recorded.call_id, status="completed", content=[output]))
+        await self.send_raw(session.id, recorded.completion())
         await self._say(session, f"allowed {option_id}", said)
 
     async def _question(self, session: Session, spec: str, said: list[str]) -> None:

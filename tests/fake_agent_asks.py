@@ -5,9 +5,9 @@ against the real agent (it once sent questions in a top-level ``_meta`` Qwen Cod
 Every request here is a copy of ``tests/fixtures/qwen_permissions.json`` (written by
 ``tests/record_qwen_shapes.py`` from Qwen Code itself) with only its per-call values replaced:
 session id, tool call id, title, workspace, and the question, plan or command the script names.
-What follows an answer is copied the same way: the tool's completion, and for "Allow All Edits"
-or a plan approval the ``current_mode_update`` plus the ``qwen/notify/session/mode-update``
-notification Qwen Code sends when its mode changes.
+What follows an answer is copied the same way: the tool's completion (or, for a rejection, its
+failure), and for "Allow All Edits" or a plan approval the ``current_mode_update`` plus the
+``qwen/notify/session/mode-update`` notification Qwen Code sends when its mode changes.
 
 Imported by ``tests/fake_agent.py`` as a sibling module (the fake runs as a script).
 """
@@ -80,6 +80,21 @@ class Recorded:
                 completed: dict[str, Any] = self._own(update)
                 return completed
         raise KeyError(f"no completion recorded for {self.recorded_call_id}")
+
+    def rejection(self) -> dict[str, Any]:
+        """The failed tool_call_update Qwen Code sends when the user rejects the request.
+
+        Recorded for write_file (``write_rejected``; a ``cancelled`` outcome gets the same reply);
+        other tools are assumed to fail alike, under their own tool name.
+        """
+        recorded = scenarios()["write_rejected"]
+        for entry in recorded["after"]:
+            update = entry.get("update") or {}
+            if update.get("sessionUpdate") == "tool_call_update" and update.get("status") == "failed":
+                tool = self.data["llm_tool_call"]["name"]
+                failed: dict[str, Any] = self._own(fill(update, {"write_file": tool}))
+                return failed
+        raise KeyError("no rejection recorded")
 
     def mode_change(self, mode_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The current_mode_update and Qwen Code's own mode notification, for ``mode_id``."""

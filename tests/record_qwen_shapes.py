@@ -4,10 +4,11 @@ Why: the fake agent (tests/fake_agent.py) stands in for Qwen Code in most tests.
 drifted from the real ones (questions in a top-level ``_meta`` that Qwen never sends), the tests
 passed and the product failed. This script drives the pinned Qwen Code over ACP against the fake
 OpenAI server, scripts the model to call ``ask_user_question`` (single and multi-select),
-``exit_plan_mode``, ``write_file`` and ``run_shell_command``, answers each permission request,
-and keeps the raw ``session/request_permission`` params, the client's answer, the updates and
-notifications that follow, and the tool result the model then received. Volatile values (session
-ids, temporary paths) become placeholders, so the file only changes when Qwen Code does.
+``exit_plan_mode``, ``write_file`` (allowed, then rejected) and ``run_shell_command``, answers
+each permission request, and keeps the raw ``session/request_permission`` params, the client's
+answer, the updates and notifications that follow, the tool result the model then received and
+the turn's stop reason. Volatile values (session ids, temporary paths) become placeholders, so
+the file only changes when Qwen Code does.
 
 Run ``.venv/bin/python -m tests.record_qwen_shapes`` to rewrite ``tests/fixtures/qwen_permissions.json``
 (``--check`` compares instead); ``tests/test_qwen_shapes.py`` does the comparison under pytest.
@@ -104,6 +105,14 @@ SCENARIOS = (
         "run_shell_command",
         {"command": "touch made-by-shell.txt", "description": "Create an empty file"},
         _selected("proceed_once"),
+    ),
+    # last: a rejection ends the turn without asking the model again, so its scripted "Done."
+    # is left over and must not be taken by a later scenario
+    Scenario(
+        "write_rejected",
+        "write_file",
+        {"file_path": "<workspace>/rejected.txt", "content": "no\n"},
+        _selected("cancel"),
     ),
 )
 

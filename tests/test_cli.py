@@ -305,6 +305,7 @@ def test_bad_config_exits_2_naming_the_setting(
         ["agents"],
         ["new"],
         ["mode"],
+        ["pending"],
         ["answer"],
     ],
 )

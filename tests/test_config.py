@@ -13,11 +13,9 @@ from qwen_daemon.config import (
     ConfigError,
     Paths,
     Settings,
-    ensure_private_dir,
-    load_or_create_token,
     load_settings,
-    write_private_file,
 )
+from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, write_private_file
 
 
 def _mode(path: Path) -> int:

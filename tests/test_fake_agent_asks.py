@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_fake_agent import fake_agent, run, select
+from tests.support.fake_agent_harness import fake_agent, run, select
 
 
 def recorded_request(name: str, raw: dict[str, Any], sid: str, **tool: Any) -> dict[str, Any]:
@@ -46,7 +46,21 @@ def test_permission_allowed(option_id: str) -> None:
                 assert mode.session_update == "current_mode_update" and mode.current_mode_id == "auto-edit"
                 notice = next(m for m in h.raw if m.get("method") == "qwen/notify/session/mode-update")
                 assert notice["params"]["currentModeId"] == "auto-edit"
+            # like Qwen: no in_progress for a permissioned tool; the completion carries the diff
+            assert [u.session_update for u in updates[:3]] == [
+                "tool_call",
+                "tool_call_update",
+                "agent_message_chunk",
+            ]
             assert updates[1].session_update == "tool_call_update" and updates[1].status == "completed"
+            completed = next(
+                m["params"]["update"]
+                for m in h.raw
+                if m.get("method") == "session/update" and m["params"]["update"].get("status") == "completed"
+            )
+            assert completed["content"] == [
+                {"type": "diff", "path": f"{Path.cwd()}/notes.txt", "oldText": "", "newText": "hello\n"}
+            ]
             assert h.client.text(sid) == f"allowed {option_id}after"
 
     run(main())
@@ -90,10 +104,8 @@ def test_plan_exit_and_shell_permission_as_qwen_sends_them(
                 u.current_mode_id for _, u in h.client.updates if u.session_update == "current_mode_update"
             ]
             assert modes == ([mode] if mode else [])
-            if option_id == "cancel":
-                assert response.stop_reason == "cancelled"
-            else:
-                assert response.stop_reason == "end_turn"
+            assert response.stop_reason == "end_turn"  # real Qwen Code's, a rejection included
+            if option_id != "cancel":
                 assert h.client.text(sid) == f"allowed {option_id}"
 
     run(main())
@@ -102,6 +114,9 @@ def test_plan_exit_and_shell_permission_as_qwen_sends_them(
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("outcome", [{"outcome": "selected", "optionId": "cancel"}, {"outcome": "cancelled"}])
 def test_permission_rejected_ends_turn(outcome: dict[str, Any]) -> None:
+    """Real Qwen Code fails the tool and ends the turn with end_turn (both recorded: see
+    tests/record_qwen_shapes.py's write_rejected), not with cancelled."""
+
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -111,9 +126,12 @@ def test_permission_rejected_ends_turn(outcome: dict[str, Any]) -> None:
 
             h.client.responder = reject
             response = await h.prompt(sid, "permission Write foo.txt\nsay never said")
-            assert response.stop_reason == "cancelled"
+            assert response.stop_reason == "end_turn"  # what real Qwen Code answers (the fixture's)
             assert h.client.kinds(sid) == ["tool_call", "tool_call_update"]
-            assert h.client.updates[1][1].status == "failed"
+            failed = h.client.updates[1][1]
+            assert failed.status == "failed"
+            assert failed.content[0].content.text == 'Tool "write_file" was canceled by the user.'
+            assert h.client.text(sid) == ""  # the rest of the script never ran
             assert (await h.prompt(sid, "say next")).stop_reason == "end_turn"
 
     run(main())

@@ -352,6 +352,36 @@ def test_reopen_refuses_a_session_whose_agent_is_gone_naming_it(tmp_path: Path) 
     )
 
 
+def test_a_rename_while_its_agent_is_missing_does_not_store_the_failure(tmp_path: Path) -> None:
+    """The failure of a session whose agent left the config is only listed, never stored: a
+    rename or archive in the meantime writes the whole record, and once the agent is back the
+    session must come back idle (with its new title), not failed for good."""
+    tiny = AgentSpec("tiny", (sys.executable, TINY_AGENT))
+    with_tiny = fake_settings(tmp_path, agents={"tiny": tiny})
+    without = fake_settings(tmp_path)
+    sid = ""
+
+    async def make(api: Api, ws: Path) -> None:
+        nonlocal sid
+        sid = (await api.create(ws, agent="tiny"))["id"]
+
+    async def rename_while_missing(api: Api, ws: Path) -> None:
+        assert (await api.call("GET", f"/api/sessions/{sid}")).body["state"] == "failed"
+        reply = await api.call("PATCH", f"/api/sessions/{sid}", {"title": "Renamed", "archived": True})
+        assert reply.status == 200, reply.body
+        assert reply.body["state"] == "failed" and reply.body["title"] == "Renamed", reply.body
+        reply = await api.call("PATCH", f"/api/sessions/{sid}", {"archived": False})
+        assert reply.status == 200, reply.body
+
+    async def agent_back(api: Api, ws: Path) -> None:
+        detail = (await api.call("GET", f"/api/sessions/{sid}")).body
+        assert detail["state"] == "idle" and detail["failure"] is None, detail
+        assert detail["title"] == "Renamed" and detail["archived"] is False, detail
+        assert (await turn(api, sid, "hello"))["stop_reason"] == "end_turn"
+
+    runs(tmp_path, make, rename_while_missing, agent_back, settings=[with_tiny, without, with_tiny])
+
+
 def test_reopen_an_old_closed_session(tmp_path: Path, history_dir: Path) -> None:
     """Sessions the former idle timer closed (read-only, prompts refused) can be reopened, and
     stay open across restarts; the next prompt restores the agent's conversation."""

@@ -28,7 +28,7 @@ def test_the_fixture_is_of_the_pinned_qwen_code() -> None:
     from tests.support.qwen import QWEN_VERSION
 
     assert FIXTURE["qwen_version"] == QWEN_VERSION
-    assert set(SCENARIOS) == {"question", "question_multi", "plan_exit", "write", "shell"}
+    assert set(SCENARIOS) == {"question", "question_multi", "plan_exit", "write", "shell", "write_rejected"}
 
 
 DB = {

@@ -16,9 +16,10 @@ import pytest
 
 from qwen_daemon.client import read_token
 from qwen_daemon.config import Paths
+from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.openapi import document
 from tests.support.daemon import Api, ThreadedDaemon, fake_settings, serve
-from tests.support.probe import cli, get_json, poll
+from tests.support.probe import cli, get_json, poll, start_daemon
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -225,3 +226,57 @@ def test_cli_answers_a_question(tmp_path: Path, paths: Paths) -> None:
         assert said(events) == 'answers: {"0": "SQLite", "1": "Auth, Export"}'
         again = cli("answer", sid, rid, "--option", "cancel")
         assert again.returncode == 1 and "already answered" in again.stderr
+
+
+@pytest.mark.usefixtures("daemon_reaper")
+def test_cli_lists_pending_requests_without_the_agents_control_characters(
+    tmp_path: Path, paths: Paths
+) -> None:
+    """``pending`` shows what ``answer`` needs (ids, options, questions and choices) against a
+    daemon started as a user starts it; what the agent wrote is printed without escape sequences
+    or bidi overrides, which could otherwise rewrite the user's terminal or disguise a choice."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    hostile = json.loads(json.dumps(QUESTIONS))
+    hostile["questions"][0]["question"] = "Which \x1b]0;pwned\x07database?\x1b[2J"
+    hostile["questions"][0]["header"] = "DB\u202e"
+    hostile["questions"][0]["options"][0]["description"] = "a \x1b[31mserver\x1b[0m\r\nfake: line"
+    start_daemon()
+    try:
+        info = read_discovery(paths)
+        assert info is not None
+        base, token = info.url + "api/sessions", read_token(paths)
+        sid = json.loads(cli("new", str(workspace), "--json").stdout)["id"]
+        assert cli("pending", sid).stdout == f"{sid}  no pending requests\n"
+        get_json(f"{base}/{sid}/prompt", token=token, body={"text": "question " + json.dumps(hostile)})
+
+        def listed() -> str:
+            res = cli("pending", sid)
+            assert res.returncode == 0, res.stderr
+            return res.stdout if "question 1" in res.stdout else ""
+
+        shown = poll(listed, 15, "the pending question")
+        [pending] = json.loads(cli("pending", sid, "--json").stdout)
+        rid = pending["request_id"]
+        assert pending["questions"][0]["question"] == hostile["questions"][0]["question"]  # JSON: as sent
+        assert shown.splitlines() == [
+            f"{rid}  Ask user 2 questions",
+            "  options: proceed_once (Submit), cancel (Cancel)",
+            "  question 0: [DB] Which ]0;pwned database? [2J (one choice)",
+            "    - PostgreSQL: a [31mserver [0m fake: line",
+            "    - SQLite: a file",
+            "  question 1: [Features] Which features? (several choices)",
+            "    - Auth: log in",
+            "    - Export: CSV",
+        ]
+        assert not any((ch < " " and ch != "\n") or "\x7f" <= ch <= "\x9f" for ch in shown), repr(shown)
+        done = cli(
+            "answer", sid, rid, "--option", "proceed_once", "--answer", "0=SQLite", "--answer", "1=Auth"
+        )
+        assert done.returncode == 0, done.stderr
+        poll(lambda: get_json(f"{base}/{sid}", token=token)["state"] == "idle", 15, "the turn's end")
+        assert cli("pending", sid, "--json").stdout.strip() == "[]"
+        missing = cli("pending", "nosuchsession")
+        assert missing.returncode == 1 and "no session" in missing.stderr, missing.stderr
+    finally:
+        assert cli("stop").returncode == 0

@@ -103,7 +103,8 @@ def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpe
             fake_llm.queue(write_file(str(rejected), "beta\n"), text("Fine, I will not."))
             before = await run_turn(api, sid, "Create rejected.txt")
             await answer_permission(api, sid, before, "cancel")
-            await turn_end(api, sid, before)
+            # a rejection ends the turn as a normal end (the fake agent copies this), not "cancelled"
+            assert (await turn_end(api, sid, before))["stop_reason"] == "end_turn"
             assert not rejected.exists()
             assert fake_llm.main_requests  # everything the agent asked went to the fake server
 

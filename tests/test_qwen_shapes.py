@@ -38,6 +38,8 @@ def test_real_qwen_still_sends_the_recorded_shapes() -> None:
         assert now.get("questions") == then.get("questions"), name
         assert now.get("plan") == then.get("plan"), name
         assert scenario["tool_result"] == recorded["scenarios"][name]["tool_result"], name
+        # the fake ends its turns the same way (a rejection: end_turn, not cancelled)
+        assert scenario["stop_reason"] == recorded["scenarios"][name]["stop_reason"], name
 
 
 def test_drift_sees_a_moved_field_and_a_new_option_but_not_a_new_title() -> None:

@@ -1,10 +1,11 @@
 """One ACP agent subprocess serving every session of one workspace.
 
 The host spawns the agent lazily, speaks JSON-RPC to it over stdio through the
-``agent-client-protocol`` package's :class:`acp.connection.Connection`, and routes what the agent
-sends by ACP session id to a :class:`SessionSink`. Incoming messages are handled as raw JSON, not
-through the SDK's pydantic models: the daemon is a relay, and a parse/dump round trip would drop
-fields it does not know (Qwen Code sends several non-standard ones).
+``agent-client-protocol`` package's :class:`acp.connection.Connection` (wrapped in
+``qwen_daemon.agents.connection``), and routes what the agent sends by ACP session id to a
+:class:`SessionSink`. Incoming messages are handled as raw JSON, not through the SDK's pydantic
+models: the daemon is a relay, and a parse/dump round trip would drop fields it does not know
+(Qwen Code sends several non-standard ones).
 
 Process hygiene: the agent gets its own process group, an environment without the supervisor's
 NOTIFY_SOCKET/WATCHDOG_*/LISTEN_* variables, a stdout line limit far above 64 KiB (one Qwen update
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen_daemon import __version__
+from qwen_daemon.agents.connection import describe_rpc_error, relay_connection_built, relay_connection_class
 from qwen_daemon.agents.credentials import with_hint
 from qwen_daemon.errors import AgentFailed
 
@@ -69,17 +70,6 @@ def agent_environment(base: Mapping[str, str], extra: Mapping[str, str] | None =
     env = {k: v for k, v in base.items() if k not in SUPERVISOR_ENV}
     env.update(extra or {})
     return env
-
-
-def describe_rpc_error(exc: BaseException) -> str:
-    """The agent's own words for a failed request (e.g. "Authentication required")."""
-    message = str(exc) or type(exc).__name__
-    data = getattr(exc, "data", None)
-    if isinstance(data, dict):
-        detail = data.get("details") or data.get("message")
-        if isinstance(detail, str) and detail and detail not in message:
-            message = f"{message}: {detail}"
-    return message
 
 
 class AgentHost:
@@ -184,12 +174,12 @@ class AgentHost:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         if self._on_spawn is not None:
             self._on_spawn(self._proc.pid)
-        if _RELAY_CONNECTION is None:  # the first agent: import the SDK while Node boots
-            await asyncio.to_thread(_relay_connection_class)  # off the loop, which keeps serving
+        if not relay_connection_built():  # the first agent: import the SDK while Node boots
+            await asyncio.to_thread(relay_connection_class)  # off the loop, which keeps serving
         if self._stopping:  # stop() found no process to stop while this one was being spawned
             raise AgentFailed("the agent was stopped while it started")
         self.generation += 1
-        conn = _relay_connection_class()(self._handle, self._proc.stdin, self._proc.stdout)
+        conn = relay_connection_class()(self._handle, self._proc.stdin, self._proc.stdout)
         conn.on_update = self._on_update  # type: ignore[attr-defined]
         self._conn = conn
         self._watch = asyncio.create_task(self._watch_exit(self._proc, self._conn))
@@ -468,34 +458,3 @@ class _SpareSession:
 
     def on_agent_exit(self, message: str) -> None:
         return None
-
-
-_RELAY_CONNECTION: type[Connection] | None = None
-
-
-def _relay_connection_class() -> type[Connection]:
-    """The SDK's Connection, with ``session/update`` notifications delivered synchronously.
-
-    Why: the SDK wraps every incoming notification in a task (plus a tracing span); updates are
-    nearly all the traffic, and profiling the relay showed that wrapper as its largest single
-    cost. Delivering them inline keeps their order and saves a task per event. Everything else
-    (requests, responses, other notifications) goes through the SDK unchanged. Built on first use,
-    in a thread (see ``_spawn_and_initialize``), because importing the SDK costs 0.4-1.7 s: on the
-    loop, that stalled every request and stream at the first agent's start.
-    """
-    global _RELAY_CONNECTION
-    if _RELAY_CONNECTION is None:
-        from acp.connection import Connection
-
-        class RelayConnection(Connection):
-            on_update: Callable[[Any], None] | None = None
-
-            def _process_message(self, message: dict[str, Any]) -> None:
-                if message.get("method") == "session/update" and "id" not in message and self.on_update:
-                    self.on_update(message.get("params"))
-                    return
-                super()._process_message(message)
-
-        _RELAY_CONNECTION = RelayConnection
-        gc.freeze()  # the SDK's modules stay for good: keep full collections from rescanning them
-    return _RELAY_CONNECTION

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_daemon.config import write_private_file
+from qwen_daemon.private_files import write_private_file
 
 if TYPE_CHECKING:
     import psutil

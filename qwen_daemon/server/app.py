@@ -28,8 +28,9 @@ import tornado.websocket
 
 from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
-from qwen_daemon.config import ConfigError, Settings, load_or_create_token, rotate_token, secure_paths
+from qwen_daemon.config import ConfigError, Settings
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
+from qwen_daemon.private_files import load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.server import health, openapi, pages, sessions_api, stream
 from qwen_daemon.server.base import NotFoundHandler
 from qwen_daemon.server.connections import HEADER_TIMEOUT, MAX_CONNECTIONS, CappedHTTPServer, raise_file_limit

@@ -34,8 +34,9 @@ from qwen_daemon.cli import (
 )
 from qwen_daemon.cli_parser import STOP_GRACE
 from qwen_daemon.client import find_running, read_token
-from qwen_daemon.config import ConfigError, Paths, Settings, load_settings, write_private_file
+from qwen_daemon.config import ConfigError, Paths, Settings, load_settings
 from qwen_daemon.discovery import DiscoveryInfo, make_url, read_discovery
+from qwen_daemon.private_files import write_private_file
 from qwen_daemon.service import ServiceError, Supervisor, detect, for_platform
 from qwen_daemon.service.base import InstallRequest, daemon_argv, missing_on_path, service_path
 

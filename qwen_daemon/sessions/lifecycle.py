@@ -71,11 +71,23 @@ def reopen(session: Session) -> bool:
         return False
     session.failure = None
     session.closed_at = None
+    session.stored_standing = None  # its agent is back: what is in memory is what to keep
     session._agent_generation = -1  # whichever host it is bound to now restores its agent session
     session.state = "idle"
     session._emit("state", state="idle")
     session._changed()
     return True
+
+
+def agent_missing(session: Session, reason: str) -> None:
+    """List a restored session as failed because its named agent is not in the config (or not found).
+
+    The failure lives in memory only: its record keeps the state it was stored with, however
+    often the session is saved meanwhile (a rename or an archive writes the whole record), so
+    once the agent is back, the next start restores the session as it was rather than failed.
+    """
+    session.stored_standing = (session.state, session.failure)
+    session.state, session.failure = "failed", reason
 
 
 def recover(session: Session, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:

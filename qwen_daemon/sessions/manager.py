@@ -154,8 +154,7 @@ class SessionManager:
         lifecycle.recover(session, interrupted, self.persist.store.permissions(record.id, "pending"))
         if unavailable is not None and session.state != "closed":
             log.warning("session %s: listed, but cannot run: %s", record.id, unavailable)
-            # failed in memory only: once the agent is back, the next start restores it as it was
-            session.state, session.failure = "failed", f"its agent {agent!r} is not available: {unavailable}"
+            lifecycle.agent_missing(session, f"its agent {agent!r} is not available: {unavailable}")
         self.sessions[session.id] = session
 
     def _restored_agent(self, name: str) -> tuple[str, str | None]:

@@ -122,6 +122,9 @@ class Session:
         self.mode: str | None = None  # re-applied after a restore: Qwen Code does not persist it
         self.closed_at: float | None = None
         self.archived = False  # only hides it from the default list; a prompt unarchives it
+        #: the state and failure its record keeps while it is failed only because its named agent
+        #: is missing (see ``lifecycle.agent_missing``); None when what is in memory is the truth
+        self.stored_standing: tuple[State, str | None] | None = None
         self._suspending = False  # a daemon stop is ending the turn: it ends "interrupted"
         self._persist = persist
         if persist is None:
@@ -170,6 +173,7 @@ class Session:
         return self.state in BUSY_STATES
 
     def record(self) -> SessionRecord:
+        state, failure = self.stored_standing or (self.state, self.failure)
         return SessionRecord(
             id=self.id,
             cwd=self.cwd,
@@ -177,8 +181,8 @@ class Session:
             agent=self.agent,
             agent_session_id=self.agent_session_id,
             mode=self.mode,
-            state=self.state,
-            failure=self.failure,
+            state=state,
+            failure=failure,
             created_at=self.created_at,
             updated_at=self.updated_at,
             closed_at=self.closed_at,

@@ -30,8 +30,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from qwen_daemon.config import ensure_private_dir, write_private_file
 from qwen_daemon.jsontext import replace_lone_surrogates
+from qwen_daemon.private_files import ensure_private_dir, write_private_file
 
 log = logging.getLogger(__name__)
 

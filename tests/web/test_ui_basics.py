@@ -137,7 +137,9 @@ def test_permission_prompt_offers_the_agents_options_and_completes_the_tool(
     expect(resolved).to_have_attribute("data-outcome", "proceed_once")
     expect(resolved.locator(".outcome")).to_have_text("Allow")
     expect(tool).to_have_attribute("data-status", "completed")
-    expect(tool.locator(".tool-body")).to_have_text("edited: Write notes.txt")
+    diff = tool.locator(".tool-body .diff")  # the completion carries the edit's diff, as Qwen's does
+    expect(diff.locator(".path")).to_have_text(f"{workspace / 'notes.txt'} (new file)")
+    expect(diff.locator(".line.add")).to_have_text("+ hello")
     expect(page.locator(".msg.agent").last).to_have_text("allowed proceed_once")
     wait_idle(page)
     expect(page.locator(".permission.open")).to_have_count(0)

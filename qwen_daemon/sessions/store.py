@@ -261,7 +261,11 @@ class Store:
                 os.close(fd)
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # a full disk at the stop: what is committed stays, closed cleanly
+            queued = len(self._events) + len(self._writes)
+            log.error("closing %s: %d queued rows cannot be written and are lost: %s", self.path, queued, exc)
         try:
             with self._checkpoint_lock:
                 if self._checkpointer is not None:
@@ -337,11 +341,13 @@ class Store:
             self._after_commit = callbacks + self._after_commit
             return self.flush()
         except Exception:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            # keep the data queued: a later flush may succeed (e.g. after disk space is freed)
+            # keep the data queued (first: a ROLLBACK can fail too): a later flush may succeed,
+            # e.g. once disk space is freed
             self._events, self._writes = events + self._events, writes + self._writes
             self._after_commit = callbacks + self._after_commit
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
         for callback in callbacks:
             callback()

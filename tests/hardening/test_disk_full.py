@@ -179,3 +179,13 @@ async def recovered(api: Api, client: WsClient, streaming_id: str, idle_id: str)
     assert accepted.status == 202, accepted.body
     await api.wait_state(idle_id, "idle")
     assert (await api.call("GET", f"/api/sessions/{streaming_id}")).body["state"] == "running"
+
+
+def test_where_mounting_is_impossible_ci_fails_instead_of_skipping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one skip allowed here names the impossibility, and CI (root) never takes it."""
+    monkeypatch.setattr(sys.modules[__name__], "REQUIRED", True)
+    with pytest.raises(pytest.fail.Exception, match="no mount here — CI=true requires"):
+        _cannot("no mount here")
+    monkeypatch.setattr(sys.modules[__name__], "REQUIRED", False)
+    with pytest.raises(pytest.skip.Exception, match="no mount here"):
+        _cannot("no mount here")

@@ -11,7 +11,9 @@ Damage: a file that is not a database, or fails SQLite's quick check (run at eac
 file is exactly as a clean close left it), is moved aside (kept, named
 ``sessions.db.corrupt-<time>``) and a fresh one is started; the daemon logs both paths. A database
 that cannot be opened or written (permissions, a full disk) stops the daemon from starting with
-a message naming the file: silently starting empty would hide the user's sessions.
+a message naming the file: silently starting empty would hide the user's sessions. Once running,
+a commit that fails (the disk filled up) keeps its rows queued for the next try, so nothing is lost
+while it lasts; :mod:`qwen_daemon.sessions.persistence` says so to clients and retries.
 
 Schema changes go through :data:`MIGRATIONS`, applied in order and recorded in ``user_version``.
 """

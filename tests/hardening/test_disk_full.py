@@ -20,6 +20,7 @@ import asyncio
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,9 +30,12 @@ from typing import Any
 import jsonschema
 import pytest
 
+from qwen_daemon.config import Paths
+from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.openapi import document
-from tests.support.daemon import Api, WsClient, fake_settings, running_daemon
-from tests.support.probe import cli
+from tests.support.daemon import FAKE_AGENT, Api, WsClient, fake_settings, running_daemon
+from tests.support.probe import cli, get_json, poll
+from tests.test_sdnotify import NotifySocket
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -189,3 +193,47 @@ def test_where_mounting_is_impossible_ci_fails_instead_of_skipping(monkeypatch: 
     monkeypatch.setattr(sys.modules[__name__], "REQUIRED", False)
     with pytest.raises(pytest.skip.Exception, match="no mount here"):
         _cannot("no mount here")
+
+
+@pytest.mark.usefixtures("daemon_reaper")
+def test_under_systemd_the_status_line_says_degraded_then_listening_again(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """``start --foreground`` with a notify socket: STATUS= follows the database's health, so
+    ``systemctl --user status`` shows a full disk too."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    notify = NotifySocket()
+    start = ["start", "--foreground", "--port", "0", "--agent-cmd", f"{sys.executable} {FAKE_AGENT}"]
+    with (tmp_path / "foreground.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qwen_daemon", *start],
+            env={**os.environ, "NOTIFY_SOCKET": notify.env_value},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        notify.wait_for(lambda m: "READY=1" in m)
+        paths = Paths.from_platform()
+        info = read_discovery(paths)
+        assert info is not None
+        token = paths.token_file.read_text(encoding="utf-8").strip()
+        created = get_json(info.url + "api/sessions", token=token, body={"cwd": str(workspace)})
+        events = info.url + f"api/sessions/{created['id']}/events"
+        get_json(events.replace("/events", "/prompt"), token=token, body={"text": "stream 100000 5"})
+        poll(lambda: get_json(events, token=token)["last_seq"] >= 20, 30, "the session to stream")
+
+        filler = fill(small_fs)
+        degraded = notify.wait_for(lambda m: any(x.startswith("STATUS=degraded:") for x in m), timeout=60)
+        assert any(DISK_FULL in x for x in degraded if x.startswith("STATUS=degraded:"))
+        filler.unlink()
+        listening = f"STATUS=Listening on {info.url}"
+        notify.wait_for(lambda m: m.count(listening) == 2, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()

@@ -257,8 +257,9 @@ class Persistence:
 
         Live, now: an ``error`` frame with no ``seq`` (see :meth:`EventLog.notify`). Without a seq
         it is no event a client can resume from: its cursor stays on the last committed event, so
-        a reconnect can neither skip the held ones nor meet this frame again, and nothing it has
-        seen can be taken back by a crash (the frame only says that something is not yet safe).
+        a reconnect cannot skip the held ones (it hears this frame anew while the failure lasts),
+        and nothing it has seen can be taken back by a crash: the frame only says that something
+        is not yet safe, and every event it has seen is committed.
         Durable, later: the same message as an ``error`` event queued behind the held ones; it
         takes the next seq and is committed and published with them, in order, once a write
         succeeds, so the history shows where saving stopped and seqs stay continuous.

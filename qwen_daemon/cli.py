@@ -312,6 +312,9 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
                     "instance_id": info.instance_id,
                     "started_at": info.started_at,
                     "sessions": count,
+                    # "degraded" (with the reason) while the session database cannot be written
+                    "status": health.get("status"),
+                    "reason": health.get("reason"),
                     **managed,
                 }
             )
@@ -320,6 +323,9 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
         sessions = "unknown" if count is None else str(count)
         print(f"qwen-daemon {health.get('version')} is running at {info.url} (pid {info.pid})")
         print(f"started {info.started_at}; sessions: {sessions}")
+        if health.get("status") == "degraded":
+            print(f"DEGRADED: {health.get('reason')} ({paths.database})")
+            print("  new events are held in memory; prompts are refused until a write succeeds again")
         print(managed_line)
         if supervisor is not None and supervisor.main_pid != info.pid:
             print(f"note: pid {info.pid} runs outside {manager}; `qwen-daemon restart` hands it over")

@@ -67,6 +67,13 @@ class ShuttingDown(DaemonError):
     code = "shutting_down"
 
 
+class StorageUnavailable(DaemonError):
+    """The session database cannot be written (a full disk, a read-only file): a command whose
+    result could not be saved is refused (507) rather than accepted and left to stall."""
+
+    code = "storage_unavailable"
+
+
 class AgentUnavailable(DaemonError):
     """The session's named agent is not in the config (or cannot be found): it cannot run now."""
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
+from qwen_daemon.errors import StorageUnavailable
 from qwen_daemon.sessions.events import EventLog
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.store import Store
@@ -225,3 +228,75 @@ def test_a_failing_checkpoint_is_logged_and_the_next_one_runs(
 
     asyncio.run(main())
     assert "WAL checkpoint or sync failed: disk on fire" in caplog.text
+
+
+class Unwritable(Store):
+    """A real store whose commits fail while ``broken`` (as a database gone read-only does)."""
+
+    broken = False
+    failed = 0  # commits refused so far
+
+    def flush(self) -> int:
+        if self.broken and self.dirty:
+            self.failed += 1
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return super().flush()
+
+
+def test_failing_commits_degrade_tell_live_clients_once_and_recover_in_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14, finding 6 without a filesystem: while commits fail the persistence is degraded
+    (the reason, 507 for writes), each session's live clients hear it once as an error frame
+    with no seq, the failure is logged once (not at every retry), and the first commit that
+    succeeds publishes the held events and the durable error event in order."""
+
+    async def main() -> None:
+        store = Unwritable(tmp_path / "sessions.db")
+        persist = Persistence(store)
+        persist.RETRY_SECONDS = 0.01
+        changes: list[str | None] = []
+        persist.listeners.append(changes.append)
+        logs = {name: EventLog(sink=persist.sink_for(name)) for name in ("s1", "s2")}
+        frames: dict[str, list[tuple[int, str]]] = {"s1": [], "s2": []}
+        for name, log in logs.items():
+            log.subscribe(0, lambda e, name=name: frames[name].append((e.seq, e.json)))
+        logs["s1"].append("agent_message_chunk", text="saved")
+        await until(lambda: logs["s1"].last_seq == 1)
+        persist.require_writable()  # nothing failed yet
+
+        store.broken = True
+        logs["s1"].append("agent_message_chunk", text="held")
+        await until(lambda: persist.failure is not None)
+        assert persist.failure == "cannot write the session database: attempt to write a readonly database"
+        with pytest.raises(StorageUnavailable, match="readonly database"):
+            persist.require_writable()
+        notices = [json.loads(text) for seq, text in frames["s1"] if seq == 0]
+        assert [n["error"]["code"] for n in notices] == ["storage_unavailable"]
+        assert frames["s2"] == [], "a session with nothing held was told"
+        logs["s2"].append("agent_message_chunk", text="held too")  # talks while degraded: told at once
+        assert [seq for seq, _ in frames["s2"]] == [0]
+        failed = store.failed
+        await until(lambda: store.failed >= failed + 3)  # retries that fail again
+        assert len([r for r in caplog.records if "readonly" in r.getMessage()]) == 1
+        assert logs["s1"].last_seq == 1 and len(store.events("s1")) == 1
+
+        store.broken = False
+        await until(lambda: persist.failure is None)
+        assert changes == ["cannot write the session database: attempt to write a readonly database", None]
+        persist.require_writable()
+        published = [json.loads(text) for seq, text in frames["s1"] if seq]
+        assert [(e["seq"], e["type"]) for e in published] == [
+            (1, "agent_message_chunk"),
+            (2, "agent_message_chunk"),
+            (3, "error"),
+        ]
+        assert [(seq, type_) for seq, type_, _ts, _payload in store.events("s1")] == [
+            (1, "agent_message_chunk"),
+            (2, "agent_message_chunk"),
+            (3, "error"),
+        ]
+        assert [e.seq for e in logs["s2"].since(0)] == [1, 2]
+        persist.close()
+
+    asyncio.run(main())

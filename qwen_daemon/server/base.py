@@ -61,6 +61,7 @@ ERROR_STATUS: dict[str, int] = {
     "agent_error": 502,
     "shutting_down": 503,
     "agent_unavailable": 409,
+    "storage_unavailable": 507,
 }
 
 #: Largest JSON body a handler accepts (the HTTP server's own cap is higher, for uploads later).

@@ -3,6 +3,10 @@
 ``/health`` answers without a token because the CLI and supervisors probe it before they have
 (or need) one; it therefore says nothing secret — just enough (``pid`` + ``instance_id``) for a
 client to verify that the process behind a discovery file really is that daemon.
+
+``status`` is ``degraded``, with a ``reason``, while the session database cannot be written (a
+full disk): the daemon still answers, but holds new events in memory and refuses prompts (507)
+until a write succeeds again. The reason names no path, for the same reason as above.
 """
 
 from __future__ import annotations
@@ -19,16 +23,19 @@ class HealthHandler(BaseHandler):
 
     def get(self) -> None:
         daemon = self.daemon
-        self.write_json(
-            {
-                # "stopping" lets `qwen-daemon stop` tell a shutdown in progress from a hang.
-                "status": "stopping" if daemon.stopping else "ok",
-                "version": __version__,
-                "pid": daemon.pid,
-                "instance_id": daemon.instance_id,
-                "started_at": daemon.started_at,
-            }
-        )
+        failure = daemon.manager.storage_failure
+        # "stopping" lets `qwen-daemon stop` tell a shutdown in progress from a hang.
+        status = "stopping" if daemon.stopping else "degraded" if failure else "ok"
+        body = {
+            "status": status,
+            "version": __version__,
+            "pid": daemon.pid,
+            "instance_id": daemon.instance_id,
+            "started_at": daemon.started_at,
+        }
+        if status == "degraded":
+            body["reason"] = failure
+        self.write_json(body)
 
 
 class StopHandler(BaseHandler):

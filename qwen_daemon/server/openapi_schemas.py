@@ -157,7 +157,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["status", "version", "pid", "instance_id", "started_at"],
         "properties": {
-            "status": {"enum": ["ok", "stopping"]},
+            "status": {"enum": ["ok", "degraded", "stopping"]},
+            "reason": {
+                "type": "string",
+                "description": "only when degraded: why the session database cannot be written",
+            },
             "version": {"type": "string"},
             "pid": {"type": "integer"},
             "instance_id": {"type": "string"},

@@ -11,6 +11,11 @@ with an ``id`` echoed in the reply: ``{"type": "ack", "id", ...}`` or
 ``{"type": "error", "id", "error": {"code", "message"}}``. A bad frame gets an error frame and
 the connection stays open.
 
+While the session database cannot be written, the daemon sends an ``error`` frame with no
+``seq`` and ``error.code`` ``storage_unavailable`` (at once to every client of a session whose
+events are held, and after the replay to any client that connects meanwhile); the held events,
+followed by the same message as an ``error`` event, arrive once a write succeeds.
+
 A client that cannot keep up (too many unflushed bytes) is disconnected rather than allowed to
 grow the daemon's memory; it reconnects with its last ``seq`` and loses nothing.
 
@@ -80,6 +85,10 @@ class SessionStreamHandler(BaseWebSocketHandler):
         replay, self._sub = self.session.events.subscribe(self._after, self._send_event, self._session_ended)
         for event in replay:
             self._send_event(event)
+        persist = self.manager.persist
+        notice = persist.notice() if persist is not None else None
+        if notice is not None:  # commits fail now: what the clients already here were told
+            self._write(notice)
 
     def on_close(self) -> None:
         if self._sub is not None:

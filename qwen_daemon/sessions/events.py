@@ -175,6 +175,18 @@ class EventLog:
             for sub in tuple(self._subscribers):
                 sub.callback(event)
 
+    def notify(self, frame: str) -> None:
+        """Send ``frame`` (JSON text without a ``seq``) to every live subscriber now.
+
+        Outside the sequence, so outside the durability rule: nothing stores it and no replay
+        repeats it. Only for what clients must hear while nothing can be committed (see
+        :meth:`qwen_daemon.sessions.persistence.Persistence.flush`); it reaches them as an
+        :class:`Event` with ``seq`` 0, which no stored event has.
+        """
+        notice = Event(0, "notice", "", frame)
+        for sub in tuple(self._subscribers):
+            sub.callback(notice)
+
     def _window_after(self, after: int) -> list[Event]:
         if not self._events or after >= self._events[-1][0]:
             return []

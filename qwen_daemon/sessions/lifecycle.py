@@ -51,6 +51,8 @@ def edit(session: Session, changes: Mapping[str, Any]) -> None:
         raise BadRequest("title must be a string")
     if "archived" in changes and not isinstance(changes["archived"], bool):
         raise BadRequest("archived must be true or false")
+    if session._persist is not None:
+        session._persist.require_writable()  # 507: a change that cannot be saved is not made
     if "title" in changes:
         session.title = validate_title(changes["title"], session.cwd)
     if "archived" in changes:

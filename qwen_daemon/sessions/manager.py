@@ -328,6 +328,15 @@ class SessionManager:
     # --- sessions -----------------------------------------------------------------------------
 
     @property
+    def storage_failure(self) -> str | None:
+        """Why the session database cannot be written now (None: it can); see persistence.py."""
+        return self.persist.failure if self.persist is not None else None
+
+    def _require_writable(self) -> None:
+        if self.persist is not None:
+            self.persist.require_writable()
+
+    @property
     def open_count(self) -> int:
         return sum(1 for s in self.sessions.values() if s.state in OPEN_STATES)
 
@@ -335,6 +344,7 @@ class SessionManager:
         """Create a session (with the named agent, in ``mode``). Raises AgentFailed after recording why."""
         if self._closing:
             raise ShuttingDown("the daemon is stopping")
+        self._require_writable()
         path = validate_cwd(cwd)
         name = validate_title(title, path)
         if self.open_count >= self.settings.max_sessions:
@@ -396,6 +406,7 @@ class SessionManager:
             return session
         if self._closing:
             raise ShuttingDown("the daemon is stopping")
+        self._require_writable()
         if self.open_count >= self.settings.max_sessions:
             raise LimitReached(f"at most {self.settings.max_sessions} sessions may be open; close one first")
         _agent, missing = self._restored_agent(session.agent)
@@ -415,6 +426,7 @@ class SessionManager:
     async def delete(self, session_id: str) -> None:
         """Cancel and close the session and forget it."""
         session = self.get(session_id)
+        self._require_writable()  # deleting rows needs room in the WAL too
         await session.close(reason="deleted")
         self.sessions.pop(session_id, None)
         if self.persist is not None:
@@ -423,6 +435,7 @@ class SessionManager:
 
     async def prune(self, older_than_days: float | None = None) -> builtins.list[str]:
         """Delete closed sessions closed more than ``retention_days`` ago; returns their ids."""
+        self._require_writable()
         days = self.settings.retention_days if older_than_days is None else older_than_days
         cutoff = time.time() - days * 86400
         doomed = [

@@ -6,6 +6,14 @@ permission rows) is committed by a single ``call_soon`` callback; then the event
 waiting publish to their clients. A failed commit keeps everything queued, logs the reason, and
 retries a second later: clients see nothing they could lose.
 
+A failing commit (a full disk, a database gone read-only) must not stall clients silently, so
+until one succeeds again the daemon is *degraded* (:attr:`Persistence.failure`): ``/health`` and
+``qwen-daemon status`` say so with the reason, and commands that would write are refused with 507
+(:meth:`Persistence.require_writable`). Each session whose events are held is told at once with
+an ``error`` frame on its live streams (see :meth:`Persistence._tell` for how that one frame is
+seen before it is committed without breaking the rule for anything else). Recovery needs nobody:
+the retry that succeeds commits the held events in order and publishes them.
+
 Checkpoints copy the WAL back into the database in a worker thread (PASSIVE: commits go on). Each
 fsyncs, and on a shared disk that slows the loop's own WAL writes, so a due checkpoint (every
 :attr:`Persistence.CHECKPOINT_ROWS` rows) waits for a pause: no commit for
@@ -41,6 +49,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from qwen_daemon import jsontext
+from qwen_daemon.errors import StorageUnavailable
 from qwen_daemon.sessions.events import Backfill, Event, EventLog, EventSink
 from qwen_daemon.sessions.store import SessionRecord, Store
 
@@ -80,6 +90,12 @@ class Persistence:
         #: checkpoints run; catch-up ones, ones started with no pause in sight, and holds among
         #: them (logged at close; for tests and the bench)
         self.stats = {"checkpoints": 0, "catch_ups": 0, "overdue": 0, "holds": 0}
+        #: why commits fail, in words for clients (no path: ``/health`` is public); None while
+        #: they succeed. Set, the daemon is degraded (see the module's docstring).
+        self.failure: str | None = None
+        #: called with :attr:`failure` each time it changes (sd_notify STATUS)
+        self.listeners: list[Callable[[str | None], None]] = []
+        self._told: set[EventLog] = set()  # logs whose clients have heard of the current failure
 
     def sink_for(self, session_id: str) -> EventSink:
         def sink(log: EventLog, event: Event) -> None:
@@ -88,9 +104,33 @@ class Persistence:
             self.store.add_event(session_id, event.seq, event.type, event.ts, event.json)
             if not self._waiting_logs or self._waiting_logs[-1] is not log:
                 self._waiting_logs.append(log)
+            if self.failure is not None and log not in self._told:
+                self._tell(log)  # a session that starts talking while commits fail
             self._schedule()
 
         return sink
+
+    def require_writable(self) -> None:
+        """Raise :class:`StorageUnavailable` (507) while commits fail: a prompt accepted then would
+        run a turn no client sees and nothing saves (issue 14, finding 6)."""
+        if self.failure is not None:
+            raise StorageUnavailable(
+                f"{self.failure}; commands that must be saved are refused until a write succeeds again"
+            )
+
+    def notice(self) -> str | None:
+        """The live ``error`` frame for the current failure (None without one): for a client that
+        connects while commits fail, and for :meth:`_tell`."""
+        if self.failure is None:
+            return None
+        error = {"code": StorageUnavailable.code, "message": self._held_message()}
+        return jsontext.dumps({"type": "error", "error": error})
+
+    def _held_message(self) -> str:
+        return (
+            f"{self.failure}: this session's events are kept in memory and are saved and sent once "
+            "a write succeeds; prompts are refused until then"
+        )
 
     def backfill_for(self, session_id: str) -> Backfill:
         def backfill(after: int, through: int) -> list[Event]:
@@ -161,20 +201,74 @@ class Persistence:
         try:
             rows = self.store.flush()
         except Exception as exc:  # the store kept it all queued; nothing is published unsaved
-            if isinstance(exc, sqlite3.Error):
-                log.error("cannot write the session database %s: %s (retrying)", self.store.path, exc)
-            else:
-                log.exception("cannot write the session database %s (retrying)", self.store.path)
-            self._waiting_logs = logs + self._waiting_logs
+            # each log once: a long outage with interleaved sessions must not grow the list
+            self._waiting_logs = list(dict.fromkeys(logs + self._waiting_logs))
             with contextlib.suppress(RuntimeError):  # no running loop: the caller retries
                 self._schedule(self.RETRY_SECONDS)
+            self._failed(exc)
             return
+        if self.failure is not None:
+            log.warning("the session database %s is writable again: %d rows committed", self.store.path, rows)
+            self._set_failure(None)
         self._uncheckpointed += rows
         for event_log in logs:
             event_log.publish()
         self._last_commit = time.monotonic()
         if self._uncheckpointed >= self.CHECKPOINT_ROWS:
             self._make_due()
+
+    # --- failing commits (see the module's docstring) -----------------------------------------
+
+    def _failed(self, exc: Exception) -> None:
+        """Degrade (logged once per reason, not at every retry: the log may be on the same full
+        disk), and tell every session whose events are held."""
+        if isinstance(exc, sqlite3.Error):
+            reason = f"cannot write the session database: {exc}"
+        elif isinstance(exc, OSError):  # its text may name a path
+            reason = f"cannot write the session database: {exc.strerror or type(exc).__name__}"
+        else:
+            reason = "cannot write the session database: internal error; see the daemon log"
+        if reason != self.failure:
+            log.error(
+                "cannot write the session database %s: %s; events are held in memory, prompts refused, "
+                "retrying every %.0f s",
+                self.store.path,
+                exc,
+                self.RETRY_SECONDS,
+                exc_info=not isinstance(exc, sqlite3.Error | OSError),
+            )
+            self._set_failure(reason)
+        for event_log in list(self._waiting_logs):
+            if event_log not in self._told:
+                self._tell(event_log)
+
+    def _set_failure(self, failure: str | None) -> None:
+        self.failure = failure
+        self._told.clear()
+        for listener in self.listeners:
+            try:
+                listener(failure)
+            except Exception:
+                log.exception("error in a storage listener")
+
+    def _tell(self, event_log: EventLog) -> None:
+        """Tell a session's clients that its events are held: the one thing seen before it is
+        committed, and why that keeps the rule "committed before seen" for everything else.
+
+        Live, now: an ``error`` frame with no ``seq`` (see :meth:`EventLog.notify`). Without a seq
+        it is no event a client can resume from: its cursor stays on the last committed event, so
+        a reconnect cannot skip the held ones (it hears this frame anew while the failure lasts),
+        and nothing it has seen can be taken back by a crash: the frame only says that something
+        is not yet safe, and every event it has seen is committed.
+        Durable, later: the same message as an ``error`` event queued behind the held ones; it
+        takes the next seq and is committed and published with them, in order, once a write
+        succeeds, so the history shows where saving stopped and seqs stay continuous.
+        """
+        self._told.add(event_log)  # first: the append below comes back through the sink
+        frame = self.notice()
+        if frame is not None:
+            event_log.notify(frame)
+            event_log.append("error", message=self._held_message())
 
     # --- checkpoints (see the module's docstring) ---------------------------------------------
 

@@ -207,11 +207,13 @@ class Session:
             self._emit("state", state=state)
             self._changed()
 
-    def _check_open(self) -> None:
+    def _check_open(self, *, writes: bool = True) -> None:
         if self.state == "closed":
             raise SessionClosed(f"session {self.id} is closed")
         if self.state == "failed":
             raise SessionFailed(f"session {self.id} failed: {self.failure}")
+        if writes and self._persist is not None:
+            self._persist.require_writable()  # 507 while nothing can be saved
 
     async def _ensure_agent_session(self) -> None:
         """Make sure the agent holds a live ACP session for us, restoring ours after a restart."""
@@ -338,7 +340,7 @@ class Session:
 
     async def cancel(self) -> None:
         """End the running turn (if any): pending permissions resolve as cancelled at once."""
-        self._check_open()
+        self._check_open(writes=False)  # stopping an agent must work on a full disk
         if not self.busy:
             return
         self._resolve_all_pending()
@@ -410,6 +412,8 @@ class Session:
             if request_id in self._answered or stored is not None:
                 raise PermissionAlreadyAnswered(f"permission request {request_id} was already answered")
             raise PermissionNotFound(f"no permission request {request_id} in session {self.id}")
+        if self._persist is not None:  # the agent would wait for a commit that cannot happen
+            self._persist.require_writable()
         reply = pending.ask.answer(option_id, answers)  # BadRequest before anything is forwarded
         pending.answers = reply.answers
         self._resolve(pending, option_id, reply.response)

@@ -11,7 +11,9 @@ Damage: a file that is not a database, or fails SQLite's quick check (run at eac
 file is exactly as a clean close left it), is moved aside (kept, named
 ``sessions.db.corrupt-<time>``) and a fresh one is started; the daemon logs both paths. A database
 that cannot be opened or written (permissions, a full disk) stops the daemon from starting with
-a message naming the file: silently starting empty would hide the user's sessions.
+a message naming the file: silently starting empty would hide the user's sessions. Once running,
+a commit that fails (the disk filled up) keeps its rows queued for the next try, so nothing is lost
+while it lasts; :mod:`qwen_daemon.sessions.persistence` says so to clients and retries.
 
 Schema changes go through :data:`MIGRATIONS`, applied in order and recorded in ``user_version``.
 """
@@ -261,7 +263,11 @@ class Store:
                 os.close(fd)
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # a full disk at the stop: what is committed stays, closed cleanly
+            queued = len(self._events) + len(self._writes)
+            log.error("closing %s: %d queued rows cannot be written and are lost: %s", self.path, queued, exc)
         try:
             with self._checkpoint_lock:
                 if self._checkpointer is not None:
@@ -337,11 +343,13 @@ class Store:
             self._after_commit = callbacks + self._after_commit
             return self.flush()
         except Exception:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            # keep the data queued: a later flush may succeed (e.g. after disk space is freed)
+            # keep the data queued (first: a ROLLBACK can fail too): a later flush may succeed,
+            # e.g. once disk space is freed
             self._events, self._writes = events + self._events, writes + self._writes
             self._after_commit = callbacks + self._after_commit
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
         for callback in callbacks:
             callback()

@@ -297,6 +297,10 @@ const stream = new SessionStream(sessionId, {
   onMissing(count) {
     transcript.missingHistory(count);
   },
+  onNotice(error) {
+    // e.g. storage_unavailable: the daemon holds what the agent sends and retries; say so, keep going
+    setNote(`The daemon cannot save right now: ${error.message}. Nothing is lost; it retries every second.`, "error");
+  },
   onEnd(reason) {
     // nobody can answer these any more: never leave a prompt that looks answerable
     for (const prompt of transcript.openPrompts) prompt.resolve(null, false, "Expired — the session ended");

@@ -22,11 +22,13 @@ export class SessionStream {
    * @param sessionId the session to follow
    * @param hooks {
    *   onEvent(event, live), onHello(hello), onStatus(status, detail), onReset(),
-   *   onMissing(count), onEnd(reason)
+   *   onMissing(count), onEnd(reason), onNotice(error)
    * } — status is "connecting" | "connected" | "reconnecting" | "offline" (with, while waiting to
    *   retry, the time of the next attempt as a third argument, for a countdown); onReset: the daemon's
    *   log restarted, start the view over; onMissing: that many events are older than the daemon
-   *   keeps; onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized".
+   *   keeps; onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized";
+   *   onNotice: a live {code, message} the daemon could not commit yet (e.g. a full disk), which
+   *   has no seq and so is never part of the replayable history.
    */
   constructor(sessionId, hooks) {
     this.id = sessionId;
@@ -199,6 +201,8 @@ export class SessionStream {
       this.receive(frame);
     } else if (frame.type === "hello") {
       this.hello(frame);
+    } else if (frame.type === "error" && frame.error && this.hooks.onNotice) {
+      this.hooks.onNotice(frame.error);
     } else if (frame.type === "ack" && frame.id === this.awaitingPing) {
       this.clear("ack");
       this.schedulePing();

@@ -35,8 +35,8 @@ from tornado.httputil import HTTPServerRequest
 
 #: Characters of one client-controlled field kept in a log line (before escaping).
 MAX_FIELD = 200
-#: Characters of a whole refused record's message (Tornado's own notes quote raw input).
-MAX_REFUSAL_LINE = 1000
+#: Characters kept of a message quoting client text whole (Tornado's notes, error messages).
+MAX_MESSAGE = 1000
 #: Refusals logged back to back before the rate limit applies.
 REFUSAL_BURST = 20
 #: Refusals logged per second once the burst is spent.
@@ -123,7 +123,7 @@ class RefusalLimiter(logging.Filter):
         if pending:  # outside the lock: handle() runs this filter again (and passes the line)
             self.handler.handle(_suppressed_record(record, pending))
         if refused:  # Tornado's notes quote raw input; our own refusals are clipped already
-            record.msg, record.args = clip(record.getMessage(), MAX_REFUSAL_LINE), None
+            record.msg, record.args = clip(record.getMessage(), MAX_MESSAGE), None
         return True
 
 

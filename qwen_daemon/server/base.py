@@ -40,7 +40,7 @@ import tornado.websocket
 
 from qwen_daemon import jsontext
 from qwen_daemon.errors import AgentFailed, BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
-from qwen_daemon.logbounds import REFUSED, request_line
+from qwen_daemon.logbounds import MAX_MESSAGE, REFUSED, clip, request_line
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -355,7 +355,7 @@ class _Guard(tornado.web.RequestHandler):
             if value.code not in ERROR_STATUS:
                 log.error("unmapped error code %r in %s", value.code, summary)
             else:
-                log.info("%s: %s %s", summary, value.code, value.message)
+                log.info("%s: %s %s", summary, value.code, clip(value.message, MAX_MESSAGE))
         elif isinstance(value, tornado.web.HTTPError):
             log.debug("%s: HTTP %d", summary, value.status_code)  # the access log has it too
         else:

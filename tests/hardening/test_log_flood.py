@@ -16,11 +16,13 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import select
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +70,22 @@ def _hostile(port: int, i: int) -> bytes:
     # raw C1 controls in the path (CSI clears a terminal's screen): escaped in the log, never raw
     head = f"GET /api/\x9b2J\x9d0;pwned\x9c{i} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     return head.encode("latin-1")
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    """What a pipe yields until ``needle`` shows up; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{needle!r} did not appear within {timeout:.0f} s; got {seen[-500:]!r}")
+        if select.select([fd], [], [], remaining)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
 
 
 def _log_size(paths: Paths) -> int:
@@ -142,20 +160,36 @@ def test_the_rate_limit_holds_in_the_foreground_too(paths: Paths, tmp_path: Path
         assert proc.wait(60) == 0
 
 
-def test_the_log_file_rotates_by_size_and_logs_still_shows_it(paths: Paths) -> None:
+def test_the_log_file_rotates_by_size_and_logs_follows_it(paths: Paths) -> None:
     max_bytes, backups = 16_384, 2
     start_daemon("--log-max-bytes", str(max_bytes), "--log-backups", str(backups))
     info = poll(lambda: read_discovery(paths), 10, "discovery")
     token = paths.token_file.read_text(encoding="utf-8").strip()
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "qwen_daemon", "logs", "-f", "-n", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # tail's notes that the file was replaced
+        stdin=subprocess.DEVNULL,
+    )
+    assert follow.stdout is not None
     conn = http.client.HTTPConnection("127.0.0.1", info.port, timeout=30)
-    try:  # authenticated requests are never rate-limited: ~300 bytes a line, ~20 rotations
+    try:
+        _read_until(follow.stdout.fileno(), b"\n", 20)  # the last line: tail is following now
+        # authenticated requests are never rate-limited: ~300 bytes a line, ~20 rotations
         for i in range(1500):
             conn.request("GET", f"/api/n{i}/{LONG}", headers={"Authorization": f"Bearer {token}"})
             response = conn.getresponse()
             response.read()
             assert response.status == 404
+        # tail -F follows the name across every rotation (it may miss lines written to the old
+        # file in the instant before it reopens; the files still hold them)
+        followed = _read_until(follow.stdout.fileno(), b"/api/n1499/", 30)
+        print(f"logs -f printed {followed.count(b'/api/n')} of the 1500 lines across the rotations")
     finally:
         conn.close()
+        follow.terminate()
+        follow.wait(10)
+        follow.stdout.close()
     files = sorted(paths.log_file.parent.glob(paths.log_file.name + "*"))
     names = [p.name for p in files]
     assert names == ["daemon.log", "daemon.log.1", "daemon.log.2"], names

@@ -30,8 +30,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tornado.httputil import HTTPServerRequest
+if TYPE_CHECKING:  # the CLI imports this module (via daemonize) and need not load Tornado
+    from tornado.httputil import HTTPServerRequest
 
 #: Characters of one client-controlled field kept in a log line (before escaping).
 MAX_FIELD = 200

@@ -21,6 +21,7 @@ limits, one per cause:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import logging.handlers
@@ -125,7 +126,9 @@ class RefusalLimiter(logging.Filter):
         if pending:  # outside the lock: handle() runs this filter again (and passes the line)
             self.handler.handle(_suppressed_record(record, pending))
         if refused:  # Tornado's notes quote raw input; our own refusals are clipped already
-            record.msg, record.args = clip(record.getMessage(), MAX_MESSAGE), None
+            # a message that cannot be formatted is left for the handler to report, as it would be
+            with contextlib.suppress(Exception):
+                record.msg, record.args = clip(record.getMessage(), MAX_MESSAGE), None
         return True
 
 

@@ -293,3 +293,9 @@ def test_clip_escapes_controls_and_says_how_much_it_cut() -> None:
     assert clip("/api/ok") == "/api/ok"
     assert clip("a\r\nb\x1b[31m\u2028\x9b") == "a\\x0d\\x0ab\\x1b[31m\\u2028\\x9b"
     assert clip("z" * 250) == "z" * 200 + "...[50 more chars]"
+
+
+def test_a_refusal_that_cannot_be_formatted_is_passed_on_not_raised() -> None:
+    limiter = RefusalLimiter(_Lines())
+    record = logging.makeLogRecord({"msg": "%d refused", "args": ("not a number",), **REFUSED})
+    assert limiter.filter(record) and record.msg == "%d refused"  # left for the handler to report

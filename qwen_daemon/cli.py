@@ -75,6 +75,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         "max_sessions": args.max_sessions,
         "idle_timeout": args.idle_timeout,
         "log_level": args.log_level,
+        "log_max_bytes": args.log_max_bytes,
+        "log_backups": args.log_backups,
         "allow_remote": True if args.allow_remote else None,
         "insecure_remote": True if args.insecure_remote else None,
         "certfile": args.certfile,

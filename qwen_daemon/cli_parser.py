@@ -31,6 +31,8 @@ def _add_start(sub: Any) -> None:
     start.add_argument("--max-sessions", help="most sessions open at once")
     start.add_argument("--idle-timeout", help="ignored: sessions stay until you delete or archive them")
     start.add_argument("--log-level", help="debug, info, warning or error")
+    start.add_argument("--log-max-bytes", help="rotate the log file at this size (default 10 MiB)")
+    start.add_argument("--log-backups", help="rotated log files kept (default 3)")
     start.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     start.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS")
     start.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")

@@ -205,6 +205,8 @@ _SPECS: dict[str, _Spec] = {
     "retention_days": _Spec(_parse_seconds, "days closed sessions are kept before --prune removes them"),
     "event_history": _Spec(_parse_int(100, 10_000_000), "events kept per session"),
     "log_level": _Spec(_parse_log_level, "debug, info, warning or error"),
+    "log_max_bytes": _Spec(_parse_int(4096, 2**40), "bytes at which the standalone log file rotates"),
+    "log_backups": _Spec(_parse_int(1, 100), "rotated log files kept beside it (daemon.log.1, ...)"),
     "allow_remote": _Spec(_parse_bool, "allow listening on a non-loopback address"),
     "certfile": _Spec(_parse_file, "TLS certificate (PEM) to serve HTTPS"),
     "keyfile": _Spec(_parse_file, "TLS private key (PEM) for --certfile"),
@@ -291,6 +293,10 @@ class Settings:
     retention_days: float = 30.0
     event_history: int = 10_000
     log_level: str = "info"
+    #: the standalone log file rotates at this size, keeping ``log_backups`` old ones (the journal
+    #: has its own limits): the log can never take more than about size * (backups + 1)
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
     allow_remote: bool = False
     certfile: str | None = None
     keyfile: str | None = None

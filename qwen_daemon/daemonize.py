@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from qwen_daemon.client import find_running
 from qwen_daemon.config import Paths, Settings
 from qwen_daemon.discovery import looks_like_daemon, make_url, read_pidfile
+from qwen_daemon.logbounds import bounded_handler
 from qwen_daemon.private_files import ensure_private_dir, load_or_create_token
 
 if TYPE_CHECKING:
@@ -54,12 +55,18 @@ class AlreadyRunning(Exception):
     """Another daemon owns this user's runtime dir; the message says where it is."""
 
 
-def configure_logging(level: str) -> None:
-    """Timestamped lines on stderr (the journal, or the log file once daemonized)."""
+def configure_logging(settings: Settings, *, to_file: bool = False) -> None:
+    """Timestamped lines on stderr (the journal), or ``to_file``: the log file, rotating by size.
+
+    Either way refusals are rate-limited and clipped (see ``logbounds``): a client without the
+    token must not be able to fill the disk, nor the journal, through the log.
+    """
+    log_file = settings.paths.log_file if to_file else None
+    handler = bounded_handler(log_file, settings.log_max_bytes, settings.log_backups)
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
         force=True,
     )
     logging.captureWarnings(True)
@@ -182,7 +189,7 @@ def run_foreground(settings: Settings) -> int:
     from qwen_daemon.server.app import StartupError
     from qwen_daemon.service.activation import ActivationError, bound_address, inherited_sockets
 
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     # A watchdog abort (SIGABRT) of a hung daemon then leaves its Python stack in the journal.
     faulthandler.enable()
     try:
@@ -373,7 +380,7 @@ def _daemon_body(settings: Settings, pipe: _ReadyPipe, log_fd: int) -> int:  # p
     except (AlreadyLocked, LockFailed):
         pipe.send(f"ERROR another qwen-daemon holds the pid lock {settings.paths.pid_file}")
         return 1
-    configure_logging(settings.log_level)
+    configure_logging(settings, to_file=True)
     try:
         # The loop and the sd_notify socket are created only now, after open() closed every fd.
         return asyncio.run(_serve(settings, lambda d: _report_ready(pipe, d)))

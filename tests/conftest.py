@@ -18,6 +18,7 @@ import pytest
 
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import looks_like_daemon
+from tests.support.smallfs import small_fs  # noqa: F401 (a fixture for the whole suite)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

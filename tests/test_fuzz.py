@@ -2,15 +2,26 @@
 
 Every answer must be a 4xx/2xx with a JSON body (an ``error`` object on 4xx), never a 5xx; nothing
 may be logged as an uncaught exception; and the daemon must still be healthy and working after.
+
+WebSockets are fuzzed at two levels: messages (JSON or not, text or binary, too deep, too long),
+each answered in order by an ack or an error frame on a connection that stays open; and raw frames
+no client library would send (reserved opcodes and bits, unmasked, fragments out of order, text
+that is not UTF-8, lengths beyond the cap), each answered or closed promptly, leaving nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import http.client
 import json
 import logging
+import os
+import socket
+import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +33,7 @@ from hypothesis import strategies as st
 
 from qwen_daemon.server.app import Daemon
 from tests.support.daemon import ThreadedDaemon, fake_settings
+from tests.support.probe import poll
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,12 +93,15 @@ CTYPE = st.sampled_from(
 
 
 class ErrorRecorder(logging.Handler):
+    """Keeps every error (a 500 is logged as one) and every traceback, whatever its level."""
+
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.records.append(record)
 
 
 @pytest.fixture(scope="module")
@@ -146,44 +161,89 @@ def test_http_fuzz_never_500(
 
 FRAME = st.one_of(
     st.dictionaries(
-        st.sampled_from(["type", "text", "id", "request_id", "option_id", "answers"]), JSON, max_size=5
+        st.sampled_from(["type", "text", "id", "request_id", "option_id", "answers", "mode_id"]),
+        JSON,
+        max_size=5,
     ),
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["prompt", "cancel", "permission", "ping", "bogus"])},
+        {"type": st.sampled_from(["prompt", "cancel", "permission", "mode", "ping", "bogus"])},
         optional={
             "text": st.text(max_size=30),
             "id": JSON,
             "request_id": st.text(max_size=10),
             "option_id": JSON,
+            "mode_id": JSON,
         },
     ),
     JSON,
 ).map(json.dumps) | st.text(max_size=60)
+#: frames no well-behaved client sends: not JSON, not text, not UTF-8, too deep, too long
+HOSTILE_BYTES = st.one_of(
+    st.binary(max_size=200),
+    FRAME.map(lambda text: text.encode("utf-8", "surrogatepass")),  # the same, as binary frames
+    FRAME.map(lambda text: text.encode("utf-16", "surrogatepass")),  # json.loads detects UTF-16 in bytes
+)
+HOSTILE = HOSTILE_BYTES | st.sampled_from(
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"type": "ping", "id": ' + "[" * 5000 + "]" * 5000 + "}",
+        "\ufeff{}",
+        "NaN",
+        '{"type": "ping", "id": Infinity}',
+        '{"type": "ping", "id": 1' + "0" * 5000 + "}",  # beyond Python's int-from-text limit
+        '{"type": "ping", "id": "' + "i" * 500_000 + '"}',
+        '{"type": "prompt", "text": "' + "t" * 100_001 + '"}',
+        '{"type": "ping"} {"type": "ping"}',
+        '{"type": "ping", "type": "cancel"}',
+        "\x00",
+        "",
+    ]
+)
+
+
+#: the id of the ping that ends each run (no generated frame carries it)
+LAST = "last-9f2c7a"
+
+
+def _last_seq(daemon: Daemon, sid: str) -> int:
+    """Where a new client starts, so it is not sent the events of every earlier example again."""
+    status, session = request(daemon, "GET", f"/api/sessions/{sid}")
+    assert status == 200, session
+    return int(session["last_seq"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(frames=st.lists(FRAME, min_size=20, max_size=40))
+@given(frames=st.lists(FRAME | HOSTILE, min_size=20, max_size=40))
 def test_websocket_fuzz_keeps_the_connection_and_the_daemon(
-    target: tuple[Daemon, str, ErrorRecorder], frames: list[str]
+    target: tuple[Daemon, str, ErrorRecorder], frames: list[str | bytes]
 ) -> None:
+    """Every frame, JSON or not, text or binary, gets exactly one answer (an ack or an error
+    frame), in order, and the connection stays open."""
     daemon, sid, recorder = target
 
     async def run() -> None:
         request = tornado.httpclient.HTTPRequest(
-            f"ws://127.0.0.1:{daemon.port}/api/sessions/{sid}/ws?after=0",
+            f"ws://127.0.0.1:{daemon.port}/api/sessions/{sid}/ws?after={_last_seq(daemon, sid)}",
             headers={"Authorization": f"Bearer {daemon.token}"},
         )
         conn = await tornado.websocket.websocket_connect(request)
         try:
             for frame in frames:
-                await conn.write_message(frame)
-            await conn.write_message(json.dumps({"type": "ping", "id": "last"}))
+                await conn.write_message(frame, binary=isinstance(frame, bytes))
+            await conn.write_message(json.dumps({"type": "ping", "id": LAST}))
+            answers = 0
             while True:  # every frame is answered and the connection stays open
                 message = await asyncio.wait_for(conn.read_message(), 30)
                 assert message is not None, "the daemon closed the connection"
                 reply = json.loads(message)
-                if reply.get("id") == "last" and reply.get("type") == "ack":
+                if "seq" in reply or reply.get("type") == "hello":
+                    continue  # an event of a prompt that got through, or the greeting
+                assert reply.get("type") in ("ack", "error"), reply
+                assert reply["type"] == "ack" or {"code", "message"} <= set(reply["error"]), reply
+                answers += 1
+                if reply.get("id") == LAST and reply.get("type") == "ack":
                     break
+            assert answers == len(frames) + 1
             await conn.write_message(json.dumps({"type": "cancel"}))
         finally:
             conn.close()
@@ -191,6 +251,170 @@ def test_websocket_fuzz_keeps_the_connection_and_the_daemon(
                 pass
 
     asyncio.run(run())
+    assert not recorder.records, recorder.records[0].getMessage()
+
+
+# --- the WebSocket protocol itself: frames a library would never send ----------------------------
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """One client frame as bytes on the wire, any header bit and length allowed (RFC 6455 5.2)."""
+
+    opcode: int
+    payload: bytes
+    fin: bool = True
+    rsv: int = 0
+    masked: bool = True
+    #: a declared length instead of the payload's (only ever larger than the frame cap)
+    length: int | None = None
+
+    def wire(self) -> bytes:
+        size = len(self.payload) if self.length is None else self.length
+        first = (0x80 if self.fin else 0) | self.rsv << 4 | self.opcode
+        mask_bit = 0x80 if self.masked else 0
+        if size < 126:
+            head = struct.pack("!BB", first, mask_bit | size)
+        elif size <= 0xFFFF:
+            head = struct.pack("!BBH", first, mask_bit | 126, size)
+        else:
+            head = struct.pack("!BBQ", first, mask_bit | 127, size)
+        if not self.masked:
+            return head + self.payload
+        key = os.urandom(4)
+        return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(self.payload))
+
+
+def _text(frame: str) -> RawFrame:
+    return RawFrame(0x1, frame.encode("utf-8", "surrogatepass"))
+
+
+def _fragments(text: str, cut: int, ping: bool) -> list[RawFrame]:
+    """One message in two fragments, a ping between them if asked (control frames may be)."""
+    data = text.encode("utf-8", "surrogatepass")
+    middle = [RawFrame(0x9, b"between")] if ping else []
+    return [RawFrame(0x1, data[:cut], fin=False), *middle, RawFrame(0x0, data[cut:])]
+
+
+#: each draw is a few frames in a row; a run sends a list of draws
+RAW = st.one_of(
+    # well-formed messages: text, and binary of any bytes
+    FRAME.map(lambda f: [_text(f)]),
+    HOSTILE_BYTES.map(lambda b: [RawFrame(0x2, b)]),
+    st.builds(_fragments, FRAME, st.integers(0, 8), st.booleans()),
+    # any opcode (3-7 and 11-15 are reserved), any header bits, any payload
+    st.builds(
+        RawFrame,
+        opcode=st.integers(0, 15),
+        payload=st.binary(max_size=300) | HOSTILE_BYTES,
+        fin=st.booleans(),
+        rsv=st.integers(0, 7),
+        masked=st.booleans(),
+    ).map(lambda f: [f]),
+    # text that is not UTF-8; a close with a reason that is not; pings and pongs of any size
+    st.binary(min_size=1, max_size=50).map(lambda b: [RawFrame(0x1, b"\xff" + b)]),
+    st.builds(
+        lambda code, why: [RawFrame(0x8, struct.pack("!H", code) + why)],
+        st.integers(0, 65535),
+        st.binary(max_size=60),
+    ),
+    st.builds(RawFrame, opcode=st.sampled_from([0x9, 0xA]), payload=st.binary(max_size=200)).map(
+        lambda f: [f]
+    ),
+    # a continuation of nothing, or a fragment never finished
+    st.builds(RawFrame, opcode=st.just(0x0), payload=st.binary(max_size=20), fin=st.booleans()).map(
+        lambda f: [f]
+    ),
+    FRAME.map(lambda f: [RawFrame(0x1, f.encode("utf-8", "surrogatepass")[:3], fin=False)]),
+    # a frame announcing more than the daemon ever takes (1 MiB): refused before it is read
+    st.sampled_from([2**20 + 1, 2**32, 2**63 - 1]).map(lambda n: [RawFrame(0x2, b"", length=n)]),
+)
+
+
+class _Wire:
+    """A raw WebSocket client connection: bytes out, whole frames in (30 s per read at most)."""
+
+    def __init__(self, daemon: Daemon, sid: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /api/sessions/{sid}/ws?after={_last_seq(daemon, sid)} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{daemon.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {daemon.token}\r\n\r\n"
+            ).encode()
+        )
+        self.pending = b""
+        while b"\r\n\r\n" not in self.pending:
+            assert self._fill(), "closed during the handshake"
+        head, _, self.pending = self.pending.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head[:200]
+
+    def _fill(self) -> bool:
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        self.pending += chunk
+        return bool(chunk)
+
+    def send(self, data: bytes) -> None:
+        # the daemon may have closed it already: a clean close, which the reader sees
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.sock.sendall(data)
+
+    def read_exactly(self, count: int) -> bytes | None:
+        while len(self.pending) < count:
+            if not self._fill():
+                return None
+        data, self.pending = self.pending[:count], self.pending[count:]
+        return data
+
+
+def _next_server_frame(sock: _Wire) -> tuple[int, bytes] | None:
+    """(opcode, payload) of the next frame the daemon sends; None once it has closed."""
+    head = sock.read_exactly(2)
+    if head is None:
+        return None
+    size = head[1] & 0x7F
+    if size >= 126:
+        extended = sock.read_exactly(2 if size == 126 else 8)
+        if extended is None:
+            return None
+        size = int.from_bytes(extended, "big")
+    payload = sock.read_exactly(size)
+    return None if payload is None else (head[0] & 0x0F, payload)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(draws=st.lists(RAW, min_size=1, max_size=6))
+def test_websocket_protocol_fuzz_answers_or_closes_cleanly(
+    target: tuple[Daemon, str, ErrorRecorder], draws: list[list[RawFrame]]
+) -> None:
+    """Whatever arrives on the wire, the daemon answers (an ack or an error frame) or closes the
+    connection (with a close frame, or by dropping it), promptly; it logs no error or traceback,
+    ``/health`` answers after each connection, and the connection leaves no subscriber behind."""
+    daemon, sid, recorder = target
+    wire = _Wire(daemon, sid)
+    last = _text(json.dumps({"type": "ping", "id": LAST}))
+    with wire.sock:
+        wire.send(b"".join(frame.wire() for draw in [*draws, [last]] for frame in draw))
+        while True:  # bounded: every read has a 30 s timeout, and the daemon sends finitely many
+            frame = _next_server_frame(wire)
+            if frame is None or frame[0] == 0x8:
+                break  # closed, or closing
+            opcode, payload = frame
+            if opcode == 0x1:
+                reply = json.loads(payload)
+                if reply.get("id") == LAST and reply.get("type") == "ack":
+                    break
+                assert "seq" in reply or reply.get("type") in ("hello", "ack", "error"), reply
+            else:
+                assert opcode == 0xA, opcode  # a pong for a ping
+    assert request(daemon, "GET", "/health")[0] == 200
+    session = daemon.manager.get(sid)  # and the connection left nothing behind
+    poll(lambda: not daemon.websockets and not session.events.subscriber_count, 10, "the socket to go")
     assert not recorder.records, recorder.records[0].getMessage()
 
 

@@ -30,9 +30,10 @@ from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
 from qwen_daemon.config import ConfigError, Settings
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
+from qwen_daemon.logbounds import REFUSED, request_line
 from qwen_daemon.private_files import load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.server import health, openapi, pages, sessions_api, stream
-from qwen_daemon.server.base import NotFoundHandler
+from qwen_daemon.server.base import BaseHandler, BaseWebSocketHandler, NotFoundHandler
 from qwen_daemon.server.connections import HEADER_TIMEOUT, MAX_CONNECTIONS, CappedHTTPServer, raise_file_limit
 from qwen_daemon.server.throttle import AuthThrottle
 from qwen_daemon.sessions.manager import SessionManager
@@ -57,12 +58,26 @@ class StartupError(Exception):
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log without the query string: a browser URL carries ``?token=``."""
+    """Access log without the query string (a browser URL carries ``?token=``).
+
+    Method and path are the client's own text, so they are clipped and escaped; and a request
+    refused to a client without the token is marked as a refusal, which the log handler lets
+    through only at a bounded rate (see ``logbounds``): else a flood of them fills the disk.
+    """
+    request = handler.request
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    ms = 1000.0 * handler.request.request_time()
+    refused = status >= 400 and not (
+        isinstance(handler, BaseHandler | BaseWebSocketHandler) and handler.is_authenticated()
+    )
+    ms = 1000.0 * request.request_time()
     logging.getLogger("tornado.access").log(
-        level, "%d %s %s %.1fms", status, handler.request.method, handler.request.path, ms
+        level,
+        "%d %s %.1fms",
+        status,
+        request_line(request),
+        ms,
+        extra=REFUSED if refused else None,
     )
 
 

@@ -40,6 +40,7 @@ import tornado.websocket
 
 from qwen_daemon import jsontext
 from qwen_daemon.errors import AgentFailed, BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
+from qwen_daemon.logbounds import MAX_MESSAGE, REFUSED, clip, request_line
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -236,7 +237,7 @@ class _Guard(tornado.web.RequestHandler):
         extra: tuple[str, ...] = self.application.settings.get("allowed_hosts", ())
         host = self.request.headers.get("Host", "")
         if not host_allowed(host, bind_host, extra):
-            log.warning("refused request with Host %r (possible DNS rebinding)", host[:100])
+            log.warning("refused request with Host %r (possible DNS rebinding)", host[:100], extra=REFUSED)
             raise ApiError(403, "forbidden_host", "requests for this Host are not accepted")
 
     def check_cookie_use(self) -> None:
@@ -247,7 +248,7 @@ class _Guard(tornado.web.RequestHandler):
         changing = self.request.method not in SAFE_METHODS
         if origin is not None or changing or isinstance(self, tornado.websocket.WebSocketHandler):
             if origin is None or not self.origin_is_own(origin):
-                log.warning("refused cookie-authenticated request from Origin %r", (origin or "")[:100])
+                log.warning("refused cookie request from Origin %r", (origin or "")[:100], extra=REFUSED)
                 raise ApiError(
                     403,
                     "forbidden_origin",
@@ -350,12 +351,12 @@ class _Guard(tornado.web.RequestHandler):
         tb: TracebackType | None,
     ) -> None:
         # The summary never includes the query string: it may carry a token (?token=...).
-        summary = f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+        summary = f"{request_line(self.request)} ({self.request.remote_ip})"
         if isinstance(value, DaemonError):
             if value.code not in ERROR_STATUS:
                 log.error("unmapped error code %r in %s", value.code, summary)
             else:
-                log.info("%s: %s %s", summary, value.code, value.message)
+                log.info("%s: %s %s", summary, value.code, clip(value.message, MAX_MESSAGE))
         elif isinstance(value, tornado.web.HTTPError):
             log.debug("%s: HTTP %d", summary, value.status_code)  # the access log has it too
         else:
@@ -457,7 +458,7 @@ class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
         super().prepare()
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.origin_is_own(origin):
-            log.warning("refused WebSocket from foreign Origin %r", origin[:100])
+            log.warning("refused WebSocket from foreign Origin %r", origin[:100], extra=REFUSED)
             raise ApiError(403, "forbidden_origin", "cross-origin WebSockets are not allowed")
         return None
 

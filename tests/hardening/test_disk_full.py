@@ -17,13 +17,11 @@ fails instead.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,65 +31,15 @@ import pytest
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.openapi import document
+from tests.support import smallfs
 from tests.support.daemon import FAKE_AGENT, Api, WsClient, fake_settings, running_daemon
 from tests.support.probe import cli, get_json, poll
+from tests.support.smallfs import cannot_mount, fill
 from tests.test_sdnotify import NotifySocket
 
 pytestmark = pytest.mark.timeout(240)
 
-REQUIRED = os.environ.get("CI") == "true"
-#: big enough for the database, its WAL and the agent's log; small enough to fill at once
-SIZE = "8m"
 DISK_FULL = "database or disk is full"
-
-
-def _cannot(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"{reason} — CI=true requires this test to run (CI runs as root)")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A tmpfs of :data:`SIZE` as ``XDG_STATE_HOME``; unmounted afterwards, whatever happened."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    if sys.platform != "linux":
-        _cannot("mounting a tmpfs needs Linux")
-    if os.geteuid() != 0:
-        _cannot("mounting a tmpfs needs root (CAP_SYS_ADMIN); run as root to reproduce a full disk")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SIZE},mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        _cannot(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    monkeypatch.setenv("XDG_STATE_HOME", str(mount_point))
-    try:
-        yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
-            # still busy (a failed test's agent holds its log open): detach it now, freed once closed
-            subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """A file taking every free byte of the filesystem (ENOSPC at one byte)."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = 1 << 20
-        while chunk:  # at most ~21 halvings; each size is written until it no longer fits
-            try:
-                os.write(fd, b"\0" * chunk)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-                chunk //= 2
-    finally:
-        os.close(fd)
-    return filler
 
 
 def valid(schema: str, value: Any) -> None:
@@ -187,12 +135,12 @@ async def recovered(api: Api, client: WsClient, streaming_id: str, idle_id: str)
 
 def test_where_mounting_is_impossible_ci_fails_instead_of_skipping(monkeypatch: pytest.MonkeyPatch) -> None:
     """The one skip allowed here names the impossibility, and CI (root) never takes it."""
-    monkeypatch.setattr(sys.modules[__name__], "REQUIRED", True)
+    monkeypatch.setattr(smallfs, "REQUIRED", True)
     with pytest.raises(pytest.fail.Exception, match="no mount here — CI=true requires"):
-        _cannot("no mount here")
-    monkeypatch.setattr(sys.modules[__name__], "REQUIRED", False)
+        cannot_mount("no mount here")
+    monkeypatch.setattr(smallfs, "REQUIRED", False)
     with pytest.raises(pytest.skip.Exception, match="no mount here"):
-        _cannot("no mount here")
+        cannot_mount("no mount here")
 
 
 @pytest.mark.usefixtures("daemon_reaper")

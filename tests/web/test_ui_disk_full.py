@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.hardening.test_disk_full import fill, small_fs  # noqa: F401 (a fixture used by name)
 from tests.support.browser import DaemonThread, Pages
 from tests.support.daemon import fake_settings
 from tests.support.probe import poll
+from tests.support.smallfs import fill
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, isolated_home: Path, small_fs: Path) -> Iterator[DaemonThread]:  # noqa: F811
+def daemon(tmp_path: Path, isolated_home: Path, small_fs: Path) -> Iterator[DaemonThread]:
     """The web tests' daemon, with its state directory on the small filesystem."""
     served = DaemonThread(fake_settings(tmp_path)).start()
     try:
@@ -37,7 +37,7 @@ def test_a_full_disk_is_said_near_the_prompt_and_the_stream_resumes(
     pages: Pages,
     daemon: DaemonThread,
     small_fs: Path,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     workspace = tmp_path / "workspace"
     workspace.mkdir()

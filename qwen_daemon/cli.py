@@ -34,7 +34,7 @@ from qwen_daemon.discovery import (
     remove_discovery,
     starting_pid,
 )
-from qwen_daemon.private_files import write_private_file
+from qwen_daemon.private_files import read_private, secure_paths, write_private_file
 
 if TYPE_CHECKING:
     from qwen_daemon.config import Settings
@@ -98,6 +98,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     from qwen_daemon import daemonize
 
     _credentials_note(settings)
+    try:  # before the flags below are written: a link or a foreign file there stops start
+        for repair in secure_paths(settings.paths):
+            print(f"qwen-daemon: warning: {repair}", file=sys.stderr)
+    except ConfigError as exc:
+        _print_err(f"cannot start: {exc}")
+        return EXIT_FAIL
     recorded = {k: v for k, v in flags.items() if v is not None}
     try:  # for `restart`, which would otherwise come back with other settings (port, agent)
         write_private_file(settings.paths.start_flags_file, json.dumps(recorded), durable=False)
@@ -125,8 +131,8 @@ def _credentials_note(settings: Settings) -> None:
 
 def start_flags(paths: Paths) -> dict[str, Any]:
     """The flags the last standalone ``start`` was given ({} if none are recorded)."""
-    try:
-        flags = json.loads(paths.start_flags_file.read_text(encoding="utf-8"))
+    try:  # an unsafe file raises UnsafePath: its flags may name a command to run
+        flags = json.loads(read_private(paths.start_flags_file))
     except (OSError, ValueError):
         return {}
     return flags if isinstance(flags, dict) else {}
@@ -376,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `qwen-daemon url | head -c 10`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_FAIL
+    except ConfigError as exc:  # e.g. UnsafePath: a link or another user's file where ours should be
+        _print_err(str(exc))
         return EXIT_FAIL
     except OSError as exc:  # a file the command needs is unusable (a directory, unreadable): which
         name = exc.filename2 or exc.filename  # for a rename, the file it was to replace

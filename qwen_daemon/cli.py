@@ -34,7 +34,7 @@ from qwen_daemon.discovery import (
     remove_discovery,
     starting_pid,
 )
-from qwen_daemon.private_files import read_private, secure_paths, write_private_file
+from qwen_daemon.private_files import UnsafePath, read_private, secure_paths, write_private_file
 
 if TYPE_CHECKING:
     from qwen_daemon.config import Settings
@@ -83,6 +83,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     }
     try:
         settings = load_settings(flags=flags)
+    except UnsafePath as exc:  # config.toml: not a bad setting but an unsafe file, like the others
+        _print_err(f"cannot start: {exc}")
+        return EXIT_FAIL
     except ConfigError as exc:
         _print_err(str(exc))
         return EXIT_USAGE

@@ -132,13 +132,11 @@ class Store:
     # --- opening ------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        """SQLite opens files by name, following links: so the name is checked first (``lstat``,
-        with the WAL's and the shared memory's), the file opened without following links and
-        judged by ``fstat`` (created 0600 from its first byte), and the connection's file must
-        be that same file. Raises StoreError naming the path when any of that fails."""
+        """SQLite opens files by name, following links: so the names were checked first
+        (:meth:`_check_names`), the file is opened here without following links and judged by
+        ``fstat`` (created 0600 from its first byte), and the connection's file must be that
+        same file. Raises StoreError naming the path when any of that fails."""
         try:
-            for end in ("-wal", "-shm"):
-                check_path(Path(f"{self.path}{end}"))
             fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         except ConfigError as exc:
             raise StoreError(str(exc)) from None
@@ -180,7 +178,17 @@ class Store:
             not wal.exists() or wal.stat().st_size == 0
         )
 
+    def _check_names(self) -> None:
+        """The database's files (``lstat``: a link is judged, not its target), before anything
+        reads them: a link or another user's file here is refused, never moved aside as damage."""
+        try:
+            for end in ("", "-wal", "-shm", ".clean"):
+                check_path(Path(f"{self.path}{end}"))
+        except ConfigError as exc:
+            raise StoreError(f"cannot use the session database: {exc}") from None
+
     def _open(self) -> sqlite3.Connection:
+        self._check_names()
         try:
             clean = self._left_by_clean_close()
             if self.path.exists() and (size := self.path.stat().st_size) < SMALLEST_DATABASE:

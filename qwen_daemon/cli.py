@@ -35,6 +35,7 @@ from qwen_daemon.discovery import (
     starting_pid,
 )
 from qwen_daemon.private_files import UnsafePath, read_private, secure_paths, write_private_file
+from qwen_daemon.terminal import guarded_stdio
 
 if TYPE_CHECKING:
     from qwen_daemon.config import Settings
@@ -376,7 +377,13 @@ def _service_command(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; everything it prints goes through :func:`~qwen_daemon.terminal.printable`
+    (titles, folder names and the daemon's messages may carry terminal escapes)."""
+    with guarded_stdio():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None  # else: --help, --version, a typo
     args = build_parser(only=command).parse_args(argv)
     try:

@@ -89,6 +89,7 @@ def request_json(
     if not url.startswith(("http://", "https://")):
         raise ClientError(f"refusing to fetch non-HTTP URL {url!r}")
     data = None if body is None else json.dumps(body).encode("utf-8")
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -110,6 +111,8 @@ def request_json(
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClientError(f"cannot reach the daemon at {url}: {reason}") from None
+    except http.client.InvalidURL as exc:  # e.g. a session id typed with a control character
+        raise ClientError(f"cannot ask the daemon: {exc}") from None
     return status, _decode(raw)
 
 

@@ -31,6 +31,7 @@ from qwen_daemon.discovery import (
     looks_like_daemon,
     pid_alive,
     read_discovery,
+    read_pidfile,
     remove_discovery,
     starting_pid,
 )
@@ -82,8 +83,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         "keyfile": args.keyfile,
         "allowed_hosts": args.allowed_host,
     }
-    try:
-        settings = load_settings(flags=flags)
+    paths = Paths.from_platform()
+    try:  # before config.toml is read or the start flags written: a link or a foreign file stops start
+        for repair in secure_paths(paths):
+            print(f"qwen-daemon: warning: {repair}", file=sys.stderr)
+        settings = load_settings(flags=flags, paths=paths)
     except UnsafePath as exc:  # config.toml: not a bad setting but an unsafe file, like the others
         _print_err(f"cannot start: {exc}")
         return EXIT_FAIL
@@ -102,12 +106,6 @@ def cmd_start(args: argparse.Namespace) -> int:
     from qwen_daemon import daemonize
 
     _credentials_note(settings)
-    try:  # before the flags below are written: a link or a foreign file there stops start
-        for repair in secure_paths(settings.paths):
-            print(f"qwen-daemon: warning: {repair}", file=sys.stderr)
-    except ConfigError as exc:
-        _print_err(f"cannot start: {exc}")
-        return EXIT_FAIL
     recorded = {k: v for k, v in flags.items() if v is not None}
     try:  # for `restart`, which would otherwise come back with other settings (port, agent)
         write_private_file(settings.paths.start_flags_file, json.dumps(recorded), durable=False)
@@ -243,11 +241,7 @@ def _is_ours(info: DiscoveryInfo, paths: Paths) -> bool:
     hung daemon), the PID lock file must name the same PID and the process must look like us."""
     if probe_health(info) is not None:
         return True
-    try:
-        recorded = paths.pid_file.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return False
-    return recorded == str(info.pid) and looks_like_daemon(info.pid)
+    return read_pidfile(paths) == info.pid and looks_like_daemon(info.pid)
 
 
 def _signal(pid: int, signum: int) -> None:

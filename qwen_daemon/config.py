@@ -340,7 +340,8 @@ def env_name(name: str) -> str:
 
 def _read_config_file(path: Path) -> dict[str, object]:
     """The TOML file's table; {} when there is none. Read through ``read_private``: a link, another
-    user's file or one others can write is refused (its ``agent_cmd`` is a command we would run)."""
+    user's file or one others can write is refused (its ``agent_cmd`` is a command we would run).
+    ``start`` checks the config directory itself first (``secure_paths``)."""
     from qwen_daemon.private_files import read_private  # it imports this module
 
     try:

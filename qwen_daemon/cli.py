@@ -175,7 +175,11 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
             return EXIT_FAIL
         print("qwen-daemon stopped")
         return EXIT_OK
-    token = read_token(paths)
+    try:
+        token = read_token(paths)
+    except ConfigError as exc:  # a link or a foreign file at the token: stop it by signal instead
+        _print_err(str(exc))
+        token = None
     try:
         request_json(info.url + "api/stop", "POST", token=token, timeout=5.0)
         asked = True

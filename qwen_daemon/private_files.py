@@ -39,8 +39,11 @@ MAX_READ = 1024 * 1024
 #: ``private``: the daemon's own file or directory; too open a mode is repaired (0600, dirs 0700);
 #: ``secret``: the token; readable by anyone else, it may have leaked, so it is refused, not repaired;
 #: ``config``: the user's ``config.toml``; read only, refused if others can write it (its
-#: ``agent_cmd`` is a command the daemon runs), never changed.
-Kind = Literal["private", "secret", "config"]
+#: ``agent_cmd`` is a command the daemon runs), never changed;
+#: ``in use``: the token as the CLI reads it to talk to the running daemon: a link or another
+#: user's file is refused, but not a mode (refusing that would leave no way to stop the daemon or
+#: rotate the token, the way out start names), nor repaired (that would hide the leak from start).
+Kind = Literal["private", "secret", "config", "in use"]
 
 
 class UnsafePath(ConfigError):

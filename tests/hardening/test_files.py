@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from qwen_daemon.config import Paths
-from qwen_daemon.discovery import DiscoveryInfo, write_discovery
+from qwen_daemon.discovery import DiscoveryInfo, read_discovery, write_discovery
 from qwen_daemon.private_files import UnsafePath, load_or_create_token, read_private, secure_paths
 from qwen_daemon.sessions.store import Store, StoreError
 from tests.support.probe import cli, start_daemon
@@ -176,6 +176,21 @@ def test_the_cli_refuses_a_linked_token_too(paths: Paths, tmp_path: Path) -> Non
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert f"{paths.token_file} is a symbolic link" in res.stderr
     assert TOKEN.strip() not in res.stdout
+    stopped = cli("stop")  # by signal: the link is not read
+    assert stopped.returncode == 0 and "is a symbolic link" in stopped.stderr, stopped.stderr
+    assert read_discovery(paths) is None and target.read_text(encoding="utf-8") == TOKEN
+
+
+def test_with_a_readable_token_the_running_daemon_can_still_be_rotated_and_stopped(paths: Paths) -> None:
+    """The way out ``start`` names must work while a daemon runs: the CLI still uses the token."""
+    start_daemon()
+    old = paths.token_file.read_text(encoding="utf-8")
+    paths.token_file.chmod(0o644)
+    rotated = cli("token", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert paths.token_file.read_text(encoding="utf-8") != old
+    assert stat.S_IMODE(paths.token_file.stat().st_mode) == 0o600
+    assert cli("stop").returncode == 0
 
 
 def test_a_fifo_is_refused_without_waiting_for_a_writer(paths: Paths) -> None:

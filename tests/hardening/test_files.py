@@ -33,7 +33,8 @@ from qwen_daemon.config import Paths
 from qwen_daemon.discovery import DiscoveryInfo, read_discovery, write_discovery
 from qwen_daemon.private_files import UnsafePath, load_or_create_token, read_private, secure_paths
 from qwen_daemon.sessions.store import Store, StoreError
-from tests.support.probe import cli, start_daemon
+from tests.support.daemon import Api, serve
+from tests.support.probe import cli, start_daemon, until
 from tests.support.system import need
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("daemon_reaper")]
@@ -57,6 +58,7 @@ DIRS: dict[str, Callable[[Paths], Path]] = {
     "state dir": lambda p: p.state_dir,
     "log dir": lambda p: p.log_dir,
     "runtime dir": lambda p: p.runtime_dir,
+    "agent log dir": lambda p: p.agent_log_dir,
 }
 
 
@@ -243,4 +245,24 @@ def test_the_database_is_never_opened_through_a_link(paths: Paths, tmp_path: Pat
     Path(f"{paths.database}{end}").symlink_to(target)
     with pytest.raises(StoreError, match="is a symbolic link"):
         Store(paths.database)
+    assert target.read_bytes() == before
+
+
+def test_an_agents_log_is_never_written_through_a_link(tmp_path: Path, paths: Paths) -> None:
+    """Agents' logs are the daemon's files too: a link at one fails that agent's start (502,
+    naming it) and its target gets nothing."""
+    target, before = victim(tmp_path)
+
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        (log,) = paths.agent_log_dir.iterdir()
+        assert (await api.call("DELETE", f"/api/sessions/{sid}")).status == 204
+        await until(lambda: not any(h.running for h in api.daemon.manager.hosts.values()))
+        log.unlink()
+        log.symlink_to(target)
+        refused = await api.call("POST", "/api/sessions", {"cwd": str(ws)})
+        assert refused.status == 502, refused.body
+        assert f"{log} is a symbolic link" in refused.body["error"]["message"]
+
+    serve(tmp_path, body)
     assert target.read_bytes() == before

@@ -31,10 +31,12 @@ from qwen_daemon.discovery import (
     looks_like_daemon,
     pid_alive,
     read_discovery,
+    read_pidfile,
     remove_discovery,
     starting_pid,
 )
-from qwen_daemon.private_files import write_private_file
+from qwen_daemon.private_files import UnsafePath, read_private, secure_paths, write_private_file
+from qwen_daemon.terminal import guarded_stdio
 
 if TYPE_CHECKING:
     from qwen_daemon.config import Settings
@@ -83,8 +85,14 @@ def cmd_start(args: argparse.Namespace) -> int:
         "keyfile": args.keyfile,
         "allowed_hosts": args.allowed_host,
     }
-    try:
-        settings = load_settings(flags=flags)
+    paths = Paths.from_platform()
+    try:  # before config.toml is read or the start flags written: a link or a foreign file stops start
+        for repair in secure_paths(paths):
+            print(f"qwen-daemon: warning: {repair}", file=sys.stderr)
+        settings = load_settings(flags=flags, paths=paths)
+    except UnsafePath as exc:  # config.toml: not a bad setting but an unsafe file, like the others
+        _print_err(f"cannot start: {exc}")
+        return EXIT_FAIL
     except ConfigError as exc:
         _print_err(str(exc))
         return EXIT_USAGE
@@ -127,8 +135,8 @@ def _credentials_note(settings: Settings) -> None:
 
 def start_flags(paths: Paths) -> dict[str, Any]:
     """The flags the last standalone ``start`` was given ({} if none are recorded)."""
-    try:
-        flags = json.loads(paths.start_flags_file.read_text(encoding="utf-8"))
+    try:  # an unsafe file raises UnsafePath: its flags may name a command to run
+        flags = json.loads(read_private(paths.start_flags_file))
     except (OSError, ValueError):
         return {}
     return flags if isinstance(flags, dict) else {}
@@ -169,7 +177,11 @@ def stop_standalone(paths: Paths, timeout: float) -> int:
             return EXIT_FAIL
         print("qwen-daemon stopped")
         return EXIT_OK
-    token = read_token(paths)
+    try:
+        token = read_token(paths)
+    except ConfigError as exc:  # a link or a foreign file at the token: stop it by signal instead
+        _print_err(str(exc))
+        token = None
     try:
         request_json(info.url + "api/stop", "POST", token=token, timeout=5.0)
         asked = True
@@ -235,11 +247,7 @@ def _is_ours(info: DiscoveryInfo, paths: Paths) -> bool:
     hung daemon), the PID lock file must name the same PID and the process must look like us."""
     if probe_health(info) is not None:
         return True
-    try:
-        recorded = paths.pid_file.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return False
-    return recorded == str(info.pid) and looks_like_daemon(info.pid)
+    return read_pidfile(paths) == info.pid and looks_like_daemon(info.pid)
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -375,7 +383,13 @@ def _service_command(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; everything it prints goes through :func:`~qwen_daemon.terminal.printable`
+    (titles, folder names and the daemon's messages may carry terminal escapes)."""
+    with guarded_stdio():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None  # else: --help, --version, a typo
     args = build_parser(only=command).parse_args(argv)
     try:
@@ -384,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `qwen-daemon url | head -c 10`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_FAIL
+    except ConfigError as exc:  # e.g. UnsafePath: a link or another user's file where ours should be
+        _print_err(str(exc))
         return EXIT_FAIL
     except OSError as exc:  # a file the command needs is unusable (a directory, unreadable): which
         name = exc.filename2 or exc.filename  # for a rename, the file it was to replace

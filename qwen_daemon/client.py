@@ -64,9 +64,16 @@ class ClientError(Exception):
 
 
 def read_token(paths: Paths) -> str | None:
-    """The API token if one exists; never creates one (a client has no business minting it)."""
+    """The API token if one exists; never creates one (a client has no business minting it).
+
+    Raises :class:`~qwen_daemon.private_files.UnsafePath` (the CLI prints it) for a link or another
+    user's file: a token from there is not the daemon's to send. One others can read is still
+    used: ``stop`` and ``token rotate`` must work (``start`` refuses it).
+    """
+    from qwen_daemon.private_files import read_private
+
     try:
-        token = paths.token_file.read_text(encoding="utf-8").strip()
+        token = read_private(paths.token_file, "in use").decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return token or None
@@ -83,6 +90,7 @@ def request_json(
     if not url.startswith(("http://", "https://")):
         raise ClientError(f"refusing to fetch non-HTTP URL {url!r}")
     data = None if body is None else json.dumps(body).encode("utf-8")
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -104,6 +112,8 @@ def request_json(
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClientError(f"cannot reach the daemon at {url}: {reason}") from None
+    except http.client.InvalidURL as exc:  # e.g. a session id typed with a control character
+        raise ClientError(f"cannot ask the daemon: {exc}") from None
     return status, _decode(raw)
 
 

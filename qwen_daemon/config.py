@@ -345,8 +345,13 @@ def env_name(name: str) -> str:
 
 
 def _read_config_file(path: Path) -> dict[str, object]:
+    """The TOML file's table; {} when there is none. Read through ``read_private``: a link, another
+    user's file or one others can write is refused (its ``agent_cmd`` is a command we would run).
+    ``start`` checks the config directory itself first (``secure_paths``)."""
+    from qwen_daemon.private_files import read_private  # it imports this module
+
     try:
-        fh = path.open("rb")
+        raw = read_private(path, "config")
     except FileNotFoundError:  # the common case; spares every command the TOML parser's import
         return {}
     except OSError as exc:
@@ -354,9 +359,8 @@ def _read_config_file(path: Path) -> dict[str, object]:
     import tomllib
 
     try:
-        with fh:
-            data = tomllib.load(fh)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     unknown = sorted(set(data) - set(_SPECS) - set(RETIRED) - {"agents"})
     if unknown:

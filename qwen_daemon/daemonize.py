@@ -34,10 +34,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.client import find_running
-from qwen_daemon.config import Paths, Settings
+from qwen_daemon.config import ConfigError, Paths, Settings
 from qwen_daemon.discovery import looks_like_daemon, make_url, read_pidfile
 from qwen_daemon.logbounds import bounded_handler
-from qwen_daemon.private_files import ensure_private_dir, load_or_create_token
+from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, open_private, secure_paths
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -202,10 +202,12 @@ def run_foreground(settings: Settings) -> int:
         settings = dataclasses.replace(settings, host=host, port=port)
         log.info("listening on %d socket(s) passed by the service manager", len(sockets))
     try:
+        for repair in secure_paths(settings.paths):  # before the pid file is read or written
+            log.warning("%s", repair)
         check_not_running(settings.paths)
         lock = _pid_lock(settings.paths)
         lock.acquire()
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, ConfigError) as exc:
         log.error("%s", exc)
         return 1
     except Exception as exc:  # lockfile.AlreadyLocked/LockFailed
@@ -235,15 +237,20 @@ def start_background(settings: Settings, *, exit_when_ready: bool = True) -> int
     """
     paths = settings.paths
     try:
+        for repair in secure_paths(paths):  # before anything here reads or writes them
+            print(f"qwen-daemon: warning: {repair}", file=sys.stderr)
         check_not_running(paths)
-    except AlreadyRunning as exc:
-        print(str(exc), file=sys.stderr)
+    except (AlreadyRunning, ConfigError) as exc:
+        print(f"qwen-daemon: cannot start: {exc}" if isinstance(exc, ConfigError) else exc, file=sys.stderr)
         return 1
     try:
         token = load_or_create_token(paths)  # before forking, so parent and daemon agree on it
         ensure_private_dir(paths.log_dir)
         ensure_private_dir(paths.runtime_dir)
-        log_fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = open_private(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    except ConfigError as exc:  # a link or a foreign file appeared since the check above
+        print(f"qwen-daemon: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # e.g. a read-only state dir: say which file, no traceback
         name = exc.filename2 or exc.filename  # for a rename, the file it was to replace
         where = f" {name}" if name else ""

@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qwen_daemon.config import Paths
-from qwen_daemon.private_files import write_private_file
+from qwen_daemon.config import ConfigError, Paths
+from qwen_daemon.private_files import UnsafePath, read_private, write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def process_cmdline(pid: int) -> str | None:
 def read_pidfile(paths: Paths) -> int | None:
     """The PID in the daemon's PID lock file (written as it daemonizes), or None."""
     try:
-        text = paths.pid_file.read_text(encoding="ascii", errors="replace").strip()
-    except OSError:
+        text = read_private(paths.pid_file, limit=64).decode("ascii", "replace").strip()
+    except (OSError, ConfigError):  # missing, or not safe to read (start refuses it, naming why)
         return None
     return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
 
@@ -168,12 +168,15 @@ def write_discovery(paths: Paths, info: DiscoveryInfo) -> None:
 def _load(path: Path) -> tuple[str, DiscoveryInfo | None] | None:
     """(raw text, parsed info or None when invalid), or None when absent/unreadable/foreign."""
     try:
-        st = path.stat()
-        if st.st_uid != os.getuid() or st.st_size > _MAX_FILE_BYTES:
-            log.warning("ignoring discovery file %s: wrong owner or size", path)
+        raw = read_private(path, limit=_MAX_FILE_BYTES + 1)
+        if len(raw) > _MAX_FILE_BYTES:
+            log.warning("ignoring discovery file %s: larger than %d bytes", path, _MAX_FILE_BYTES)
             return None
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
+        return None
+    except UnsafePath as exc:  # a link or another user's file: never trusted, never removed
+        log.warning("ignoring discovery file: %s", exc)
         return None
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("cannot read discovery file %s: %s", path, exc)
@@ -189,9 +192,9 @@ def _load(path: Path) -> tuple[str, DiscoveryInfo | None] | None:
 def _remove_if_unchanged(path: Path, text: str) -> None:
     """Remove a stale file, unless a new daemon replaced it since we read it."""
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if read_private(path, limit=_MAX_FILE_BYTES + 1).decode("utf-8") == text:
             path.unlink()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (FileNotFoundError, UnicodeDecodeError, UnsafePath):
         pass
     except OSError as exc:
         log.warning("cannot remove stale discovery file %s: %s", path, exc)

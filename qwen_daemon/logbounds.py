@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qwen_daemon.private_files import open_private
+
 if TYPE_CHECKING:  # the CLI imports this module (via daemonize) and need not load Tornado
     from tornado.httputil import HTTPServerRequest
 
@@ -160,8 +162,8 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
 
     def _open(self) -> io.TextIOWrapper:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(self.baseFilename, flags, 0o600)
+        # the same checked open as every other file the daemon owns (no link, ours, a regular file)
+        fd = open_private(Path(self.baseFilename), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def doRollover(self) -> None:

@@ -3,30 +3,154 @@
 Separate from settings parsing (``config``) because these functions touch the disk and guard
 secrets, while settings only read and validate; many modules write private files (discovery,
 the store, orphan records) without needing any setting.
+
+Every file the daemon owns is opened here without following a link (``O_NOFOLLOW``) and judged by
+``fstat`` of the opened descriptor (owner, type, mode) before a byte is read or written; modes are
+repaired through descriptors (``fchmod``), which cannot follow a link. Why: the directories are
+0700, but a link or a file planted before they were (or by the user by mistake) must not route the
+token, the log or the database elsewhere, nor feed the daemon someone else's content.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from qwen_daemon.config import ConfigError, Paths
+
+log = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32  # 256 bits
 #: what a token file must hold (``secrets.token_urlsafe`` makes 43 such characters)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,}")
+#: the most any of the daemon's small files is read (the token, flags, pid, discovery, groups)
+MAX_READ = 1024 * 1024
+
+#: How a path is judged (see :func:`open_private`):
+#: ``private``: the daemon's own file or directory; too open a mode is repaired (0600, dirs 0700);
+#: ``secret``: the token; readable by anyone else, it may have leaked, so it is refused, not repaired;
+#: ``config``: the user's ``config.toml``; read only, refused if others can write it (its
+#: ``agent_cmd`` is a command the daemon runs), never changed;
+#: ``in use``: the token as the CLI reads it to talk to the running daemon: a link or another
+#: user's file is refused, but not a mode (refusing that would leave no way to stop the daemon or
+#: rotate the token, the way out start names), nor repaired (that would hide the leak from start).
+Kind = Literal["private", "secret", "config", "in use"]
+
+
+class UnsafePath(ConfigError):
+    """A path the daemon owns is a symbolic link, another user's, of the wrong type, or a secret
+    others can read. The message names the path and what is wrong.
+
+    Why start stops rather than working around it: a link or a foreign file at one of these names
+    hands whoever controls its target the token, the log or the database, or a command line the
+    daemon would run; only the user can tell a mistake (a dotfiles link) from an attack.
+    """
+
+
+def _judge(path: Path, info: os.stat_result, kind: Kind, *, directory: bool) -> tuple[str | None, int]:
+    """(why ``path`` is unusable or None, the mode to repair it to or 0), from its ``stat``."""
+    if stat.S_ISLNK(info.st_mode):
+        return (
+            "is a symbolic link; the daemon never follows links at its own files (put the real one there)",
+            0,
+        )
+    if info.st_uid != os.geteuid():
+        return f"belongs to another user (uid {info.st_uid}, not {os.geteuid()})", 0
+    if directory and not stat.S_ISDIR(info.st_mode):
+        return "is not a directory", 0
+    if not directory and not stat.S_ISREG(info.st_mode):
+        return "is not a regular file", 0
+    mode = stat.S_IMODE(info.st_mode)
+    if kind == "secret" and mode & 0o077:
+        return (
+            f"can be read by other users (mode {mode:04o}) and may have leaked; "
+            "`qwen-daemon token rotate` replaces it with a new private token"
+        ), 0
+    if kind == "config" and mode & 0o022:
+        return f"can be changed by other users (mode {mode:04o}); `chmod go-w` it", 0
+    if kind == "private" and mode & 0o077:
+        return None, 0o700 if directory else 0o600
+    return None, 0
+
+
+def _checked(fd: int, path: Path, kind: Kind, *, directory: bool = False) -> str | None:
+    """Judge the opened descriptor ``fd`` (closed on refusal): what was opened is what is used,
+    whatever happens to the name meanwhile. Repairs the mode through ``fd`` (``fchmod`` cannot
+    follow a link); returns the repair, for the log."""
+    info = os.fstat(fd)
+    why, repair = _judge(path, info, kind, directory=directory)
+    if why is not None:
+        os.close(fd)
+        raise UnsafePath(f"{path} {why}")
+    if not repair:
+        return None
+    os.fchmod(fd, repair)
+    mode = stat.S_IMODE(info.st_mode)
+    return f"{path} was open to other users (mode {mode:04o}); set it to {repair:04o}"
+
+
+def open_private(path: Path, flags: int = os.O_RDONLY, kind: Kind = "private") -> int:
+    """Open one of the daemon's files without following a link, then check what was opened.
+
+    ``O_NONBLOCK``: a FIFO planted at the name must be refused, not wait for a writer forever.
+    With ``O_CREAT`` a new file is 0600 from its first byte. Raises :class:`UnsafePath`, or
+    ``OSError`` (``FileNotFoundError`` without ``O_CREAT``) for what is merely missing or unusable.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK) and path.is_symlink():  # EMLINK: the BSDs
+            raise UnsafePath(f"{path} {_judge(path, path.lstat(), kind, directory=False)[0]}") from None
+        raise
+    repaired = _checked(fd, path, kind)
+    if repaired:
+        log.warning("%s", repaired)
+    return fd
+
+
+def read_private(path: Path, kind: Kind = "private", limit: int = MAX_READ) -> bytes:
+    """At most ``limit`` bytes of one of the daemon's files, checked by :func:`open_private`."""
+    fd = open_private(path, os.O_RDONLY, kind)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(limit)
+
+
+def check_path(path: Path, kind: Kind = "private", *, directory: bool = False) -> str | None:
+    """Check ``path`` if it exists (``lstat``: a link is judged, not its target); repair too open
+    a mode through a descriptor opened without following links. Returns the repair or None;
+    raises :class:`UnsafePath`. For paths opened by others (SQLite) or not opened yet."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    why, _repair = _judge(path, info, kind, directory=directory)
+    if why is not None:
+        raise UnsafePath(f"{path} {why}")
+    if not _repair:
+        return None
+    flags = os.O_RDONLY | (os.O_DIRECTORY if directory else 0)
+    return _checked(
+        os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), path, kind, directory=directory
+    )
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make sure only the owner can enter it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
+    """Create ``path`` (and parents) 0700 unless it exists; refuse it if it is a link, another
+    user's or not a directory; make sure only the owner can enter it."""
+    if not os.path.lexists(path):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    repaired = check_path(path, directory=True)
+    if repaired:
+        log.warning("%s", repaired)
     return path
 
 
@@ -81,40 +205,52 @@ def rotate_token(paths: Paths) -> str:
 
 
 def secure_paths(paths: Paths) -> list[str]:
-    """Check the daemon's directories (0700) and secret files (0600); repair what is too open.
+    """Check every directory and file the daemon owns before any of them is read or written.
 
-    Returns one line per repair, for the log. Raises ConfigError for something owned by another
-    user: repairing that is not ours to do, and trusting it would be unsafe.
+    Run first at start (and by ``start`` before it writes anything): a link, another user's file
+    or a readable token stops start with :class:`UnsafePath` naming the path; too open a mode of
+    the daemon's own is repaired. Returns one line per repair, for the log. Every later open goes
+    through :func:`open_private` too, which checks the opened descriptor itself.
     """
     repairs = []
-    dirs = [paths.config_dir, paths.state_dir, paths.log_dir, paths.runtime_dir]
-    files = [paths.token_file, paths.database, paths.discovery_file, paths.pid_file, paths.log_file]
-    for path, wanted in [*((d, 0o700) for d in dirs), *((f, 0o600) for f in files)]:
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            continue
-        if info.st_uid != os.getuid():
-            raise ConfigError(f"{path} belongs to another user (uid {info.st_uid}); refusing to use it")
-        mode = info.st_mode & 0o777
-        if mode & 0o077:
-            path.chmod(wanted)
-            repairs.append(f"{path} was readable by others (mode {mode:04o}); set it to {wanted:04o}")
+    database = str(paths.database)
+    checks: list[tuple[Path, Kind, bool]] = [
+        *(
+            (d, "private", True)
+            for d in (paths.config_dir, paths.state_dir, paths.log_dir, paths.runtime_dir)
+        ),
+        (paths.agent_log_dir, "private", True),
+        (paths.token_file, "secret", False),
+        (paths.config_file, "config", False),
+        *((Path(database + end), "private", False) for end in ("", "-wal", "-shm", ".clean")),
+        *((f, "private", False) for f in (paths.discovery_file, paths.pid_file, paths.log_file)),
+        *((f, "private", False) for f in (paths.agent_groups_file, paths.start_flags_file)),
+    ]
+    for path, kind, directory in checks:
+        repaired = check_path(path, kind, directory=directory)
+        if repaired:
+            repairs.append(repaired)
     return repairs
 
 
 def load_or_create_token(paths: Paths) -> str:
-    """The API token: 256 random bits, kept 0600 in the config dir, stable across restarts."""
+    """The API token: 256 random bits, kept 0600 in the config dir, stable across restarts.
+
+    Read only through :func:`read_private`: a link at its name is refused, never followed (a
+    dangling one used to end in a misleading "cannot write"), and so is a token others can read.
+    """
     path = paths.token_file
-    if not path.exists():
+    ensure_private_dir(path.parent)
+    try:
+        raw = read_private(path, "secret")
+    except FileNotFoundError:
         fresh = secrets.token_urlsafe(TOKEN_BYTES)
         if create_private_file(path, fresh + "\n"):
             return fresh
         # several first starts raced and another one's token won: every one must use that one
-    token = path.read_bytes().decode("ascii", "replace").strip()
+        raw = read_private(path, "secret")
+    token = raw.decode("ascii", "replace").strip()
     if not _TOKEN.fullmatch(token):  # empty, cut short or garbage: it cannot work; replace it
         token = secrets.token_urlsafe(TOKEN_BYTES)
         write_private_file(path, token + "\n")
-    elif path.stat().st_mode & 0o077:
-        path.chmod(0o600)
     return token

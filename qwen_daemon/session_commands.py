@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from typing import Any
 
 from qwen_daemon.cli import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, _print_err, _running, _session_list
 from qwen_daemon.client import ClientError, read_token, request_json
 from qwen_daemon.config import Paths
+from qwen_daemon.terminal import one_line, printable
 
 
 def _prune(args: argparse.Namespace, paths: Paths) -> int:
@@ -66,7 +66,8 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     if not sessions:
         print("no archived sessions" if args.archived else "no sessions")
         return EXIT_OK
-    rows = [[str(s.get(k, "")) for k in ("id", "state", "title", "cwd")] for s in sessions]
+    # escaped here (printing would escape them anyway) so the columns line up as printed
+    rows = [[printable(str(s.get(k, ""))) for k in ("id", "state", "title", "cwd")] for s in sessions]
     header = ["ID", "STATE", "TITLE", "CWD"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
@@ -168,18 +169,9 @@ def cmd_mode(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
-#: C0 and C1 controls, DEL, and the bidirectional overrides and isolates
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _printable(value: Any) -> str:
-    """``value`` as one line safe for a terminal.
-
-    Why: titles, questions and choices come from the agent, which repeats what a model wrote and
-    what a repository holds; an escape sequence printed as is could recolour, retitle or rewrite
-    the user's terminal, and a bidi override could make one option read as another.
-    """
-    return " ".join(_UNPRINTABLE.sub(" ", str(value)).split())
+#: ``value`` on one line with its control characters escaped (see :mod:`qwen_daemon.terminal`;
+#: everything printed is escaped anyway, this also keeps a multi-line text to its one line)
+_printable = one_line
 
 
 def _request_lines(request: dict[str, Any]) -> list[str]:

@@ -15,7 +15,7 @@ from qwen_daemon.config import (
     Settings,
     load_settings,
 )
-from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, write_private_file
+from qwen_daemon.private_files import UnsafePath, ensure_private_dir, load_or_create_token, write_private_file
 
 
 def _mode(path: Path) -> int:
@@ -143,11 +143,16 @@ def test_token_is_private_long_and_stable(paths: Paths) -> None:
     assert load_or_create_token(Paths.from_platform()) == token
 
 
-def test_token_permissions_are_repaired_and_short_tokens_replaced(paths: Paths) -> None:
+def test_a_token_others_can_read_is_refused_and_short_tokens_replaced(paths: Paths) -> None:
+    """Issue 14 (finding 4): a token others could read may have leaked, so it is refused (naming
+    the file and the way out), no longer quietly made private again and kept."""
     token = load_or_create_token(paths)
     paths.token_file.chmod(0o644)
+    with pytest.raises(UnsafePath, match=r"token can be read by other users \(mode 0644\).*token rotate"):
+        load_or_create_token(paths)
+    assert _mode(paths.token_file) == 0o644 and paths.token_file.read_text().strip() == token
+    paths.token_file.chmod(0o600)
     assert load_or_create_token(paths) == token
-    assert _mode(paths.token_file) == 0o600
     paths.token_file.write_text("short\n", encoding="utf-8")
     replaced = load_or_create_token(paths)
     assert replaced != "short"
@@ -157,6 +162,7 @@ def test_token_permissions_are_repaired_and_short_tokens_replaced(paths: Paths) 
 def test_a_garbage_token_file_is_replaced(paths: Paths) -> None:
     paths.config_dir.mkdir(parents=True)
     paths.token_file.write_bytes(bytes(range(256)))
+    paths.token_file.chmod(0o600)  # private, or it would be refused before it is read
     token = load_or_create_token(paths)
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
     assert paths.token_file.read_text().strip() == token

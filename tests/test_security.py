@@ -90,11 +90,13 @@ def test_too_many_clients_on_one_session_get_429(tmp_path: Path) -> None:
 def test_too_open_permissions_are_repaired_at_start(
     tmp_path: Path, paths: Paths, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for directory in (paths.config_dir, paths.state_dir):
+    """The daemon's own directories and files are made private again; the token is not among
+    them (issue 14: others may have read it, so start refuses it, see tests/hardening/test_files.py)."""
+    for directory in (paths.config_dir, paths.state_dir, paths.runtime_dir):
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)
-    paths.token_file.write_text("t" * 43 + "\n")
-    paths.token_file.chmod(0o644)
+    paths.start_flags_file.write_text("{}")
+    paths.start_flags_file.chmod(0o644)
 
     async def main() -> None:
         with caplog.at_level(logging.WARNING):
@@ -104,7 +106,7 @@ def test_too_open_permissions_are_repaired_at_start(
     asyncio.run(main())
     assert stat.S_IMODE(paths.config_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(paths.state_dir.stat().st_mode) == 0o700
-    assert stat.S_IMODE(paths.token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(paths.start_flags_file.stat().st_mode) == 0o600
     assert "mode 0644" in caplog.text and "mode 0755" in caplog.text
 
 

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from qwen_daemon import __version__
 from qwen_daemon.agents.connection import describe_rpc_error, relay_connection_built, relay_connection_class
 from qwen_daemon.agents.credentials import with_hint
+from qwen_daemon.config import ConfigError
 from qwen_daemon.errors import AgentFailed
+from qwen_daemon.private_files import ensure_private_dir, open_private
 
 if TYPE_CHECKING:
     from acp.connection import Connection
@@ -154,8 +156,11 @@ class AgentHost:
                 raise
 
     async def _spawn_and_initialize(self) -> None:
-        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:  # the agent's log, like every file the daemon owns: never written through a link
+            ensure_private_dir(self.log_path.parent)
+            fd = open_private(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        except ConfigError as exc:
+            raise AgentFailed(f"cannot start the agent: {exc}") from None
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.command,

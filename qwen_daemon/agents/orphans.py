@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_daemon.private_files import write_private_file
+from qwen_daemon.private_files import read_private, write_private_file
 
 if TYPE_CHECKING:
     import psutil
@@ -192,8 +192,8 @@ class OrphanGuard:
         """Kill the groups a previous daemon left behind that are provably its agents; returns how
         many were killed. Lines without proof (an old file's bare ids, a reused id, a foreign
         process) are logged and dropped: after this the file lists nothing from before."""
-        try:
-            text = self.groups_file.read_text(encoding="utf-8", errors="replace")
+        try:  # never through a link: start refuses one (secure_paths), this checks what it opened
+            text = read_private(self.groups_file).decode("utf-8", "replace")
         except FileNotFoundError:
             return 0
         stale: list[AgentGroup] = []

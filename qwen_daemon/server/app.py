@@ -276,7 +276,7 @@ class Daemon:
             log.warning("%s", notice)
         try:
             self.manager.load()
-        except StoreError as exc:
+        except (StoreError, ConfigError) as exc:  # ConfigError: UnsafePath (the agent-groups file)
             raise StartupError(str(exc)) from None
         if sockets is None:
             sockets = self._bind()

@@ -15,6 +15,8 @@ from qwen_daemon.server.openapi_schemas import SCHEMAS
 from qwen_daemon.server.sessions_api import MAX_PRUNE_DAYS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+#: what a title may hold (see ``sessions.lifecycle.validate_title``)
+_TITLE = "no control characters (400 names the first); runs of whitespace become one space"
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -111,7 +113,7 @@ PATHS: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         "cwd": {"type": "string"},
-                        "title": {"type": "string", "maxLength": 200},
+                        "title": {"type": "string", "maxLength": 200, "description": _TITLE},
                         "agent": {"type": "string"},
                         "mode": {"type": "string"},
                     },
@@ -163,7 +165,7 @@ PATHS: dict[str, Any] = {
                     "minProperties": 1,
                     "additionalProperties": False,
                     "properties": {
-                        "title": {"type": "string", "maxLength": 200},
+                        "title": {"type": "string", "maxLength": 200, "description": _TITLE},
                         "archived": {"type": "boolean"},
                     },
                 }

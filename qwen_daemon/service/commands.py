@@ -331,7 +331,13 @@ def _status(backend: Supervisor, as_json: bool) -> int:
 
 
 def cmd_logs(args: argparse.Namespace, paths: Paths) -> int:
-    """Replace this process with the pager-free log viewer (so Ctrl-C and pipes behave)."""
+    """Replace this process with the pager-free log viewer (so Ctrl-C and pipes behave).
+
+    The one output the CLI does not escape (:mod:`qwen_daemon.terminal`): the viewer writes to the
+    terminal itself, and the log is a record to read as it is (``tail -F``, ``grep``, ``less -R``
+    all expect its bytes). What a client without the token sends is escaped by the daemon before it
+    is logged, and a title or folder name with controls is refused or escaped before it is stored.
+    """
     owner = detect()
     argv = owner.log_command(args.follow, args.lines) if owner is not None else None
     if argv is None:

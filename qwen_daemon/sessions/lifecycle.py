@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.errors import BadRequest
+from qwen_daemon.terminal import control_in, one_line
 
 if TYPE_CHECKING:
     from qwen_daemon.sessions.session import Session
@@ -23,15 +24,31 @@ EDITABLE = ("title", "archived")
 
 
 def validate_title(title: Any, cwd: str) -> str:
-    """Whitespace collapsed, at most MAX_TITLE characters; none or blank: the workspace's name."""
+    """Whitespace collapsed, at most MAX_TITLE characters; none or blank: the workspace's name.
+
+    A control character (ESC, BEL, NUL, a bidi override...) in a title given is refused: titles
+    are printed by ``qwen-daemon sessions`` and shown in terminals, where it would be obeyed. A
+    folder's name used instead is escaped, not refused: the user cannot rename it from here.
+    """
     if title is None:
-        return os.path.basename(cwd) or cwd
+        return _folder_title(cwd)
     if not isinstance(title, str):
         raise BadRequest("title must be a string")
+    control = control_in(title)
+    if control is not None:
+        raise BadRequest(
+            f"title contains the control character {control}; titles may not hold control "
+            "characters (tabs and line breaks become spaces)"
+        )
     title = " ".join(title.split())
     if len(title) > MAX_TITLE:
         raise BadRequest(f"title is longer than {MAX_TITLE} characters")
-    return title or os.path.basename(cwd) or cwd
+    return title or _folder_title(cwd)
+
+
+def _folder_title(cwd: str) -> str:
+    """The workspace folder's name (the path for ``/``), control characters escaped, one line."""
+    return one_line(os.path.basename(cwd) or cwd)[:MAX_TITLE]
 
 
 def edit(session: Session, changes: Mapping[str, Any]) -> None:

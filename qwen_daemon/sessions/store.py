@@ -32,8 +32,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from qwen_daemon.config import ConfigError
 from qwen_daemon.jsontext import replace_lone_surrogates
-from qwen_daemon.private_files import ensure_private_dir, write_private_file
+from qwen_daemon.private_files import check_path, ensure_private_dir, open_private, write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,23 @@ class Store:
     # --- opening ------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # 0600 from its first byte
-        os.close(fd)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        """SQLite opens files by name, following links: so the names were checked first
+        (:meth:`_check_names`), the file is opened here without following links and judged by
+        ``fstat`` (created 0600 from its first byte), and the connection's file must be that
+        same file. Raises StoreError naming the path when any of that fails."""
+        try:
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
+        except ConfigError as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            opened = os.fstat(fd)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            now = os.lstat(self.path)
+        finally:
+            os.close(fd)
+        if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            db.close()
+            raise StoreError(f"{self.path} was replaced while it was being opened; refusing to use it")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
@@ -165,7 +180,17 @@ class Store:
             not wal.exists() or wal.stat().st_size == 0
         )
 
+    def _check_names(self) -> None:
+        """The database's files (``lstat``: a link is judged, not its target), before anything
+        reads them: a link or another user's file here is refused, never moved aside as damage."""
+        try:
+            for end in ("", "-wal", "-shm", ".clean"):
+                check_path(Path(f"{self.path}{end}"))
+        except ConfigError as exc:
+            raise StoreError(f"cannot use the session database: {exc}") from None
+
     def _open(self) -> sqlite3.Connection:
+        self._check_names()
         try:
             clean = self._left_by_clean_close()
             if self.path.exists() and (size := self.path.stat().st_size) < SMALLEST_DATABASE:

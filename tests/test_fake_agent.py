@@ -315,7 +315,9 @@ def test_stdin_eof_exits_quickly() -> None:
             await h.close_stdin()
             assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == 0
             elapsed = time.monotonic() - started
-            assert elapsed < 0.5, elapsed  # the target is 0.2 s; leave slack for loaded machines
+            # EOF is what ends it (ignored, it would run to DEADLINE); a bound, not a speed figure:
+            # 0.5 s failed once on a 2-core machine with a load average of 10
+            assert elapsed < 3.0, elapsed
             with pytest.raises(ConnectionError):
                 await prompt
 

@@ -163,6 +163,9 @@ class _Guard(tornado.web.RequestHandler):
     available_during_shutdown = False
     #: Browser pages: ``?token=`` logs in (cookie + redirect) and cookie auth needs no Origin.
     login_from_query = False
+    #: The device a cookie-authenticated request comes from, once authenticated; None for the
+    #: bearer token (API, CLI, scripts), which belongs to no device.
+    device_id: str | None = None
 
     # --- accessors --------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Open connections: a cap, a deadline for the first request, and descriptors enough for both.
+"""Open connections: a cap, deadlines for the head and the body, and room kept for the user.
 
 Every TCP connection holds a file descriptor until it closes, and Tornado keeps one that sends
 nothing for as long as its header timeout. Without a cap, any local process could open connections
@@ -6,19 +6,33 @@ and send nothing until the descriptors ran out (the soft limit is often 1,024, u
 ``accept()`` then fails with EMFILE on every loop turn, which spins the loop at 100% CPU, logs a
 traceback each time, and fails ``/health``, new sessions and the agents' pipes with it.
 
-So: connections beyond :data:`MAX_CONNECTIONS` are closed as soon as they are accepted (upgraded
-WebSockets no longer count here; they have their own cap in ``stream.py``), a connection that sends
-no complete request head within :data:`HEADER_TIMEOUT` is closed, and at start the soft descriptor
-limit is raised toward the hard one so the caps, the agents' pipes and the database all fit.
+A cap alone is a lock-out, though (issue 14, finding 1): 512 sockets that send a head and then a
+byte a minute held every slot, and the daemon refused the user. So a full server does not refuse
+a newcomer; it closes the *oldest connection that has not proved the token* to make room. A
+connection is trusted from its first authenticated request (``Daemon.trust_connection``) and is
+then never closed to make room; upgraded WebSockets are not HTTP connections any more and never
+count here (``stream.py`` caps them). An attacker without the token can therefore only push out
+other token-less connections, oldest first; a request just accepted is the newest and is answered
+long before 512 newer ones arrive. Only when every open connection is trusted is a newcomer refused.
+
+The deadlines bound what each connection costs: no complete request head within
+:data:`HEADER_TIMEOUT` (also the keep-alive idle time), or no complete body within
+:data:`BODY_TIMEOUT`, and it is closed. Bodies are read only once the request is authorized
+(``bodies.py``), so a token-less body is refused as soon as its head arrives. At start the soft
+descriptor limit is raised toward the hard one so the caps, the agents' pipes and the database
+all fit.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
+import tornado.http1connection
 import tornado.httpserver
+import tornado.httputil
 import tornado.iostream
 
 log = logging.getLogger(__name__)
@@ -27,10 +41,18 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 512
 #: seconds a connection may stay open without a full request head (also the keep-alive idle time)
 HEADER_TIMEOUT = 60.0
+#: seconds a request may take to send its whole body once its head has arrived
+BODY_TIMEOUT = 60.0
+#: largest request body read at all (handlers refuse more than theirs: JSON bodies 256 KiB)
+MAX_BODY_SIZE = 8 * 1024 * 1024
+#: connections the kernel may hold for us before we accept them (it caps this at somaxconn, often
+#: 4,096): larger than one attacking process's sockets, so its reconnects do not fill the queue and
+#: make the user's connection wait for a SYN retry (1 s, then 3 s)
+LISTEN_BACKLOG = 4096
 #: the soft RLIMIT_NOFILE asked for at start (never above the hard limit)
 WANTED_FILES = 8192
-#: seconds between two log lines about refused connections
-REFUSAL_LOG_INTERVAL = 60.0
+#: seconds between two log lines about connections closed or refused for room
+PRESSURE_LOG_INTERVAL = 60.0
 
 
 def raise_file_limit(wanted: int = WANTED_FILES) -> int:
@@ -55,31 +77,64 @@ def raise_file_limit(wanted: int = WANTED_FILES) -> int:
 
 
 class CappedHTTPServer(tornado.httpserver.HTTPServer):
-    """An HTTPServer that closes connections beyond ``max_connections`` as soon as they arrive."""
+    """An HTTPServer with at most ``max_connections`` open, making room by closing the oldest
+    connection that has not authenticated (see the module doc)."""
 
     max_connections = MAX_CONNECTIONS
-    open_connections = 0
+    #: newcomers closed because every open connection was trusted
     refused = 0
-    _refusals_logged_at = -REFUSAL_LOG_INTERVAL
+    #: token-less connections closed to make room for a newcomer
+    evicted = 0
+    _pressure_logged_at = -PRESSURE_LOG_INTERVAL
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        #: not yet authenticated, oldest first: the ones closed to make room
+        self._untrusted: OrderedDict[tornado.iostream.IOStream, None] = OrderedDict()
+        self._trusted: set[tornado.iostream.IOStream] = set()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._untrusted) + len(self._trusted)
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: Any) -> None:
         if self.open_connections >= self.max_connections:
-            stream.close()
-            self.refused += 1
-            now = time.monotonic()
-            if now - self._refusals_logged_at >= REFUSAL_LOG_INTERVAL:
-                self._refusals_logged_at = now
-                log.warning(
-                    "%d connections are open, the most allowed: refusing new ones (%d so far); "
-                    "idle ones close after %.0f s",
-                    self.open_connections,
-                    self.refused,
-                    HEADER_TIMEOUT,
-                )
-            return
-        self.open_connections += 1
+            if not self._untrusted:
+                stream.close()
+                self.refused += 1
+                self._log_pressure("every one has authenticated: refusing new ones")
+                return
+            oldest, _ = self._untrusted.popitem(last=False)
+            oldest.close()
+            self.evicted += 1
+            self._log_pressure("closing the oldest not yet authenticated to make room")
+        self._untrusted[stream] = None
         super().handle_stream(stream, address)
 
+    def trust(self, request: tornado.httputil.HTTPServerRequest) -> None:
+        """``request`` proved the token: its connection is never closed to make room."""
+        server_conn = request.server_connection
+        if isinstance(server_conn, tornado.http1connection.HTTP1ServerConnection):
+            stream = server_conn.stream
+            if stream in self._untrusted:  # still open, and not trusted yet
+                del self._untrusted[stream]
+                self._trusted.add(stream)
+
     def on_close(self, server_conn: object) -> None:
-        self.open_connections -= 1
+        if isinstance(server_conn, tornado.http1connection.HTTP1ServerConnection):
+            self._untrusted.pop(server_conn.stream, None)
+            self._trusted.discard(server_conn.stream)
         super().on_close(server_conn)
+
+    def _log_pressure(self, action: str) -> None:
+        """One line a minute at most: under attack this happens thousands of times a second."""
+        now = time.monotonic()
+        if now - self._pressure_logged_at >= PRESSURE_LOG_INTERVAL:
+            self._pressure_logged_at = now
+            log.warning(
+                "%d connections are open, the most allowed: %s (so far %d closed for room, %d refused)",
+                self.open_connections,
+                action,
+                self.evicted,
+                self.refused,
+            )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -53,8 +54,11 @@ def first_bytes(kind: str, port: int) -> bytes:
 
 
 class Attack:
-    def __init__(self, port: int, sockets: int, seconds: float, max_opens: int) -> None:
+    def __init__(
+        self, port: int, sockets: int, seconds: float, max_opens: int, kinds: tuple[str, ...] = KINDS
+    ) -> None:
         self.port = port
+        self.kinds = kinds
         self.sockets = sockets
         self.deadline = time.monotonic() + seconds
         self.max_opens = max_opens
@@ -76,7 +80,7 @@ class Attack:
             self.ready.set()
 
     async def slot(self, index: int) -> None:
-        kind = KINDS[index % len(KINDS)]
+        kind = self.kinds[index % len(self.kinds)]
         first = True
         while self._running():
             try:
@@ -117,10 +121,8 @@ class Attack:
                 return
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def run(self) -> Counters:
         loop = asyncio.get_running_loop()
@@ -143,11 +145,14 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-opens", type=int, default=1_000_000)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated, from: " + ", ".join(KINDS))
     args = parser.parse_args()
     from qwen_daemon.server.connections import raise_file_limit
 
     raise_file_limit(args.sockets + 256)
-    counters = asyncio.run(Attack(args.port, args.sockets, args.seconds, args.max_opens).run())
+    counters = asyncio.run(
+        Attack(args.port, args.sockets, args.seconds, args.max_opens, tuple(args.kinds.split(","))).run()
+    )
     print(json.dumps(asdict(counters)), flush=True)
 
 

@@ -278,9 +278,10 @@ def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Connections that send nothing used to pile up until the descriptors ran out; accept() then
-    failed on every loop turn (100% CPU, a traceback per turn) and /health with it. Beyond the cap
-    the oldest token-less one is closed to make room (it used to be the newcomer, which locked the
-    user out: tests/hardening/test_lockout.py); an authenticated one never is."""
+    failed on every loop turn (100% CPU, a traceback per turn) and /health with it. At the cap a
+    newcomer that sends nothing (or nothing with the token) is refused, but one with the token or
+    asking for /health gets in, the oldest token-less connection being closed to make room (the
+    old cap refused everyone: tests/hardening/test_lockout.py); an authenticated one never is."""
     from qwen_daemon.server import app as app_module
 
     monkeypatch.setattr(app_module, "MAX_CONNECTIONS", 20)
@@ -302,15 +303,16 @@ def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
 
         assert b" 200 " in await authenticated_call()  # this connection is now trusted
         idle = [await asyncio.open_connection("127.0.0.1", api.daemon.port) for _ in range(60)]
-        await until(lambda: server.open_connections == 20 and server.evicted == 41 and server.refused == 0)
+        await until(lambda: server.open_connections == 20 and server.refused == 41 and server.evicted == 0)
         assert b" 200 " in await authenticated_call()  # never closed to make room
-        assert (await api.call("GET", "/health")).status == 200  # room made for a newcomer, too
+        assert (await api.call("GET", "/health")).status == 200  # room made for it
+        assert server.evicted == 1
         await until(lambda: server.open_connections == 0, timeout=30)  # no request head in time
         for _reader, idle_writer in [*idle, (reader, writer)]:
             idle_writer.close()
 
     serve(tmp_path, body)
-    refusals = [r for r in caplog.records if "to make room" in r.getMessage()]
+    refusals = [r for r in caplog.records if "connections are open" in r.getMessage()]
     assert len(refusals) == 1, "one line per minute, not one per closed connection"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 

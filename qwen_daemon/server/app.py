@@ -32,7 +32,7 @@ from qwen_daemon.agents.registry import AgentNotFound
 from qwen_daemon.config import ConfigError, Settings, load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
 from qwen_daemon.server import health, openapi, pages, sessions_api, stream
-from qwen_daemon.server.base import NotFoundHandler
+from qwen_daemon.server.base import COOKIE_PREFIX, NotFoundHandler, cookie_value, secrets_equal
 from qwen_daemon.server.connections import (
     BODY_TIMEOUT,
     HEADER_TIMEOUT,
@@ -198,6 +198,33 @@ class Daemon:
         if self._server is not None:
             self._server.trust(request)
 
+    def worth_room(self, head: bytes) -> bool:
+        """Whether the first bytes of a connection to a full server earn it room (connections.py):
+        a ``/health`` probe, or a request carrying the token (header or ``?token=``) or the login
+        cookie, each compared in constant time. A head cut short by the read-ahead is judged on
+        what it has."""
+        line, _, rest = head.partition(b"\r\n")
+        method, _, target = line.decode("latin-1").partition(" ")
+        path, _, query = target.partition(" ")[0].partition("?")
+        if method in ("GET", "HEAD") and path == "/health":
+            return True
+        if any(secrets_equal(v, self.token) for v in urllib.parse.parse_qs(query).get("token", [])):
+            return True
+        cookie = cookie_value(self.token)
+        for raw in rest.decode("latin-1").split("\r\n"):
+            name, _, value = raw.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            if name == "authorization":
+                scheme, _, given = value.partition(" ")
+                if scheme.lower() == "bearer" and secrets_equal(given.strip(), self.token):
+                    return True
+            elif name == "cookie":
+                for part in value.split(";"):
+                    key, _, given = part.strip().partition("=")
+                    if key == f"{COOKIE_PREFIX}{self.port}" and secrets_equal(given, cookie):
+                        return True
+        return False
+
     def rotate_token(self) -> int:
         """Issue a new token; every WebSocket opened with the old one is closed. Returns how many."""
         self.token = rotate_token(self.settings.paths)
@@ -296,6 +323,7 @@ class Daemon:
         )
         # a quarter of the descriptors at most: the rest for WebSockets, agents' pipes, the store
         server.max_connections = min(MAX_CONNECTIONS, max(16, files // 4))
+        server.worth_room = self.worth_room
         server.add_sockets(sockets)
         self._server = server
         self.manager.start()

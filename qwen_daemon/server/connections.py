@@ -160,7 +160,10 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
 
     def _first_bytes(self, stream: tornado.iostream.IOStream) -> None:
         """They came, or the time is up (then the peek finds nothing, and it is refused)."""
-        address, timer = self._waiting.pop(stream)
+        waiting = self._waiting.pop(stream, None)
+        if waiting is None:  # already judged (the other of the two callbacks) or closed
+            return
+        address, timer = waiting
         self._stop_waiting(stream, timer)
         try:
             head = stream.socket.recv(PEEK_BYTES, socket.MSG_PEEK)

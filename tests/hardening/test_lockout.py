@@ -167,3 +167,35 @@ def test_a_token_less_body_gets_its_401_without_a_reset(tmp_path: Path) -> None:
             assert status == 401 and answer["error"]["code"] == "unauthorized", answer
 
     serve(tmp_path, body)
+
+
+def test_a_full_server_lets_in_only_the_token_the_cookie_or_health(tmp_path: Path) -> None:
+    """What a newcomer to a full server must send first to get in (``Daemon.worth_room``)."""
+    from qwen_daemon.server.base import COOKIE_PREFIX, cookie_value
+
+    async def body(api: Api, ws: Path) -> None:
+        daemon = api.daemon
+        cookie = f"{COOKIE_PREFIX}{daemon.port}={cookie_value(daemon.token)}"
+        host = "Host: 127.0.0.1\r\n"
+        admitted = [
+            b"GET /health HTTP/1.1\r\n",
+            b"HEAD /health HTTP/1.1\r\n",
+            f"GET /api/sessions HTTP/1.1\r\n{host}Authorization: Bearer {daemon.token}\r\n".encode(),
+            f"GET /?token={daemon.token} HTTP/1.1\r\n".encode(),
+            f"GET /s/x HTTP/1.1\r\n{host}Cookie: a=b; {cookie}\r\n\r\n".encode(),
+        ]
+        refused = [
+            b"",
+            b"GET /hea",
+            b"POST /health HTTP/1.1\r\n",
+            b"GET /healthz HTTP/1.1\r\n",
+            f"GET /api/sessions HTTP/1.1\r\n{host}Authorization: Bearer {daemon.token[:-1]}\r\n".encode(),
+            f"GET /api/sessions HTTP/1.1\r\n{host}Authorization: Bearer {daemon.token}x\r\n".encode(),
+            f"GET /api/sessions HTTP/1.1\r\n{host}Cookie: {cookie}0\r\n".encode(),
+            f"GET /?token={daemon.token}0 HTTP/1.1\r\n".encode(),
+            b"\x16\x03\x01\x02\x00",  # a TLS hello to a plain-HTTP daemon
+        ]
+        assert all(daemon.worth_room(head) for head in admitted)
+        assert not any(daemon.worth_room(head) for head in refused)
+
+    serve(tmp_path, body)

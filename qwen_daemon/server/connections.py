@@ -25,10 +25,10 @@ close, so that queue is worked off in milliseconds.
 
 The deadlines bound what each connection costs: no complete request head within
 :data:`HEADER_TIMEOUT` (also the keep-alive idle time), or no complete body within
-:data:`BODY_TIMEOUT`, and it is closed. Bodies are read only once the request is authorized
-(``bodies.py``), so a token-less body is refused as soon as its head arrives. At start the soft
-descriptor limit is raised toward the hard one so the caps, the agents' pipes and the database
-all fit.
+:data:`BODY_TIMEOUT`, and it is closed. Every request is judged as soon as its head arrives
+(``bodies.py``): a token-less body is never kept, only read and dropped before its 401 so that the
+answer is not lost to a reset. At start the soft descriptor limit is raised toward the hard one so
+the caps, the agents' pipes and the database all fit.
 """
 
 from __future__ import annotations

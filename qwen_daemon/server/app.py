@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 import tornado.websocket
 
@@ -33,16 +34,29 @@ from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, wri
 from qwen_daemon.logbounds import REFUSED, request_line
 from qwen_daemon.private_files import load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.server import health, openapi, pages, sessions_api, stream
-from qwen_daemon.server.base import BaseHandler, BaseWebSocketHandler, NotFoundHandler
-from qwen_daemon.server.connections import HEADER_TIMEOUT, MAX_CONNECTIONS, CappedHTTPServer, raise_file_limit
+from qwen_daemon.server.base import (
+    COOKIE_PREFIX,
+    BaseHandler,
+    BaseWebSocketHandler,
+    NotFoundHandler,
+    cookie_value,
+    secrets_equal,
+)
+from qwen_daemon.server.connections import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    LISTEN_BACKLOG,
+    MAX_BODY_SIZE,
+    MAX_CONNECTIONS,
+    CappedHTTPServer,
+    raise_file_limit,
+)
 from qwen_daemon.server.throttle import AuthThrottle
 from qwen_daemon.sessions.manager import SessionManager
 from qwen_daemon.sessions.store import StoreError
 
 log = logging.getLogger(__name__)
 
-#: Largest request body the HTTP server reads at all; handlers refuse more than theirs with 413.
-MAX_BODY_SIZE = 8 * 1024 * 1024
 #: Upper bound on the whole of :meth:`Daemon.shutdown` (agents get SIGTERM → SIGKILL inside it).
 SHUTDOWN_TIMEOUT = 30.0
 #: Largest WebSocket frame a client may send (a prompt is at most 100,000 characters).
@@ -113,7 +127,7 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
     )
 
 
-def bind_listening_sockets(host: str, port: int, backlog: int = 128) -> list[socket.socket]:
+def bind_listening_sockets(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> list[socket.socket]:
     """Listening sockets for every address ``host`` resolves to (port 0: one shared free port).
 
     Unlike ``tornado.netutil.bind_sockets`` this closes every socket it made when a bind fails,
@@ -201,6 +215,38 @@ class Daemon:
     @property
     def url(self) -> str:
         return make_url(self.settings.host, self.port, tls=self.settings.tls)
+
+    def trust_connection(self, request: tornado.httputil.HTTPServerRequest) -> None:
+        """``request`` proved the token: its connection is never closed to make room for another."""
+        if self._server is not None:
+            self._server.trust(request)
+
+    def worth_room(self, head: bytes) -> bool:
+        """Whether the first bytes of a connection to a full server earn it room (connections.py):
+        a ``/health`` probe, or a request carrying the token (header or ``?token=``) or the login
+        cookie, each compared in constant time. A head cut short by the read-ahead is judged on
+        what it has."""
+        line, _, rest = head.partition(b"\r\n")
+        method, _, target = line.decode("latin-1").partition(" ")
+        path, _, query = target.partition(" ")[0].partition("?")
+        if method in ("GET", "HEAD") and path == "/health":
+            return True
+        if any(secrets_equal(v, self.token) for v in urllib.parse.parse_qs(query).get("token", [])):
+            return True
+        cookie = cookie_value(self.token)
+        for raw in rest.decode("latin-1").split("\r\n"):
+            name, _, value = raw.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            if name == "authorization":
+                scheme, _, given = value.partition(" ")
+                if scheme.lower() == "bearer" and secrets_equal(given.strip(), self.token):
+                    return True
+            elif name == "cookie":
+                for part in value.split(";"):
+                    key, _, given = part.strip().partition("=")
+                    if key == f"{COOKIE_PREFIX}{self.port}" and secrets_equal(given, cookie):
+                        return True
+        return False
 
     def rotate_token(self) -> int:
         """Issue a new token; every WebSocket opened with the old one is closed. Returns how many."""
@@ -294,11 +340,13 @@ class Daemon:
             self.app,
             ssl_options=self._tls_context(),
             xheaders=False,
-            max_body_size=MAX_BODY_SIZE,
-            idle_connection_timeout=HEADER_TIMEOUT,
+            max_body_size=MAX_BODY_SIZE,  # bodies.py answers a bigger one with a JSON 413
+            idle_connection_timeout=HEADER_TIMEOUT,  # Tornado's header timeout
+            body_timeout=BODY_TIMEOUT,
         )
         # a quarter of the descriptors at most: the rest for WebSockets, agents' pipes, the store
         server.max_connections = min(MAX_CONNECTIONS, max(16, files // 4))
+        server.worth_room = self.worth_room
         server.add_sockets(sockets)
         self._server = server
         self.manager.start()

@@ -41,6 +41,7 @@ import tornado.websocket
 from qwen_daemon import jsontext
 from qwen_daemon.errors import AgentFailed, BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
 from qwen_daemon.logbounds import MAX_MESSAGE, REFUSED, clip, request_line
+from qwen_daemon.server.bodies import BodyIntake
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -272,6 +273,7 @@ class _Guard(tornado.web.RequestHandler):
             self.refuse_unauthenticated()
         if method == "cookie":
             self.check_cookie_use()
+        self.daemon.trust_connection(self.request)  # never closed to make room (connections.py)
 
     def login_from_token(self) -> bool:
         """On a page, ``?token=<valid>``: set the login cookie, redirect to the URL without it.
@@ -318,7 +320,10 @@ class _Guard(tornado.web.RequestHandler):
         self.check_auth()
         if self.daemon.stopping and not self.available_during_shutdown:
             raise ShuttingDown("the daemon is shutting down")
-        return None
+        return self.admit_body()
+
+    def admit_body(self) -> Awaitable[None] | None:
+        """Authorized: a handler that streams its body (``bodies.py``) now takes it in."""
 
     # --- errors -----------------------------------------------------------------------------
 
@@ -375,7 +380,7 @@ class _Guard(tornado.web.RequestHandler):
         ]
 
 
-class BaseHandler(_Guard):
+class BaseHandler(BodyIntake, _Guard):
     """Base for JSON HTTP handlers."""
 
     def write_json(self, obj: Any, status: int = 200) -> Awaitable[None]:
@@ -399,7 +404,7 @@ class BaseHandler(_Guard):
             key, _, value = param.partition("=")
             if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
                 raise BadRequest("the request body must be UTF-8 encoded")
-        body = self.request.body
+        body = self.request_body
         if len(body) > MAX_JSON_BODY:
             raise PayloadTooLarge(f"request body too large ({len(body)} bytes; at most {MAX_JSON_BODY})")
         if not body.strip():

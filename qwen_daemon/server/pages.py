@@ -84,7 +84,9 @@ class PageHandler(BaseHandler):
         exc_info = kwargs.get("exc_info")
         status, code, message = describe_error(exc_info[1] if exc_info else None, status_code)
         self.clear_header("Location")
-        if status == 401:
+        if code == "payload_too_large":  # no page asked for it: the same JSON 413 as every route
+            super().write_error(status_code, **kwargs)
+        elif status == 401:
             self.render_page("login.html", status=401)
         elif code == "session_not_found":
             self.render_page(

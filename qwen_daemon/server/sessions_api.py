@@ -205,7 +205,7 @@ class PruneHandler(BaseHandler):
     """Remove closed sessions older than the retention time (or ``older_than_days``)."""
 
     async def post(self) -> None:
-        body = self.json_body() if self.request.body.strip() else {}
+        body = self.json_body() if self.request_body.strip() else {}
         days = body.get("older_than_days")
         if days is not None and (
             isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_PRUNE_DAYS

@@ -28,7 +28,7 @@ def _add_start(sub: Any) -> None:
     start.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     start.add_argument("--port", help="port to listen on (default 7861; 0 = any free port)")
     start.add_argument("--agent-cmd", help="command line of the ACP agent")
-    start.add_argument("--max-sessions", help="most sessions open at once")
+    start.add_argument("--max-sessions", help="most unarchived sessions (archive or delete to make room)")
     start.add_argument("--idle-timeout", help="ignored: sessions stay until you delete or archive them")
     start.add_argument("--log-level", help="debug, info, warning or error")
     start.add_argument("--log-max-bytes", help="rotate the log file at this size (default 10 MiB)")

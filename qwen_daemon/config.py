@@ -199,7 +199,10 @@ _SPECS: dict[str, _Spec] = {
     "host": _Spec(_parse_host, "address to listen on (loopback by default)"),
     "port": _Spec(_parse_int(0, 65535), f"port to listen on (default {DEFAULT_PORT}; 0 = any free port)"),
     "agent_cmd": _Spec(_parse_command, "command line of the ACP agent (default: the pinned Qwen Code)"),
-    "max_sessions": _Spec(_parse_int(1, 10_000), "most sessions open at once"),
+    "max_sessions": _Spec(
+        _parse_int(1, 10_000),
+        "most unarchived sessions (failed ones aside): creating one beyond it is refused",
+    ),
     "agent_idle_timeout": _Spec(_parse_seconds, "seconds an agent with nothing to do keeps running"),
     "start_timeout": _Spec(_parse_seconds, "seconds `start` waits for the daemon to answer"),
     "retention_days": _Spec(_parse_seconds, "days closed sessions are kept before --prune removes them"),

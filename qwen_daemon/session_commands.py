@@ -13,7 +13,15 @@ import json
 import os
 from typing import Any
 
-from qwen_daemon.cli import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, _print_err, _running, _session_list
+from qwen_daemon.cli import (
+    EXIT_FAIL,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    _print_err,
+    _running,
+    _session_list,
+)
 from qwen_daemon.client import ClientError, read_token, request_json
 from qwen_daemon.config import Paths
 from qwen_daemon.terminal import one_line, printable
@@ -223,22 +231,24 @@ def cmd_pending(args: argparse.Namespace, paths: Paths) -> int:
 def _answers(pairs: list[str], questions: list[Any]) -> dict[str, Any]:
     """``--answer INDEX=TEXT`` pairs as the API's answers: one string, or a list for a multi-select.
 
-    Raises ValueError for a pair without ``=``. Whether an index exists, and the rest, is the
-    daemon's to judge: its 400 message is printed as is.
+    Raises ValueError (a usage error) for a pair without ``=`` or whose INDEX is not a plain
+    ASCII number: ``str.isdigit`` accepts "²", which ``int`` then refuses with a Python message.
+    Whether an index exists, and the rest, is the daemon's to judge: its 400 is printed as is.
     """
     grouped: dict[str, list[str]] = {}
     for pair in pairs:
         index, sep, text = pair.partition("=")
-        if not sep or not index.strip():
+        index = index.strip()
+        if not sep or not index:
             raise ValueError(f"--answer {pair!r}: write INDEX=TEXT, e.g. --answer 0=SQLite")
-        grouped.setdefault(index.strip(), []).append(text)
+        if not re.fullmatch(r"[0-9]{1,9}", index):
+            raise ValueError(
+                f"--answer {pair!r}: INDEX must be the question's number (0, 1, ...), e.g. --answer 0=SQLite"
+            )
+        grouped.setdefault(str(int(index)), []).append(text)
     answers: dict[str, Any] = {}
     for index, texts in grouped.items():
-        multi = (
-            index.isdigit()
-            and int(index) < len(questions)
-            and bool(questions[int(index)].get("multi_select"))
-        )
+        multi = int(index) < len(questions) and bool(questions[int(index)].get("multi_select"))
         answers[index] = texts if multi or len(texts) > 1 else texts[0]
     return answers
 
@@ -255,7 +265,7 @@ def cmd_answer(args: argparse.Namespace, paths: Paths) -> int:
         answers = _answers(args.answer, pending.get("questions") or [])
     except ValueError as exc:
         _print_err(str(exc))
-        return EXIT_FAIL
+        return EXIT_USAGE
     body: dict[str, Any] = {"option_id": args.option}
     if answers:
         body["answers"] = answers

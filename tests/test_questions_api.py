@@ -214,7 +214,9 @@ def test_cli_answers_a_question(tmp_path: Path, paths: Paths) -> None:
         rid = poll(pending, 15, "the question")[0]["request_id"]
         refused = cli("answer", sid, rid, "--option", "proceed_once", "--answer", "0=SQLite")
         assert refused.returncode == 1 and "missing 1 (Which features?)" in refused.stderr, refused.stderr
-        assert cli("answer", sid, rid, "--option", "proceed_once", "--answer", "zero").returncode == 1
+        for bad in ("zero", "²=SQLite"):  # a usage error (2), said plainly, never a Python message
+            refused = cli("answer", sid, rid, "--option", "proceed_once", "--answer", bad)
+            assert refused.returncode == 2 and "e.g. --answer 0=SQLite" in refused.stderr, refused.stderr
         args = ["--answer", "0=SQLite", "--answer", "1=Auth", "--answer", "1=Export"]
         done = cli("answer", sid, rid, "--option", "proceed_once", *args)
         assert done.returncode == 0, done.stderr

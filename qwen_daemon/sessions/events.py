@@ -41,6 +41,7 @@ EVENT_TYPES = frozenset(
         "state",
         "error",
         "agent_update",
+        "session_updated",  # renamed or (un)archived: {title, archived}
     }
 )
 

@@ -55,7 +55,8 @@ def edit(session: Session, changes: Mapping[str, Any]) -> None:
     """Rename and/or (un)archive (``PATCH``): all checked before anything changes, then persisted.
 
     Any state, a running turn included: neither touches the agent. Archiving only moves the
-    session to the archived list; its history stays and a prompt brings it back.
+    session to the archived list; its history stays and a prompt brings it back. Emits
+    ``session_updated {title, archived}``.
     """
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
@@ -74,7 +75,30 @@ def edit(session: Session, changes: Mapping[str, Any]) -> None:
         session.title = validate_title(changes["title"], session.cwd)
     if "archived" in changes:
         session.archived = changes["archived"]
+    # committed like any event, so an open session page (and the dashboard) learns of a change
+    # made in another tab or from the CLI: the title and the Archive / Unarchive button follow
+    session._emit("session_updated", title=session.title, archived=session.archived)
     session._changed()
+
+
+async def reapply_mode(session: Session, wanted: str | None, *, announce: bool = False) -> None:
+    """Put back the session's mode, which a restored or new agent session resets to its default.
+
+    Qwen Code keeps no mode across ``session/load``, and a new agent session (the conversation
+    could not be restored) starts in the default one: the user's plan mode must not silently
+    become "default". A mode the agent no longer offers is left: the agent's one then stands.
+    ``announce``: say which mode is in force with the event the agent sends for a switch (after
+    a lost conversation, the transcript shows which mode the new agent session runs in).
+    """
+    from qwen_daemon.sessions.session import mode_ids  # session.py imports this module
+
+    offered = mode_ids((session.modes or {}).get("availableModes") or [])
+    if wanted and wanted != session.mode and wanted in offered and session.agent_session_id is not None:
+        await session.host.set_mode(session.agent_session_id, wanted)
+        session._mode_changed(wanted)
+    if announce and session.mode is not None:
+        update = {"sessionUpdate": "current_mode_update", "currentModeId": session.mode}
+        session._emit("agent_update", update=update)
 
 
 def reopen(session: Session) -> bool:

@@ -338,7 +338,19 @@ class SessionManager:
 
     @property
     def open_count(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.state in OPEN_STATES)
+        """Sessions that count against ``max_sessions``: open (not failed or closed) and unarchived.
+
+        Nothing closes a session any more, so counting every one would reach the limit for good.
+        An idle session whose agent sleeps costs nothing but its row; the limit only keeps the
+        working list bounded (a runaway script), and archiving or deleting makes room.
+        """
+        return sum(1 for s in self.sessions.values() if s.state in OPEN_STATES and not s.archived)
+
+    def _check_limit(self) -> None:
+        if self.open_count >= self.settings.max_sessions:
+            raise LimitReached(
+                f"at most {self.settings.max_sessions} unarchived sessions; delete or archive one first"
+            )
 
     async def create(self, cwd: Any, title: Any = None, agent: Any = None, mode: Any = None) -> Session:
         """Create a session (with the named agent, in ``mode``). Raises AgentFailed after recording why."""
@@ -347,8 +359,7 @@ class SessionManager:
         self._require_writable()
         path = validate_cwd(cwd)
         name = validate_title(title, path)
-        if self.open_count >= self.settings.max_sessions:
-            raise LimitReached(f"at most {self.settings.max_sessions} sessions may be open; close one first")
+        self._check_limit()
         if agent is not None and (not isinstance(agent, str) or agent not in self.settings.agent_names()):
             raise BadRequest(
                 f"unknown agent {agent!r}; choose one of: {', '.join(self.settings.agent_names())}"
@@ -407,8 +418,8 @@ class SessionManager:
         if self._closing:
             raise ShuttingDown("the daemon is stopping")
         self._require_writable()
-        if self.open_count >= self.settings.max_sessions:
-            raise LimitReached(f"at most {self.settings.max_sessions} sessions may be open; close one first")
+        if not session.archived:  # an archived one comes back archived, not counted
+            self._check_limit()
         _agent, missing = self._restored_agent(session.agent)
         try:
             if missing is not None:

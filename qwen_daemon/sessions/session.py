@@ -45,6 +45,7 @@ from qwen_daemon.errors import (
     SessionClosed,
     SessionFailed,
 )
+from qwen_daemon.sessions import lifecycle
 from qwen_daemon.sessions.events import Event, EventLog, utc_now
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.store import SessionRecord
@@ -225,9 +226,12 @@ class Session:
             return
         if self.agent_session_id is not None and await self._restore_agent_session(self.agent_session_id):
             return
+        wanted = self.mode  # None at creation; else the conversation was lost, not the mode
         self.agent_session_id, result = await self.host.new_session(self.cwd, self)
         self._after_agent_session(result)
         self._changed()
+        if wanted is not None and wanted != self.mode:
+            await lifecycle.reapply_mode(self, wanted, announce=True)
 
     async def _restore_agent_session(self, agent_session_id: str) -> bool:
         """Reattach to the agent's own session; False (with an error event) if it cannot be."""
@@ -247,9 +251,7 @@ class Session:
             self._replaying = False
         wanted = self.mode
         self._after_agent_session(result)
-        if wanted and wanted != self.mode:
-            await self.host.set_mode(agent_session_id, wanted)
-            self._mode_changed(wanted)
+        await lifecycle.reapply_mode(self, wanted)
         return True
 
     def _mode_changed(self, mode_id: str) -> None:
@@ -304,7 +306,8 @@ class Session:
         self._prompt_sent = self._cancel_requested = False
         self._emit("user_message", text=text, prompt_id=prompt_id)
         self._emit("turn_started", prompt_id=prompt_id)
-        self.archived = False  # persisted by the state change below
+        if self.archived:  # a prompt brings it back, and every page showing it learns so
+            lifecycle.edit(self, {"archived": False})
         self._set_state("running")
         self._turn = asyncio.create_task(self._run_turn(prompt_id, text), name=f"turn-{self.id}")
         return prompt_id

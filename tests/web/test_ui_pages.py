@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from qwen_daemon.agents.credentials import HINT
 from qwen_daemon.config import AgentSpec
 from tests.support.browser import DaemonThread, Pages
 from tests.support.daemon import FAKE_AGENT, Api
@@ -297,7 +298,7 @@ def test_while_the_daemon_is_away_the_pages_say_so_and_keep_the_text(
     dashboard = pages.open("/", context=page.context)
     send(page, "permission Write report.md")  # the turn waits for an answer: Cancel and spinner show
     expect(page.locator("#cancel")).to_be_enabled()
-    expect(page.locator("#working")).to_be_visible()
+    expect(page.locator("#working")).to_have_text("Waiting for your answer")  # not "Agent is working…"
     expect(dashboard.locator("#sessions .badge")).to_have_text("needs you")
     for view in (page, phone):
         view.locator("#prompt").fill("say typed while away")
@@ -389,3 +390,80 @@ def test_an_unknown_session_page_says_it_may_have_been_deleted(pages: Pages, dae
     expect(text).not_to_contain_text("memory")
     page.get_by_role("link", name="All sessions").click()
     expect(page.get_by_role("heading", name="New session")).to_be_visible()
+
+
+# --- review fixes -------------------------------------------------------------------------------
+
+
+def action_lines(row: Locator) -> int:
+    """On how many lines a dashboard row's visible action buttons sit."""
+    tops = row.locator(".row-actions").evaluate(
+        "box => [...box.children].filter(b => b.offsetParent)"
+        ".map(b => Math.round(b.getBoundingClientRect().top))"
+    )
+    return len(set(tops))
+
+
+def test_an_archived_session_that_needs_you_stays_in_sight_and_rows_fit_360(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    """Archived while it runs, it then asks: the dashboard must not fold it into the collapsed
+    Archived section. And at 360 px an archived row keeps Open / Rename / Unarchive / Delete on one line."""
+    asking = new_session(daemon, workspace, title="Asks later")
+    resting = new_session(daemon, workspace, title="Resting")
+    new_session(daemon, workspace, title="In use")
+    reply = daemon.run(
+        daemon.api.call("POST", f"/api/sessions/{asking}/prompt", {"text": "permission Write a.md"})
+    )
+    assert reply.status == 202, reply.body
+    daemon.run(daemon.api.wait_state(asking, "awaiting_permission"))
+    for sid in (asking, resting):
+        assert daemon.run(daemon.api.call("PATCH", f"/api/sessions/{sid}", {"archived": True})).status == 200
+    page = pages.open("/", width=360, height=740)
+    row = page.locator(f'#sessions [data-session-id="{asking}"]')
+    expect(row.locator(".badge")).to_have_text("needs you")
+    expect(row.locator(".archived-chip")).to_have_text("archived")
+    expect(row.get_by_role("button", name="Unarchive session Asks later")).to_be_visible()
+    section = page.locator("#archived-section")
+    expect(section.locator("summary")).to_have_text("Archived (1)")
+    section.locator("summary").click()
+    expect(section.locator(".session-row")).to_have_count(1)
+    for each in page.locator(".session-row").all():
+        assert action_lines(each) == 1, each.inner_text()
+        box, width = each.bounding_box(), page.viewport_size
+        assert box is not None and width is not None and box["x"] + box["width"] <= width["width"]
+    row.get_by_role("button", name="Delete session Asks later").click()  # asks: "Confirm delete"
+    expect(row.get_by_role("button", name="Confirm: delete session Asks later")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # may wrap, never overflow
+
+
+def test_a_change_made_elsewhere_reaches_the_open_session_page(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    """PATCH from another tab or the CLI emits session_updated: the title and Archive button follow,
+    and the transcript shows nothing for it."""
+    sid = new_session(daemon, workspace, title="Before")
+    page = pages.open(f"/s/{sid}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    daemon.run(daemon.api.call("PATCH", f"/api/sessions/{sid}", {"title": "After", "archived": True}))
+    expect(page.locator("#session-title")).to_have_text("After")
+    expect(page).to_have_title("After · qwen-daemon")
+    expect(page.locator("#archive")).to_have_text("Unarchive")
+    daemon.run(daemon.api.call("PATCH", f"/api/sessions/{sid}", {"archived": False}))
+    expect(page.locator("#archive")).to_have_text("Archive")
+    expect(page.locator("#transcript > *")).to_have_count(0)
+    fresh = pages.open(f"/s/{sid}", context=page.context)  # replayed, the events leave it as it is now
+    expect(fresh.locator("#session-title")).to_have_text("After")
+    expect(fresh.locator("#archive")).to_have_text("Archive")
+
+
+def test_the_credentials_hint_says_reopen_works_without_a_restart(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    page = pages.open("/")
+    hint = "async (m) => (await import('/static/js/util.js')).errorHint(m)"
+    daemons_own = page.evaluate(hint, HINT)  # the message already says where credentials go
+    assert "no restart is needed" in daemons_own and "Reopen" in daemons_own, daemons_own
+    assert "create a new session" not in daemons_own and "security.auth" not in daemons_own
+    bare = page.evaluate(hint, "Authentication required")
+    assert "~/.qwen/settings.json" in bare and "no restart is needed" in bare, bare

@@ -1,5 +1,6 @@
 // The dashboard: every session with its state and last activity; create, open, rename, archive,
-// delete. Archived sessions are listed apart, in a section that starts collapsed.
+// delete. Archived sessions are listed apart, in a section that starts collapsed — except those
+// running or waiting for an answer, which stay in the main list (marked archived).
 //
 // The lists are refreshed every few seconds while the tab is visible (and at once when it becomes
 // visible again); while the daemon cannot be reached a banner says so and the states are shown as
@@ -39,6 +40,10 @@ const ui = {
 };
 const RECENT_KEY = "qwen-daemon.recent-workspaces";
 const REFRESH_MS = 5000;
+const BUSY = new Set(["running", "awaiting_permission"]);
+/** Archived but working or asking: listed with the sessions in use (marked archived), never
+ * hidden in the collapsed section, so whoever comes back (from a phone) sees what needs them. */
+const inSight = (session) => BUSY.has(session.state);
 const confirming = new Map(); // session id → timer: the first Delete click asks for a second
 
 let sessions = [];
@@ -250,6 +255,7 @@ function row(session, isArchived) {
       el(
         "span",
         { class: "row-meta" },
+        isArchived && inSight(session) && el("span", { class: "chip archived-chip", title: "Archived, but it needs you", text: "archived" }),
         session.agent && el("span", { class: "chip agent-chip", title: "Agent", text: session.agent }),
         session.mode && el("span", { class: "chip mode-chip", title: "Mode", text: session.mode }),
         el("time", { class: "muted small", datetime: session.updated_at, title: session.updated_at, text: `active ${relativeTime(session.updated_at)}` }),
@@ -272,15 +278,16 @@ const newestFirst = (list) => [...list].sort((a, b) => String(b.updated_at).loca
 
 function render() {
   if (editing) return; // rebuilding the rows would take the text box away; done() renders
-  const sorted = newestFirst(sessions);
-  replaceChildren(ui.list, sorted.map((s) => row(s, false)));
-  replaceChildren(ui.archivedList, newestFirst(archived).map((s) => row(s, true)));
-  ui.archivedCount.textContent = `(${archived.length})`;
-  ui.archived.hidden = archived.length === 0;
+  const resting = archived.filter((s) => !inSight(s));
+  const sorted = newestFirst([...sessions, ...archived.filter(inSight)]);
+  replaceChildren(ui.list, sorted.map((s) => row(s, s.archived === true)));
+  replaceChildren(ui.archivedList, newestFirst(resting).map((s) => row(s, true)));
+  ui.archivedCount.textContent = `(${resting.length})`;
+  ui.archived.hidden = resting.length === 0;
   if (away) {
     ui.status.textContent = "The sessions show once the daemon answers.";
   } else {
-    ui.status.textContent = archived.length ? "No sessions in use. Create one above, or look under Archived." : "No sessions yet. Create one above.";
+    ui.status.textContent = resting.length ? "No sessions in use. Create one above, or look under Archived." : "No sessions yet. Create one above.";
   }
   ui.status.hidden = sorted.length > 0;
   document.body.dataset.conn = away ? "away" : "ok";

@@ -27,6 +27,7 @@ const ui = {
   transcript: $("transcript"),
   empty: $("empty"),
   working: $("working"),
+  workingLabel: document.querySelector("#working span:last-child"),
   form: $("prompt-form"),
   prompt: $("prompt"),
   send: $("send"),
@@ -90,6 +91,7 @@ function render() {
   ui.state.title = known ? "" : `Not known while the daemon cannot be reached (last known: ${STATE_LABELS[state] || state})`;
   const busy = BUSY.has(state);
   ui.working.hidden = !busy || !known; // nobody knows whether it is still working
+  ui.workingLabel.textContent = state === "awaiting_permission" ? "Waiting for your answer" : "Agent is working…";
   ui.cancel.hidden = !busy;
   ui.cancel.disabled = away;
   document.body.dataset.state = shown;
@@ -231,6 +233,15 @@ function stateEvent(value, live) {
   }
 }
 
+/** Renamed or (un)archived, here or elsewhere (another tab, the dashboard, the CLI). */
+function updated(event, live) {
+  if (typeof event.title === "string" && event.title !== ui.title.textContent) setTitle(event.title);
+  if (live && typeof event.archived === "boolean" && event.archived !== actions.archived) {
+    setNote(event.archived ? "Archived: listed under Archived; a prompt brings it back." : "Unarchived: back in the list of sessions.");
+  }
+  actions.apply(event);
+}
+
 /** The session's detail, fetched at each (re)connect: modes, failure, archived. */
 async function loadDetail() {
   const version = modes.version; // a mode change seen meanwhile is newer than this answer
@@ -266,6 +277,7 @@ const stream = new SessionStream(sessionId, {
   onEvent(event, live) {
     // the greeting's state is the session's now: older state events (replayed) must not undo it
     if (event.type === "state" && event.seq > greetedAt) stateEvent(event.state, live);
+    if (event.type === "session_updated" && event.seq > greetedAt) updated(event, live);
     modes.event(event, live);
     transcript.apply(event, live);
     if (live && event.type === "turn_ended") {

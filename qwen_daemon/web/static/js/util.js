@@ -108,10 +108,14 @@ export function stateBadge(state) {
 export function errorHint(message) {
   const text = String(message || "");
   if (/auth|credential|api[ _-]?key|unauthori[sz]ed|\b401\b/i.test(text)) {
+    // the daemon's own message already says where credentials go: then only what to do next
+    const where = /settings\.json/i.test(text)
+      ? ""
+      : "The agent has no working credentials: set security.auth (selectedType, apiKey, baseUrl) in ~/.qwen/settings.json. ";
     return (
-      "The agent has no working credentials. Give Qwen Code an API key — its ~/.qwen/settings.json, " +
-      "or OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL in the daemon's environment — then restart " +
-      "the daemon (qwen-daemon stop, then qwen-daemon start) and create a new session."
+      `${where}Once ~/.qwen/settings.json has them, no restart is needed: press Reopen on the session's page ` +
+      "(or run qwen-daemon reopen ID) if it failed, then prompt again. OPENAI_API_KEY, OPENAI_BASE_URL and " +
+      "OPENAI_MODEL are read only when the daemon starts: after setting them, restart it (qwen-daemon stop, then start)."
     );
   }
   if (/keeps crashing/i.test(text)) {

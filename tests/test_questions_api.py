@@ -264,8 +264,8 @@ def test_cli_lists_pending_requests_without_the_agents_control_characters(
         assert shown.splitlines() == [
             f"{rid}  Ask user 2 questions",
             "  options: proceed_once (Submit), cancel (Cancel)",
-            "  question 0: [DB] Which ]0;pwned database? [2J (one choice)",
-            "    - PostgreSQL: a [31mserver [0m fake: line",
+            "  question 0: [DB\\u202e] Which \\x1b]0;pwned\\x07database?\\x1b[2J (one choice)",
+            "    - PostgreSQL: a \\x1b[31mserver\\x1b[0m\\x0d fake: line",
             "    - SQLite: a file",
             "  question 1: [Features] Which features? (several choices)",
             "    - Auth: log in",

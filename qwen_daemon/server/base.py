@@ -447,9 +447,8 @@ class NotFoundHandler(BaseHandler):
 
     available_during_shutdown = True
 
-    def prepare(self) -> Awaitable[None] | None:
-        super().prepare()
-        raise tornado.web.HTTPError(404)
+    def admit_body(self) -> Awaitable[None] | None:
+        raise tornado.web.HTTPError(404)  # at the body's door: answered as any early refusal
 
 
 class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):

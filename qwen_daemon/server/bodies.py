@@ -26,7 +26,9 @@ A body over the cap gets the usual JSON error, ``413 payload_too_large``, on eve
 
 from __future__ import annotations
 
+from asyncio import Future
 from collections.abc import Awaitable
+from typing import Any
 
 import tornado.http1connection
 import tornado.web
@@ -49,6 +51,8 @@ class BodyIntake(tornado.web.RequestHandler):
     #: bytes of a body still to read and drop before ``_refusal`` is answered (None: not draining)
     _drain_left: int | None = None
     _refusal: Exception | None = None
+    #: answered from ``prepare`` before the body was read: Tornado closes the connection after it
+    _answered_early = False
 
     def _declared_length(self) -> int | None:
         try:
@@ -72,9 +76,18 @@ class BodyIntake(tornado.web.RequestHandler):
             return super().prepare()
         except (tornado.web.HTTPError, DaemonError) as exc:
             if not declared or declared > MAX_BODY_SIZE or self._client_waits():
+                self._answered_early = True
                 raise  # no body, one too big to read, or a client waiting for our word: answer now
             self._refusal, self._drain_left = exc, declared
             return None
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        """Say ``Connection: close`` on an answer given before the body was read: Tornado closes
+        such a connection after the answer, and a keep-alive client told nothing would send its
+        next request into the closed socket (``RemoteDisconnected``) instead of opening a new one."""
+        if self._answered_early:
+            self.set_header("Connection", "close")
+        return super().finish(chunk)
 
     def _client_waits(self) -> bool:
         """``Expect: 100-continue``: the client sends its body only after a ``100 Continue``."""

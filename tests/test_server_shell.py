@@ -146,6 +146,24 @@ def test_unknown_route_is_json_404() -> None:
     run(go())
 
 
+def test_an_answer_before_the_body_says_the_connection_closes() -> None:
+    """Tornado closes a connection whose request was answered from ``prepare`` (a 401, a 404 of
+    the catch-all, …); without ``Connection: close`` a keep-alive client sent its next request
+    into the closed socket and got ``RemoteDisconnected``."""
+
+    async def go() -> None:
+        async with serve() as (daemon, _fetch):
+            for path, token in (("/no/such/thing", daemon.token), ("/api/sessions", None)):
+                reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+                auth = f"Authorization: Bearer {token}\r\n" if token else ""
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n{auth}\r\n".encode())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                assert b"\r\nConnection: close\r\n" in head, head
+                writer.close()
+
+    run(go())
+
+
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io", "192.168.1.9"])
 def test_forged_host_is_403(host: str) -> None:
     async def go() -> None:

@@ -109,18 +109,25 @@ def test_install_now_is_active_and_serving_and_reported_as_systemd(
 def test_unit_is_active_only_after_ready(manager: UserManager) -> None:
     _ok(manager.cli("service", "install"), manager)
     assert manager.show()["ActiveState"] == "inactive"
-    # The daemon reads config.toml first thing; as a FIFO it holds the start until we write it.
-    config = manager.config_dir / "config.toml"
-    settings = config.read_text(encoding="utf-8")
-    config.unlink()
-    os.mkfifo(config)
+    # Hold the daemon's process before it can be ready: a sitecustomize that waits for a gate file
+    # runs first thing in the interpreter. (The daemon itself refuses anything but a regular file
+    # as config.toml now, so a FIFO there can no longer hold it.)
+    hold = manager.work / "hold"
+    hold.mkdir()
+    gate = manager.work / "gate"
+    (hold / "sitecustomize.py").write_text(
+        f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)\n",
+        encoding="utf-8",
+    )
+    path = os.pathsep.join(p for p in (str(hold), os.environ.get("PYTHONPATH", "")) if p)
+    manager.dropin(f"[Service]\nEnvironment=PYTHONPATH={path}\n")
+    manager.systemctl("daemon-reload")
     manager.systemctl("start", "--no-block", SERVICE)
     pid = poll(lambda: _main_pid(manager), 30, "the main process to be spawned")
     props = manager.show()
     assert (props["ActiveState"], props["SubState"]) == ("activating", "start"), props
     assert manager.health() is None
-    with config.open("w", encoding="utf-8") as fifo:
-        fifo.write(settings)
+    gate.touch()
     poll(lambda: manager.show()["ActiveState"] == "active", 30, "READY=1")
     health = manager.health()
     assert health is not None and health["pid"] == pid

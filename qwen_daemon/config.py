@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +168,25 @@ def _parse_bool(value: object) -> bool:
     raise ValueError("must be true or false")
 
 
+def _parse_public_url(value: object) -> str | None:
+    """``https://phone.example.ts.net`` (a tunnel or proxy in front): scheme and host, an optional
+    port and path prefix, no query or fragment; kept without its trailing slash."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an http(s) URL")
+    parts = urllib.parse.urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must be an http(s) URL such as https://host.example (no query or fragment)")
+    if parts.username or parts.password:
+        raise ValueError("must not carry a user name or password")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("has a malformed port") from None
+    return value.strip().rstrip("/")
+
+
 def _parse_file(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a file path")
@@ -217,6 +237,9 @@ _SPECS: dict[str, _Spec] = {
         _parse_bool, "allow remote access without TLS (the token then crosses the network)"
     ),
     "allowed_hosts": _Spec(_parse_hosts, "extra Host names to answer to (e.g. a tunnel's name)"),
+    "public_url": _Spec(_parse_public_url, "https address a phone reaches the daemon at (tunnel or proxy)"),
+    "push_preview": _Spec(_parse_bool, "tool names and text in push notifications (false: only the kind)"),
+    "push_insecure_endpoints": _Spec(_parse_bool, "accept http:// push endpoints on loopback (for tests)"),
     "default_agent": _Spec(lambda v: _parse_agent_name(v), "the named agent new sessions use unless told"),
     "spare_agents": _Spec(
         _parse_int(0, 100), "recently used workspaces that keep a warm spare agent (0 = off)"
@@ -305,6 +328,13 @@ class Settings:
     keyfile: str | None = None
     insecure_remote: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    #: the address a phone uses (a tunnel or reverse proxy in front of the daemon): pairing QR codes
+    #: and absolute links use it, its host is allowed, its origin is ours
+    public_url: str | None = None
+    #: push and notify bodies name the tool and quote the text (off: only "needs your approval")
+    push_preview: bool = True
+    #: allow ``http://`` push endpoints on loopback (tests only; real push services are https)
+    push_insecure_endpoints: bool = False
     default_agent: str = BUILTIN_AGENT
     spare_agents: int = 1
     #: every named agent, the built-in ``qwen`` included (see :func:`load_settings`)

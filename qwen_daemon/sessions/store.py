@@ -76,6 +76,29 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sessions ADD COLUMN modes TEXT;
     """,
+    # 3: devices (issue 15): each browser logged in by the token or a pairing code holds its own
+    # credential; only a hash of it is stored
+    """
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        secret_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL
+    );
+    """,
+    # 4: Web Push subscriptions (issue 15); device_id is NULL for one made with the bearer token
+    """
+    CREATE TABLE push_subscriptions (
+        id TEXT PRIMARY KEY,
+        device_id TEXT,
+        endpoint TEXT NOT NULL UNIQUE,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        expiration_time REAL,
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
 
 #: ``(seq, type, ts, payload)``: an event as stored

@@ -78,3 +78,7 @@ class AgentUnavailable(DaemonError):
     """The session's named agent is not in the config (or cannot be found): it cannot run now."""
 
     code = "agent_unavailable"
+
+
+class DeviceNotFound(DaemonError):
+    code = "device_not_found"

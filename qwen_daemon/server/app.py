@@ -30,16 +30,16 @@ import tornado.websocket
 from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
 from qwen_daemon.config import ConfigError, Settings
+from qwen_daemon.devices import DeviceRegistry, PairingCodes
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
 from qwen_daemon.logbounds import REFUSED, request_line
 from qwen_daemon.private_files import load_or_create_token, rotate_token, secure_paths
-from qwen_daemon.server import health, openapi, pages, sessions_api, stream
+from qwen_daemon.server import devices_api, health, openapi, pages, sessions_api, stream
 from qwen_daemon.server.base import (
     COOKIE_PREFIX,
     BaseHandler,
     BaseWebSocketHandler,
     NotFoundHandler,
-    cookie_value,
     secrets_equal,
 )
 from qwen_daemon.server.connections import (
@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 30.0
 #: Largest WebSocket frame a client may send (a prompt is at most 100,000 characters).
 MAX_FRAME_SIZE = 1024 * 1024
-#: WebSocket close code when the token a connection was opened with has been rotated.
+#: WebSocket close code when the token a connection was opened with has been rotated, or the
+#: device it was opened by was revoked (logged out).
 CLOSE_TOKEN_ROTATED = 4001
 #: WebSocket close code for "going away" (RFC 6455).
 CLOSE_GOING_AWAY = 1001
@@ -102,6 +103,7 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
         *openapi.routes,
         *sessions_api.routes,
         *stream.routes,
+        *devices_api.routes,
         *pages.routes,
         (r".*", NotFoundHandler),
     ]
@@ -111,7 +113,7 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
         manager=daemon.manager,
         token=daemon.token,
         bind_host=daemon.settings.host,
-        allowed_hosts=daemon.settings.allowed_hosts,
+        allowed_hosts=daemon.allowed_hosts,
         default_handler_class=NotFoundHandler,
         log_function=_log_request,
         # Tornado 6.6: refuse state-changing requests whose Origin is not our own (defence in
@@ -189,6 +191,10 @@ class Daemon:
         self.token = load_or_create_token(settings.paths)
         self.instance_id = secrets.token_hex(16)
         self.auth_throttle = AuthThrottle()
+        #: logged-in browsers (loaded from the store at start) and the pairing codes that add one
+        self.devices = DeviceRegistry()
+        self.devices.on_revoked.append(self._close_device_websockets)
+        self.pairing = PairingCodes()
         self.started_at = _utc_now()
         self.pid = os.getpid()
         self.manager = SessionManager(settings)
@@ -216,6 +222,27 @@ class Daemon:
     def url(self) -> str:
         return make_url(self.settings.host, self.port, tls=self.settings.tls)
 
+    @property
+    def public_base(self) -> str:
+        """The base of every absolute link the daemon hands out (pairing QR codes, notifications):
+        ``public_url`` when set (a tunnel or proxy in front), else our own URL; ends with ``/``."""
+        public = self.settings.public_url
+        return f"{public}/" if public else self.url
+
+    @property
+    def public_origin(self) -> str | None:
+        """``public_url``'s origin (``https://host[:port]``, lower case): our own origin too."""
+        if not self.settings.public_url:
+            return None
+        parts = urllib.parse.urlsplit(self.settings.public_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """Extra Host names we answer to: ``allowed_hosts``, and ``public_url``'s host."""
+        public = urllib.parse.urlsplit(self.settings.public_url or "").hostname
+        return (*self.settings.allowed_hosts, *([public] if public else []))
+
     def trust_connection(self, request: tornado.httputil.HTTPServerRequest) -> None:
         """``request`` proved the token: its connection is never closed to make room for another."""
         if self._server is not None:
@@ -223,9 +250,9 @@ class Daemon:
 
     def worth_room(self, head: bytes) -> bool:
         """Whether the first bytes of a connection to a full server earn it room (connections.py):
-        a ``/health`` probe, or a request carrying the token (header or ``?token=``) or the login
-        cookie, each compared in constant time. A head cut short by the read-ahead is judged on
-        what it has."""
+        a ``/health`` probe, or a request carrying the token (header or ``?token=``, compared in
+        constant time) or a device's cookie (looked up by its hash). A head cut short by the
+        read-ahead is judged on what it has."""
         line, _, rest = head.partition(b"\r\n")
         method, _, target = line.decode("latin-1").partition(" ")
         path, _, query = target.partition(" ")[0].partition("?")
@@ -233,7 +260,6 @@ class Daemon:
             return True
         if any(secrets_equal(v, self.token) for v in urllib.parse.parse_qs(query).get("token", [])):
             return True
-        cookie = cookie_value(self.token)
         for raw in rest.decode("latin-1").split("\r\n"):
             name, _, value = raw.partition(":")
             name, value = name.strip().lower(), value.strip()
@@ -244,19 +270,26 @@ class Daemon:
             elif name == "cookie":
                 for part in value.split(";"):
                     key, _, given = part.strip().partition("=")
-                    if key == f"{COOKIE_PREFIX}{self.port}" and secrets_equal(given, cookie):
+                    if key == f"{COOKIE_PREFIX}{self.port}" and self.devices.lookup(given) is not None:
                         return True
         return False
 
     def rotate_token(self) -> int:
-        """Issue a new token; every WebSocket opened with the old one is closed. Returns how many."""
+        """Issue a new token and log every device out; every WebSocket opened with the old token
+        or a device is closed. Returns how many."""
         self.token = rotate_token(self.settings.paths)
         self.app.settings["token"] = self.token
+        self.devices.revoke_all()  # their sockets are closed just below, with the others
         closed = list(self.websockets)
         for ws in closed:
             ws.close(CLOSE_TOKEN_ROTATED, "the token was rotated; get the new URL with `qwen-daemon url`")
         log.info("token rotated; closed %d WebSocket(s)", len(closed))
         return len(closed)
+
+    def _close_device_websockets(self, device_id: str) -> None:
+        """A revoked device's open WebSockets end at once (close code 4001)."""
+        for ws in [ws for ws in self.websockets if getattr(ws, "device_id", None) == device_id]:
+            ws.close(CLOSE_TOKEN_ROTATED, "this device was logged out")
 
     @property
     def browser_url(self) -> str:
@@ -322,6 +355,8 @@ class Daemon:
             log.warning("%s", notice)
         try:
             self.manager.load()
+            assert self.manager.persist is not None  # load() opened it
+            self.devices.load(self.manager.persist.store.connection)
         except (StoreError, ConfigError) as exc:  # ConfigError: UnsafePath (the agent-groups file)
             raise StartupError(str(exc)) from None
         if sockets is None:

@@ -12,18 +12,19 @@ automatically by browsers (no CSRF); the Host check defeats DNS rebinding (an at
 resolving to 127.0.0.1); Origin checks stop cross-site WebSockets; ``hmac.compare_digest`` keeps
 the token comparison constant-time.
 
-Browsers log in once from the URL ``qwen-daemon url`` prints (``/?token=…``): a page turns a valid
-token into an HttpOnly, SameSite=Strict cookie and redirects to the same URL without it, so the
-token never sits in history or a Referer. A cookie *is* sent automatically, and SameSite does not
-separate ports (another local web server is "same-site"), so cookie auth is accepted only from our
-own origin: an ``Origin`` header, when present, must be ours; WebSockets and state-changing
-requests must carry it, and state-changing requests must also send ``X-Qwen-Daemon: 1``, a custom
-header no other site can add without a CORS preflight, which we never grant.
+Browsers log in once from the URL ``qwen-daemon url`` prints (``/?token=…``) or from a pairing code
+(``/pair?code=…``): either makes a *device* (``qwen_daemon/devices.py``) whose own secret goes in
+an HttpOnly, SameSite=Strict cookie, and redirects to a URL without the token or code, so neither
+sits in history or a Referer. A cookie *is* sent automatically, and SameSite does not separate
+ports (another local web server is "same-site"), so cookie auth is accepted only from our own
+origin (or the configured ``public_url``'s): an ``Origin`` header, when present, must be ours;
+WebSockets and state-changing requests must carry it, and state-changing requests must also send
+``X-Qwen-Daemon: 1``, a custom header no other site can add without a CORS preflight, which we
+never grant.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -64,6 +65,7 @@ ERROR_STATUS: dict[str, int] = {
     "shutting_down": 503,
     "agent_unavailable": 409,
     "storage_unavailable": 507,
+    "device_not_found": 404,
 }
 
 #: Largest JSON body a handler accepts (the HTTP server's own cap is higher, for uploads later).
@@ -71,8 +73,9 @@ MAX_JSON_BODY = 256 * 1024
 
 #: Browser login cookie name prefix; the port is appended because cookies do not separate ports.
 COOKIE_PREFIX = "qwen_daemon_"
-#: How long a browser stays logged in (the token itself is what expires it: a new token, new login).
-COOKIE_DAYS = 30
+#: How long a browser's device cookie lasts (a device is revoked from the Devices page or the CLI;
+#: a new token logs every device out).
+COOKIE_DAYS = 365
 #: Same-origin proof a cookie-authenticated state-changing request must carry (value ``1``).
 PROOF_HEADER = "X-Qwen-Daemon"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -84,11 +87,6 @@ _JSON_TYPES = ("application/json",)
 def secrets_equal(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets (an empty expected secret matches nothing)."""
     return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-def cookie_value(token: str) -> str:
-    """The login cookie's value: derived from the token, so the browser never stores the token."""
-    return hmac.new(token.encode("utf-8"), b"qwen-daemon browser login v1", hashlib.sha256).hexdigest()
 
 
 class ApiError(tornado.web.HTTPError):
@@ -218,16 +216,21 @@ class _Guard(tornado.web.RequestHandler):
         given = self.bearer_token()
         if given is not None:
             return "bearer" if secrets_equal(given, expected) else None
-        cookie = self.get_cookie(self.cookie_name)
-        if cookie is not None and expected and secrets_equal(cookie, cookie_value(expected)):
-            return "cookie"
-        return None
+        device = self.daemon.devices.lookup(self.get_cookie(self.cookie_name) or "")
+        if device is None:
+            return None
+        self.device_id = device.id
+        self.daemon.devices.seen(device)
+        return "cookie"
 
     def is_authenticated(self) -> bool:
         return self.authenticate() is not None
 
     def origin_is_own(self, origin: str) -> bool:
-        """Same scheme and host:port as the (allowlisted) Host we were reached by."""
+        """Same scheme and host:port as the (allowlisted) Host we were reached by, or ``public_url``'s
+        origin (a proxy in front may speak http to us, or rewrite Host)."""
+        if origin.lower() == self.daemon.public_origin:  # reached through the tunnel or proxy
+            return True
         try:
             parts = urllib.parse.urlsplit(origin)
         except ValueError:
@@ -276,33 +279,8 @@ class _Guard(tornado.web.RequestHandler):
         self.daemon.trust_connection(self.request)  # never closed to make room (connections.py)
 
     def login_from_token(self) -> bool:
-        """On a page, ``?token=<valid>``: set the login cookie, redirect to the URL without it.
-
-        Returns True when it answered (the redirect). An invalid token changes nothing: the page
-        then needs the cookie as usual.
-        """
-        given = self.get_query_argument("token", None)
-        expected: str = self.application.settings["token"]
-        if given is None or self.request.method not in ("GET", "HEAD") or not secrets_equal(given, expected):
-            return False
-        self.set_cookie(
-            self.cookie_name,
-            cookie_value(expected),
-            path="/",
-            expires_days=COOKIE_DAYS,
-            httponly=True,
-            samesite="Strict",
-            secure=self.request.protocol == "https",
-        )
-        kept = [
-            (k, v)
-            for k, v in urllib.parse.parse_qsl(self.request.query, keep_blank_values=True)
-            if k != "token"
-        ]
-        # "/" + lstrip: a path like //evil.example must not become a protocol-relative redirect
-        target = "/" + self.request.path.lstrip("/")
-        self.redirect(target + ("?" + urllib.parse.urlencode(kept) if kept else ""))
-        return True
+        """Pages log in from ``?token=`` (``pages.PageHandler``); nothing else does."""
+        return False
 
     def refuse_unauthenticated(self) -> None:
         """401, or 429 once this peer has failed too often (a correct token never gets here)."""

@@ -348,6 +348,65 @@ PATHS: dict[str, Any] = {
     },
 }
 
+_DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": _ref("Id")}
+#: devices and pairing (``devices_api.py``); ``/pair`` and ``/devices`` are pages, not API
+PATHS.update(
+    {
+        "/api/devices": {
+            "get": {
+                "summary": "the logged-in browsers (devices); `current` marks the one asking",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["devices"],
+                            "properties": {"devices": {"type": "array", "items": _ref("Device")}},
+                        },
+                        "the devices, oldest first",
+                    ),
+                    **_errors(),
+                },
+            }
+        },
+        "/api/devices/{device_id}": {
+            "parameters": [_DEVICE_ID],
+            "patch": {
+                "summary": "rename a device",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 100,
+                                "description": "no control characters; surrounding whitespace dropped",
+                            }
+                        },
+                    }
+                ),
+                "responses": {"200": _json(_ref("Device"), "renamed"), **_errors(400, 404, 413, 507)},
+            },
+            "delete": {
+                "summary": "log a device out: its cookie stops working, its WebSockets close (4001)",
+                "responses": {"204": {"description": "revoked"}, **_errors(404, 507)},
+            },
+        },
+        "/api/pairing": {
+            "post": {
+                "summary": "a one-time pairing code (valid 120 s) for a new device, its URL and QR code",
+                "description": "Opening `url` (GET /pair?code=…, on public_url when set) logs that "
+                "browser in as a new device and redirects (303) to /; a used or expired code gets "
+                "an HTML page with 410, an unknown one 404, too many wrong codes 429. At most 5 "
+                "codes are live at once: a new one retires the oldest.",
+                "responses": {"201": _json(_ref("Pairing"), "a new code"), **_errors()},
+            }
+        },
+    }
+)
+
 
 def document() -> dict[str, Any]:
     return {

@@ -14,6 +14,29 @@ from qwen_daemon.sessions.events import EVENT_TYPES
 
 SCHEMAS: dict[str, Any] = {
     "Id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    "Device": {
+        "type": "object",
+        "required": ["id", "name", "created_at", "last_seen_at", "current"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"$ref": "#/components/schemas/Id"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "created_at": {"type": "string"},
+            "last_seen_at": {"type": "string", "description": "updated at most once a minute"},
+            "current": {"type": "boolean", "description": "the device making this request"},
+        },
+    },
+    "Pairing": {
+        "type": "object",
+        "required": ["url", "code", "expires_at", "svg"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "description": "open it on the new device (once, before expires_at)"},
+            "code": {"type": "string", "minLength": 22},
+            "expires_at": {"type": "string"},
+            "svg": {"type": "string", "description": "the QR code of url, an inline <svg> element"},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],

@@ -4,10 +4,11 @@ Why thin server-rendered shells plus static ES modules: the UI is served from th
 package with no CDN and no build step, and everything live (sessions, events) comes through the
 same REST API and WebSocket every other client uses, so the browser gets no private back door.
 
-Pages log in from ``?token=`` and otherwise need the cookie (both in ``base.py``, the one place
-auth lives); without it they answer a small 401 page saying how to get the URL. Their errors are
-HTML, not JSON. The Content-Security-Policy allows only our own scripts and styles — no inline
-script, no inline style, no eval — and only the DOMPurify Trusted Types policy may write HTML.
+Pages log in from ``?token=`` (here: it makes the browser a device, ``devices.py``) and otherwise
+need the device cookie (checked in ``base.py``, with every other credential); without it they
+answer a small 401 page saying how to get the URL. Their errors are HTML, not JSON. The
+Content-Security-Policy allows only our own scripts and styles — no inline script, no inline
+style, no eval — and only the DOMPurify Trusted Types policy may write HTML.
 
 Static files are public (the login page needs its stylesheet; nothing in them is secret), come
 only from ``qwen_daemon/web/static`` with a fixed table of content types, and anything else —
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ import tornado.template
 import tornado.web
 
 from qwen_daemon import __version__
-from qwen_daemon.server.base import BaseHandler, describe_error
+from qwen_daemon.devices import device_name
+from qwen_daemon.server.base import COOKIE_DAYS, BaseHandler, describe_error, secrets_equal
 from qwen_daemon.server.sessions_api import _ID
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -73,6 +76,45 @@ class PageHandler(BaseHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Content-Security-Policy", PAGE_CSP)
+
+    def login_from_token(self) -> bool:
+        """On a page, ``?token=<valid>``: log in as a device, redirect to the URL without the token.
+
+        Returns True when it answered (the redirect). An invalid token changes nothing: the page
+        then needs the cookie as usual.
+        """
+        given = self.get_query_argument("token", None)
+        expected: str = self.application.settings["token"]
+        if given is None or self.request.method not in ("GET", "HEAD") or not secrets_equal(given, expected):
+            return False
+        self.log_in_device()
+        kept = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(self.request.query, keep_blank_values=True)
+            if k != "token"
+        ]
+        # "/" + lstrip: a path like //evil.example must not become a protocol-relative redirect
+        target = "/" + self.request.path.lstrip("/")
+        self.redirect(target + ("?" + urllib.parse.urlencode(kept) if kept else ""))
+        return True
+
+    def log_in_device(self) -> None:
+        """Make this browser a device (its cookie holds the new secret). One that already is a
+        device stays that device: logging in again must not leave a trail of duplicates."""
+        devices = self.daemon.devices
+        if devices.lookup(self.get_cookie(self.cookie_name) or "") is not None:
+            return
+        device, secret = devices.create(device_name(self.request.headers.get("User-Agent")))
+        self.device_id = device.id
+        self.set_cookie(
+            self.cookie_name,
+            secret,
+            path="/",
+            expires_days=COOKIE_DAYS,
+            httponly=True,
+            samesite="Strict",
+            secure=self.request.protocol == "https" or self.daemon.public_base.startswith("https:"),
+        )
 
     def render_page(self, template: str, status: int = 200, **namespace: Any) -> None:
         self.set_status(status)

@@ -405,6 +405,11 @@ class Store:
 
     # --- reads --------------------------------------------------------------------------------
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for the small tables other modules keep (devices): autocommit, at once."""
+        return self._db
+
     def sessions(self) -> list[SessionRecord]:
         rows = self._db.execute(f"SELECT {','.join(SESSION_FIELDS)} FROM sessions ORDER BY created_at, id")  # noqa: S608 (column names are constants)
         return [_record(row) for row in rows]

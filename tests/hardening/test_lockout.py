@@ -171,11 +171,12 @@ def test_a_token_less_body_gets_its_401_without_a_reset(tmp_path: Path) -> None:
 
 def test_a_full_server_lets_in_only_the_token_the_cookie_or_health(tmp_path: Path) -> None:
     """What a newcomer to a full server must send first to get in (``Daemon.worth_room``)."""
-    from qwen_daemon.server.base import COOKIE_PREFIX, cookie_value
+    from qwen_daemon.server.base import COOKIE_PREFIX
 
     async def body(api: Api, ws: Path) -> None:
         daemon = api.daemon
-        cookie = f"{COOKIE_PREFIX}{daemon.port}={cookie_value(daemon.token)}"
+        _device, secret = daemon.devices.create("a phone")
+        cookie = f"{COOKIE_PREFIX}{daemon.port}={secret}"
         host = "Host: 127.0.0.1\r\n"
         admitted = [
             b"GET /health HTTP/1.1\r\n",

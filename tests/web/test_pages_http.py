@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -70,7 +71,9 @@ def test_token_url_sets_the_cookie_and_redirects_without_the_token(
         assert morsel["httponly"] and morsel["samesite"] == "Strict" and morsel["path"] == "/"
         assert not morsel["secure"]  # plain http on loopback; Secure only over https
         assert morsel["expires"]
-        assert token not in raw and len(morsel.value) == 64
+        assert token not in raw and len(morsel.value) == 43  # the device's own 256-bit secret
+        (device,) = api.daemon.devices.list()
+        assert device.secret_hash == hashlib.sha256(morsel.value.encode()).hexdigest()
         assert resp.headers["Referrer-Policy"] == "no-referrer"
 
         sid = (await api.create(tmp_path))["id"]
@@ -289,23 +292,42 @@ def test_static_files_refuse_listing_traversal_and_unknown_types(tmp_path: Path,
     serve(tmp_path, body)
 
 
-def test_login_cookie_is_secure_when_served_over_https(tmp_path: Path) -> None:
-    """Behind TLS the cookie gets Secure (checked on a handler directly: the tests speak http)."""
+@pytest.mark.parametrize(
+    ("protocol", "public_url", "secure"),
+    [
+        ("https", None, True),  # the daemon serves TLS itself
+        ("http", "https://box.tail1234.ts.net", True),  # an https tunnel or proxy in front
+        ("http", "http://phone.test:8080", False),
+        ("http", None, False),
+    ],
+)
+def test_login_cookie_is_secure_when_served_over_https(
+    tmp_path: Path, protocol: str, public_url: str | None, secure: bool
+) -> None:
+    """Behind TLS, or an https ``public_url``, the cookie gets Secure (checked on a handler
+    directly: the tests speak http)."""
 
     async def main() -> None:
-        daemon = Daemon(fake_settings(tmp_path))
+        daemon = Daemon(fake_settings(tmp_path, public_url=public_url))
         daemon._port = 8443
+        daemon.manager.load()
+        assert daemon.manager.persist is not None
+        daemon.devices.load(daemon.manager.persist.store.connection)
         request = tornado.httputil.HTTPServerRequest(
             start_line=tornado.httputil.RequestStartLine("GET", f"/?token={daemon.token}", "HTTP/1.1"),
             headers=tornado.httputil.HTTPHeaders({"Host": "127.0.0.1:8443"}),
             connection=mock.Mock(),
         )
-        request.protocol = "https"
+        request.protocol = protocol
         handler = DashboardPage(daemon.app, request)
         handler._transforms = []  # normally set by _execute, which this direct call skips
-        assert handler.login_from_token()
-        assert handler.get_status() == 302
-        cookie = "".join(handler._new_cookie.output().split("\n"))  # type: ignore[attr-defined]
-        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        try:
+            assert handler.login_from_token()
+            assert handler.get_status() == 302
+            cookie = "".join(handler._new_cookie.output().split("\n"))  # type: ignore[attr-defined]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            assert ("Secure" in cookie) == secure
+        finally:
+            await daemon.manager.shutdown()
 
     asyncio.run(main())

@@ -409,7 +409,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from qwen_daemon import session_commands  # imports this module: loaded once it is complete
+    from qwen_daemon import device_commands, session_commands  # import this module: loaded after it
 
     if args.command == "start":
         return cmd_start(args)
@@ -436,5 +436,7 @@ def _run(args: argparse.Namespace) -> int:
         "mode": session_commands.cmd_mode,
         "pending": session_commands.cmd_pending,
         "answer": session_commands.cmd_answer,
+        "pair": device_commands.cmd_pair,
+        "devices": device_commands.cmd_devices,
     }
     return commands[args.command](args, paths)

@@ -183,6 +183,32 @@ def _add_answer(sub: Any) -> None:
     answer.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
 
 
+def _add_pair(sub: Any) -> None:
+    pair = sub.add_parser(
+        "pair",
+        help="log a phone in: print a one-time QR code (valid 2 minutes)",
+        description="Print a QR code and the URL of a one-time pairing code: opening it (within two "
+        "minutes, once) logs that browser in as a new device. Uses public_url when set.",
+    )
+    pair.add_argument("--json", action="store_true", help='print {"url", "code", "expires_at"}')
+
+
+def _add_devices(sub: Any) -> None:
+    devices = sub.add_parser(
+        "devices",
+        help="list, log out or rename the logged-in browsers",
+        description="List the devices (browsers logged in by the token URL or a pairing code); "
+        "`devices revoke ID` logs one out at once, `devices rename ID NAME` renames it.",
+    )
+    devices.add_argument("--json", action="store_true", help="print the list as JSON")
+    actions = devices.add_subparsers(dest="action", metavar="ACTION")
+    revoke = actions.add_parser("revoke", help="log a device out", description="Log a device out.")
+    revoke.add_argument("device", help="the device's id (from `qwen-daemon devices`)")
+    rename = actions.add_parser("rename", help="rename a device", description="Rename a device.")
+    rename.add_argument("device", help="the device's id (from `qwen-daemon devices`)")
+    rename.add_argument("name", help="its new name (1 to 100 characters)")
+
+
 def _add_service(sub: Any) -> None:
     from qwen_daemon.service.parser import add_service  # kept beside the code it drives
 
@@ -223,6 +249,8 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "mode": _add_mode,
     "pending": _add_pending,
     "answer": _add_answer,
+    "pair": _add_pair,
+    "devices": _add_devices,
 }
 
 

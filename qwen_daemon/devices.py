@@ -93,7 +93,7 @@ _BROWSERS = (
     (r"\bOPR/|\bOpera\b", "Opera"),
     (r"\bSamsungBrowser/", "Samsung Internet"),
     (r"\bFirefox/|\bFxiOS/", "Firefox"),
-    (r"\bChrom(e|ium)/|\bCriOS/", "Chrome"),
+    (r"Chrom(e|ium)/|\bCriOS/", "Chrome"),  # HeadlessChrome/ too
     (r"\bVersion/[\d.]+.*\bSafari/", "Safari"),
     (r"^curl/", "curl"),
 )

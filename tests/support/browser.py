@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -232,8 +232,9 @@ class Pages:
 
 
 @contextmanager
-def launched_browser(home: Path) -> Iterator[tuple[Playwright, Browser]]:
-    """Start Playwright's driver and Debian's Chromium with HOME and XDG dirs under ``home``."""
+def launched_browser(home: Path, extra_args: Sequence[str] = ()) -> Iterator[tuple[Playwright, Browser]]:
+    """Start Playwright's driver and Debian's Chromium with HOME and XDG dirs under ``home``
+    (``extra_args``: more Chromium flags, e.g. ``--host-resolver-rules`` for a public name)."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(
             f"{CHROMIUM} is missing: the browser tests need Debian's chromium "
@@ -252,7 +253,7 @@ def launched_browser(home: Path) -> Iterator[tuple[Playwright, Browser]]:
         playwright = sync_playwright().start()
     try:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, env={**os.environ, **env}
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args], env={**os.environ, **env}
         )
         try:
             yield playwright, browser

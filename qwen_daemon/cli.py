@@ -84,6 +84,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         "certfile": args.certfile,
         "keyfile": args.keyfile,
         "allowed_hosts": args.allowed_host,
+        "public_url": args.public_url,
     }
     paths = Paths.from_platform()
     try:  # before config.toml is read or the start flags written: a link or a foreign file stops start

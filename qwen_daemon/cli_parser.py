@@ -45,6 +45,12 @@ def _add_start(sub: Any) -> None:
         metavar="NAME",
         help="extra Host name to answer to (repeatable)",
     )
+    start.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address phones use (a tunnel or proxy in front, or the LAN address): pairing codes "
+        "point there, and its host and origin are accepted",
+    )
 
 
 def _amount(text: str) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.parse
 from typing import Any
 
 from qwen_daemon.cli import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, _print_err, _running
@@ -61,6 +62,12 @@ def cmd_pair(args: argparse.Namespace, paths: Paths) -> int:
     print(f"\n{url}\n")
     print(f"Scan the code (or open the address) on the new device before {payload.get('expires_at')};")
     print("it works once, and logs that browser in as a device (`qwen-daemon devices` lists them).")
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host in ("127.0.0.1", "::1", "localhost"):
+        print(
+            "Note: this address works only on this machine. For a phone, set public_url to the address "
+            "it reaches the daemon at (a tunnel or reverse proxy, or the LAN address with --allow-remote)."
+        )
     return EXIT_OK
 
 

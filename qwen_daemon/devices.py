@@ -153,7 +153,9 @@ class DeviceRegistry:
 
     def load(self, db: sqlite3.Connection) -> None:
         self._db = db
-        rows = db.execute("SELECT id, name, secret_hash, created_at, last_seen_at FROM devices")
+        rows = db.execute(
+            "SELECT id, name, secret_hash, created_at, last_seen_at FROM devices ORDER BY created_at, rowid"
+        )
         for row in rows:
             device = Device(*row)
             self._by_id[device.id] = device
@@ -177,7 +179,8 @@ class DeviceRegistry:
         return self._by_hash.get(hash_secret(secret))
 
     def list(self) -> list[Device]:
-        return sorted(self._by_id.values(), key=lambda d: (d.created_at, d.id))
+        """Oldest first (in the order they were made)."""
+        return list(self._by_id.values())
 
     def get(self, device_id: str) -> Device:
         device = self._by_id.get(device_id)

@@ -309,6 +309,10 @@ def test_bad_config_exits_2_naming_the_setting(
         ["mode"],
         ["pending"],
         ["answer"],
+        ["pair"],
+        ["devices"],
+        ["devices", "revoke"],
+        ["devices", "rename"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

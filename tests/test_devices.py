@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import tornado.httpclient
+import tornado.testing
 import tornado.websocket
 
 from qwen_daemon.devices import (
@@ -29,6 +30,7 @@ from qwen_daemon.server.throttle import MAX_FAILURES
 from qwen_daemon.sessions.store import MIGRATIONS
 from tests.support.daemon import Api, WsClient, serve
 from tests.support.probe import until
+from tests.support.proxy import ReverseProxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -374,5 +376,49 @@ def test_public_url_is_our_host_and_origin_and_the_pairing_base(tmp_path: Path) 
         other = await fetch(api, "/api/sessions", headers={"Host": "other.ts.net", "Cookie": cookie})
         assert other.code == 403 and json.loads(other.body)["error"]["code"] == "forbidden_host"
         await until(lambda: len(api.daemon.devices.list()) == 1)
+
+    serve(tmp_path, body, public_url=public)
+
+
+def test_a_device_through_a_reverse_proxy_with_the_public_host(tmp_path: Path) -> None:
+    """The tunnel recipe without a browser: log in through the proxy, stream through it, and get
+    the revocation's 4001 through it too."""
+    sock, proxy_port = tornado.testing.bind_unused_port()
+    public = f"http://phone.test:{proxy_port}"
+
+    async def body(api: Api, ws: Path) -> None:
+        proxy = ReverseProxy(sock, api.daemon.port)
+        await proxy.start()
+        try:
+            sid = (await api.create(ws))["id"]
+            code = (await api.call("POST", "/api/pairing", {})).body
+            assert code["url"].startswith(f"{public}/pair?code=")
+            host = {"Host": f"phone.test:{proxy_port}"}
+            via = f"http://127.0.0.1:{proxy_port}"
+            resp = await api.http.fetch(
+                via + urllib.parse.urlsplit(code["url"]).path + "?code=" + code["code"],
+                headers={**host, "User-Agent": PHONE_UA},
+                follow_redirects=False,
+                raise_error=False,
+            )
+            assert resp.code == 303, resp.body
+            cookie = cookie_of(resp)[0]
+            listed = await api.http.fetch(via + "/api/devices", headers={**host, "Cookie": cookie})
+            assert json.loads(listed.body)["devices"][0]["current"] is True
+            request = tornado.httpclient.HTTPRequest(
+                f"ws://127.0.0.1:{proxy_port}/api/sessions/{sid}/ws",
+                headers={**host, "Cookie": cookie, "Origin": public},
+            )
+            client = WsClient(await tornado.websocket.websocket_connect(request))
+            api.clients.append(client)
+            assert (await client.recv() or {})["type"] == "hello"
+            await client.send({"type": "prompt", "text": "say through the proxy", "id": "p"})
+            await client.until(lambda f: f.get("type") == "ack")
+            (device,) = api.daemon.devices.list()
+            assert (await api.call("DELETE", f"/api/devices/{device.id}")).status == 204
+            await asyncio.wait_for(drain(client), 10)
+            assert client.conn.close_code == 4001
+        finally:
+            await proxy.stop()
 
     serve(tmp_path, body, public_url=public)

@@ -94,6 +94,7 @@ class _ForwardSocket(tornado.websocket.WebSocketHandler):
             await self.write_message(message, binary=isinstance(message, bytes))
         if self.ws_connection is not None:
             self.close(conn.close_code, conn.close_reason)
+        conn.close()  # releases it (a no-op on the wire once the daemon has closed it)
 
     async def on_message(self, message: str | bytes) -> None:
         if self.conn is not None:

@@ -373,6 +373,15 @@ def test_public_url_is_our_host_and_origin_and_the_pairing_base(tmp_path: Path) 
         client = WsClient(await tornado.websocket.websocket_connect(request))
         api.clients.append(client)
         assert (await client.recv() or {})["type"] == "hello"
+        # a proxy that passes its own Host (not the public one): the public origin is still ours
+        rewritten = await fetch(
+            api,
+            f"/api/sessions/{sid}",
+            method="PATCH",
+            body=json.dumps({"title": "renamed via a proxy"}),
+            headers={"Cookie": cookie, **origin},
+        )
+        assert rewritten.code == 200, rewritten.body
         other = await fetch(api, "/api/sessions", headers={"Host": "other.ts.net", "Cookie": cookie})
         assert other.code == 403 and json.loads(other.body)["error"]["code"] == "forbidden_host"
         await until(lambda: len(api.daemon.devices.list()) == 1)

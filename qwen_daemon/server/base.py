@@ -188,6 +188,11 @@ class _Guard(tornado.web.RequestHandler):
         except ValueError:
             return False
 
+    def check_trusted_origin(self, origin: str) -> bool:
+        """Tornado's cross-origin protection also trusts ``public_url``'s origin: a proxy in front
+        may pass another Host than the one the browser used."""
+        return origin.lower() == self.daemon.public_origin or bool(super().check_trusted_origin(origin))
+
     def set_default_headers(self) -> None:
         self.clear_header("Server")
         self.set_header("X-Content-Type-Options", "nosniff")

@@ -78,3 +78,15 @@ class AgentUnavailable(DaemonError):
     """The session's named agent is not in the config (or cannot be found): it cannot run now."""
 
     code = "agent_unavailable"
+
+
+class SubscriptionNotFound(DaemonError):
+    """No push subscription by that id (deleted, or removed when its push service said it is gone)."""
+
+    code = "subscription_not_found"
+
+
+class PushUnavailable(DaemonError):
+    """Web Push cannot work now (its key file is unusable); the message names the file."""
+
+    code = "push_unavailable"

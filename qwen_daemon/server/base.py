@@ -55,6 +55,7 @@ ERROR_STATUS: dict[str, int] = {
     "payload_too_large": 413,
     "session_not_found": 404,
     "permission_not_found": 404,
+    "subscription_not_found": 404,
     "session_busy": 409,
     "session_closed": 409,
     "session_failed": 409,
@@ -62,6 +63,7 @@ ERROR_STATUS: dict[str, int] = {
     "limit_reached": 429,
     "agent_error": 502,
     "shutting_down": 503,
+    "push_unavailable": 503,
     "agent_unavailable": 409,
     "storage_unavailable": 507,
 }

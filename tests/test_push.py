@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from qwen_daemon.push import delivery
+from qwen_daemon.server.openapi import document
 from tests.support.daemon import Api, fake_settings, running_daemon
 from tests.support.probe import until
 from tests.support.push_service import PushService, push_service
@@ -57,7 +59,12 @@ async def prompt(api: Api, sid: str, text: str) -> None:
 
 
 def only(push: PushService, kind: str) -> list[dict[str, Any]]:
-    return [r.payload for r in push.received if r.payload["kind"] == kind]
+    found = [r.payload for r in push.received if r.payload["kind"] == kind]
+    for note in found:  # every payload is what the OpenAPI document says a service worker gets
+        jsonschema.Draft202012Validator({**document(), "$ref": "#/components/schemas/PushPayload"}).validate(
+            note
+        )
+    return found
 
 
 def test_permission_push_has_allow_once_and_deny(tmp_path: Path) -> None:
@@ -67,7 +74,7 @@ def test_permission_push_has_allow_once_and_deny(tmp_path: Path) -> None:
         await prompt(api, sid, "permission Writing to notes.txt")
         [pending] = (await api.wait_state(sid, "awaiting_permission"))["pending_permissions"]
         [received] = await push.wait(1)
-        note = received.payload
+        [note] = only(push, "permission")
         assert set(note) == PAYLOAD_FIELDS
         assert note["kind"] == "permission" and note["session_id"] == sid
         assert note["request_id"] == pending["request_id"]

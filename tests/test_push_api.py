@@ -8,9 +8,11 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from qwen_daemon.push import subscriptions
+from qwen_daemon.server.openapi import document
 from tests.support.daemon import Api, fake_settings, running_daemon, serve
 from tests.support.push_service import PushService
 
@@ -79,6 +81,20 @@ def test_create_replace_list_delete(tmp_path: Path) -> None:
 
         listed = (await api.call("GET", "/api/push/subscriptions")).body["subscriptions"]
         assert [s["id"] for s in listed] == [sub_id, loopback.body["id"]]
+        schema = jsonschema.Draft202012Validator(
+            {**document(), "$ref": "#/components/schemas/PushSubscription"}
+        )
+        for sub in listed:
+            schema.validate(sub)
+        key = (await api.call("GET", "/api/push/key")).body
+        jsonschema.Draft202012Validator(
+            {
+                **document(),
+                **document()["paths"]["/api/push/key"]["get"]["responses"]["200"]["content"][
+                    "application/json"
+                ]["schema"],
+            }
+        ).validate(key)
         assert listed[0] == {
             "id": sub_id,
             "device_id": None,

@@ -47,6 +47,7 @@ class Received:
     headers: dict[str, str]
     claims: dict[str, Any]
     at: float  # time.perf_counter() when it was decrypted
+    wall: float  # time.time() then, to compare with the daemon's event timestamps
 
 
 @dataclass
@@ -137,7 +138,7 @@ class PushService:
         plain = http_ece.decrypt(
             request.body, private_key=sub.private_key, auth_secret=sub.auth, version="aes128gcm"
         )
-        return Received(sub.name, json.loads(plain), dict(headers), claims, time.perf_counter())
+        return Received(sub.name, json.loads(plain), dict(headers), claims, time.perf_counter(), time.time())
 
     async def wait(self, count: int, timeout: float = 15.0) -> list[Received]:
         """Until at least ``count`` pushes have arrived (fails naming any check that failed)."""

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from qwen_daemon.config import ConfigError
 
@@ -38,8 +37,7 @@ CHANNEL_TYPES = ("webhook", "ntfy")
 REQUEST_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class Channel:
+class Channel(NamedTuple):
     """One ``[[notify]]`` entry. ``preview`` None: the ``push_preview`` setting decides."""
 
     type: str

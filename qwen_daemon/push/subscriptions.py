@@ -24,8 +24,7 @@ import ipaddress
 import secrets
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from qwen_daemon.errors import BadRequest, LimitReached, StorageUnavailable
 from qwen_daemon.sessions.events import utc_now
@@ -35,8 +34,7 @@ MAX_ENDPOINT = 2000
 _COLUMNS = "id, device_id, endpoint, p256dh, auth, expiration_time, created_at"
 
 
-@dataclass(frozen=True)
-class Subscription:
+class Subscription(NamedTuple):
     id: str
     device_id: str | None
     endpoint: str

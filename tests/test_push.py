@@ -13,11 +13,13 @@ from typing import Any
 import jsonschema
 import pytest
 
+from qwen_daemon.config import Paths
 from qwen_daemon.push import delivery
 from qwen_daemon.server.openapi import document
 from tests.support.daemon import Api, fake_settings, running_daemon
 from tests.support.probe import until
 from tests.support.push_service import PushService, push_service
+from tests.test_recovery import daemon_process, kill9, wait_dead
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -318,3 +320,35 @@ def test_key_file_is_private_and_stable(tmp_path: Path, isolated_home: Path) -> 
     assert path.read_text().startswith("-----BEGIN PRIVATE KEY-----")
     assert keys[0] == keys[1] and len(keys[0]) == 87  # 65 bytes, unpadded base64url
     assert not keys[0].endswith("=") and "+" not in keys[0] and "/" not in keys[0]
+
+
+@pytest.mark.usefixtures("daemon_reaper")
+def test_a_turn_a_crash_cut_off_is_pushed_once_the_daemon_is_back(
+    tmp_path: Path, paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QWEN_DAEMON_PUSH_INSECURE_ENDPOINTS", "1")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    key: list[str] = []
+
+    async def main() -> None:
+        async with push_service(lambda: key[0]) as push:
+            async with daemon_process(paths) as first:
+                key.append((await first.call("GET", "/api/push/key"))[1]["public_key"])
+                status, _ = await first.call("POST", "/api/push/subscriptions", push.subscribe())
+                assert status == 201
+                _, created = await first.call(
+                    "POST", "/api/sessions", {"cwd": str(workspace), "title": "overnight"}
+                )
+                await first.call("POST", f"/api/sessions/{created['id']}/prompt", {"text": "wait"})
+                await first.wait(created["id"], lambda e: e["type"] == "turn_started")
+                kill9(first)  # no graceful stop: nothing was pushed
+            assert push.received == []
+            async with daemon_process(paths) as second:
+                [received] = await push.wait(1)  # the restart ended the turn, and said so
+                assert received.payload["title"] == "overnight: turn interrupted"
+                assert received.payload["session_id"] == created["id"]
+                await second.call("POST", "/api/stop")
+                wait_dead(second.pid)
+
+    asyncio.run(main())

@@ -34,14 +34,17 @@ class _PushHandler(BaseHandler):
     def push(self) -> PushService:
         return self.daemon.push
 
+    async def public_key(self) -> str:
+        """The VAPID public key (loaded in a worker thread, with ``cryptography``, on first use)."""
+        try:
+            return await self.push.public_key()
+        except (VapidKeyError, OSError) as exc:
+            raise PushUnavailable(str(exc)) from None
+
 
 class PushKeyHandler(_PushHandler):
     async def get(self) -> None:
-        try:
-            key = await self.push.public_key()
-        except (VapidKeyError, OSError) as exc:
-            raise PushUnavailable(str(exc)) from None
-        self.write_json({"public_key": key})
+        self.write_json({"public_key": await self.public_key()})
 
 
 class SubscriptionsHandler(_PushHandler):
@@ -52,8 +55,11 @@ class SubscriptionsHandler(_PushHandler):
         ]
         self.write_json({"subscriptions": listed})
 
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.json_body()
+        # a subscription is useless without the key, and loading it first (in a thread) spares the
+        # event loop the import of cryptography that checking p256dh needs
+        await self.public_key()
         endpoint, p256dh, auth, expiration = subscriptions.parse(
             body, self.daemon.settings.push_insecure_endpoints
         )

@@ -20,9 +20,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
+
+if TYPE_CHECKING:
+    from qwen_daemon.push.channels import Channel
 
 APP_NAME = "qwen-daemon"
 ENV_PREFIX = "QWEN_DAEMON_"
@@ -50,6 +53,11 @@ class Paths:
     @property
     def token_file(self) -> Path:
         return self.config_dir / "token"
+
+    @property
+    def vapid_key_file(self) -> Path:
+        """The Web Push (VAPID) private key, made at first start (``qwen_daemon.push.keys``)."""
+        return self.config_dir / "vapid.pem"
 
     @property
     def discovery_file(self) -> Path:
@@ -337,6 +345,8 @@ class Settings:
     push_insecure_endpoints: bool = False
     default_agent: str = BUILTIN_AGENT
     spare_agents: int = 1
+    #: ``[[notify]]`` entries: webhooks and ntfy topics told what Web Push tells (push/channels.py)
+    notify: tuple[Channel, ...] = ()
     #: every named agent, the built-in ``qwen`` included (see :func:`load_settings`)
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
     paths: Paths = field(default_factory=Paths.from_platform)
@@ -395,7 +405,7 @@ def _read_config_file(path: Path) -> dict[str, object]:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    unknown = sorted(set(data) - set(_SPECS) - set(RETIRED) - {"agents"})
+    unknown = sorted(set(data) - set(_SPECS) - set(RETIRED) - {"agents", "notify"})
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     return data
@@ -432,6 +442,9 @@ def load_settings(
                     raise ConfigError(f"invalid {label} (from {source}): {exc}") from None
                 break
     agents = _parse_agents(file_values.get("agents", {}), file_source)
+    from qwen_daemon.push.channels import parse_channels  # stdlib only; it imports ConfigError
+
+    values["notify"] = parse_channels(file_values.get("notify", []), file_source)
     if BUILTIN_AGENT in agents and values.get("agent_cmd") is None:
         values["agent_cmd"] = agents[BUILTIN_AGENT].command
     notices = tuple(text for name, text in RETIRED.items() if any(name in layer for _s, layer in layers))

@@ -82,3 +82,15 @@ class AgentUnavailable(DaemonError):
 
 class DeviceNotFound(DaemonError):
     code = "device_not_found"
+
+
+class SubscriptionNotFound(DaemonError):
+    """No push subscription by that id (deleted, or removed when its push service said it is gone)."""
+
+    code = "subscription_not_found"
+
+
+class PushUnavailable(DaemonError):
+    """Web Push cannot work now (its key file is unusable); the message names the file."""
+
+    code = "push_unavailable"

@@ -225,6 +225,7 @@ def secure_paths(paths: Paths) -> list[str]:
         *((Path(database + end), "private", False) for end in ("", "-wal", "-shm", ".clean")),
         *((f, "private", False) for f in (paths.discovery_file, paths.pid_file, paths.log_file)),
         *((f, "private", False) for f in (paths.agent_groups_file, paths.start_flags_file)),
+        (paths.vapid_key_file, "private", False),
     ]
     for path, kind, directory in checks:
         repaired = check_path(path, kind, directory=directory)

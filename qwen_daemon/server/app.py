@@ -34,7 +34,8 @@ from qwen_daemon.devices import DeviceRegistry, PairingCodes
 from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
 from qwen_daemon.logbounds import REFUSED, request_line
 from qwen_daemon.private_files import load_or_create_token, rotate_token, secure_paths
-from qwen_daemon.server import devices_api, health, openapi, pages, sessions_api, stream
+from qwen_daemon.push.service import PushService
+from qwen_daemon.server import devices_api, health, openapi, pages, push_api, sessions_api, stream
 from qwen_daemon.server.base import (
     COOKIE_PREFIX,
     BaseHandler,
@@ -102,6 +103,7 @@ def make_app(daemon: Daemon) -> tornado.web.Application:
         *health.routes,
         *openapi.routes,
         *sessions_api.routes,
+        *push_api.routes,
         *stream.routes,
         *devices_api.routes,
         *pages.routes,
@@ -200,6 +202,11 @@ class Daemon:
         self.manager = SessionManager(settings)
         #: Open WebSocket handlers; BaseWebSocketHandler keeps this up to date.
         self.websockets: set[tornado.websocket.WebSocketHandler] = set()
+        #: Web Push and ``[[notify]]`` channels: told of every committed event (push/service.py)
+        self.push = PushService(settings, self.manager)
+        self.push.watching = lambda session_id: stream.watching_devices(self.websockets, session_id)
+        self.push.own_url = lambda: self.url
+        self.manager.on_event = self.push.observe
         #: Called (synchronously) when shutdown begins, e.g. to send sd_notify STOPPING=1.
         self.on_stopping: list[Callable[[], None]] = []
         #: True from the moment shutdown begins; new API requests then get 503.
@@ -385,6 +392,7 @@ class Daemon:
         server.add_sockets(sockets)
         self._server = server
         self.manager.start()
+        self.push.start()
         write_discovery(self.settings.paths, self.discovery_info())
         log.info("qwen-daemon %s listening on %s (pid %d)", __version__, self.url, self.pid)
 
@@ -442,9 +450,11 @@ class Daemon:
             except Exception:
                 log.debug("error closing a WebSocket", exc_info=True)
         self.websockets.clear()
+        self.push.stopping = True  # what the stop interrupts is still announced, in one attempt
         try:
             await self.manager.shutdown()
         except Exception:
             log.exception("error shutting down sessions")
+        await self.push.close()
         if server is not None:
             await server.close_all_connections()

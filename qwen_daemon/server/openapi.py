@@ -11,6 +11,7 @@ from typing import Any
 
 from qwen_daemon import __version__
 from qwen_daemon.server.base import BaseHandler
+from qwen_daemon.server.openapi_push import PUSH_PATHS, PUSH_SCHEMAS
 from qwen_daemon.server.openapi_schemas import SCHEMAS
 from qwen_daemon.server.sessions_api import MAX_PRUNE_DAYS
 
@@ -341,11 +342,14 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "WebSocket: hello, replay after `after`, then live events; accepts commands",
             "description": "Client frames: {type: prompt, text} | {type: cancel} | {type: permission, "
-            "request_id, option_id, answers?} | {type: ping}, each with an optional id echoed in the "
-            "{type: ack} or {type: error, error} reply. Event frames carry seq; control frames do not.",
+            "request_id, option_id, answers?} | {type: visibility, visible} | {type: ping}, each with "
+            "an optional id echoed in the {type: ack} or {type: error, error} reply. Event frames "
+            "carry seq; control frames do not. A socket starts not visible; while one of a device's "
+            "sockets on the session is visible, that device gets no push about it.",
             "responses": {"101": {"description": "switching protocols"}, **_errors(400, 403, 404, 429)},
         },
     },
+    **PUSH_PATHS,
 }
 
 _DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": _ref("Id")}
@@ -418,7 +422,7 @@ def document() -> dict[str, Any]:
             '{"error": {"code", "message"}}.',
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **PUSH_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

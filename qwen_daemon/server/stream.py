@@ -6,10 +6,17 @@ every stored event with ``seq > after`` and, seamlessly, every new one (no gap, 
 control frames never do.
 
 Clients may send ``{"type": "prompt", "text"}``, ``{"type": "cancel"}``,
-``{"type": "permission", "request_id", "option_id"}`` and ``{"type": "ping"}``, each optionally
-with an ``id`` echoed in the reply: ``{"type": "ack", "id", ...}`` or
-``{"type": "error", "id", "error": {"code", "message"}}``. A bad frame gets an error frame and
-the connection stays open.
+``{"type": "permission", "request_id", "option_id"}``, ``{"type": "visibility", "visible"}``
+and ``{"type": "ping"}``, each optionally with an ``id`` echoed in the reply:
+``{"type": "ack", "id", ...}`` or ``{"type": "error", "id", "error": {"code", "message"}}``. A bad
+frame gets an error frame and the connection stays open.
+
+Visibility: a page says ``{"type": "visibility", "visible": true}`` when it is shown and
+``false`` when it is hidden (``document.visibilityState``); while some WebSocket of a device (the
+bearer token counts as one device) is open and visible on a session, no push notification about
+that session goes to that device (``qwen_daemon.push.service``). A WebSocket starts *not*
+visible: a page that has not said so yet gets the push, because a missed "needs your approval"
+costs more than one notification too many; a page sends its state right after connecting.
 
 While the session database cannot be written, the daemon sends an ``error`` frame with no
 ``seq`` and ``error.code`` ``storage_unavailable`` (at once to every client of a session whose
@@ -31,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 import tornado.iostream
@@ -59,6 +67,8 @@ class SessionStreamHandler(BaseWebSocketHandler):
     _after: int
     _sub: Subscription | None = None
     _outbox: list[bytes] | None = None
+    #: the page is shown (its last ``visibility`` frame); see the module doc
+    visible = False
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # validate before the upgrade, so a bad id or cursor is a plain HTTP 404/400
@@ -178,11 +188,28 @@ class SessionStreamHandler(BaseWebSocketHandler):
             mode_id = frame.get("mode_id")
             await self.session.set_mode(mode_id)
             return {"op": "mode", "mode_id": mode_id}
+        if kind == "visibility":
+            visible = frame.get("visible")
+            if not isinstance(visible, bool):
+                raise BadRequest("field 'visible' must be true or false")
+            self.visible = visible
+            return {"op": "visibility", "visible": visible}
         if kind == "ping":
             return {"op": "pong", "last_seq": self.session.events.last_seq}
         if not isinstance(kind, str):
             raise BadRequest("frame needs a string field 'type'")
-        raise BadRequest(f"unknown frame type {kind!r}; expected prompt, cancel, permission, mode or ping")
+        raise BadRequest(
+            f"unknown frame type {kind!r}; expected prompt, cancel, permission, mode, visibility or ping"
+        )
+
+
+def watching_devices(websockets: Iterable[object], session_id: str) -> set[str | None]:
+    """The devices (None: the bearer token) with a visible WebSocket open on ``session_id``."""
+    return {
+        ws.device_id
+        for ws in websockets
+        if isinstance(ws, SessionStreamHandler) and ws.visible and ws.session.id == session_id
+    }
 
 
 def _text_frame(payload: bytes) -> bytes:

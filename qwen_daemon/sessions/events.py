@@ -129,6 +129,9 @@ class EventLog:
         self._sink = sink
         self._backfill = backfill
         self._subscribers: set[Subscription] = set()
+        #: told of every published (so committed) event after the subscribers, not counted among
+        #: them and never ended by a close: the push notifier (``qwen_daemon.push.service``)
+        self.observer: Subscriber | None = None
 
     @property
     def last_seq(self) -> int:
@@ -172,9 +175,12 @@ class EventLog:
             # the oldest left it unsent; they are committed now, so the store has them
             fresh = self._backfill(after, window_start - 1) + fresh
         self._last_seq = self._appended_seq
+        observer = self.observer
         for event in fresh:
             for sub in tuple(self._subscribers):
                 sub.callback(event)
+            if observer is not None:
+                observer(event)
 
     def notify(self, frame: str) -> None:
         """Send ``frame`` (JSON text without a ``seq``) to every live subscriber now.

@@ -28,13 +28,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from qwen_daemon.agents.host import AgentHost
@@ -97,6 +98,8 @@ class SessionManager:
         self._recent: list[tuple[str, str]] = []  # (agent, cwd) of stored sessions, newest first
         self.persist: Persistence | None = None
         self.orphans: OrphanGuard | None = None
+        #: told of every committed event of every session (the push notifier); set before load()
+        self.on_event: Callable[[Session, Event], None] | None = None
 
     def load(self) -> None:
         """Open the store, sweep agents a dead daemon left, and restore every session.
@@ -155,7 +158,12 @@ class SessionManager:
         if unavailable is not None and session.state != "closed":
             log.warning("session %s: listed, but cannot run: %s", record.id, unavailable)
             lifecycle.agent_missing(session, f"its agent {agent!r} is not available: {unavailable}")
+        self._watch(session)
         self.sessions[session.id] = session
+
+    def _watch(self, session: Session) -> None:
+        if self.on_event is not None:
+            session.events.observer = functools.partial(self.on_event, session)
 
     def _restored_agent(self, name: str) -> tuple[str, str | None]:
         """The agent a stored session runs with, and why it cannot run (None if it can).
@@ -372,6 +380,7 @@ class SessionManager:
             require_offered(mode, known)
         host = self._host_for(agent_name, path)
         session = Session(path, name, host, self.settings.event_history, self.persist, agent=agent_name)
+        self._watch(session)
         self.sessions[session.id] = session
         self._creating.add(session.id)
         try:

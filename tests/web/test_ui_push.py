@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import http_ece
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -108,10 +109,10 @@ def prompt_via_api(daemon: DaemonThread, sid: str, text: str) -> None:
 
 
 def pending_request(daemon: DaemonThread, sid: str) -> dict[str, Any]:
-    """The permission request the fake agent is waiting on."""
+    """The permission request the fake agent is waiting on (the latest one)."""
     daemon.run(daemon.api.wait_state(sid, "awaiting_permission"))
-    event = daemon.run(daemon.api.wait_event(sid, lambda e: e["type"] == "permission_request"))
-    return dict(event)
+    asked = [e for e in daemon.run(daemon.api.events(sid)) if e["type"] == "permission_request"]
+    return dict(asked[-1])
 
 
 def controlled(page: Page) -> None:
@@ -462,6 +463,27 @@ def test_a_push_for_another_site_url_opens_the_dashboard(push_page: Page, daemon
     assert worker.evaluate("self.windowCalls") == [["focus", f"{daemon.base}/"]]  # the open dashboard
 
 
+def test_with_push_off_a_hidden_session_page_notifies_through_the_worker(
+    pages: Pages, daemon: DaemonThread, workspace: Path
+) -> None:
+    """The tab's own notification (push off) goes through the service worker — Android Chrome
+    refuses ``new Notification()`` — and is closed once the page is looked at again."""
+    sid = new_session(daemon, workspace, title="Background job")
+    context = pages.context()
+    context.grant_permissions(["notifications"], origin=daemon.base)
+    context.add_init_script(FAKE_VISIBILITY)
+    page = pages.open(f"/s/{sid}", context=context)
+    controlled(page)
+    expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+    page.evaluate("setVisibility('hidden')")
+    prompt_via_api(daemon, sid, "permission Write report.md")
+    [shown] = notifications(page)
+    assert (shown["title"], shown["body"]) == ("The agent needs your answer", "Write report.md")
+    assert shown["tag"] == f"qwen-daemon-{sid}" and shown["data"]["url"] == f"/s/{sid}"
+    page.evaluate("setVisibility('visible')")
+    wait_for_js(page, f"({NOTIFICATIONS}).then((l) => l.length === 0)")
+
+
 # --- visibility -----------------------------------------------------------------------------------
 
 
@@ -596,7 +618,8 @@ def test_notify_me_fits_a_phone_screen(pages: Pages, daemon: DaemonThread, works
 
 
 class PushService:
-    """A stand-in for the browser's push service on loopback: takes every push, answers 201."""
+    """A stand-in for the browser's push service on loopback: takes every push (201) and keeps it,
+    for the test to decrypt with the subscription's private key (as the browser would)."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
@@ -605,9 +628,8 @@ class PushService:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                received.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": self.rfile.read(length)}
-                )
+                body = self.rfile.read(length)
+                received.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 self.send_response(201)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -622,6 +644,29 @@ class PushService:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Subscriber:
+    """What the browser keeps for one subscription: the endpoint, its key pair and auth secret."""
+
+    def __init__(self, service: PushService, name: str) -> None:
+        self.private, self.p256dh = p256_key()
+        self.secret = os.urandom(16)
+        self.auth = base64.urlsafe_b64encode(self.secret).rstrip(b"=").decode()
+        self.endpoint = f"{service.url}/push/{name}"
+
+    def init_script(self) -> str:
+        return FAKE_PUSH_MANAGER % json.dumps(
+            {"endpoint": self.endpoint, "p256dh": self.p256dh, "auth": self.auth}
+        )
+
+    def decrypt(self, push: dict[str, Any]) -> dict[str, Any]:
+        """The payload, decrypted as the browser's push service client would (RFC 8291)."""
+        plain = http_ece.decrypt(
+            push["body"], private_key=self.private, auth_secret=self.secret, version="aes128gcm"
+        )
+        payload: dict[str, Any] = json.loads(plain)
+        return payload
 
 
 #: A PushManager whose subscriptions point at the loopback push service (see the module doc).
@@ -679,14 +724,10 @@ def test_notify_me_turns_push_on_sends_a_test_and_turns_it_off(
     """Needs the daemon's push routes (/api/push/...)."""
     pages = Pages(browser, push_daemon)
     try:
-        _, p256dh = p256_key()
-        auth = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
-        endpoint = f"{push_service.url}/push/this-device"
+        subscriber = Subscriber(push_service, "this-device")
         context = pages.context()
         context.grant_permissions(["notifications"], origin=push_daemon.base)
-        context.add_init_script(
-            FAKE_PUSH_MANAGER % json.dumps({"endpoint": endpoint, "p256dh": p256dh, "auth": auth})
-        )
+        context.add_init_script(subscriber.init_script())
         page = pages.open("/", context=context)
         controlled(page)
         open_notify(page)
@@ -715,6 +756,7 @@ def test_notify_me_turns_push_on_sends_a_test_and_turns_it_off(
                 break
             page.wait_for_timeout(25)
         assert push_service.received and push_service.received[0]["path"] == "/push/this-device"
+        assert subscriber.decrypt(push_service.received[0])["kind"] == "test"
         # off: deleted at the daemon, unsubscribed in the browser
         switch.uncheck()
         expect(page.locator("#notify-state")).to_contain_text("Off.")
@@ -738,12 +780,9 @@ def test_notify_me_turns_off_when_the_daemon_dropped_the_subscription(
     """Needs the daemon's push routes (/api/push/...)."""
     pages = Pages(browser, push_daemon)
     try:
-        _, p256dh = p256_key()
-        auth = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         context = pages.context()
         context.grant_permissions(["notifications"], origin=push_daemon.base)
-        init = {"endpoint": f"{push_service.url}/push/dropped", "p256dh": p256dh, "auth": auth}
-        context.add_init_script(FAKE_PUSH_MANAGER % json.dumps(init))
+        context.add_init_script(Subscriber(push_service, "dropped").init_script())
         page = pages.open("/", context=context)
         controlled(page)
         open_notify(page)
@@ -756,6 +795,82 @@ def test_notify_me_turns_off_when_the_daemon_dropped_the_subscription(
         open_notify(page)
         expect(page.locator("#notify-state")).to_contain_text("Off.")
         expect(page.locator("#notify-message")).to_contain_text("no longer had this device's subscription")
+        pages.check()
+    finally:
+        pages.close()
+
+
+def wait_pushes(
+    page: Page, service: PushService, count: int, timeout_ms: int = 15_000
+) -> list[dict[str, Any]]:
+    for _ in range(timeout_ms // 25):
+        if len(service.received) >= count:
+            break
+        page.wait_for_timeout(25)
+    assert len(service.received) >= count, f"{len(service.received)} pushes arrived, wanted {count}"
+    return service.received[:count]
+
+
+def test_the_daemons_own_push_reaches_the_worker_and_allow_once_answers(
+    browser: Any, push_daemon: DaemonThread, push_service: PushService, workspace: Path
+) -> None:
+    """Needs the daemon's push routes and notifier. End to end: "Notify me" on, the agent asks, the
+    daemon pushes to the loopback push service, the test decrypts it as the browser's push client
+    would and hands it to the worker (DevTools), and "Allow once" answers the real request.
+    Meanwhile a page showing the session (visible) keeps the daemon from pushing about it."""
+    pages = Pages(browser, push_daemon)
+    try:
+        subscriber = Subscriber(push_service, "phone")
+        context = pages.context()
+        context.grant_permissions(["notifications"], origin=push_daemon.base)
+        context.add_init_script(subscriber.init_script())
+        context.add_init_script(FAKE_VISIBILITY)
+        page = pages.open("/", context=context)
+        controlled(page)
+        open_notify(page)
+        page.get_by_role("switch", name="Notify me on this device").check()
+        expect(page.locator("#notify-state")).to_contain_text("On.")
+        sid = new_session(push_daemon, workspace, title="Phone test")
+        # the session open and visible on this device: no push about it
+        watcher = pages.open(f"/s/{sid}", context=context)
+        expect(watcher.locator("#conn")).to_have_attribute("data-status", "connected")
+        watcher.wait_for_timeout(300)  # its visibility frame is in
+        prompt_via_api(push_daemon, sid, "permission Write watched.txt")
+        first = pending_request(push_daemon, sid)["request_id"]
+        watcher.wait_for_timeout(1000)
+        assert push_service.received == []
+        answered = push_daemon.run(
+            push_daemon.api.call(
+                "POST", f"/api/sessions/{sid}/permissions/{first}", {"option_id": "proceed_once"}
+            )
+        )
+        assert answered.status == 200
+        push_daemon.run(push_daemon.api.wait_state(sid, "idle"))
+        # hidden (the phone locked): the next request is pushed
+        watcher.evaluate("setVisibility('hidden')")
+        watcher.wait_for_timeout(300)
+        prompt_via_api(push_daemon, sid, "permission Write notes.txt\nsay after the answer")
+        request_id = pending_request(push_daemon, sid)["request_id"]
+        [push] = wait_pushes(page, push_service, 1)
+        payload = subscriber.decrypt(push)
+        assert payload["kind"] == "permission" and payload["request_id"] == request_id
+        assert payload["url"] == f"/s/{sid}"
+        assert [a["title"] for a in payload["actions"]] == ["Allow once", "Deny"]
+        Push(page).deliver(payload)
+        [shown] = notifications(page)
+        assert [a["title"] for a in shown["actions"]] == ["Allow once", "Deny"]
+        worker = service_worker(context)
+        worker.evaluate(RECORD_WINDOWS)
+        allow = payload["actions"][0]["action"]
+        worker.evaluate(CLICK, {"tag": payload["tag"], "action": allow})
+        resolved = push_daemon.run(
+            push_daemon.api.wait_event(
+                sid, lambda e: e["type"] == "permission_resolved" and e["request_id"] == request_id
+            )
+        )
+        assert resolved["option_id"] == allow == "proceed_once"
+        push_daemon.run(push_daemon.api.wait_event(sid, lambda e: e["type"] == "turn_ended" and e["seq"] > 0))
+        assert worker.evaluate("self.windowCalls") == []
         pages.check()
     finally:
         pages.close()

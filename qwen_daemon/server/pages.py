@@ -8,11 +8,17 @@ Pages log in from ``?token=`` (here: it makes the browser a device, ``devices.py
 need the device cookie (checked in ``base.py``, with every other credential); without it they
 answer a small 401 page saying how to get the URL. Their errors are HTML, not JSON. The
 Content-Security-Policy allows only our own scripts and styles — no inline script, no inline
-style, no eval — and only the DOMPurify Trusted Types policy may write HTML.
+style, no eval — and only the DOMPurify Trusted Types policy may write HTML; the one other
+policy, ``qwen-daemon-worker``, turns exactly ``/sw.js`` into a script URL to register the
+service worker (``js/worker.js``).
 
 Static files are public (the login page needs its stylesheet; nothing in them is secret), come
 only from ``qwen_daemon/web/static`` with a fixed table of content types, and anything else —
 directories, dotfiles, unknown extensions, paths leaving the root — is a plain 404.
+
+Two of them are also served at the root, where browsers need them (:class:`AppFileHandler`): the
+web-app manifest ``/manifest.webmanifest`` and the service worker ``/sw.js`` (a worker's scope can
+be no wider than its script's folder, and it must cover ``/`` and ``/s/…``).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ PAGE_CSP = "; ".join(
         "form-action 'self'",
         "frame-ancestors 'none'",
         "require-trusted-types-for 'script'",
-        "trusted-types dompurify",
+        "trusted-types dompurify qwen-daemon-worker",
     ]
 )
 
@@ -198,8 +204,31 @@ class StaticHandler(BaseHandler, tornado.web.StaticFileHandler):
         return super().validate_absolute_path(root, absolute_path)
 
 
+class AppFileHandler(StaticHandler):
+    """``/manifest.webmanifest`` and ``/sw.js``: public, like every static file, and on purpose.
+
+    Browsers fetch the manifest without cookies (unless the page's link asks for credentials) and
+    install or update the service worker in the background, where a login page instead of the
+    script would fail the update; neither holds anything secret (the app's name and icons, and
+    code anyone can read in the package). Everything they lead to — pages and API — stays
+    deny-by-default: the worker's own requests carry the login cookie and the same-origin proof
+    like the pages' requests.
+
+    The worker's script response sets the policy the worker runs under (its CSP): it may talk to
+    our own origin (answering a permission from a notification) and nothing else.
+    """
+
+    WORKER_CSP = "default-src 'none'; connect-src 'self'; img-src 'self'; frame-ancestors 'none'"
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        if self.request.path == "/sw.js":
+            self.set_header("Content-Security-Policy", self.WORKER_CSP)
+
+
 routes: list[Any] = [
     (r"/", DashboardPage),
     (rf"/s/{_ID}", SessionPage),
     (r"/static/(.+)", StaticHandler, {"path": str(STATIC_DIR)}),
+    (r"/(sw\.js|manifest\.webmanifest)", AppFileHandler, {"path": str(STATIC_DIR)}),
 ]

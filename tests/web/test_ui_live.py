@@ -22,7 +22,8 @@ RECORD_CONN = """() => {
     .observe(conn, { attributes: true, attributeFilter: ["data-status"] });
 }"""
 
-#: Lets a test hide the tab and see notifications (headless Chromium is always "visible").
+#: Lets a test hide the tab and see notifications (headless Chromium is always "visible"); the
+#: real worker path is tested in test_ui_push.py.
 FAKE_VISIBILITY_AND_NOTIFICATIONS = """
 window.notes = [];
 window.Notification = class {
@@ -30,6 +31,10 @@ window.Notification = class {
   static requestPermission() { return Promise.resolve("granted"); }
   constructor(title, options) { window.notes.push([title, (options || {}).body]); }
   close() {}
+};
+// the page shows its notifications through the service worker (Android refuses new Notification())
+ServiceWorkerRegistration.prototype.showNotification = async function (title, options) {
+  window.notes.push([title, (options || {}).body]);
 };
 let visibility = "visible";
 const define = (name, get) => Object.defineProperty(Document.prototype, name, { get, configurable: true });

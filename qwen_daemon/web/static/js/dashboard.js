@@ -11,6 +11,7 @@
 // Create finds it running instead of waiting a second or more for the agent to boot.
 
 import { AwayBanner } from "./away.js";
+import { mountNotify } from "./notify.js";
 import { editTitle } from "./rename.js";
 import { api, el, errorHint, relativeTime, replaceChildren, stateBadge } from "./util.js";
 
@@ -406,3 +407,4 @@ ui.form.addEventListener("submit", async (event) => {
 document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && load());
 window.addEventListener("online", () => load());
 load();
+mountNotify(); // "Notify me on this device": the bell in the header

@@ -3,11 +3,13 @@
 // Commands (prompt, cancel, permission answers, mode switches) go over the REST API, which answers each with a
 // status we can explain (a refused prompt keeps its text); the WebSocket only carries events and
 // heartbeats. Attention — a permission request or a finished turn while the tab is hidden — marks
-// the tab title and, if the user allowed it, shows a browser notification.
+// the tab title and, if the user allowed it, shows a notification (unless the daemon pushes them
+// to this device: notify.js).
 
 import { AwayBanner } from "./away.js";
 import { SessionActions } from "./lifecycle.js";
 import { ModePicker } from "./modes.js";
+import { clearNotifications, mountNotify, pushActive, showNotification } from "./notify.js";
 import { SessionStream } from "./stream.js";
 import { Transcript } from "./transcript.js";
 import { STATE_LABELS, api, el, replaceChildren } from "./util.js";
@@ -19,7 +21,6 @@ const ui = {
   state: $("state"),
   conn: $("conn"),
   connLabel: document.querySelector("#conn .conn-label"),
-  notify: $("notify"),
   rename: $("rename"),
   archive: $("archive"),
   banner: $("banner"),
@@ -163,17 +164,12 @@ function attention(title, body) {
     marked = true;
     document.title = `● ${baseTitle}`;
   }
-  if ("Notification" in window && Notification.permission === "granted") {
-    try {
-      const notification = new Notification(title, { body, tag: `qwen-daemon-${sessionId}` });
-      notification.onclick = () => {
-        window.focus();
-        notification.close();
-      };
-    } catch {
-      // some platforms allow notifications only from a service worker; the title marker remains
-    }
-  }
+  // with push on, the daemon notifies this device itself (the page told it that it is hidden)
+  pushActive()
+    .then((pushed) => pushed || showNotification(title, { body, tag: `qwen-daemon-${sessionId}`, data: { url: location.pathname, session_id: sessionId } }))
+    .catch(() => {
+      // notifications refused here; the title marker remains
+    });
 }
 
 document.addEventListener("visibilitychange", () => {
@@ -181,15 +177,11 @@ document.addEventListener("visibilitychange", () => {
     marked = false;
     document.title = baseTitle;
   }
+  if (document.visibilityState === "visible") clearNotifications(sessionId).catch(() => {});
 });
 
-if ("Notification" in window && window.isSecureContext && Notification.permission === "default") {
-  ui.notify.hidden = false;
-  ui.notify.addEventListener("click", async () => {
-    await Notification.requestPermission();
-    ui.notify.hidden = Notification.permission !== "default";
-  });
-}
+mountNotify(); // "Notify me on this device": the bell in the header
+clearNotifications(sessionId).catch(() => {});
 
 // --- transcript and stream ---------------------------------------------------------------------
 

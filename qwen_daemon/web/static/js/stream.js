@@ -8,6 +8,11 @@
 // connection is treated as half-open (typical after a laptop sleeps) and replaced. Reconnects back
 // off exponentially with jitter, and happen at once when the tab becomes visible or the network
 // returns.
+//
+// The page also tells the daemon whether it is in front of the user — a `visibility` frame when
+// the socket opens and at every change — so the daemon does not push a notification about this
+// session to a device that is showing it. Those frames carry ids "vis-N" and their replies are
+// not the user's business (a daemon without push answers them with an error frame).
 
 import { api } from "./util.js";
 
@@ -43,11 +48,15 @@ export class SessionStream {
     this.pending = []; // events that arrived beyond a gap, waiting for it to be filled
     this.filling = false;
     this.timers = {};
+    this.visibilityId = 0;
   }
 
   start() {
     const wake = () => this.wake();
-    document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && wake());
+    document.addEventListener("visibilitychange", () => {
+      this.sendVisibility();
+      if (document.visibilityState === "visible") wake();
+    });
     window.addEventListener("online", wake);
     window.addEventListener("offline", () => this.ended || this.status("offline", "the network is down"));
     window.addEventListener("pageshow", (e) => e.persisted && this.kill("page restored"));
@@ -77,6 +86,7 @@ export class SessionStream {
     this.ws = ws;
     this.greeted = false;
     this.pending = []; // the replay after lastSeq brings these again
+    ws.onopen = () => this.ws === ws && this.sendVisibility();
     ws.onmessage = (message) => this.ws === ws && this.frame(message.data);
     ws.onclose = (close) => this.ws === ws && this.lost(close);
     this.timers.hello = setTimeout(() => this.ws === ws && !this.greeted && this.kill("no greeting"), HELLO_WITHIN_MS);
@@ -88,7 +98,7 @@ export class SessionStream {
     this.ws = null;
     this.clear("hello", "ping", "ack");
     if (ws) {
-      ws.onmessage = ws.onclose = null;
+      ws.onopen = ws.onmessage = ws.onclose = null;
       try {
         ws.close(4001, reason);
       } catch {
@@ -188,6 +198,18 @@ export class SessionStream {
     this.timers.ack = setTimeout(() => this.ws === ws && this.kill("heartbeat not answered"), ACK_WITHIN_MS);
   }
 
+  /** Tell the daemon whether this page is visible (it pushes no notification to a watcher). */
+  sendVisibility() {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const frame = { type: "visibility", visible: document.visibilityState === "visible", id: `vis-${++this.visibilityId}` };
+    try {
+      ws.send(JSON.stringify(frame));
+    } catch {
+      // the socket is going; the next one says it again when it opens
+    }
+  }
+
   // --- frames ----------------------------------------------------------------------------------
 
   frame(text) {
@@ -197,7 +219,9 @@ export class SessionStream {
     } catch {
       return;
     }
-    if (typeof frame.seq === "number") {
+    if ((frame.type === "ack" || frame.type === "error") && String(frame.id).startsWith("vis-")) {
+      return; // the reply to a visibility frame (see the top of this file)
+    } else if (typeof frame.seq === "number") {
       this.receive(frame);
     } else if (frame.type === "hello") {
       this.hello(frame);

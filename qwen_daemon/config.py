@@ -177,8 +177,9 @@ def _parse_bool(value: object) -> bool:
 
 
 def _parse_public_url(value: object) -> str | None:
-    """``https://phone.example.ts.net`` (a tunnel or proxy in front): scheme and host, an optional
-    port and path prefix, no query or fragment; kept without its trailing slash."""
+    """``https://phone.example.ts.net`` (a tunnel or proxy in front): scheme, host and an optional
+    port; kept without its trailing slash. No path prefix: the pages and their links live at the
+    site's root, so a proxy must give the daemon a whole (sub)domain or port."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -186,6 +187,8 @@ def _parse_public_url(value: object) -> str | None:
     parts = urllib.parse.urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ValueError("must be an http(s) URL such as https://host.example (no query or fragment)")
+    if parts.path not in ("", "/"):
+        raise ValueError("must be the site's root (https://host.example[:port]), without a path")
     if parts.username or parts.password:
         raise ValueError("must not carry a user name or password")
     try:

@@ -205,3 +205,30 @@ def test_private_dirs_and_files(tmp_path: Path) -> None:
     assert f.read_text(encoding="utf-8") == "two"
     assert _mode(f) == 0o600
     assert [p.name for p in d.iterdir()] == ["x.json"]  # no temp files left behind
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("https://box.tail1234.ts.net/", "https://box.tail1234.ts.net"),
+        ("http://phone.test:8443", "http://phone.test:8443"),
+    ],
+)
+def test_public_url_is_kept_as_a_root_address(paths: Paths, given: str, kept: str) -> None:
+    assert load_settings(flags={"public_url": given}, env={}, paths=paths).public_url == kept
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("box.example", "http"),
+        ("ftp://box.example", "http"),
+        ("https://box.example/qwen", "root"),
+        ("https://box.example/?x=1", "query"),
+        ("https://user:pw@box.example", "password"),
+        ("https://box.example:99999", "port"),
+    ],
+)
+def test_public_url_refuses_what_the_pages_could_not_live_at(paths: Paths, given: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        load_settings(flags={"public_url": given}, env={}, paths=paths)

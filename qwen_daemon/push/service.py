@@ -247,8 +247,8 @@ class PushService:
             self.stats["failed"] += 1
 
     def absolute_url(self, path: str) -> str:
-        base = self.settings.public_url or self.own_url()
-        return base.rstrip("/") + path
+        """``path`` on the address users reach us at (``public_url``, else our own; set by the app)."""
+        return self.own_url().rstrip("/") + path
 
     async def _tell_channel(self, channel: channels.Channel, note: Notification) -> None:
         import tornado.httpclient

@@ -205,7 +205,9 @@ class Daemon:
         #: Web Push and ``[[notify]]`` channels: told of every committed event (push/service.py)
         self.push = PushService(settings, self.manager)
         self.push.watching = lambda session_id: stream.watching_devices(self.websockets, session_id)
-        self.push.own_url = lambda: self.url
+        self.push.own_url = lambda: self.public_base
+        #: a revoked device (or every device, on `token rotate`) gets no more pushes
+        self.devices.on_revoked.append(self.push.device_revoked)
         self.manager.on_event = self.push.observe
         #: Called (synchronously) when shutdown begins, e.g. to send sd_notify STOPPING=1.
         self.on_stopping: list[Callable[[], None]] = []

@@ -149,7 +149,7 @@ class DeviceRegistry:
         self._seen_written: dict[str, float] = {}
         #: called with a device's id once it is revoked (its cookie is dead by then); e.g. the
         #: daemon closes the device's WebSockets, push drops its subscriptions
-        self.on_revoked: list[Callable[[str], None]] = []
+        self.on_revoked: list[Callable[[str], object]] = []
 
     def load(self, db: sqlite3.Connection) -> None:
         self._db = db

@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/sessions.py
+	$(BIN)/python bench/push_latency.py
 	$(BIN)/python bench/idle_memory.py
 	$(BIN)/python bench/first_agent.py
 	$(BIN)/python bench/report.py

@@ -116,8 +116,16 @@ def pending_request(daemon: DaemonThread, sid: str) -> dict[str, Any]:
 
 
 def controlled(page: Page) -> None:
-    """Wait until the service worker controls ``page`` (it claims clients when it activates)."""
-    wait_for_js(page, "navigator.serviceWorker.controller !== null")
+    """Wait until the service worker controls ``page`` and has finished activating.
+
+    It claims clients *while* it activates, so control alone can come first; a push delivered to a
+    worker still ``activating`` may be dropped by Chromium (seen once under a loaded full run).
+    """
+    wait_for_js(
+        page,
+        "navigator.serviceWorker.controller !== null && navigator.serviceWorker.ready"
+        ".then((r) => r.active !== null && r.active.state === 'activated')",
+    )
 
 
 def service_worker(context: BrowserContext) -> Worker:

@@ -54,6 +54,7 @@ let baseTitle = document.title;
 let marked = false;
 let replayUntil = 0; // the hello's last_seq: until then we are replaying history
 let greetedAt = 0; // the last_seq of the latest hello, whose state is newer than any event up to it
+let updates = 0; // session_updated events applied: a detail fetched before one of them is older
 
 // --- permission answers given in this tab (kept across reloads of the tab) --------------------
 
@@ -227,6 +228,7 @@ function stateEvent(value, live) {
 
 /** Renamed or (un)archived, here or elsewhere (another tab, the dashboard, the CLI). */
 function updated(event, live) {
+  updates += 1;
   if (typeof event.title === "string" && event.title !== ui.title.textContent) setTitle(event.title);
   if (live && typeof event.archived === "boolean" && event.archived !== actions.archived) {
     setNote(event.archived ? "Archived: listed under Archived; a prompt brings it back." : "Unarchived: back in the list of sessions.");
@@ -237,6 +239,7 @@ function updated(event, live) {
 /** The session's detail, fetched at each (re)connect: modes, failure, archived. */
 async function loadDetail() {
   const version = modes.version; // a mode change seen meanwhile is newer than this answer
+  const updatesBefore = updates; // so is a rename or (un)archive seen meanwhile
   let detail;
   try {
     detail = await api("GET", base);
@@ -244,7 +247,7 @@ async function loadDetail() {
     return null; // the stream finds out why (gone, logged out, offline) and says so
   }
   modes.apply(detail, version);
-  actions.apply(detail);
+  if (updates === updatesBefore) actions.apply(detail);
   failure = detail.failure || null;
   if (detail.state === "failed" && state === "failed") showFailed(failure);
   return detail;

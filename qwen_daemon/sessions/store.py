@@ -15,7 +15,7 @@ a message naming the file: silently starting empty would hide the user's session
 a commit that fails (the disk filled up) keeps its rows queued for the next try, so nothing is lost
 while it lasts; :mod:`qwen_daemon.sessions.persistence` says so to clients and retries.
 
-Schema changes go through :data:`MIGRATIONS`, applied in order and recorded in ``user_version``.
+Schema changes go through ``migrations.MIGRATIONS``, applied in order and recorded in ``user_version``.
 """
 
 from __future__ import annotations
@@ -35,71 +35,10 @@ from typing import Any
 from qwen_daemon.config import ConfigError
 from qwen_daemon.jsontext import replace_lone_surrogates
 from qwen_daemon.private_files import check_path, ensure_private_dir, open_private, write_private_file
+from qwen_daemon.sessions.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: list[str] = [
-    # 1: the first release
-    """
-    CREATE TABLE sessions (
-        id TEXT PRIMARY KEY,
-        cwd TEXT NOT NULL,
-        title TEXT NOT NULL,
-        agent TEXT NOT NULL,
-        agent_session_id TEXT,
-        mode TEXT,
-        state TEXT NOT NULL,
-        failure TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        closed_at REAL
-    );
-    CREATE TABLE events (
-        session_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        ts TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        PRIMARY KEY (session_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE permissions (
-        session_id TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        status TEXT NOT NULL,
-        PRIMARY KEY (session_id, request_id)
-    ) WITHOUT ROWID;
-    """,
-    # 2: archiving (issue 13), and the agent's modes kept so a restarted daemon can offer them
-    # before the agent runs again
-    """
-    ALTER TABLE sessions ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sessions ADD COLUMN modes TEXT;
-    """,
-    # 3: devices (issue 15): each browser logged in by the token or a pairing code holds its own
-    # credential; only a hash of it is stored
-    """
-    CREATE TABLE devices (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        secret_hash TEXT NOT NULL UNIQUE,
-        created_at TEXT NOT NULL,
-        last_seen_at TEXT NOT NULL
-    );
-    """,
-    # 4: Web Push subscriptions (issue 15); device_id is NULL for one made with the bearer token
-    """
-    CREATE TABLE push_subscriptions (
-        id TEXT PRIMARY KEY,
-        device_id TEXT,
-        endpoint TEXT NOT NULL UNIQUE,
-        p256dh TEXT NOT NULL,
-        auth TEXT NOT NULL,
-        expiration_time REAL,
-        created_at TEXT NOT NULL
-    );
-    """,
-]
 
 #: ``(seq, type, ts, payload)``: an event as stored
 EventRow = tuple[int, str, str, str]

@@ -15,8 +15,6 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-import segno
-
 from qwen_daemon.devices import iso
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.server.base import BaseHandler
@@ -36,7 +34,10 @@ _NEW_CODE = (
 
 
 def qr_svg(text: str) -> str:
-    """The QR code of ``text`` as an inline ``<svg>`` (segno: no encoder of ours)."""
+    """The QR code of ``text`` as an inline ``<svg>`` (segno: no encoder of ours). Imported here,
+    not at start: it brings urllib.request and xml.sax, ~10 ms and ~1 MiB every daemon would pay."""
+    import segno
+
     code = segno.make(text, error="m")
     svg: str = code.svg_inline(
         scale=4, border=2, omitsize=True, svgclass="qr", lineclass=None, dark="#000", light="#fff"

@@ -71,7 +71,7 @@ class PairingHandler(BaseHandler):
     """A new one-time pairing code, its URL (on ``public_url`` when set) and that URL's QR code."""
 
     def post(self) -> None:
-        code, expires = self.daemon.pairing.issue()
+        code, expires = self.daemon.pairing.issue(self.device_id)
         url = f"{self.daemon.public_base}pair?{urllib.parse.urlencode({'code': code})}"
         body = {"url": url, "code": code, "expires_at": iso(expires), "svg": qr_svg(url)}
         self.write_json(body, status=201)

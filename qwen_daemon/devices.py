@@ -339,16 +339,25 @@ class PairingCodes:
             if (every or code.issuer == issuer) and code.expires > now:
                 code.expires = now
 
-    def redeem(self, code: str) -> str:
-        """``"ok"`` (and the code is used up), ``"used"``, ``"expired"`` or ``"unknown"``."""
+    def _find(self, code: str) -> tuple[_Code | None, str]:
         now = self.clock()
         self._sweep(now)
         entry = self._codes.get(hash_secret(code)) if 0 < len(code) <= 200 else None
         if entry is None:
-            return "unknown"
+            return None, "unknown"
         if entry.used:
-            return "used"
+            return entry, "used"
         if entry.expires <= now:
-            return "expired"
-        entry.used = True
-        return "ok"
+            return entry, "expired"
+        return entry, "ok"
+
+    def check(self, code: str) -> str:
+        """What :meth:`redeem` would answer, without using the code up."""
+        return self._find(code)[1]
+
+    def redeem(self, code: str) -> str:
+        """``"ok"`` (and the code is used up), ``"used"``, ``"expired"`` or ``"unknown"``."""
+        entry, outcome = self._find(code)
+        if entry is not None and outcome == "ok":
+            entry.used = True
+        return outcome

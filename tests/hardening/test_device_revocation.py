@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import Api, serve
-from tests.test_devices import as_browser, fetch, pair, token_login
+from tests.test_devices import as_browser, fetch, pair, redeem, token_login
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,12 +49,14 @@ def test_a_revoked_device_cannot_come_back_with_a_code_it_minted(tmp_path: Path)
         bearer_code = await mint_code(api, None)  # the user's own, made from the CLI meanwhile
         thief_id = next(d["id"] for d in (await api.call("GET", "/api/devices")).body["devices"])
         assert (await api.call("DELETE", f"/api/devices/{thief_id}")).status == 204
-        again = await fetch(api, spare)
-        assert again.code == 410, (again.code, again.headers.get("Location"))
-        assert "Set-Cookie" not in again.headers
+        spare_code = urllib.parse.parse_qs(urllib.parse.urlsplit(spare).query)["code"][0]
+        for again in (await fetch(api, spare), await redeem(api, spare_code, form_anyway=True)):
+            assert again.code == 410, (again.code, again.headers.get("Location"))
+            assert "Set-Cookie" not in again.headers
         assert (await api.call("GET", "/api/devices")).body["devices"] == []
         # the user's code, made by someone else, still works
-        assert (await fetch(api, bearer_code)).code == 303
+        code = urllib.parse.parse_qs(urllib.parse.urlsplit(bearer_code).query)["code"][0]
+        assert (await redeem(api, code)).code == 303
 
     serve(tmp_path, body)
 

@@ -116,7 +116,7 @@ class PairPage(PageHandler):
         self.render_page("pair.html", code=code, host=host)
 
     def post(self) -> None:
-        form = urllib.parse.parse_qs(self.request_body.decode("utf-8", "replace"), max_num_fields=4)
+        form = urllib.parse.parse_qs(self.request_body.decode("utf-8", "replace"))  # <= MAX_PAIR_BODY
         code = (form.get("code") or [""])[-1]
         outcome = self.daemon.pairing.redeem(code)
         if outcome == "ok":

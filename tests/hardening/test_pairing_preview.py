@@ -13,6 +13,7 @@ that spends it. A preview bot never presses buttons.
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from pathlib import Path
 
@@ -32,7 +33,11 @@ BOTS = (
 )
 
 
-def test_a_link_preview_does_not_spend_the_pairing_code(tmp_path: Path) -> None:
+def test_a_link_preview_does_not_spend_the_pairing_code(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secrets: list[str] = []
+
     async def body(api: Api, ws: Path) -> None:
         made = (await api.call("POST", "/api/pairing", {})).body
         path = f"/pair?{urllib.parse.urlsplit(made['url']).query}"
@@ -70,7 +75,39 @@ def test_a_link_preview_does_not_spend_the_pairing_code(tmp_path: Path) -> None:
         )
         assert pressed.code == 303 and pressed.headers["Location"] == "/", pressed.code
         assert "Set-Cookie" in pressed.headers
+        secrets.extend([made["code"], pressed.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]])
         assert [d.name for d in api.daemon.devices.list()] == ["Chrome on Android"]
         assert (await fetch(api, path)).code == 410
 
-    serve(tmp_path, body)
+    with caplog.at_level(logging.DEBUG):
+        serve(tmp_path, body)
+    assert "POST /pair" in caplog.text  # the access log was captured: neither secret is in it
+    assert secrets and not any(secret in caplog.text for secret in secrets)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/pair?code=%ff", None, 400),
+        ("GET", "/pair?code=%00", None, 404),
+        ("GET", "/pair?code=" + "A" * 5000, None, 404),
+        ("GET", "/pair?code=a&code=b", None, 404),
+        ("POST", "/pair", b"", 404),
+        ("POST", "/pair", b"code=%ff%fe", 404),
+        ("POST", "/pair", b"\xff\xfe\x00binary", 404),
+        ("POST", "/pair", b"a=1&b=2&c=3&d=4&e=5&f=6&code=x", 404),
+        ("POST", "/pair", b"code=" + b"x" * 2000, 413),
+        ("HEAD", "/pair?code=x", None, 405),
+        ("PUT", "/pair", b"code=x", 405),
+    ],
+)
+def test_hostile_pairing_requests_are_answered_never_a_500(
+    tmp_path: Path, method: str, path: str, body: bytes | None, status: int
+) -> None:
+    async def check(api: Api, ws: Path) -> None:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        resp = await fetch(api, path, method=method, body=body, headers=headers)
+        assert resp.code == status, (resp.code, resp.body[:200] if resp.body else b"")
+        assert "Set-Cookie" not in resp.headers
+
+    serve(tmp_path, check)

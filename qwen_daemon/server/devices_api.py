@@ -94,10 +94,12 @@ class PairPage(PageHandler):
 
     def check_trusted_origin(self, origin: str) -> bool:
         """The form's POST from our own page says ``Origin: null`` (the pages' policy is
-        no-referrer) where a browser sends no ``Sec-Fetch-Site`` (plain http to a LAN address or a
-        proxy). Nothing to guard here: the code in the body is the credential, and a forger
-        holding a live code needs no victim's browser."""
-        return origin == "null" or super().check_trusted_origin(origin)
+        no-referrer), and over plain http to a name (a LAN address, a proxy) the browser sends no
+        ``Sec-Fetch-Site`` to tell it apart; one that does, and says cross-site, is refused. Little
+        to guard anyway: the code in the body is the credential."""
+        if origin == "null" and "Sec-Fetch-Site" not in self.request.headers:
+            return True
+        return super().check_trusted_origin(origin)
 
     def admit_body(self) -> Awaitable[None] | None:
         if self.request.method == "POST":

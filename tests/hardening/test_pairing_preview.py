@@ -60,6 +60,18 @@ def test_a_link_preview_does_not_spend_the_pairing_code(
             },
         )
         assert forged.code == 403 and "Set-Cookie" not in forged.headers
+        sandboxed = await fetch(  # a sandboxed frame's form says Origin: null, and cross-site
+            api,
+            "/pair",
+            method="POST",
+            body=urllib.parse.urlencode({"code": made["code"]}),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Origin": "null",
+                "Sec-Fetch-Site": "cross-site",
+            },
+        )
+        assert sandboxed.code == 403 and "Set-Cookie" not in sandboxed.headers
         # the phone's button: the code is spent now, and the cookie is the phone's
         pressed = await fetch(
             api,

@@ -370,10 +370,21 @@ def cmd_token(args: argparse.Namespace, paths: Paths) -> int:
         closed = payload.get("closed_websockets", 0) if isinstance(payload, dict) else 0
         print(f"token rotated; {closed} open connection(s) closed. New URL:")
         return cmd_url(args, paths)
+    import sqlite3
+
+    from qwen_daemon.devices import revoke_all_stored
     from qwen_daemon.private_files import rotate_token
 
     rotate_token(paths)
-    print("token rotated (the daemon is not running; it will use the new token when started)")
+    try:  # a running daemon logs its devices out itself; here the database must say so
+        revoke_all_stored(paths.database)
+    except sqlite3.Error as exc:
+        _print_err(
+            f"token rotated, but the devices in {paths.database} could not be logged out ({exc}); "
+            "start the daemon and run 'qwen-daemon token rotate' again"
+        )
+        return EXIT_FAIL
+    print("token rotated and every device logged out (the daemon is not running; it uses the new token)")
     return EXIT_OK
 
 

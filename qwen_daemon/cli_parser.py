@@ -194,7 +194,7 @@ def _add_pair(sub: Any) -> None:
         "pair",
         help="log a phone in: print a one-time QR code (valid 2 minutes)",
         description="Print a QR code and the URL of a one-time pairing code: opening it (within two "
-        "minutes, once) logs that browser in as a new device. Uses public_url when set.",
+        "minutes, once) asks that browser to log in as a new device. Uses public_url when set.",
     )
     pair.add_argument("--json", action="store_true", help='print {"url", "code", "expires_at"}')
 

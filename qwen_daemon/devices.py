@@ -14,7 +14,9 @@ Pairing codes are what a phone scans: 128 random bits valid :data:`PAIRING_TTL` 
 once, kept only in memory and only hashed. At most :data:`MAX_LIVE_CODES` are live at once (a new
 one retires the oldest), and a used or expired code is remembered a while so the page can say
 which it is. Guessing is throttled by the caller (``server/throttle.py``); with 128 bits it is
-hopeless anyway.
+hopeless anyway. A code is only as good as the credential that made it: revoking a device retires
+the codes it made (else a stolen phone would mint one before it is logged out and come back as a
+new device with it), and a new token retires them all.
 
 No Tornado here: the registry only needs the SQLite connection the session store opened.
 """
@@ -32,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from qwen_daemon.errors import BadRequest, DeviceNotFound, StorageUnavailable
@@ -260,10 +263,35 @@ class DeviceRegistry:
                 log.exception("error in a device-revoked callback")
 
 
+def revoke_all_stored(database: Path) -> int:
+    """Log every device out in a daemon's database while it is stopped (``token rotate`` without
+    a daemon): their rows go, with their push subscriptions, as :meth:`DeviceRegistry.revoke_all`
+    and its hooks do in a running daemon. Without this, a new token left every old cookie working
+    from the next start. Returns how many devices there were; raises ``sqlite3.Error``.
+    """
+    if not database.exists():
+        return 0  # never started: nobody to log out (and no empty database made here)
+    db = sqlite3.connect(f"file:{database}?mode=rw", uri=True, isolation_level=None, timeout=5.0)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "devices" not in tables:
+            return 0  # made by a version without devices
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            count: int = db.execute("DELETE FROM devices").rowcount
+            if "push_subscriptions" in tables:
+                db.execute("DELETE FROM push_subscriptions WHERE device_id IS NOT NULL")
+        return count
+    finally:
+        db.close()
+
+
 @dataclass
 class _Code:
     expires: float
     used: bool = False
+    #: the device that made it (None: the bearer token)
+    issuer: str | None = None
 
 
 class PairingCodes:
@@ -291,8 +319,8 @@ class PairingCodes:
         now = self.clock()
         return sum(1 for code in self._codes.values() if not code.used and code.expires > now)
 
-    def issue(self) -> tuple[str, float]:
-        """A new code and when it expires (epoch seconds)."""
+    def issue(self, issuer: str | None = None) -> tuple[str, float]:
+        """A new code, made by the device ``issuer`` (None: the token), and when it expires."""
         now = self.clock()
         self._sweep(now)
         live = [code for code in self._codes.values() if not code.used and code.expires > now]
@@ -300,19 +328,36 @@ class PairingCodes:
             old.expires = now  # retired: it now reads as expired
         code = secrets.token_urlsafe(CODE_BYTES)
         expires = now + self.ttl
-        self._codes[hash_secret(code)] = _Code(expires)
+        self._codes[hash_secret(code)] = _Code(expires, issuer=issuer)
         return code, expires
 
-    def redeem(self, code: str) -> str:
-        """``"ok"`` (and the code is used up), ``"used"``, ``"expired"`` or ``"unknown"``."""
+    def retire(self, issuer: str | None = None, *, every: bool = False) -> None:
+        """Expire the live codes ``issuer`` made (``every``: all codes): its credential is gone, so
+        what it made must not log anyone in either (see the module doc)."""
+        now = self.clock()
+        for code in self._codes.values():
+            if (every or code.issuer == issuer) and code.expires > now:
+                code.expires = now
+
+    def _find(self, code: str) -> tuple[_Code | None, str]:
         now = self.clock()
         self._sweep(now)
         entry = self._codes.get(hash_secret(code)) if 0 < len(code) <= 200 else None
         if entry is None:
-            return "unknown"
+            return None, "unknown"
         if entry.used:
-            return "used"
+            return entry, "used"
         if entry.expires <= now:
-            return "expired"
-        entry.used = True
-        return "ok"
+            return entry, "expired"
+        return entry, "ok"
+
+    def check(self, code: str) -> str:
+        """What :meth:`redeem` would answer, without using the code up."""
+        return self._find(code)[1]
+
+    def redeem(self, code: str) -> str:
+        """``"ok"`` (and the code is used up), ``"used"``, ``"expired"`` or ``"unknown"``."""
+        entry, outcome = self._find(code)
+        if entry is not None and outcome == "ok":
+            entry.used = True
+        return outcome

@@ -21,11 +21,15 @@ pytestmark = [pytest.mark.usefixtures("daemon_reaper"), pytest.mark.timeout(120)
 PHONE_UA = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/131.0.0.0 Mobile Safari/537.36"
 
 
-def get(url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
-    """One GET, redirects not followed (urllib would follow the 303 and lose the cookie)."""
+def get(
+    url: str, headers: dict[str, str], method: str = "GET", body: str | None = None
+) -> http.client.HTTPResponse:
+    """One request (GET unless told), redirects not followed (urllib would follow the 303 and lose
+    the cookie)."""
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    conn.request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path, headers=headers)
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    conn.request(method, target, body=body, headers=headers)
     resp = conn.getresponse()
     resp.read()
     conn.close()
@@ -43,7 +47,9 @@ def test_pair_logs_a_browser_in_and_devices_lists_renames_and_revokes_it(paths: 
         assert set(doc) == {"url", "code", "expires_at"}
         assert doc["url"] == f"{info.url}pair?code={doc['code']}"
 
-        resp = get(doc["url"], {"User-Agent": PHONE_UA})
+        assert get(doc["url"], {"User-Agent": PHONE_UA}).status == 200  # the page with the button
+        form = {"User-Agent": PHONE_UA, "Content-Type": "application/x-www-form-urlencoded"}
+        resp = get(info.url + "pair", form, "POST", urllib.parse.urlencode({"code": doc["code"]}))
         assert resp.status == 303 and resp.getheader("Location") == "/"
         morsel = next(iter(SimpleCookie(resp.getheader("Set-Cookie")).values()))
         cookie = {"Cookie": f"{morsel.key}={morsel.value}"}
@@ -148,16 +154,20 @@ def test_the_lan_recipe_allow_remote_with_your_own_certificate(paths: Paths, tmp
         assert doc["url"] == f"{public}/pair?code={doc['code']}"
         context = ssl.create_default_context(cafile=str(cert))  # the phone trusts the certificate
 
-        def get_tls(path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        def get_tls(
+            path: str, headers: dict[str, str], method: str = "GET", body: str | None = None
+        ) -> http.client.HTTPResponse:
             conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
-            conn.request("GET", path, headers={"Host": f"box.lan:{port}", **headers})
+            conn.request(method, path, body=body, headers={"Host": f"box.lan:{port}", **headers})
             resp = conn.getresponse()
             resp.read()
             conn.close()
             return resp
 
         context.check_hostname = False  # connecting by address; the name is checked below
-        resp = get_tls(f"/pair?code={doc['code']}", {"User-Agent": PHONE_UA})
+        assert get_tls(f"/pair?code={doc['code']}", {"User-Agent": PHONE_UA}).status == 200
+        form = {"User-Agent": PHONE_UA, "Content-Type": "application/x-www-form-urlencoded", "Origin": public}
+        resp = get_tls("/pair", form, "POST", urllib.parse.urlencode({"code": doc["code"]}))
         assert resp.status == 303 and resp.getheader("Location") == "/"
         morsel = next(iter(SimpleCookie(resp.getheader("Set-Cookie")).values()))
         assert morsel["secure"] and morsel["httponly"] and morsel["samesite"] == "Strict"

@@ -61,12 +61,28 @@ async def token_login(api: Api, user_agent: str = "Mozilla/5.0 (X11; Linux x86_6
     return cookie_of(resp)[0]
 
 
+async def redeem(
+    api: Api, code: str, headers: dict[str, str] | None = None, form_anyway: bool = False
+) -> tornado.httpclient.HTTPResponse:
+    """What a browser does with a pairing URL: open the page, press its button (the POST). The page
+    refusing the code is the answer, unless ``form_anyway`` (a POST made without the page)."""
+    headers = headers or {}
+    page = await fetch(api, f"/pair?code={code}", headers=headers)
+    if page.code != 200 and not form_anyway:
+        return page
+    assert "Set-Cookie" not in page.headers
+    assert page.code != 200 or f'value="{code}"' in page.body.decode()
+    form = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    body = urllib.parse.urlencode({"code": code})
+    return await fetch(api, "/pair", method="POST", body=body, headers=form)
+
+
 async def pair(api: Api, user_agent: str = PHONE_UA) -> tuple[str, dict[str, Any]]:
     """A code from the API, redeemed: (the new device's cookie, the pairing answer)."""
     made = await api.call("POST", "/api/pairing", {})
     assert made.status == 201, made.body
-    path = urllib.parse.urlsplit(made.body["url"])
-    resp = await fetch(api, f"{path.path}?{path.query}", headers={"User-Agent": user_agent})
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(made.body["url"]).query)
+    resp = await redeem(api, query["code"][0], {"User-Agent": user_agent})
     assert resp.code == 303 and resp.headers["Location"] == "/", resp.code
     return cookie_of(resp)[0], made.body
 
@@ -225,7 +241,7 @@ def test_a_pairing_code_works_once_and_then_says_used(tmp_path: Path) -> None:
         assert len(code) >= 22 and re.fullmatch(r"[A-Za-z0-9_-]+", code)  # >= 128 bits, URL-safe
         assert made.body["svg"].startswith("<svg") and "<script" not in made.body["svg"]
         assert made.body["expires_at"].endswith("Z")
-        first = await fetch(api, f"/pair?code={code}", headers={"User-Agent": PHONE_UA})
+        first = await redeem(api, code, {"User-Agent": PHONE_UA})
         assert first.code == 303 and first.headers["Location"] == "/"
         cookie, morsel = cookie_of(first)
         assert morsel["httponly"] and morsel["samesite"] == "Strict" and not morsel["secure"]
@@ -256,7 +272,7 @@ def test_a_pairing_code_expires_after_its_ttl(tmp_path: Path) -> None:
         assert made["expires_at"] == "1970-01-12T13:48:40Z"  # issued at 1_000_000 s, valid 120 s
         later = (await api.call("POST", "/api/pairing", {})).body
         now[0] += 119.5
-        assert (await fetch(api, f"/pair?code={later['code']}")).code == 303  # still valid
+        assert (await redeem(api, later["code"])).code == 303  # still valid
         now[0] += 1
         expired = await fetch(api, f"/pair?code={made['code']}")
         assert expired.code == 410 and "expired" in expired.body.decode()
@@ -275,7 +291,7 @@ def test_wrong_codes_are_throttled_but_a_good_code_still_works(tmp_path: Path) -
         # wrong tokens and wrong codes are the same failed logins
         assert (await api.call("GET", "/api/sessions", token="guess")).status == 429
         made = (await api.call("POST", "/api/pairing", {})).body
-        assert (await fetch(api, f"/pair?code={made['code']}")).code == 303
+        assert (await redeem(api, made["code"])).code == 303
 
     serve(tmp_path, body)
 
@@ -344,7 +360,7 @@ def test_public_url_is_our_host_and_origin_and_the_pairing_base(tmp_path: Path) 
         made = (await api.call("POST", "/api/pairing", {})).body
         assert made["url"].startswith(f"{public}/pair?code=")
         host = {"Host": "box.tail1234.ts.net"}
-        resp = await fetch(api, "/pair?code=" + made["code"], headers={**host, "User-Agent": PHONE_UA})
+        resp = await redeem(api, made["code"], {**host, "User-Agent": PHONE_UA})
         assert resp.code == 303
         cookie, morsel = cookie_of(resp)
         assert morsel["secure"]  # the phone reaches us over https, though the proxy speaks http
@@ -404,9 +420,18 @@ def test_a_device_through_a_reverse_proxy_with_the_public_host(tmp_path: Path) -
             assert code["url"].startswith(f"{public}/pair?code=")
             host = {"Host": f"phone.test:{proxy_port}"}
             via = f"http://127.0.0.1:{proxy_port}"
-            resp = await api.http.fetch(
+            page = await api.http.fetch(
                 via + urllib.parse.urlsplit(code["url"]).path + "?code=" + code["code"],
                 headers={**host, "User-Agent": PHONE_UA},
+                follow_redirects=False,
+                raise_error=False,
+            )
+            assert page.code == 200, page.body
+            resp = await api.http.fetch(  # the page's button, as the phone's browser sends it
+                via + "/pair",
+                method="POST",
+                body=urllib.parse.urlencode({"code": code["code"]}),
+                headers={**host, "User-Agent": PHONE_UA, "Origin": public},
                 follow_redirects=False,
                 raise_error=False,
             )

@@ -18,6 +18,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import socket
 import struct
 from collections.abc import Iterator
@@ -28,10 +29,13 @@ from typing import Any
 import pytest
 import tornado.httpclient
 import tornado.websocket
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwen_daemon.server.app import Daemon
+from qwen_daemon.server.openapi import document
 from tests.support.daemon import ThreadedDaemon, fake_settings
 from tests.support.probe import poll
 
@@ -44,10 +48,42 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-FIELDS = st.sampled_from(["cwd", "title", "text", "option_id", "answers", "older_than_days", "type", "id"])
+FIELDS = st.sampled_from(
+    [
+        *("cwd", "title", "text", "option_id", "answers", "older_than_days", "type", "id"),
+        *("endpoint", "keys", "expirationTime", "name", "subscription_id"),
+    ]
+)
+#: a push subscription (``PushSubscription.toJSON()``) with some parts good and others hostile, so
+#: the checks past the first one are reached too
+_POINT = base64.urlsafe_b64encode(
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+).rstrip(b"=")
+SUBSCRIPTION = st.fixed_dictionaries(
+    {
+        "endpoint": st.sampled_from(
+            [
+                "https://push.invalid/x",
+                "http://127.0.0.1:9/x",
+                "https://[::1",
+                "https://h:99999/",
+                "https://",
+            ]
+        )
+        | JSON,
+        "keys": st.fixed_dictionaries(
+            {"p256dh": st.just(_POINT.decode()) | JSON, "auth": st.just("A" * 22) | JSON}
+        )
+        | JSON,
+    },
+    optional={"expirationTime": JSON | st.sampled_from([1e308, -0.0, 2**53])},
+)
 BODY = st.one_of(
     JSON.map(lambda v: json.dumps(v).encode()),
     st.dictionaries(FIELDS, JSON, max_size=4).map(lambda v: json.dumps(v).encode()),
+    SUBSCRIPTION.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=200),
     st.just(b""),
     st.sampled_from([1_000, 100_000]).map(lambda depth: b"[" * depth + b"]" * depth),
@@ -57,20 +93,14 @@ SEGMENT = st.one_of(
     st.text(alphabet="abcXYZ019_-.%~", min_size=1, max_size=12),
     st.sampled_from(["..", "%2e%2e", "x" * 80, "%00", "ws", "events", "prompt"]),
 )
+#: every route the OpenAPI document lists (new ones are fuzzed without being added here), with the
+#: session's id, an unknown request id, or an unknown id for any other parameter
+_PARAMS = {"session_id": "{sid}", "request_id": "{rid}"}
+ROUTES = sorted(
+    re.sub(r"\{([a-z_]+)\}", lambda m: _PARAMS.get(m[1], "{other}"), path) for path in document()["paths"]
+)
 PATH = st.one_of(
-    st.sampled_from(
-        [
-            "/api/sessions",
-            "/api/sessions/prune",
-            "/api/sessions/{sid}",
-            "/api/sessions/{sid}/prompt",
-            "/api/sessions/{sid}/cancel",
-            "/api/sessions/{sid}/events",
-            "/api/sessions/{sid}/permissions/{rid}",
-            "/api/openapi.json",
-            "/health",
-        ]
-    ),
+    st.sampled_from(ROUTES),
     st.lists(SEGMENT, min_size=1, max_size=5).map(lambda parts: "/api/" + "/".join(parts)),
 )
 QUERY = st.one_of(
@@ -149,8 +179,10 @@ def test_http_fuzz_never_500(
     target: tuple[Daemon, str, ErrorRecorder], method: str, path: str, query: str, body: bytes, ctype: str
 ) -> None:
     daemon, sid, recorder = target
-    path = path.replace("{sid}", sid).replace("{rid}", "nope")
-    if path.endswith("/api/stop") or (method == "DELETE" and path == f"/api/sessions/{sid}"):
+    path = path.replace("{sid}", sid).replace("{rid}", "nope").replace("{other}", "nope")
+    if path.endswith(("/api/stop", "/api/token/rotate")) or (
+        method == "DELETE" and path == f"/api/sessions/{sid}"
+    ):
         return  # the only ways to make the next requests meaningless, tested elsewhere
     status, payload = request(daemon, method, path + query, body, ctype)
     assert status < 500, (method, path, status, payload)

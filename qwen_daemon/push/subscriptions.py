@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
+import math
 import secrets
 import sqlite3
 import urllib.parse
@@ -132,11 +134,22 @@ def parse(body: dict[str, Any], allow_insecure: bool) -> tuple[str, str, str, fl
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except ValueError:
         raise BadRequest("keys.p256dh is not an uncompressed point on the P-256 curve") from None
-    expiration = body.get("expirationTime")
-    if expiration is not None and (isinstance(expiration, bool) or not isinstance(expiration, int | float)):
-        raise BadRequest("field 'expirationTime' must be null or a number (milliseconds since 1970)")
+    expiration = _expiration(body.get("expirationTime"))
     p256dh, auth = keys["p256dh"].strip().rstrip("="), keys["auth"].strip().rstrip("=")
-    return endpoint, p256dh, auth, None if expiration is None else float(expiration)
+    return endpoint, p256dh, auth, expiration
+
+
+def _expiration(value: Any) -> float | None:
+    """``expirationTime``: null or a finite number. A 400-digit integer is valid JSON that
+    ``float()`` cannot hold (OverflowError: a 500), and ``1e400`` reads as ``inf``, which stored
+    would make every later listing answer ``Infinity`` (not JSON)."""
+    if value is None:
+        return None
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        with contextlib.suppress(OverflowError):
+            if math.isfinite(number := float(value)):
+                return number
+    raise BadRequest("field 'expirationTime' must be null or a number (milliseconds since 1970)")
 
 
 class Subscriptions:

@@ -6,7 +6,8 @@ All of the crypto is pywebpush's (with py_vapid and http_ece): this module only 
 ``webpush()`` is blocking (``requests``) and importing pywebpush costs ~240 ms (it pulls in
 aiohttp and requests), so both happen in a small thread pool of the daemon's, never on the event
 loop and never at start: the first push pays for the import. Each worker thread keeps a
-``requests.Session``, so pushes to the same service reuse its TLS connection.
+``requests.Session``, so pushes to the same service reuse its TLS connection, and follows no
+redirect.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from qwen_daemon.push.delivery import Retry, classify
+from qwen_daemon.push.delivery import Refused, Retry, classify
 
 #: seconds a push service gets to answer one request
 REQUEST_TIMEOUT = 10.0
@@ -33,6 +34,9 @@ def send(vapid: Any, info: dict[str, Any], data: str, sub: str, urgency: str, tt
     if session is None:
         session = _local.session = requests.Session()
         session.trust_env = False  # a proxy from the environment must not see every push
+        # no push service redirects a push (RFC 8030); following one would send it (a 307 repeats
+        # the POST) to any URL, http:// and internal ones included, and call it delivered
+        session.max_redirects = 0
     try:
         webpush(
             info,
@@ -51,6 +55,8 @@ def send(vapid: Any, info: dict[str, Any], data: str, sub: str, urgency: str, tt
         response = exc.response
         reason = str(getattr(response, "reason", "") or "")[:100]
         raise classify(status, reason, exc.retry_after) from None
+    except requests.TooManyRedirects:
+        raise Refused("a redirect (not followed)") from None
     except requests.RequestException as exc:
         # only the kind of failure: the text of requests' exceptions holds the whole endpoint
         raise Retry(type(exc).__name__) from None

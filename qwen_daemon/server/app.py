@@ -197,6 +197,8 @@ class Daemon:
         self.devices = DeviceRegistry()
         self.devices.on_revoked.append(self._close_device_websockets)
         self.pairing = PairingCodes()
+        #: a revoked device's pairing codes die with it (it must not come back as a new device)
+        self.devices.on_revoked.append(self.pairing.retire)
         self.started_at = _utc_now()
         self.pid = os.getpid()
         self.manager = SessionManager(settings)
@@ -284,11 +286,12 @@ class Daemon:
         return False
 
     def rotate_token(self) -> int:
-        """Issue a new token and log every device out; every WebSocket opened with the old token
-        or a device is closed. Returns how many."""
+        """Issue a new token and log every device out (pairing codes not yet used included); every
+        WebSocket opened with the old token or a device is closed. Returns how many."""
         self.token = rotate_token(self.settings.paths)
         self.app.settings["token"] = self.token
         self.devices.revoke_all()  # their sockets are closed just below, with the others
+        self.pairing.retire(every=True)  # the old token's codes too: none may log in after this
         closed = list(self.websockets)
         for ws in closed:
             ws.close(CLOSE_TOKEN_ROTATED, "the token was rotated; get the new URL with `qwen-daemon url`")

@@ -13,12 +13,13 @@ resolving to 127.0.0.1); Origin checks stop cross-site WebSockets; ``hmac.compar
 the token comparison constant-time.
 
 Browsers log in once from the URL ``qwen-daemon url`` prints (``/?token=…``) or from a pairing code
-(``/pair?code=…``): either makes a *device* (``qwen_daemon/devices.py``) whose own secret goes in
-an HttpOnly, SameSite=Strict cookie, and redirects to a URL without the token or code, so neither
-sits in history or a Referer. A cookie *is* sent automatically, and SameSite does not separate
-ports (another local web server is "same-site"), so cookie auth is accepted only from our own
-origin (or the configured ``public_url``'s): an ``Origin`` header, when present, must be ours;
-WebSockets and state-changing requests must carry it, and state-changing requests must also send
+(``/pair?code=…``, whose page's button POSTs it: a link preview's GET spends nothing): either makes
+a *device* (``qwen_daemon/devices.py``) whose own secret goes in an HttpOnly, SameSite=Strict
+cookie, and redirects to a URL without the token or code, so neither sits in a Referer. A cookie
+*is* sent automatically, and SameSite does not separate ports (another local web server is
+"same-site"), so cookie auth is accepted only from our own origin (or the configured
+``public_url``'s): an ``Origin`` header, when present, must be ours; WebSockets and
+state-changing requests must carry it, and state-changing requests must also send
 ``X-Qwen-Daemon: 1``, a custom header no other site can add without a CORS preflight, which we
 never grant.
 """

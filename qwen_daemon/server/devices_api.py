@@ -1,10 +1,15 @@
 """Devices and pairing over HTTP: ``/api/devices``, ``/api/pairing``, and the pages ``/pair`` and
 ``/devices``.
 
-The rules live in ``qwen_daemon/devices.py``; here only input and answers. ``/pair?code=`` is the
-one page that answers without a credential (the code *is* the credential) — the Host allowlist
-still applies, wrong codes count as failed logins (``throttle.py``), and a good code's answer is a
-303 to ``/`` so the code leaves the address bar and the history at once.
+The rules live in ``qwen_daemon/devices.py``; here only input and answers. ``/pair`` is the one
+page that answers without a credential (the code *is* the credential) — the Host allowlist still
+applies and wrong codes count as failed logins (``throttle.py``).
+
+Opening ``/pair?code=`` does not log in by itself: it shows a page whose button POSTs the code, and
+only that POST spends it (its answer: a 303 to ``/``, so the code leaves the address bar). People
+move a pairing URL to their phone through a chat or a mail to themselves, and link previews, mail
+scanners and QR apps fetch every URL they see with a GET: were the GET the login, such a bot would
+spend the code and hold the device's cookie — full control of the machine — in its answer.
 
 A used or expired code answers 410 with a page saying so, an unknown one 404, too many wrong
 attempts 429; each page says how to get a new code.
@@ -13,10 +18,11 @@ attempts 429; each page says how to get a new code.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Awaitable
 from typing import Any
 
 from qwen_daemon.devices import iso
-from qwen_daemon.errors import BadRequest
+from qwen_daemon.errors import BadRequest, PayloadTooLarge
 from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.server.pages import PageHandler
 from qwen_daemon.server.sessions_api import _ID
@@ -27,6 +33,8 @@ _REFUSED_CODE = {
     "expired": (410, "This pairing code has expired", "A pairing code is valid for two minutes."),
     "unknown": (404, "Unknown pairing code", "This address does not hold a pairing code this daemon made."),
 }
+#: largest ``POST /pair`` body (``code=`` and a 22-character code; anyone may send one)
+MAX_PAIR_BODY = 1024
 _NEW_CODE = (
     "For a new one, press “Add a device” on the dashboard of a browser that is logged in, "
     "or run qwen-daemon pair on the daemon's machine, and scan the new QR code."
@@ -72,25 +80,56 @@ class PairingHandler(BaseHandler):
     """A new one-time pairing code, its URL (on ``public_url`` when set) and that URL's QR code."""
 
     def post(self) -> None:
-        code, expires = self.daemon.pairing.issue()
+        code, expires = self.daemon.pairing.issue(self.device_id)
         url = f"{self.daemon.public_base}pair?{urllib.parse.urlencode({'code': code})}"
         body = {"url": url, "code": code, "expires_at": iso(expires), "svg": qr_svg(url)}
         self.write_json(body, status=201)
 
 
 class PairPage(PageHandler):
-    """``GET /pair?code=``: a good code makes this browser a device; anything else says why not."""
+    """``GET /pair?code=``: a page asking to log this browser in; ``POST /pair`` (its button, the
+    form field ``code``): a good code makes this browser a device. Anything else says why not."""
 
     auth_required = False
     login_from_query = False
 
+    def check_trusted_origin(self, origin: str) -> bool:
+        """The form's POST from our own page says ``Origin: null`` (the pages' policy is
+        no-referrer), and over plain http to a name (a LAN address, a proxy) the browser sends no
+        ``Sec-Fetch-Site`` to tell it apart; one that does, and says cross-site, is refused. Little
+        to guard anyway: the code in the body is the credential."""
+        if origin == "null" and "Sec-Fetch-Site" not in self.request.headers:
+            return True
+        return super().check_trusted_origin(origin)
+
+    def admit_body(self) -> Awaitable[None] | None:
+        if self.request.method == "POST":
+            declared = self._declared_length()
+            if declared is None or declared > MAX_PAIR_BODY:  # a form with one short field
+                raise PayloadTooLarge(f"a pairing form is at most {MAX_PAIR_BODY} bytes, with a length")
+        return super().admit_body()
+
     def get(self) -> None:
         code = self.get_query_argument("code", "")
+        outcome = self.daemon.pairing.check(code)
+        if outcome != "ok":
+            self.refuse(outcome)
+            return
+        host = urllib.parse.urlsplit(self.daemon.public_base).netloc
+        self.render_page("pair.html", code=code, host=host)
+
+    def post(self) -> None:
+        form = urllib.parse.parse_qs(self.request_body.decode("utf-8", "replace"))  # <= MAX_PAIR_BODY
+        code = (form.get("code") or [""])[-1]
         outcome = self.daemon.pairing.redeem(code)
         if outcome == "ok":
             self.log_in_device()
             self.redirect("/", status=303)
             return
+        self.refuse(outcome)
+
+    def refuse(self, outcome: str) -> None:
+        """The page for a code that does not log in (429 once this address guessed too often)."""
         wait = self.daemon.auth_throttle.fail(self.request.remote_ip or "?")
         if wait:
             retry = str(int(wait + 0.999))

@@ -401,10 +401,12 @@ PATHS.update(
         "/api/pairing": {
             "post": {
                 "summary": "a one-time pairing code (valid 120 s) for a new device, its URL and QR code",
-                "description": "Opening `url` (GET /pair?code=…, on public_url when set) logs that "
-                "browser in as a new device and redirects (303) to /; a used or expired code gets "
-                "an HTML page with 410, an unknown one 404, too many wrong codes 429. At most 5 "
-                "codes are live at once: a new one retires the oldest.",
+                "description": "Opening `url` (GET /pair?code=…, on public_url when set) shows a "
+                "page whose button (POST /pair, form field `code`) logs that browser in as a new "
+                "device and redirects (303) to /: the GET alone spends nothing (link previews). A "
+                "used or expired code gets an HTML page with 410, an unknown one 404, too many wrong "
+                "codes 429. At most 5 codes are live at once: a new one retires the oldest; a "
+                "revoked device's codes and, on a new token, all codes stop working.",
                 "responses": {"201": _json(_ref("Pairing"), "a new code"), **_errors()},
             }
         },

@@ -1,5 +1,6 @@
 """Devices and pairing in Chromium: "Add a device" shows a QR code and its URL; opening the URL in a
-fresh browser logs it in as a device with the code gone from the address bar; the Devices page
+fresh browser and pressing its page's button logs it in as a device with the code gone from the
+address bar; the Devices page
 renames and logs out; and a phone reaches the daemon through a reverse proxy under a public name.
 
 Chromium resolves ``phone.test`` to 127.0.0.1 (``--host-resolver-rules``): the proxy the test runs
@@ -57,6 +58,16 @@ def show_code(page: Page) -> str:
     return str(panel.locator(".pair-url").inner_text())
 
 
+def pair_here(page: Page, url: str, base: str) -> None:
+    """Open a pairing URL and press "Log in this browser", as a person does: the page alone spends
+    nothing (a link preview fetches it too); the button's POST logs in and lands on ``base``/."""
+    response = page.goto(url)
+    assert response is not None and response.status == 200
+    expect(page.get_by_role("heading", name="Log this browser in?")).to_be_visible()
+    page.get_by_role("button", name="Log in this browser").click()
+    page.wait_for_url(base + "/")
+
+
 def test_a_pairing_url_logs_a_fresh_browser_in_as_a_device(pages: Pages, daemon: DaemonThread) -> None:
     page = pages.open()
     url = show_code(page)
@@ -67,8 +78,7 @@ def test_a_pairing_url_logs_a_fresh_browser_in_as_a_device(pages: Pages, daemon:
 
     phone_context = pages.context(**PHONE)
     phone = pages.watch(phone_context.new_page())
-    response = phone.goto(url)
-    assert response is not None and response.status == 200
+    pair_here(phone, url, daemon.base)
     assert phone.url == daemon.base + "/"  # the code left the address bar (and the history)
     assert "code" not in phone.evaluate("location.href + document.referrer + history.length")
     expect(phone.get_by_role("heading", name="New session")).to_be_visible()
@@ -86,7 +96,7 @@ def test_a_pairing_url_logs_a_fresh_browser_in_as_a_device(pages: Pages, daemon:
     reused = stranger.goto(url)
     assert reused is not None and reused.status == 410
     expect(stranger.get_by_role("heading", name="This pairing code was already used")).to_be_visible()
-    stranger.goto(old)  # "New code" does not void the one it replaced (only a sixth code would)
+    pair_here(stranger, old, daemon.base)  # "New code" does not void the one it replaced (a sixth would)
     assert stranger.url == daemon.base + "/"
     assert len(devices(daemon)) == 3
 
@@ -97,7 +107,7 @@ def test_the_devices_page_renames_and_logs_out(pages: Pages, daemon: DaemonThrea
     code = daemon.run(daemon.api.call("POST", "/api/pairing", {})).body
     phone_context = pages.context(**PHONE)
     phone = pages.watch(phone_context.new_page())
-    phone.goto(code["url"])
+    pair_here(phone, code["url"], daemon.base)
     phone.goto(f"{daemon.base}/s/{sid}")
     expect(phone.locator("#conn")).to_have_attribute("data-status", "connected")
 
@@ -144,7 +154,7 @@ def test_a_phone_logs_in_through_a_reverse_proxy_under_the_public_name(
         assert url.startswith(f"{public}/pair?code=")  # the QR code holds the public address
 
         phone = pages.watch(pages.context(**PHONE).new_page())
-        phone.goto(url)
+        pair_here(phone, url, public)  # a form POST over plain http: Origin null, no Sec-Fetch-Site
         assert phone.url == f"{public}/"
         expect(phone.get_by_role("link", name="From the phone")).to_be_visible()
         phone.get_by_role("link", name="From the phone").click()

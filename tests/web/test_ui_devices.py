@@ -64,6 +64,7 @@ def pair_here(page: Page, url: str, base: str) -> None:
     response = page.goto(url)
     assert response is not None and response.status == 200
     expect(page.get_by_role("heading", name="Log this browser in?")).to_be_visible()
+    page.wait_for_url(base + "/pair")  # the code left the address bar (it waits in the form)
     page.get_by_role("button", name="Log in this browser").click()
     page.wait_for_url(base + "/")
 

@@ -48,8 +48,10 @@ function tick(countdown, qr) {
 
 async function showPairing() {
   clearInterval(pairing.timer);
+  const opening = pairing.panel.hidden;
   pairing.panel.hidden = false;
   pairing.button.setAttribute("aria-expanded", "true");
+  if (opening) window.scrollTo({ top: 0 }); // the panel heads the page: pressed from further down, show it
   replaceChildren(pairing.panel, el("p", { class: "muted", role: "status", text: "Making a pairing code…" }));
   let code;
   try {
@@ -82,7 +84,7 @@ async function showPairing() {
         countdown,
         el(
           "div",
-          { class: "row-actions" },
+          { class: "row-actions pair-actions" },
           el("button", { type: "button", class: "btn", text: "New code", onclick: showPairing }),
           el("button", { type: "button", class: "btn ghost", text: "Close", onclick: closePairing }),
         ),
@@ -139,7 +141,7 @@ function row(device) {
   return el(
     "li",
     { class: "session-row device-row", dataset: { deviceId: device.id, current: device.current ? "true" : "false" } },
-    el("div", { class: "row-head" }, name, device.current && el("span", { class: "chip", text: "this browser" })),
+    el("div", { class: "row-head" }, name, device.current && el("span", { class: "chip current-chip", text: "this browser" })),
     el(
       "div",
       { class: "session-foot" },
@@ -168,7 +170,8 @@ function row(device) {
 
 function render() {
   if (editing || ended) return;
-  replaceChildren(ui.list, devices.map(row));
+  // this browser first: the one a user looks for, and the one whose log-out ends this page
+  replaceChildren(ui.list, [...devices].sort((a, b) => b.current - a.current).map(row));
   note(devices.length ? "" : "No devices are logged in.");
 }
 

@@ -247,3 +247,34 @@ def test_the_devices_page_lists_this_browser_first(pages: Pages, daemon: DaemonT
     rows = page.locator(".device-row")
     expect(rows).to_have_count(3)
     expect(rows.first).to_have_attribute("data-current", "true")
+
+
+def test_a_device_is_renamed_with_a_save_button_a_phone_can_tap(pages: Pages, daemon: DaemonThread) -> None:
+    """A phone's keyboard may show no Enter key: while the name box is open, Rename says Save."""
+    daemon.call(lambda: daemon.api.daemon.devices.create("Chrome on Android"))
+    page = pages.open("/devices", **PHONE)
+    other = page.locator('.device-row[data-current="false"]')
+    other.get_by_role("button", name="Rename Chrome on Android").click()
+    page.get_by_label("New name for Chrome on Android").fill("Kitchen phone")
+    other.get_by_role("button", name="Save the name of Chrome on Android").click()
+    expect(other.locator(".device-name")).to_have_text("Kitchen phone")
+    expect(other.get_by_role("button", name="Rename Kitchen phone")).to_be_visible()
+    names = [d["name"] for d in daemon.run(daemon.api.call("GET", "/api/devices")).body["devices"]]
+    assert "Kitchen phone" in names
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_the_notify_switch_shows_keyboard_focus(pages: Pages, daemon: DaemonThread, scheme: str) -> None:
+    context = pages.context(**PHONE, color_scheme=scheme)
+    context.grant_permissions(["notifications"], origin=daemon.base)
+    page = pages.open("/", context=context)
+    page.locator("#notify").click()
+    switch = page.get_by_role("switch", name="Notify me on this device")
+    expect(switch).to_be_enabled()
+    page.locator("#notify").focus()
+    page.keyboard.press("Tab")
+    expect(switch).to_be_focused()
+    ring = switch.evaluate(
+        "e => [getComputedStyle(e).outlineStyle, parseFloat(getComputedStyle(e).outlineWidth)]"
+    )
+    assert ring[0] == "solid" and ring[1] >= 2, ring

@@ -104,6 +104,7 @@ pairing.button?.addEventListener("click", () => (pairing.panel.hidden ? showPair
 const ui = { list: $("devices"), status: $("devices-status"), banner: $("devices-banner") };
 let devices = [];
 let editing = null;
+let nameBox = null; // the open name box of the device being renamed
 let ended = false;
 let timer = null;
 const confirming = new Map(); // device id → timer: the first "Log out" click asks for a second
@@ -155,7 +156,7 @@ function row(device) {
       el(
         "span",
         { class: "row-actions" },
-        el("button", { type: "button", class: "btn ghost rename-btn", text: "Rename", "aria-label": `Rename ${device.name}`, onclick: () => rename(device, name) }),
+        el("button", { type: "button", class: "btn ghost rename-btn", text: "Rename", "aria-label": `Rename ${device.name}`, onclick: (event) => rename(device, name, event.currentTarget) }),
         el("button", {
           type: "button",
           class: `btn ghost danger revoke-btn${asking ? " confirm" : ""}`,
@@ -175,9 +176,16 @@ function render() {
   note(devices.length ? "" : "No devices are logged in.");
 }
 
-function rename(device, shown) {
+function rename(device, shown, button) {
+  if (editing === device.id) {
+    nameBox?.blur(); // the button says Save: leaving the box saves it (rename.js)
+    return;
+  }
   editing = device.id;
-  editTitle(shown, {
+  // a phone shows no Enter key to save with: while the box is open its Rename button saves
+  button.textContent = "Save";
+  button.setAttribute("aria-label", `Save the name of ${device.name}`);
+  nameBox = editTitle(shown, {
     current: device.name,
     label: `New name for ${device.name}`,
     save: async (name) => {
@@ -186,6 +194,7 @@ function rename(device, shown) {
     },
     done: () => {
       editing = null;
+      nameBox = null;
       render();
     },
   });

@@ -48,8 +48,10 @@ function tick(countdown, qr) {
 
 async function showPairing() {
   clearInterval(pairing.timer);
+  const opening = pairing.panel.hidden;
   pairing.panel.hidden = false;
   pairing.button.setAttribute("aria-expanded", "true");
+  if (opening) window.scrollTo({ top: 0 }); // the panel heads the page: pressed from further down, show it
   replaceChildren(pairing.panel, el("p", { class: "muted", role: "status", text: "Making a pairing code…" }));
   let code;
   try {
@@ -82,7 +84,7 @@ async function showPairing() {
         countdown,
         el(
           "div",
-          { class: "row-actions" },
+          { class: "row-actions pair-actions" },
           el("button", { type: "button", class: "btn", text: "New code", onclick: showPairing }),
           el("button", { type: "button", class: "btn ghost", text: "Close", onclick: closePairing }),
         ),
@@ -102,6 +104,7 @@ pairing.button?.addEventListener("click", () => (pairing.panel.hidden ? showPair
 const ui = { list: $("devices"), status: $("devices-status"), banner: $("devices-banner") };
 let devices = [];
 let editing = null;
+let nameBox = null; // the open name box of the device being renamed
 let ended = false;
 let timer = null;
 const confirming = new Map(); // device id → timer: the first "Log out" click asks for a second
@@ -139,7 +142,7 @@ function row(device) {
   return el(
     "li",
     { class: "session-row device-row", dataset: { deviceId: device.id, current: device.current ? "true" : "false" } },
-    el("div", { class: "row-head" }, name, device.current && el("span", { class: "chip", text: "this browser" })),
+    el("div", { class: "row-head" }, name, device.current && el("span", { class: "chip current-chip", text: "this browser" })),
     el(
       "div",
       { class: "session-foot" },
@@ -153,7 +156,7 @@ function row(device) {
       el(
         "span",
         { class: "row-actions" },
-        el("button", { type: "button", class: "btn ghost rename-btn", text: "Rename", "aria-label": `Rename ${device.name}`, onclick: () => rename(device, name) }),
+        el("button", { type: "button", class: "btn ghost rename-btn", text: "Rename", "aria-label": `Rename ${device.name}`, onclick: (event) => rename(device, name, event.currentTarget) }),
         el("button", {
           type: "button",
           class: `btn ghost danger revoke-btn${asking ? " confirm" : ""}`,
@@ -168,13 +171,21 @@ function row(device) {
 
 function render() {
   if (editing || ended) return;
-  replaceChildren(ui.list, devices.map(row));
+  // this browser first: the one a user looks for, and the one whose log-out ends this page
+  replaceChildren(ui.list, [...devices].sort((a, b) => b.current - a.current).map(row));
   note(devices.length ? "" : "No devices are logged in.");
 }
 
-function rename(device, shown) {
+function rename(device, shown, button) {
+  if (editing === device.id) {
+    nameBox?.blur(); // the button says Save: leaving the box saves it (rename.js)
+    return;
+  }
   editing = device.id;
-  editTitle(shown, {
+  // a phone shows no Enter key to save with: while the box is open its Rename button saves
+  button.textContent = "Save";
+  button.setAttribute("aria-label", `Save the name of ${device.name}`);
+  nameBox = editTitle(shown, {
     current: device.name,
     label: `New name for ${device.name}`,
     save: async (name) => {
@@ -183,6 +194,7 @@ function rename(device, shown) {
     },
     done: () => {
       editing = null;
+      nameBox = null;
       render();
     },
   });

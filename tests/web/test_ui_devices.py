@@ -73,6 +73,9 @@ def test_a_pairing_url_logs_a_fresh_browser_in_as_a_device(pages: Pages, daemon:
     page = pages.open()
     url = show_code(page)
     assert url.startswith(f"{daemon.base}/pair?code=")
+    # 127.0.0.1 is this computer only: the panel says how a phone gets an address it can open
+    expect(page.locator(".pair-local")).to_contain_text("works only on this computer")
+    expect(page.locator(".pair-local")).to_contain_text("public_url")
     page.get_by_role("button", name="New code").click()
     expect(page.locator(".pair-url")).not_to_have_text(url)
     old, url = url, page.locator(".pair-url").inner_text()
@@ -153,6 +156,7 @@ def test_a_phone_logs_in_through_a_reverse_proxy_under_the_public_name(
         laptop = pages.open()  # on 127.0.0.1, by the token URL
         url = show_code(laptop)
         assert url.startswith(f"{public}/pair?code=")  # the QR code holds the public address
+        expect(laptop.locator(".pair-local")).to_have_count(0)  # a phone can open it: no warning
 
         phone = pages.watch(pages.context(**PHONE).new_page())
         pair_here(phone, url, public)  # a form POST over plain http: Origin null, no Sec-Fetch-Site

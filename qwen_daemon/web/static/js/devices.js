@@ -22,6 +22,12 @@ const pairing = {
   expiresAt: 0,
 };
 
+/** Whether a pairing URL names this machine only (a phone cannot open 127.0.0.1 or localhost). */
+function localOnly(url) {
+  const host = new URL(url).hostname;
+  return host === "localhost" || host === "[::1]" || host.startsWith("127.");
+}
+
 function svgFragment(markup) {
   return DOMPurify.sanitize(markup, { USE_PROFILES: { svg: true }, RETURN_DOM_FRAGMENT: true });
 }
@@ -81,6 +87,12 @@ async function showPairing() {
         { class: "pair-text" },
         el("p", { text: "Scan this code with the phone's camera, or open this address on the device, within two minutes. It works once and logs that browser in as a new device." }),
         el("p", {}, el("code", { class: "pair-url", text: code.url })),
+        localOnly(code.url)
+          ? el("p", {
+              class: "muted pair-local",
+              text: "This address works only on this computer. For a phone, set public_url to the address it reaches the daemon at (a tunnel or reverse proxy, or this machine's LAN address with --allow-remote): see “From your phone” in the README.",
+            })
+          : null,
         countdown,
         el(
           "div",

@@ -374,11 +374,12 @@ def cmd_token(args: argparse.Namespace, paths: Paths) -> int:
 
     from qwen_daemon.devices import revoke_all_stored
     from qwen_daemon.private_files import rotate_token
+    from qwen_daemon.sessions.store import StoreError
 
     rotate_token(paths)
     try:  # a running daemon logs its devices out itself; here the database must say so
         revoke_all_stored(paths.database)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StoreError) as exc:
         _print_err(
             f"token rotated, but the devices in {paths.database} could not be logged out ({exc}); "
             "start the daemon and run 'qwen-daemon token rotate' again"

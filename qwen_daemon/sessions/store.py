@@ -48,6 +48,17 @@ class StoreError(Exception):
     """The database cannot be used; the message names the file and what is wrong."""
 
 
+def check_database_files(path: Path) -> None:
+    """The database's files (``lstat``: a link is judged, not its target), before anything reads
+    them: a link or another user's file here is refused (:class:`StoreError`), never moved aside
+    as damage. For every opener of the file: the store, and the CLI while no daemon runs."""
+    try:
+        for end in ("", "-wal", "-shm", ".clean"):
+            check_path(Path(f"{path}{end}"))
+    except ConfigError as exc:
+        raise StoreError(f"cannot use the session database: {exc}") from None
+
+
 @dataclass
 class SessionRecord:
     id: str
@@ -97,7 +108,7 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         """SQLite opens files by name, following links: so the names were checked first
-        (:meth:`_check_names`), the file is opened here without following links and judged by
+        (:func:`check_database_files`), the file is opened here without following links and judged by
         ``fstat`` (created 0600 from its first byte), and the connection's file must be that
         same file. Raises StoreError naming the path when any of that fails."""
         try:
@@ -142,17 +153,8 @@ class Store:
             not wal.exists() or wal.stat().st_size == 0
         )
 
-    def _check_names(self) -> None:
-        """The database's files (``lstat``: a link is judged, not its target), before anything
-        reads them: a link or another user's file here is refused, never moved aside as damage."""
-        try:
-            for end in ("", "-wal", "-shm", ".clean"):
-                check_path(Path(f"{self.path}{end}"))
-        except ConfigError as exc:
-            raise StoreError(f"cannot use the session database: {exc}") from None
-
     def _open(self) -> sqlite3.Connection:
-        self._check_names()
+        check_database_files(self.path)
         try:
             clean = self._left_by_clean_close()
             if self.path.exists() and (size := self.path.stat().st_size) < SMALLEST_DATABASE:

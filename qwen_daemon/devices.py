@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_daemon.errors import BadRequest, DeviceNotFound, StorageUnavailable
+from qwen_daemon.sessions.store import write_now
 from qwen_daemon.terminal import control_in
 
 log = logging.getLogger(__name__)
@@ -167,11 +168,7 @@ class DeviceRegistry:
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         if self._db is None:
             raise StorageUnavailable("the device list is not open yet")
-        try:
-            self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            log.error("cannot write the device list: %s", exc)
-            raise StorageUnavailable(f"the device list cannot be written: {exc}") from None
+        write_now(self._db, sql, args, "the device list")
 
     # --- reads --------------------------------------------------------------------------------
 

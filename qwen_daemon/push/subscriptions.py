@@ -28,8 +28,9 @@ import sqlite3
 import urllib.parse
 from typing import Any, NamedTuple
 
-from qwen_daemon.errors import BadRequest, LimitReached, StorageUnavailable
+from qwen_daemon.errors import BadRequest, LimitReached
 from qwen_daemon.sessions.events import utc_now
+from qwen_daemon.sessions.store import write_now
 
 MAX_SUBSCRIPTIONS = 100
 MAX_ENDPOINT = 2000
@@ -173,10 +174,7 @@ class Subscriptions:
         return [s for s in self._subs.values() if s.device_id == device_id]
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        try:
-            self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"cannot save the push subscription: {exc}") from None
+        write_now(self._db, sql, args, "the push subscriptions")
 
     def add(
         self, device_id: str | None, endpoint: str, p256dh: str, auth: str, expiration: float | None

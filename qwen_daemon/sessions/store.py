@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_daemon.config import ConfigError
+from qwen_daemon.errors import StorageUnavailable
 from qwen_daemon.jsontext import replace_lone_surrogates
 from qwen_daemon.private_files import check_path, ensure_private_dir, open_private, write_private_file
 from qwen_daemon.sessions.migrations import MIGRATIONS
@@ -46,6 +47,16 @@ EventRow = tuple[int, str, str, str]
 
 class StoreError(Exception):
     """The database cannot be used; the message names the file and what is wrong."""
+
+
+def write_now(db: sqlite3.Connection, sql: str, args: tuple[Any, ...], what: str) -> None:
+    """One statement on the autocommit connection the small tables share (devices, push
+    subscriptions): a failure is logged and becomes ``StorageUnavailable`` (507), naming ``what``."""
+    try:
+        db.execute(sql, args)
+    except sqlite3.Error as exc:
+        log.error("cannot write %s: %s", what, exc)
+        raise StorageUnavailable(f"{what} cannot be written: {exc}") from None
 
 
 def check_database_files(path: Path) -> None:

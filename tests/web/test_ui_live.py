@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.support.browser import DaemonThread, Pages, wait_for_js
+from tests.support.push_browser import FAKE_VISIBILITY
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,7 +25,8 @@ RECORD_CONN = """() => {
 
 #: Lets a test hide the tab and see notifications (headless Chromium is always "visible"); the
 #: real worker path is tested in test_ui_push.py.
-FAKE_VISIBILITY_AND_NOTIFICATIONS = """
+FAKE_VISIBILITY_AND_NOTIFICATIONS = (
+    """
 window.notes = [];
 window.Notification = class {
   static permission = "granted";
@@ -36,15 +38,9 @@ window.Notification = class {
 ServiceWorkerRegistration.prototype.showNotification = async function (title, options) {
   window.notes.push([title, (options || {}).body]);
 };
-let visibility = "visible";
-const define = (name, get) => Object.defineProperty(Document.prototype, name, { get, configurable: true });
-define("visibilityState", () => visibility);
-define("hidden", () => visibility !== "visible");
-window.setVisibility = (value) => {
-  visibility = value;
-  document.dispatchEvent(new Event("visibilitychange"));
-};
 """
+    + FAKE_VISIBILITY
+)
 
 
 def new_session(daemon: DaemonThread, workspace: Path, title: str | None = None) -> str:

@@ -78,7 +78,12 @@ export async function pushActive() {
   if (supportProblem() || Notification.permission !== "granted") return false;
   const reg = await registration();
   if (!reg || !reg.pushManager) return false;
-  const sub = await reg.pushManager.getSubscription();
+  // bounded: a browser that cannot reach its push service may leave this pending, and the tab's
+  // own notification must not wait on it (seen in headless Chromium offline, about 1 run in 20)
+  const sub = await Promise.race([
+    reg.pushManager.getSubscription().catch(() => null),
+    new Promise((resolve) => setTimeout(() => resolve(null), 2000)),
+  ]);
   const known = stored();
   return Boolean(sub && known && known.endpoint === sub.endpoint);
 }

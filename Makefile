@@ -11,6 +11,8 @@ QWEN_VERSION := 0.24.4
 QWEN_PREFIX := $(VENV)/qwen-code
 QWEN_CLI := $(QWEN_PREFIX)/node_modules/@qwen-code/qwen-code/cli.js
 PYTEST_ARGS ?=
+# TypeScript (pinned in package.json/package-lock.json) checks the browser JS; nothing is built
+JS_DEPS := node_modules/.installed
 
 .PHONY: install run test test-deps lint bench clean
 
@@ -28,6 +30,11 @@ $(QWEN_CLI):
 	@# the bundled ripgrep arrives without its execute bit; Qwen then falls back to a slow search
 	find $(QWEN_PREFIX)/node_modules/@qwen-code/qwen-code/vendor -type f -name rg -exec chmod +x {} +
 	test -f $@
+
+$(JS_DEPS): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is needed to type-check the browser JS" >&2; exit 1; }
+	npm ci --silent --no-audit --no-fund
+	touch $@
 
 ## install: virtualenv, Python packages, and the pinned Qwen Code (inside .venv)
 install: $(VENV)/.installed $(QWEN_CLI)
@@ -59,11 +66,13 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "not installed, the tests that need them will skip: $$missing"; fi
 
-## lint: ruff and mypy (strict on the package)
-lint: install
+## lint: ruff and mypy (strict on the package), tsc over the browser JS (pages, then service worker)
+lint: install $(JS_DEPS)
 	$(BIN)/ruff check qwen_daemon tests bench
 	$(BIN)/ruff format --check qwen_daemon tests bench
 	$(BIN)/mypy
+	node_modules/.bin/tsc -p tsconfig.json
+	node_modules/.bin/tsc -p tsconfig.sw.json
 
 ## bench: measurements side by side with `qwen serve`; prints tables, writes docs/benchmarks.md + PNG
 bench: install
@@ -78,4 +87,4 @@ bench: install
 	$(BIN)/python bench/report.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info node_modules

@@ -1,10 +1,21 @@
+// @ts-check
 // Small shared helpers: DOM building without innerHTML, and the API client.
 //
 // Why no innerHTML here: the page runs under Trusted Types, so the only way to put markup into
 // the DOM is DOMPurify (markdown.js). Everything else is built from elements and text nodes,
 // which cannot execute anything whatever the agent sends.
 
-/** Create an element: el("div", {class: "x", onclick: fn, "aria-label": "y"}, child, "text"). */
+/** @typedef {Node | string | number | boolean | null | undefined | Child[]} Child what el() appends */
+/** @typedef {Record<string, any>} Attrs attributes, `class`, `text`, `dataset` and `on*` listeners */
+
+/**
+ * Create an element: el("div", {class: "x", onclick: fn, "aria-label": "y"}, child, "text").
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Attrs} [attrs]
+ * @param {...Child} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -20,6 +31,10 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/**
+ * @param {Element} node
+ * @param {Child[]} children
+ */
 function append(node, children) {
   for (const child of children) {
     if (child === undefined || child === null || child === false) continue;
@@ -28,7 +43,11 @@ function append(node, children) {
   }
 }
 
-/** Replace all children of a node. */
+/**
+ * Replace all children of a node.
+ * @param {Element} node
+ * @param {...Child} children
+ */
 export function replaceChildren(node, ...children) {
   node.replaceChildren();
   append(node, children);
@@ -36,19 +55,32 @@ export function replaceChildren(node, ...children) {
 
 /** An API failure with the daemon's error code (or "network" when it could not be reached). */
 export class ApiError extends Error {
+  /**
+   * @param {number} status the HTTP status (0: no answer)
+   * @param {string} code
+   * @param {string} message
+   */
   constructor(status, code, message) {
     super(message);
     this.status = status;
     this.code = code;
+    /** @type {Record<string, any> | undefined} the daemon's whole error object, when it sent one */
+    this.details = undefined;
   }
 }
 
 /**
  * Call the daemon's JSON API with the login cookie. State-changing calls carry the same-origin
  * proof header the daemon requires for cookie auth.
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body] sent as JSON
+ * @returns {Promise<any>} the decoded answer (null when it had no body)
  */
 export async function api(method, path, body) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: "application/json" };
+  /** @type {RequestInit} */
   const init = { method, headers, credentials: "same-origin", cache: "no-store" };
   if (method !== "GET" && method !== "HEAD") headers["X-Qwen-Daemon"] = "1";
   if (body !== undefined) {
@@ -77,7 +109,11 @@ export async function api(method, path, body) {
   return data;
 }
 
-/** "just now", "5 min ago", "3 h ago", or a date, for an ISO timestamp. */
+/**
+ * "just now", "5 min ago", "3 h ago", or a date, for an ISO timestamp.
+ * @param {string} iso
+ * @param {number} [now] milliseconds since the epoch
+ */
 export function relativeTime(iso, now = Date.now()) {
   const then = Date.parse(iso);
   if (Number.isNaN(then)) return "";
@@ -90,6 +126,7 @@ export function relativeTime(iso, now = Date.now()) {
   return new Date(then).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
 }
 
+/** @type {Record<string, string>} */
 export const STATE_LABELS = {
   starting: "starting",
   idle: "idle",
@@ -99,12 +136,18 @@ export const STATE_LABELS = {
   failed: "failed",
 };
 
-/** A state badge element. */
+/**
+ * A state badge element.
+ * @param {string} state
+ */
 export function stateBadge(state) {
   return el("span", { class: `badge state-${state}`, text: STATE_LABELS[state] || state });
 }
 
-/** What to do about an error message from the agent or the daemon, in plain words. */
+/**
+ * What to do about an error message from the agent or the daemon, in plain words.
+ * @param {unknown} message
+ */
 export function errorHint(message) {
   const text = String(message || "");
   if (/auth|credential|api[ _-]?key|unauthori[sz]ed|\b401\b/i.test(text)) {

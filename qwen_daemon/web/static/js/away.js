@@ -1,3 +1,4 @@
+// @ts-check
 // The "can't reach the daemon" banner, shared by the dashboard and the session page.
 //
 // Why a banner and not only the small connection dot: while the daemon is away nothing the page
@@ -8,13 +9,15 @@ import { el, replaceChildren } from "./util.js";
 
 export class AwayBanner {
   /**
-   * @param node the banner's (hidden) element
-   * @param options {retryNow(), hint} — what "Retry now" does; an optional line under the message
+   * @param {HTMLElement} node the banner's (hidden) element
+   * @param {{retryNow: () => void, hint?: string}} options what "Retry now" does; an optional line
+   *   under the message
    */
   constructor(node, { retryNow, hint }) {
     this.node = node;
     this.retryAt = 0;
-    this.timer = null;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.timer = undefined;
     this.text = el("span", { class: "away-text" });
     replaceChildren(
       node,
@@ -43,7 +46,7 @@ export class AwayBanner {
   hide() {
     this.node.hidden = true;
     clearInterval(this.timer);
-    this.timer = null;
+    this.timer = undefined;
   }
 
   tick() {

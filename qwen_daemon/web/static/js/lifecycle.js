@@ -1,3 +1,4 @@
+// @ts-check
 // The session page's own lifecycle commands: rename in place, archive / unarchive, reopen.
 //
 // Each is one REST call answered with the session's detail; the page shows what the daemon
@@ -7,7 +8,10 @@
 import { editTitle } from "./rename.js";
 import { api, el } from "./util.js";
 
-/** A message as a sentence: with its final full stop. */
+/**
+ * A message as a sentence: with its final full stop.
+ * @param {unknown} text
+ */
 function sentence(text) {
   const trimmed = String(text || "").trim();
   return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
@@ -15,9 +19,11 @@ function sentence(text) {
 
 export class SessionActions {
   /**
-   * @param ui {title, rename, archive} — the title heading, the rename and the archive buttons
-   * @param base the session's API path
-   * @param hooks {note(text, kind), titled(title), reopened(detail)}
+   * @param {{title: HTMLElement, rename: HTMLButtonElement, archive: HTMLButtonElement}} ui the title
+   *   heading, the rename and the archive buttons
+   * @param {string} base the session's API path
+   * @param {{note: (text: string, kind?: string) => void, titled: (title: string) => void,
+   *   reopened: (detail: import("./types.js").SessionDetail) => void}} hooks
    */
   constructor(ui, base, hooks) {
     this.ui = ui;
@@ -30,13 +36,19 @@ export class SessionActions {
     ui.archive.addEventListener("click", () => this.toggleArchived());
   }
 
-  /** Take what a session summary or detail says (fields it lacks are left as they are). */
+  /**
+   * Take what a session summary or detail says (fields it lacks are left as they are).
+   * @param {Partial<import("./types.js").SessionSummary> | null | undefined} detail
+   */
   apply(detail) {
     if (typeof detail?.archived === "boolean") this.archived = detail.archived;
     this.render();
   }
 
-  /** Whether commands can go now (not while the daemon is away or the session is gone). */
+  /**
+   * Whether commands can go now (not while the daemon is away or the session is gone).
+   * @param {boolean} usable
+   */
   setUsable(usable) {
     this.usable = usable;
     this.render();
@@ -95,10 +107,11 @@ export class SessionActions {
       class: "btn primary reopen-btn",
       text: "Reopen",
       disabled: !this.usable || this.reopening,
-      onclick: (event) => this.reopen(event.currentTarget),
+      onclick: (/** @type {MouseEvent} */ event) => this.reopen(/** @type {HTMLButtonElement} */ (event.currentTarget)),
     }));
   }
 
+  /** @param {HTMLButtonElement} button */
   async reopen(button) {
     if (this.reopening) return;
     this.reopening = true;

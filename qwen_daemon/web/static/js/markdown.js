@@ -1,3 +1,4 @@
+// @ts-check
 // Agent text → safe HTML: markdown-it renders, DOMPurify sanitizes, Trusted Types enforce it.
 //
 // Three independent locks, so one mistake is not enough: markdown-it runs with html:false (raw
@@ -28,7 +29,8 @@ for (const name of ["th_open", "td_open"]) {
     const token = tokens[idx];
     const style = token.attrGet("style");
     if (style) {
-      token.attrs = token.attrs.filter(([key]) => key !== "style");
+      // a style attribute was found above, so the token has attributes
+      token.attrs = /** @type {[string, string][]} */ (token.attrs).filter(([key]) => key !== "style");
       const match = /text-align:\s*(left|right|center)/.exec(style);
       if (match) token.attrJoin("class", `align-${match[1]}`);
     }
@@ -49,7 +51,11 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
-/** Render Markdown `text` into `target`, replacing what was there. */
+/**
+ * Render Markdown `text` into `target`, replacing what was there.
+ * @param {Element} target
+ * @param {string} text
+ */
 export function renderMarkdown(target, text) {
   target.innerHTML = DOMPurify.sanitize(md.render(text), PURIFY);
 }

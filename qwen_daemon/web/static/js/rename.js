@@ -1,3 +1,4 @@
+// @ts-check
 // Renaming a session in place, on the dashboard and on the session page.
 //
 // A text box takes the title's place: Enter (or leaving the box) saves through the API, Escape
@@ -8,16 +9,21 @@ import { el } from "./util.js";
 
 const MAX_TITLE = 200; // as the daemon allows
 
-/** The title the daemon will store: whitespace collapsed, ends trimmed. */
+/**
+ * The title the daemon will store: whitespace collapsed, ends trimmed.
+ * @param {unknown} text
+ */
 export function cleanTitle(text) {
   return String(text).replace(/\s+/g, " ").trim();
 }
 
 /**
  * Edit `shown` (the element showing the title) in place.
- * @param options {current, label, save(title) → Promise, done()} — `save` rejects with an Error
- *   whose message is shown; `done` is called once the box is gone (saved or cancelled).
- * @returns the text box
+ * @param {HTMLElement} shown
+ * @param {{current: string, label: string, save: (title: string) => Promise<void>, done?: () => void}} options
+ *   `save` rejects with an Error whose message is shown; `done` is called once the box is gone
+ *   (saved or cancelled).
+ * @returns {HTMLInputElement} the text box
  */
 export function editTitle(shown, { current, label, save, done }) {
   let busy = false;
@@ -42,6 +48,7 @@ export function editTitle(shown, { current, label, save, done }) {
     done?.();
   }
 
+  /** @param {string} message */
   function fail(message) {
     error.textContent = message;
     error.hidden = false;

@@ -1,3 +1,4 @@
+// @ts-check
 // Registers the service worker (/sw.js) on every page, so the app is installable and Web Push
 // notifications can be shown — and answered — with no tab open.
 //
@@ -11,6 +12,7 @@ export const SW_URL = "/sw.js";
 /** The page runs under Trusted Types: this policy makes a script URL of our worker and nothing else. */
 const policy = window.trustedTypes
   ? window.trustedTypes.createPolicy("qwen-daemon-worker", {
+      /** @param {string} url */
       createScriptURL(url) {
         if (url !== SW_URL) throw new TypeError(`not the service worker: ${url}`);
         return url;

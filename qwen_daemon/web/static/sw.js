@@ -1,3 +1,4 @@
+// @ts-check
 // qwen-daemon's service worker: shows the daemon's Web Push notifications and acts on them.
 //
 // Why a worker: a notification must reach a user whose tab is closed or whose phone is locked,
@@ -12,6 +13,20 @@
 // whatever the payload says: a standing grant deserves the full page.
 //
 // A click on the notification itself focuses a window already showing its session, or opens one.
+//
+// Types: tsconfig.sw.json checks this file in the worker's scope (types/service-worker.d.ts).
+
+/**
+ * @typedef {{action: string, title: string}} Action an answer a notification offers
+ * @typedef {Record<string, any>} Payload a push's decrypted JSON, as the daemon sent it (see above)
+ * @typedef {object} Data what a notification carries to its click
+ * @property {string} url
+ * @property {string} kind
+ * @property {string | null} session_id
+ * @property {string | null} request_id
+ * @property {string} title
+ * @property {Action[]} actions
+ */
 
 "use strict";
 
@@ -24,7 +39,11 @@ self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim(
 
 // --- push → notification -------------------------------------------------------------------------
 
-/** The payload as an object, whatever arrived (a push without a readable body still says something). */
+/**
+ * The payload as an object, whatever arrived (a push without a readable body still says something).
+ * @param {PushMessageData | null} data
+ * @returns {Payload}
+ */
 function readPayload(data) {
   if (!data) return {};
   try {
@@ -39,7 +58,10 @@ function readPayload(data) {
   }
 }
 
-/** A same-origin path for the payload's url ("/" for anything else). */
+/**
+ * A same-origin path for the payload's url ("/" for anything else).
+ * @param {unknown} url
+ */
 function localUrl(url) {
   try {
     const parsed = new URL(String(url || "/"), self.location.origin);
@@ -50,7 +72,11 @@ function localUrl(url) {
   return "/";
 }
 
-/** The answers a notification may offer: named options, never an "always" one, at most two. */
+/**
+ * The answers a notification may offer: named options, never an "always" one, at most two.
+ * @param {Payload} payload
+ * @returns {Action[]}
+ */
 function answerActions(payload) {
   if (payload.kind !== "permission" || !payload.request_id || !payload.session_id) return [];
   const list = Array.isArray(payload.actions) ? payload.actions : [];
@@ -61,8 +87,10 @@ function answerActions(payload) {
     .map((a) => ({ action: a.action, title: a.title }));
 }
 
+/** @param {Payload} payload */
 function notify(payload) {
   const actions = answerActions(payload);
+  /** @type {Data} */
   const data = {
     url: localUrl(payload.url),
     kind: String(payload.kind || ""),
@@ -71,6 +99,7 @@ function notify(payload) {
     title: String(payload.title || "qwen-daemon"),
     actions,
   };
+  /** @type {NotificationOptions & {actions: Action[], renotify?: boolean, timestamp: number}} */
   const options = {
     body: String(payload.body || ""),
     data,
@@ -93,7 +122,10 @@ self.addEventListener("push", (event) => {
 
 // --- clicks ---------------------------------------------------------------------------------------
 
-/** Focus a window already at `url` (or else navigate one of ours there), or open a new one. */
+/**
+ * Focus a window already at `url` (or else navigate one of ours there), or open a new one.
+ * @param {string} url
+ */
 async function openPage(url) {
   const target = new URL(url, self.location.origin).href;
   const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
@@ -102,7 +134,12 @@ async function openPage(url) {
   return self.clients.openWindow(target);
 }
 
-/** Tell the user what happened to an answer, in a notification that opens the session. */
+/**
+ * Tell the user what happened to an answer, in a notification that opens the session.
+ * @param {Data} data
+ * @param {string} title
+ * @param {string} body
+ */
 function followUp(data, title, body) {
   return self.registration.showNotification(title, {
     body,
@@ -113,7 +150,11 @@ function followUp(data, title, body) {
   });
 }
 
-/** POST the chosen option; say what happened when it did not work, and then open the session. */
+/**
+ * POST the chosen option; say what happened when it did not work, and then open the session.
+ * @param {Data & {session_id: string, request_id: string}} data
+ * @param {string} optionId
+ */
 async function answer(data, optionId) {
   const url =
     `/api/sessions/${encodeURIComponent(data.session_id)}` +
@@ -154,11 +195,12 @@ async function answer(data, optionId) {
 
 self.addEventListener("notificationclick", (event) => {
   const notification = event.notification;
+  /** @type {Data} what notify() put there (the pages' own notifications carry less) */
   const data = notification.data || {};
   notification.close();
   const chosen = (data.actions || []).find((a) => a.action === event.action);
   if (event.action && chosen && data.session_id && data.request_id && !ALWAYS.test(event.action)) {
-    event.waitUntil(answer(data, chosen.action));
+    event.waitUntil(answer(/** @type {Data & {session_id: string, request_id: string}} (checked above) */ (data), chosen.action));
   } else {
     // the body (or an action we do not know: never guess an answer) opens the session
     event.waitUntil(openPage(data.url || "/"));

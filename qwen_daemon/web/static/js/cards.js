@@ -1,8 +1,12 @@
+// @ts-check
 // The transcript's cards: tool calls (with diffs and output), plans, errors and permission prompts.
 // All agent-supplied strings go in as text nodes; only Markdown goes through markdown.js.
 
 import { el, errorHint, replaceChildren } from "./util.js";
 
+/** @typedef {import("./types.js").ToolCall} ToolCall */
+
+/** @type {Record<string, string>} */
 const STATUS_LABELS = {
   pending: "pending",
   in_progress: "running",
@@ -18,6 +22,7 @@ const MAX_DIFF_CELLS = 400_000;
 
 // --- diffs -----------------------------------------------------------------------------------
 
+/** @param {unknown} text */
 function splitLines(text) {
   if (!text) return [];
   const lines = String(text).split("\n");
@@ -25,7 +30,12 @@ function splitLines(text) {
   return lines;
 }
 
-/** Line diff of two texts: [{op: " " | "-" | "+", text}] (LCS on the part that differs). */
+/**
+ * Line diff of two texts: [{op: " " | "-" | "+", text}] (LCS on the part that differs).
+ * @param {string} oldText
+ * @param {string} newText
+ * @returns {{op: " " | "-" | "+", text: string}[]}
+ */
 export function diffLines(oldText, newText) {
   const a = splitLines(oldText);
   const b = splitLines(newText);
@@ -37,6 +47,7 @@ export function diffLines(oldText, newText) {
     endA--;
     endB--;
   }
+  /** @type {{op: " " | "-" | "+", text: string}[]} */
   const out = a.slice(0, start).map((text) => ({ op: " ", text }));
   const midA = a.slice(start, endA);
   const midB = b.slice(start, endB);
@@ -72,7 +83,10 @@ export function diffLines(oldText, newText) {
   return out;
 }
 
-/** A diff block: changed lines with a little context; long unchanged runs fold into one line. */
+/**
+ * A diff block: changed lines with a little context; long unchanged runs fold into one line.
+ * @param {Record<string, any>} item a tool content item of type "diff"
+ */
 export function diffView(item) {
   const lines = diffLines(item.oldText || "", item.newText || "");
   const keep = lines.map(() => false);
@@ -116,6 +130,7 @@ export function diffView(item) {
 
 // --- tool calls ------------------------------------------------------------------------------
 
+/** @param {Record<string, any> | undefined} block */
 function contentBlockView(block) {
   if (!block || typeof block !== "object") return null;
   if (block.type === "text") return el("pre", { class: "output", text: block.text || "" });
@@ -126,7 +141,10 @@ function contentBlockView(block) {
   return el("p", { class: "muted", text: `[${block.type || "content"}]` });
 }
 
-/** The body of a tool call or permission request: text output, diffs, terminals. */
+/**
+ * The body of a tool call or permission request: text output, diffs, terminals.
+ * @param {unknown} content a tool call's content list (anything else shows nothing)
+ */
 export function toolContentView(content) {
   const items = Array.isArray(content) ? content : [];
   return items.map((item) => {
@@ -138,6 +156,7 @@ export function toolContentView(content) {
   });
 }
 
+/** @param {unknown} raw */
 function rawInputView(raw) {
   if (raw === undefined || raw === null || (typeof raw === "object" && !Object.keys(raw).length)) return null;
   const text = typeof raw === "string" ? raw : JSON.stringify(raw, null, 2);
@@ -145,19 +164,26 @@ function rawInputView(raw) {
 }
 
 export class ToolCard {
+  /** @param {Partial<ToolCall>} data the tool_call event */
   constructor(data) {
+    /** @type {Partial<ToolCall> & Record<string, unknown>} the call as its events told it so far */
     this.data = {};
+    /** @type {string | null} */
     this.ended = null; // how the turn ended, once it did: a card still open then is not running
     this.el = el("article", { class: "tool" });
     this.update(data);
   }
 
-  /** The turn ended (`stopReason`): a card still pending or running shows that it never finished. */
+  /**
+   * The turn ended (`stopReason`): a card still pending or running shows that it never finished.
+   * @param {string} stopReason
+   */
   turnEnded(stopReason) {
     this.ended = stopReason === "interrupted" || stopReason === "cancelled" ? stopReason : "unfinished";
     if (OPEN_STATUSES.has(this.data.status || "pending")) this.update({});
   }
 
+  /** @param {Partial<ToolCall>} fields a tool_call_update event (only what changed) */
   update(fields) {
     for (const [key, value] of Object.entries(fields)) {
       if (!["seq", "type", "ts"].includes(key) && value !== undefined && value !== null) this.data[key] = value;
@@ -191,8 +217,10 @@ export class ToolCard {
 
 // --- plan, errors, notes -----------------------------------------------------------------------
 
+/** @type {Record<string, string>} */
 const PLAN_MARKS = { completed: "☑", in_progress: "◐", pending: "☐" };
 
+/** @param {{content?: string, status?: string}[] | undefined} entries */
 export function planView(entries) {
   const items = (Array.isArray(entries) ? entries : []).map((entry) => {
     const status = entry.status || "pending";
@@ -207,6 +235,7 @@ export function planView(entries) {
   return el("section", { class: "plan", "aria-label": "Plan" }, el("h3", { text: "Plan" }), el("ul", { class: "plan-list" }, items));
 }
 
+/** @param {string} message */
 export function errorCard(message) {
   return el(
     "div",
@@ -217,6 +246,7 @@ export function errorCard(message) {
   );
 }
 
+/** @type {Record<string, string>} */
 const STOP_NOTES = {
   cancelled: "Turn cancelled.",
   interrupted: "Interrupted — the daemon stopped before the turn ended; prompt again to continue.",
@@ -225,6 +255,7 @@ const STOP_NOTES = {
   refusal: "The agent refused to continue.",
 };
 
+/** @param {string} stopReason */
 export function turnNote(stopReason) {
   const text = STOP_NOTES[stopReason];
   return text ? el("p", { class: `turn-note stop-${stopReason}`, text }) : null;

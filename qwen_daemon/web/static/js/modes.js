@@ -1,3 +1,4 @@
+// @ts-check
 // The session's agent and its mode: a <select> of the modes the agent advertises (ACP session
 // modes: Qwen Code has plan, default, auto-edit, auto and yolo), switched through the REST API.
 //
@@ -11,7 +12,13 @@
 
 import { api, el, replaceChildren } from "./util.js";
 
-/** The mode id a stream event switches to, or null when the event is about something else. */
+/** @typedef {{id: string, name?: string, description?: string}} Mode a mode the agent advertises */
+
+/**
+ * The mode id a stream event switches to, or null when the event is about something else.
+ * @param {import("./types.js").Event} event
+ * @returns {string | null}
+ */
 export function modeOf(event) {
   const update = event.type === "agent_update" ? event.update : null;
   if (update && update.sessionUpdate === "current_mode_update" && typeof update.currentModeId === "string") {
@@ -22,17 +29,21 @@ export function modeOf(event) {
 
 export class ModePicker {
   /**
-   * @param ui {field, select, agent} — the selector's wrapper, the <select>, the agent name
-   * @param base the session's API path
-   * @param note(text, kind) shows (or, with "", clears) a message to the user
+   * @param {{field: HTMLElement, select: HTMLSelectElement, agent: HTMLElement}} ui the selector's
+   *   wrapper, the <select>, the agent name
+   * @param {string} base the session's API path
+   * @param {(text: string, kind?: string) => void} note shows (or, with "", clears) a message to the user
    */
   constructor(ui, base, note) {
     this.ui = ui;
     this.base = base;
     this.note = note;
+    /** @type {Mode[]} */
     this.modes = []; // [{id, name, description}] as the agent advertised them
     this.listed = ""; // the options now in the <select>, so an unchanged list is not rebuilt
+    /** @type {string | null} */
     this.current = null;
+    /** @type {string | null} */
     this.state = null;
     this.usable = true;
     this.version = 0; // bumped by every mode change seen, so an older fetch cannot undo a newer one
@@ -40,14 +51,21 @@ export class ModePicker {
     ui.select.addEventListener("change", () => this.choose(ui.select.value));
   }
 
-  /** The stream's greeting: the session as it is now. */
+  /**
+   * The stream's greeting: the session as it is now.
+   * @param {Partial<import("./types.js").SessionSummary>} session
+   */
   hello(session) {
     if (session.agent) this.ui.agent.textContent = session.agent;
     this.state = session.state || this.state;
     if (typeof session.mode === "string") this.setCurrent(session.mode);
   }
 
-  /** One stream event; `live`: it happened now (history before the greeting is already summed up). */
+  /**
+   * One stream event; `live`: it happened now (history before the greeting is already summed up).
+   * @param {import("./types.js").Event} event
+   * @param {boolean} live
+   */
   event(event, live) {
     if (!live) return;
     if (event.type === "state") {
@@ -62,12 +80,16 @@ export class ModePicker {
     if (!this.modes.some((m) => m.id === mode)) this.refresh();
   }
 
-  /** Whether the session can still change (not closed, failed or gone). */
+  /**
+   * Whether the session can still change (not closed, failed or gone).
+   * @param {boolean} usable
+   */
   setUsable(usable) {
     this.usable = usable;
     this.render();
   }
 
+  /** @param {string} mode */
   setCurrent(mode) {
     this.version++;
     this.current = mode;
@@ -87,7 +109,10 @@ export class ModePicker {
   }
 
   /** Take the modes and the current mode from a session detail fetched at `version` (default:
-   * now). A detail without modes (none recorded yet) leaves the known list as it is. */
+   * now). A detail without modes (none recorded yet) leaves the known list as it is.
+   * @param {import("./types.js").SessionDetail | null | undefined} detail
+   * @param {number} [version]
+   */
   apply(detail, version = this.version) {
     if (!detail) return;
     if (detail.agent) this.ui.agent.textContent = detail.agent;
@@ -101,7 +126,10 @@ export class ModePicker {
     this.render();
   }
 
-  /** The user picked `mode`: ask the daemon; the select shows the daemon's answer, not the wish. */
+  /**
+   * The user picked `mode`: ask the daemon; the select shows the daemon's answer, not the wish.
+   * @param {string} mode
+   */
   async choose(mode) {
     if (!mode || mode === this.current) return;
     const request = ++this.request;

@@ -1,3 +1,4 @@
+// @ts-check
 // A permission request: exactly the options the agent sent, the questions it asks (`questions`,
 // the daemon's one shape for every agent) with their choices, and a plan to approve (`plan`,
 // Markdown). Once resolved — here, in another tab, or by a cancel — it collapses to its outcome,
@@ -12,15 +13,28 @@ import { renderMarkdown } from "./markdown.js";
 import { ApiError, el, replaceChildren } from "./util.js";
 
 /**
+ * @typedef {import("./types.js").PermissionRequest} PermissionRequest
+ * @typedef {PermissionRequest["options"][number]} Option
+ * @typedef {NonNullable<PermissionRequest["questions"]>[number]} Question
+ * @typedef {Record<string, string | string[]>} Answers question index → the chosen label(s)
+ */
+
+/**
  * The option Enter and focus may pick: an "allow once", preferring Qwen Code's `proceed_once`
  * (its plan approval offers two: "restore previous mode", which may be auto-edit or yolo, and
  * "manually approve edits"); never an "always". Null when the agent offers no such option.
+ * @param {Option[]} options
  */
 export function safeOption(options) {
   const once = options.filter((o) => o.kind === "allow_once");
   return once.find((o) => o.option_id === "proceed_once") || once[0] || null;
 }
 
+/**
+ * @param {string} requestId
+ * @param {Question} question
+ * @param {number} index
+ */
 function questionView(requestId, question, index) {
   const name = `q-${requestId}-${index}`;
   const multi = question.multi_select === true;
@@ -58,31 +72,43 @@ function questionView(requestId, question, index) {
   );
 }
 
-/** One question's answer: the chosen label (a list of them for multi-select), or undefined. */
+/**
+ * One question's answer: the chosen label (a list of them for multi-select), or undefined.
+ * @param {HTMLFieldSetElement} fieldset
+ */
 function answerOf(fieldset) {
-  const other = fieldset.querySelector(".other-text").value.trim();
-  const picked = [...fieldset.querySelectorAll("input.pick:checked")]
+  const other = /** @type {HTMLInputElement} */ (fieldset.querySelector(".other-text")).value.trim();
+  const picked = [.../** @type {NodeListOf<HTMLInputElement>} */ (fieldset.querySelectorAll("input.pick:checked"))]
     .map((input) => (input.classList.contains("other-pick") ? other : input.value))
     .filter((value) => value !== "");
   if (!picked.length) return undefined;
   return fieldset.dataset.multi === "true" ? picked : picked[0];
 }
 
-/** {answers: {"0": "SQLite", "1": ["A", "B"]}, missing: the fieldsets left unanswered}. */
+/**
+ * {answers: {"0": "SQLite", "1": ["A", "B"]}, missing: the fieldsets left unanswered}.
+ * @param {HTMLElement} container
+ */
 function collectAnswers(container) {
+  /** @type {Answers} */
   const answers = {};
+  /** @type {HTMLFieldSetElement[]} */
   const missing = [];
-  container.querySelectorAll("fieldset.question").forEach((fieldset) => {
+  /** @type {NodeListOf<HTMLFieldSetElement>} */ (container.querySelectorAll("fieldset.question")).forEach((fieldset) => {
     const answer = answerOf(fieldset);
     fieldset.classList.toggle("missing", answer === undefined);
     if (answer === undefined) missing.push(fieldset);
-    else answers[fieldset.dataset.index] = answer;
+    else answers[/** @type {string} set by questionView */ (fieldset.dataset.index)] = answer;
   });
   return { answers, missing };
 }
 
 export class PermissionPrompt {
-  /** @param answer async (requestId, optionId, answers|undefined) → resolves when the daemon accepted. */
+  /**
+   * @param {PermissionRequest} event the permission_request event (or a pending request of a detail)
+   * @param {(requestId: string, optionId: string, answers?: Answers) => Promise<void>} answer resolves
+   *   when the daemon accepted
+   */
   constructor(event, answer) {
     this.event = event;
     this.requestId = event.request_id;
@@ -92,6 +118,7 @@ export class PermissionPrompt {
     this.questions = Array.isArray(event.questions) ? event.questions : [];
     this.plan = typeof event.plan === "string" && event.plan.trim() ? event.plan : null;
     this.safe = safeOption(this.options);
+    /** @type {Partial<import("./types.js").ToolCall>} */
     const tool = event.tool_call || {};
     this.status = el("p", { class: "prompt-status", role: "status" });
     this.questionsEl = el("div", { class: "questions" }, this.questions.map((q, i) => questionView(this.requestId, q, i)));
@@ -126,11 +153,14 @@ export class PermissionPrompt {
 
   planView() {
     const body = el("div", { class: "md" });
-    renderMarkdown(body, this.plan);
+    renderMarkdown(body, /** @type {string} shown only when there is a plan */ (this.plan));
     return el("section", { class: "plan-proposal", "aria-label": "Proposed plan" }, body);
   }
 
-  /** Enter in a question submits with the safe option (never an "always" one). */
+  /**
+   * Enter in a question submits with the safe option (never an "always" one).
+   * @param {KeyboardEvent} event
+   */
   onKey(event) {
     if (event.key !== "Enter" || event.shiftKey || event.altKey || event.ctrlKey || event.metaKey || event.isComposing) return;
     event.preventDefault();
@@ -144,19 +174,22 @@ export class PermissionPrompt {
     if (target) target.focus({ preventScroll: true });
   }
 
+  /** @param {boolean} busy */
   setBusy(busy) {
     this.buttons.forEach((button) => (button.disabled = busy));
     this.questionsEl.querySelectorAll("input").forEach((input) => (input.disabled = busy));
   }
 
+  /** @param {Option} option */
   async choose(option) {
     if (this.resolved) return;
+    /** @type {Answers | undefined} */
     let answers;
     if (this.questions.length && String(option.kind).startsWith("allow")) {
       const collected = collectAnswers(this.questionsEl);
       if (collected.missing.length) {
         this.status.textContent = "Answer every question first.";
-        collected.missing[0].querySelector("input").focus();
+        /** @type {HTMLInputElement} */ (collected.missing[0].querySelector("input")).focus();
         return;
       }
       answers = collected.answers;
@@ -180,6 +213,10 @@ export class PermissionPrompt {
   /**
    * Collapse to the outcome. `elsewhere`: answered in another tab or client while shown here;
    * `why`: the text for a request that ended unanswered.
+   * @param {string | null} optionId
+   * @param {boolean} elsewhere
+   * @param {string} [why]
+   * @param {Answers | null} [answers]
    */
   resolve(optionId, elsewhere, why = "Cancelled — the turn was cancelled or ended", answers = null) {
     if (this.resolved) return;
@@ -193,7 +230,7 @@ export class PermissionPrompt {
     this.el.dataset.outcome = optionId || "cancelled";
     this.setBusy(true);
     this.status.textContent = "";
-    const heading = this.el.querySelector(".permission-heading");
+    const heading = /** @type {HTMLElement} */ (this.el.querySelector(".permission-heading"));
     const details = el(
       "details",
       { class: "permission-details" },
@@ -206,10 +243,15 @@ export class PermissionPrompt {
   }
 }
 
-/** The answers the agent got (`{"0": "SQLite", "1": ["A", "B"]}`), one line per question. */
+/**
+ * The answers the agent got (`{"0": "SQLite", "1": ["A", "B"]}`), one line per question.
+ * @param {Question[]} questions
+ * @param {Answers | null | undefined} answers
+ */
 function givenAnswers(questions, answers) {
   if (!answers || typeof answers !== "object" || !Object.keys(answers).length) return null;
   const lines = Object.entries(answers).map(([index, value]) => {
+    /** @type {Partial<Question>} */
     const question = questions[Number(index)] || {};
     return el(
       "li",
@@ -221,7 +263,11 @@ function givenAnswers(questions, answers) {
   return el("ul", { class: "given-answers", "aria-label": "Answers given" }, lines);
 }
 
-/** Tool content minus the plain-text copy of the plan (Qwen Code sends it there too). */
+/**
+ * Tool content minus the plain-text copy of the plan (Qwen Code sends it there too).
+ * @param {unknown} content
+ * @param {string} plan
+ */
 function withoutPlanText(content, plan) {
   if (!Array.isArray(content)) return content;
   return content.filter((item) => !(item?.type === "content" && item.content?.type === "text" && item.content.text?.trim() === plan.trim()));

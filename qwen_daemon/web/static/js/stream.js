@@ -1,3 +1,4 @@
+// @ts-check
 // The session's live feed: one WebSocket that survives drops, restarts, sleep and background tabs
 // without losing or repeating an event.
 //
@@ -22,13 +23,25 @@ const HELLO_WITHIN_MS = 10_000;
 const BACKOFF_FIRST_MS = 300;
 const BACKOFF_MAX_MS = 15_000;
 
+/**
+ * @typedef {"connecting" | "connected" | "reconnecting" | "offline"} Status
+ * @typedef {"hello" | "ping" | "ack" | "retry"} Timer
+ * @typedef {{type: "hello", instance_id: string, session: import("./types.js").SessionSummary, last_seq: number}} Hello
+ *   the greeting that opens every connection
+ */
+
 export class SessionStream {
   /**
-   * @param sessionId the session to follow
-   * @param hooks {
-   *   onEvent(event, live), onHello(hello), onStatus(status, detail), onReset(),
-   *   onMissing(count), onEnd(reason), onNotice(error)
-   * } — status is "connecting" | "connected" | "reconnecting" | "offline" (with, while waiting to
+   * @param {string} sessionId the session to follow
+   * @param {{
+   *   onEvent: (event: import("./types.js").Event, live: boolean) => void,
+   *   onHello: (hello: Hello) => void,
+   *   onStatus: (status: Status, detail: string, retryAt: number) => void,
+   *   onReset: () => void,
+   *   onMissing: (count: number) => void,
+   *   onEnd: (reason: "closed" | "gone" | "unauthorized") => void,
+   *   onNotice?: (error: {code: string, message: string}) => void,
+   * }} hooks status is "connecting" | "connected" | "reconnecting" | "offline" (with, while waiting to
    *   retry, the time of the next attempt as a third argument, for a countdown); onReset: the daemon's
    *   log restarted, start the view over; onMissing: that many events are older than the daemon
    *   keeps; onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized";
@@ -39,14 +52,18 @@ export class SessionStream {
     this.id = sessionId;
     this.hooks = hooks;
     this.lastSeq = 0;
+    /** @type {number | null} */
     this.liveAfter = null; // events above this seq are live; the rest is history replayed on load
+    /** @type {WebSocket | null} */
     this.ws = null;
     this.greeted = false;
     this.attempts = 0;
     this.ended = false;
     this.pingId = 0;
+    /** @type {import("./types.js").Event[]} */
     this.pending = []; // events that arrived beyond a gap, waiting for it to be filled
     this.filling = false;
+    /** @type {Partial<Record<Timer, ReturnType<typeof setTimeout>>>} */
     this.timers = {};
     this.visibilityId = 0;
   }
@@ -63,6 +80,11 @@ export class SessionStream {
     this.connect();
   }
 
+  /**
+   * @param {Status} value
+   * @param {string} [detail]
+   * @param {number} [retryAt] when the next attempt is due (ms epoch)
+   */
   status(value, detail = "", retryAt = 0) {
     this.current = value;
     this.hooks.onStatus(value, detail, retryAt);
@@ -92,7 +114,10 @@ export class SessionStream {
     this.timers.hello = setTimeout(() => this.ws === ws && !this.greeted && this.kill("no greeting"), HELLO_WITHIN_MS);
   }
 
-  /** Drop the current socket (if any) without waiting for it, and reconnect. */
+  /**
+   * Drop the current socket (if any) without waiting for it, and reconnect.
+   * @param {string} reason
+   */
   kill(reason) {
     const ws = this.ws;
     this.ws = null;
@@ -108,6 +133,7 @@ export class SessionStream {
     this.retry();
   }
 
+  /** @param {CloseEvent} close */
   lost(close) {
     this.ws = null;
     this.clear("hello", "ping", "ack");
@@ -140,7 +166,7 @@ export class SessionStream {
     const offline = kind === "offline" || navigator.onLine === false;
     this.status(offline ? "offline" : "reconnecting", `retrying in ${Math.ceil(delay / 1000)} s`, Date.now() + delay);
     this.timers.retry = setTimeout(() => {
-      this.timers.retry = null;
+      this.timers.retry = undefined;
       this.connect();
     }, delay);
   }
@@ -163,16 +189,18 @@ export class SessionStream {
     this.connect();
   }
 
+  /** @param {"closed" | "gone" | "unauthorized"} reason */
   finish(reason) {
     this.ended = true;
     this.clear("hello", "ping", "ack", "retry");
     this.hooks.onEnd(reason);
   }
 
+  /** @param {...Timer} names */
   clear(...names) {
     for (const name of names) {
       clearTimeout(this.timers[name]);
-      this.timers[name] = null;
+      this.timers[name] = undefined;
     }
   }
 
@@ -212,6 +240,7 @@ export class SessionStream {
 
   // --- frames ----------------------------------------------------------------------------------
 
+  /** @param {string} text a frame as received */
   frame(text) {
     let frame;
     try {
@@ -234,6 +263,7 @@ export class SessionStream {
     }
   }
 
+  /** @param {Hello} frame */
   hello(frame) {
     this.clear("hello");
     if (frame.last_seq < this.lastSeq) {
@@ -253,6 +283,7 @@ export class SessionStream {
     this.schedulePing();
   }
 
+  /** @param {import("./types.js").Event} event */
   receive(event) {
     if (event.seq <= this.lastSeq) return; // already shown
     if (event.seq > this.lastSeq + 1) {
@@ -264,6 +295,7 @@ export class SessionStream {
     this.drain();
   }
 
+  /** @param {import("./types.js").Event} event */
   apply(event) {
     this.lastSeq = event.seq;
     this.hooks.onEvent(event, this.liveAfter !== null && event.seq > this.liveAfter);
@@ -273,7 +305,7 @@ export class SessionStream {
     if (!this.pending.length) return;
     this.pending.sort((a, b) => a.seq - b.seq);
     while (this.pending.length && this.pending[0].seq <= this.lastSeq + 1) {
-      const next = this.pending.shift();
+      const next = /** @type {import("./types.js").Event} (the loop checked) */ (this.pending.shift());
       if (next.seq === this.lastSeq + 1) this.apply(next);
     }
   }

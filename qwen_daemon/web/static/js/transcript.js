@@ -1,3 +1,4 @@
+// @ts-check
 // Turns numbered session events into the conversation view. It trusts the stream (stream.js) to
 // hand it every event exactly once, in order; it only decides what each one looks like.
 //
@@ -11,28 +12,44 @@ import { el } from "./util.js";
 
 const RENDER_DELAY_MS = 40;
 
+/** @typedef {{kind: string, body: HTMLElement, text: string}} Block streaming text: an agent message or thought */
+
 export class Transcript {
   /**
-   * @param root the container element
-   * @param hooks {answer(requestId, optionId, answers), answeredHere(requestId) → bool, onPrompt(prompt, live)}
+   * @param {HTMLElement} root the container element
+   * @param {{
+   *   answer: (requestId: string, optionId: string, answers?: Record<string, string | string[]>) => Promise<void>,
+   *   answeredHere: (requestId: string) => boolean,
+   *   onPrompt: (prompt: PermissionPrompt, live: boolean) => void,
+   * }} hooks
    */
   constructor(root, hooks) {
     this.root = root;
     this.hooks = hooks;
+    /** @type {Map<string, string>} mode id → name, kept across resets */
+    this.modeNames = new Map();
     this.reset();
   }
 
   reset() {
     this.root.replaceChildren();
+    /** @type {Map<string, ToolCard>} */
     this.tools = new Map();
+    /** @type {Map<string, PermissionPrompt>} */
     this.prompts = new Map();
+    /** @type {Block | null} */
     this.block = null; // the agent message or thought that chunks append to
+    /** @type {HTMLElement | null} */
     this.plan = null; // the plan card of the current turn
+    /** @type {string | null} */
     this.mode = null; // the mode the last mode line named, so a repeated report adds no line
     this.modeNames = this.modeNames || new Map();
+    /** @type {Set<Block>} */
     this.dirty = new Set();
     clearTimeout(this.timer);
-    this.timer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.timer = undefined;
+    /** @type {number} the nodes added, so the page knows whether it shows anything */
     this.count = 0;
   }
 
@@ -40,6 +57,11 @@ export class Transcript {
     return [...this.prompts.values()].filter((p) => !p.resolved);
   }
 
+  /**
+   * @template {Node} N
+   * @param {N} node
+   * @returns {N}
+   */
   add(node) {
     this.root.append(node);
     this.count++;
@@ -50,6 +72,10 @@ export class Transcript {
     this.block = null;
   }
 
+  /**
+   * @param {"agent" | "thought"} kind
+   * @param {string | undefined} text
+   */
   appendText(kind, text) {
     if (!text) return;
     if (!this.block || this.block.kind !== kind) {
@@ -69,12 +95,16 @@ export class Transcript {
   /** Render pending Markdown now (also called before anything else is appended after it). */
   flush() {
     clearTimeout(this.timer);
-    this.timer = null;
+    this.timer = undefined;
     for (const block of this.dirty) renderMarkdown(block.body, block.text);
     this.dirty.clear();
   }
 
-  /** Show one event. `live`: it happened now (not history replayed on load). */
+  /**
+   * Show one event. `live`: it happened now (not history replayed on load).
+   * @param {import("./types.js").Event} event
+   * @param {boolean} live
+   */
   apply(event, live) {
     switch (event.type) {
       case "user_message":
@@ -138,7 +168,10 @@ export class Transcript {
     }
   }
 
-  /** A line saying the session's mode changed (by the user, the daemon, or the agent itself). */
+  /**
+   * A line saying the session's mode changed (by the user, the daemon, or the agent itself).
+   * @param {string} id
+   */
   modeChange(id) {
     if (id === this.mode) return;
     this.mode = id;
@@ -146,17 +179,22 @@ export class Transcript {
     this.add(el("p", { class: "turn-note mode-note", dataset: { mode: id }, text: this.modeLabel(id) }));
   }
 
+  /** @param {string} id */
   modeLabel(id) {
     const name = this.modeNames.get(id) || id.charAt(0).toUpperCase() + id.slice(1);
     return `Mode: ${name}`;
   }
 
-  /** Learn the modes' names (`options`: [{value: id, text: name}]) and relabel the lines shown. */
+  /**
+   * Learn the modes' names (`options`: [{value: id, text: name}]) and relabel the lines shown.
+   * @param {Iterable<{value: string, text: string}>} options
+   */
   nameModes(options) {
     this.modeNames = new Map([...options].map((o) => [o.value, o.text]));
-    for (const line of this.root.querySelectorAll(".mode-note")) line.textContent = this.modeLabel(line.dataset.mode);
+    for (const line of /** @type {NodeListOf<HTMLElement>} */ (this.root.querySelectorAll(".mode-note"))) line.textContent = this.modeLabel(/** @type {string} set by modeChange */ (line.dataset.mode));
   }
 
+  /** @param {import("./types.js").ToolCallEvent} event */
   toolCall(event) {
     const id = event.tool_call_id;
     const card = id ? this.tools.get(id) : undefined;
@@ -170,6 +208,10 @@ export class Transcript {
     this.add(fresh.el);
   }
 
+  /**
+   * @param {import("./types.js").PermissionRequestEvent} event
+   * @param {boolean} live
+   */
   permissionRequest(event, live) {
     this.endBlock();
     const prompt = new PermissionPrompt(event, this.hooks.answer);
@@ -178,7 +220,10 @@ export class Transcript {
     this.hooks.onPrompt(prompt, live);
   }
 
-  /** A note that history before `firstSeq` is no longer held by the daemon. */
+  /**
+   * A note that history before `firstSeq` is no longer held by the daemon.
+   * @param {number} count
+   */
   missingHistory(count) {
     this.endBlock();
     this.add(el("p", { class: "turn-note", text: `${count} earlier event${count > 1 ? "s are" : " is"} no longer kept by the daemon.` }));

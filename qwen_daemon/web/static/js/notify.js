@@ -1,3 +1,4 @@
+// @ts-check
 // "Notify me on this device": Web Push for this browser, on the dashboard and the session page.
 //
 // Why here and not only in the tab: a tab's own notifications stop when it is closed or the phone
@@ -21,6 +22,14 @@ const STORE_KEY = "qwen-daemon.push-subscription";
 /** How long the browser's push service may take to subscribe: offline, Chromium waits forever. */
 const SUBSCRIBE_WITHIN_MS = 20_000;
 
+/**
+ * @typedef {keyof typeof STATE_TEXT} State what the control shows
+ * @typedef {{text: string, kind?: string}} Message a line under the control
+ * @typedef {{state: State, why?: string, message?: Message}} Outcome where a switch left the control
+ * @typedef {{id: string, endpoint: string}} Stored the daemon's id of this device's subscription
+ */
+
+/** @type {Record<"checking" | "unsupported" | "blocked" | "off" | "on" | "error", [string, string]>} */
 const STATE_TEXT = {
   checking: ["Checking…", ""],
   unsupported: ["Not available here", ""],
@@ -39,7 +48,8 @@ export function supportProblem() {
     return "Notifications need a secure address: open the daemon over https (its public_url) or on localhost.";
   }
   if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) {
-    if (/iPhone|iPad|iPod/.test(navigator.userAgent) && !navigator.standalone) {
+    // navigator.standalone: iOS Safari's own flag (not in the DOM types), true when started from the Home Screen
+    if (/iPhone|iPad|iPod/.test(navigator.userAgent) && !(/** @type {{standalone?: boolean}} */ (navigator).standalone)) {
       return "On iPhone and iPad, add this page to the Home Screen (Share, then Add to Home Screen) and open it from there.";
     }
     return "This browser does not support Web Push notifications.";
@@ -47,6 +57,7 @@ export function supportProblem() {
   return "";
 }
 
+/** @returns {Stored | null} */
 function stored() {
   try {
     const value = JSON.parse(localStorage.getItem(STORE_KEY) || "null");
@@ -56,17 +67,23 @@ function stored() {
   }
 }
 
+/** @param {Stored | null} value */
 function store(value) {
   if (value) localStorage.setItem(STORE_KEY, JSON.stringify(value));
   else localStorage.removeItem(STORE_KEY);
 }
 
+/** @param {unknown} base64url */
 function keyBytes(base64url) {
   const text = String(base64url).replace(/-/g, "+").replace(/_/g, "/");
   const raw = atob(text + "=".repeat((4 - (text.length % 4)) % 4));
   return Uint8Array.from(raw, (c) => c.charCodeAt(0));
 }
 
+/**
+ * @param {ArrayBuffer | null | undefined} buffer
+ * @param {Uint8Array} bytes
+ */
 function sameBytes(buffer, bytes) {
   if (!buffer) return false;
   const other = new Uint8Array(buffer);
@@ -91,6 +108,8 @@ export async function pushActive() {
 /**
  * Show a notification from the page, through the service worker where there is one (Android
  * Chrome refuses `new Notification()`); a click opens or focuses `options.data.url`.
+ * @param {string} title
+ * @param {NotificationOptions} options
  */
 export async function showNotification(title, options) {
   if (!("Notification" in window) || Notification.permission !== "granted") return;
@@ -106,7 +125,10 @@ export async function showNotification(title, options) {
   };
 }
 
-/** Close the notifications about one session (its page is in front of the user now). */
+/**
+ * Close the notifications about one session (its page is in front of the user now).
+ * @param {string} sessionId
+ */
 export async function clearNotifications(sessionId) {
   const reg = await registration();
   if (!reg || !reg.getNotifications) return;
@@ -115,7 +137,11 @@ export async function clearNotifications(sessionId) {
   }
 }
 
-/** An error from the daemon's push API, in words. */
+/**
+ * An error from the daemon's push API, in words.
+ * @param {any} error what was thrown
+ * @param {string} doing
+ */
 function apiProblem(error, doing) {
   if (error instanceof ApiError) {
     if (error.status === 0) return `Could not ${doing}: the daemon cannot be reached.`;
@@ -128,12 +154,13 @@ function apiProblem(error, doing) {
 
 export class NotifyControl {
   /**
-   * @param button the header's bell button, which opens and closes the panel
-   * @param panel the (hidden) panel element the control is built in
+   * @param {HTMLElement} button the header's bell button, which opens and closes the panel
+   * @param {HTMLElement} panel the (hidden) panel element the control is built in
    */
   constructor(button, panel) {
     this.button = button;
     this.panel = panel;
+    /** @type {State} */
     this.state = "checking";
     this.busy = false;
     this.switch = el("input", {
@@ -172,13 +199,19 @@ export class NotifyControl {
     this.refresh();
   }
 
+  /** @param {HTMLElement["hidden"]} yes whether to open (the click passes the panel's hidden flag) */
   open(yes) {
     this.panel.hidden = !yes;
     this.button.setAttribute("aria-expanded", String(yes));
     if (yes) this.refresh();
   }
 
-  /** Show a state (and optionally why); the switch and test button follow it. */
+  /**
+   * Show a state (and optionally why); the switch and test button follow it.
+   * @param {State} state
+   * @param {string} [why]
+   * @param {Message} [message]
+   */
   show(state, why = "", message) {
     this.state = state;
     const [label, hint] = STATE_TEXT[state];
@@ -195,6 +228,10 @@ export class NotifyControl {
     if (message !== undefined) this.say(message.text || "", message.kind);
   }
 
+  /**
+   * @param {string} text
+   * @param {string} [kind]
+   */
   say(text, kind = "info") {
     this.message.textContent = text;
     this.message.className = `notify-message note-${kind}`;
@@ -219,7 +256,7 @@ export class NotifyControl {
     } catch (error) {
       return this.show("on", "", { text: apiProblem(error, "check this device's subscription with the daemon"), kind: "warn" });
     }
-    if ((list.subscriptions || []).some((s) => s.id === known.id)) return this.show("on");
+    if ((list.subscriptions || []).some((/** @type {{id: string}} */ s) => s.id === known.id)) return this.show("on");
     // the daemon dropped it (its push service said it is gone, or it was deleted elsewhere)
     store(null);
     await sub.unsubscribe().catch(() => false);
@@ -231,6 +268,7 @@ export class NotifyControl {
     const on = this.switch.checked;
     this.busy = true;
     this.show(this.state, on ? "Turning on…" : "Turning off…", { text: "" });
+    /** @type {Outcome} */
     let result;
     try {
       result = on ? await this.enable() : await this.disable();
@@ -242,6 +280,7 @@ export class NotifyControl {
     this.show(result.state, result.why || "", result.message || { text: "" });
   }
 
+  /** @returns {Promise<Outcome>} */
   async enable() {
     const permission = await Notification.requestPermission();
     if (permission === "denied") return { state: "blocked" };
@@ -266,13 +305,13 @@ export class NotifyControl {
       try {
         sub = await Promise.race([
           reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }),
-          new Promise((_, reject) => {
+          /** @type {Promise<never>} it only rejects */ (new Promise((_, reject) => {
             timer = setTimeout(() => {
               const error = new Error(`no answer within ${SUBSCRIBE_WITHIN_MS / 1000} s`);
               error.name = "TimeoutError";
               reject(error);
             }, SUBSCRIBE_WITHIN_MS);
-          }),
+          })),
         ]);
       } catch (error) {
         throw new Error(
@@ -294,6 +333,7 @@ export class NotifyControl {
     return { state: "on", message: { text: "Notifications are on for this device. Send a test to check they arrive.", kind: "ok" } };
   }
 
+  /** @returns {Promise<Outcome>} */
   async disable() {
     const known = stored();
     if (known) {

@@ -1,3 +1,4 @@
+// @ts-check
 // Devices: "Add a device" (a pairing QR code to scan with a phone) on the dashboard and the Devices
 // page, and on the Devices page the list of logged-in browsers, to rename or log out.
 //
@@ -10,36 +11,48 @@ import DOMPurify from "../vendor/purify.mjs";
 import { editTitle } from "./rename.js";
 import { api, el, relativeTime, replaceChildren } from "./util.js";
 
-const $ = (id) => document.getElementById(id);
+/** @typedef {{id: string, name: string, current: boolean, created_at: string, last_seen_at: string}} Device */
+
+const $ = (/** @type {string} */ id) => document.getElementById(id);
 const REFRESH_MS = 10000;
 
 // --- pairing ----------------------------------------------------------------------------------
 
+// both pages that load this module have the button and the panel
 const pairing = {
-  button: $("add-device"),
-  panel: $("pair-panel"),
-  timer: null,
+  button: /** @type {HTMLButtonElement} */ ($("add-device")),
+  panel: /** @type {HTMLElement} */ ($("pair-panel")),
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  timer: undefined,
   expiresAt: 0,
 };
 
-/** Whether a pairing URL names this machine only (a phone cannot open 127.0.0.1 or localhost). */
+/**
+ * Whether a pairing URL names this machine only (a phone cannot open 127.0.0.1 or localhost).
+ * @param {string} url
+ */
 function localOnly(url) {
   const host = new URL(url).hostname;
   return host === "localhost" || host === "[::1]" || host.startsWith("127.");
 }
 
+/** @param {string} markup */
 function svgFragment(markup) {
   return DOMPurify.sanitize(markup, { USE_PROFILES: { svg: true }, RETURN_DOM_FRAGMENT: true });
 }
 
 function closePairing() {
   clearInterval(pairing.timer);
-  pairing.timer = null;
+  pairing.timer = undefined;
   pairing.panel.hidden = true;
   replaceChildren(pairing.panel);
   pairing.button.setAttribute("aria-expanded", "false");
 }
 
+/**
+ * @param {HTMLElement} countdown
+ * @param {HTMLElement} qr
+ */
 function tick(countdown, qr) {
   const left = Math.max(0, Math.round((pairing.expiresAt - Date.now()) / 1000));
   if (left > 0) {
@@ -47,7 +60,7 @@ function tick(countdown, qr) {
     return;
   }
   clearInterval(pairing.timer);
-  pairing.timer = null;
+  pairing.timer = undefined;
   countdown.textContent = "This code has expired. Press “New code” for another.";
   qr.classList.add("expired");
 }
@@ -114,11 +127,15 @@ pairing.button?.addEventListener("click", () => (pairing.panel.hidden ? showPair
 // --- the Devices page ---------------------------------------------------------------------------
 
 const ui = { list: $("devices"), status: $("devices-status"), banner: $("devices-banner") };
+/** @type {Device[]} */
 let devices = [];
+/** @type {string | null} the id of the device being renamed */
 let editing = null;
+/** @type {HTMLInputElement | null} */
 let nameBox = null; // the open name box of the device being renamed
 let ended = false;
-let timer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let timer = undefined;
 const confirming = new Map(); // device id → timer: the first "Log out" click asks for a second
 
 function loggedOut() {
@@ -141,12 +158,14 @@ function loggedOut() {
   if (ui.status) ui.status.hidden = true;
 }
 
+/** @param {string} text */
 function note(text) {
   if (!ui.status) return;
   ui.status.textContent = text;
   ui.status.hidden = !text;
 }
 
+/** @param {Device} device */
 function row(device) {
   const name = el("span", { class: "session-title device-name", text: device.name });
   const asking = confirming.has(device.id);
@@ -168,7 +187,7 @@ function row(device) {
       el(
         "span",
         { class: "row-actions" },
-        el("button", { type: "button", class: "btn ghost rename-btn", text: "Rename", "aria-label": `Rename ${device.name}`, onclick: (event) => rename(device, name, event.currentTarget) }),
+        el("button", { type: "button", class: "btn ghost rename-btn", text: "Rename", "aria-label": `Rename ${device.name}`, onclick: (/** @type {MouseEvent} */ event) => rename(device, name, /** @type {HTMLButtonElement} */ (event.currentTarget)) }),
         el("button", {
           type: "button",
           class: `btn ghost danger revoke-btn${asking ? " confirm" : ""}`,
@@ -184,10 +203,16 @@ function row(device) {
 function render() {
   if (editing || ended) return;
   // this browser first: the one a user looks for, and the one whose log-out ends this page
-  replaceChildren(ui.list, [...devices].sort((a, b) => b.current - a.current).map(row));
+  // ui.list: render() runs on the Devices page only
+  replaceChildren(/** @type {HTMLElement} */ (ui.list), [...devices].sort((a, b) => Number(b.current) - Number(a.current)).map(row));
   note(devices.length ? "" : "No devices are logged in.");
 }
 
+/**
+ * @param {Device} device
+ * @param {HTMLElement} shown
+ * @param {HTMLButtonElement} button
+ */
 function rename(device, shown, button) {
   if (editing === device.id) {
     nameBox?.blur(); // the button says Save: leaving the box saves it (rename.js)
@@ -212,6 +237,7 @@ function rename(device, shown, button) {
   });
 }
 
+/** @param {Device} device */
 async function revoke(device) {
   if (!confirming.has(device.id)) {
     confirming.set(device.id, setTimeout(() => {
@@ -219,7 +245,8 @@ async function revoke(device) {
       render();
     }, 4000));
     render();
-    ui.list.querySelector(`[data-device-id="${CSS.escape(device.id)}"] .revoke-btn`)?.focus();
+    const button = /** @type {HTMLElement} */ (ui.list).querySelector(`[data-device-id="${CSS.escape(device.id)}"] .revoke-btn`);
+    /** @type {HTMLButtonElement | null} */ (button)?.focus();
     return;
   }
   clearTimeout(confirming.get(device.id));

@@ -1,3 +1,4 @@
+// @ts-check
 // The dashboard: every session with its state and last activity; create, open, rename, archive,
 // delete. Archived sessions are listed apart, in a section that starts collapsed — except those
 // running or waiting for an answer, which stay in the main list (marked archived).
@@ -15,21 +16,29 @@ import { mountNotify } from "./notify.js";
 import { editTitle } from "./rename.js";
 import { api, el, errorHint, relativeTime, replaceChildren, stateBadge } from "./util.js";
 
-const $ = (id) => document.getElementById(id);
+/** @typedef {import("./types.js").SessionSummary} SessionSummary */
+/** @typedef {{id: string, name?: string, description?: string}} Mode */
+/**
+ * @typedef {{name: string, default?: boolean, modes?: Mode[] | null}} Agent
+ * @typedef {{agents: Agent[], default_agent: string, spare_agents?: number}} Agents GET /api/agents
+ */
+
+/** The template's element with this id (dashboard.html has every one asked for here). */
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const ui = {
   form: $("create-form"),
-  cwd: $("cwd"),
-  title: $("title"),
+  cwd: /** @type {HTMLInputElement} */ ($("cwd")),
+  title: /** @type {HTMLInputElement} */ ($("title")),
   agentField: $("agent-field"),
-  agent: $("agent"),
+  agent: /** @type {HTMLSelectElement} */ ($("agent")),
   modeField: $("mode-field"),
-  mode: $("mode"),
-  create: $("create"),
+  mode: /** @type {HTMLSelectElement} */ ($("mode")),
+  create: /** @type {HTMLButtonElement} */ ($("create")),
   error: $("create-error"),
   warm: $("warm-status"),
   datalist: $("recent-workspaces"),
   recent: $("recent"),
-  chips: document.querySelector("#recent .chips"),
+  chips: /** @type {HTMLElement} */ (document.querySelector("#recent .chips")),
   status: $("list-status"),
   note: $("list-note"),
   lists: $("lists"),
@@ -44,13 +53,16 @@ const REFRESH_MS = 5000;
 const BUSY = new Set(["running", "awaiting_permission"]);
 /** Archived but working or asking: listed with the sessions in use (marked archived), never
  * hidden in the collapsed section, so whoever comes back (from a phone) sees what needs them. */
-const inSight = (session) => BUSY.has(session.state);
+const inSight = (/** @type {SessionSummary} */ session) => BUSY.has(session.state);
 const confirming = new Map(); // session id → timer: the first Delete click asks for a second
 
+/** @type {SessionSummary[]} */
 let sessions = [];
+/** @type {Agents | null} */
 let agents = null; // the last GET /api/agents answer
 let agentsSeen = ""; // its text: the choices are rebuilt only when it changed
 
+/** @returns {string[]} */
 function recentWorkspaces() {
   try {
     const list = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]");
@@ -60,6 +72,7 @@ function recentWorkspaces() {
   }
 }
 
+/** @param {string} cwd */
 function rememberWorkspace(cwd) {
   const list = [cwd, ...recentWorkspaces().filter((x) => x !== cwd)].slice(0, 8);
   localStorage.setItem(RECENT_KEY, JSON.stringify(list));
@@ -91,11 +104,17 @@ function renderRecent() {
 
 // --- agent and mode choice ---------------------------------------------------------------------
 
+/**
+ * @param {string} value
+ * @param {string} text
+ * @param {string} [title]
+ */
 function option(value, text, title) {
   return el("option", { value, text, title: title || undefined });
 }
 
 function renderAgents() {
+  if (!agents) return;
   const list = agents.agents;
   const chosen = ui.agent.value || agents.default_agent;
   replaceChildren(ui.agent, list.map((a) => option(a.name, a.default ? `${a.name} (default)` : a.name)));
@@ -119,6 +138,7 @@ function renderModes() {
 }
 
 async function loadAgents() {
+  /** @type {Agents | undefined} */
   let data;
   try {
     data = await api("GET", "/api/agents");
@@ -182,8 +202,10 @@ ui.cwd.addEventListener("input", () => {
 
 // --- the session lists ---------------------------------------------------------------------------
 
+/** @type {SessionSummary[]} */
 let archived = [];
 let away = false; // the last load could not reach the daemon: states shown are not current
+/** @type {string | null} */
 let editing = null; // the session id whose title is being edited: lists wait until it is done
 let nextLoad = 0; // when the next refresh is due (ms epoch)
 
@@ -192,16 +214,28 @@ const awayBanner = new AwayBanner(ui.away, {
   hint: "What is listed is how things stood when it was last reached.",
 });
 
+/**
+ * @param {string} text
+ * @param {string} [kind]
+ */
 function note(text, kind = "info") {
   ui.note.textContent = text;
   ui.note.className = `list-note note-${kind}`;
   ui.note.hidden = !text;
 }
 
+/**
+ * @param {SessionSummary} session
+ * @param {{title?: string, archived?: boolean}} body
+ */
 function patch(session, body) {
   return api("PATCH", `/api/sessions/${encodeURIComponent(session.id)}`, body);
 }
 
+/**
+ * @param {SessionSummary} session
+ * @param {HTMLElement} link
+ */
 function rename(session, link) {
   editing = session.id;
   editTitle(link, {
@@ -214,11 +248,15 @@ function rename(session, link) {
     done: () => {
       editing = null;
       render();
-      ui.lists.querySelector(`[data-session-id="${CSS.escape(session.id)}"] .rename-btn`)?.focus();
+      /** @type {HTMLElement | null} */ (ui.lists.querySelector(`[data-session-id="${CSS.escape(session.id)}"] .rename-btn`))?.focus();
     },
   });
 }
 
+/**
+ * @param {SessionSummary} session
+ * @param {boolean} value
+ */
 async function setArchived(session, value) {
   note("");
   try {
@@ -230,11 +268,16 @@ async function setArchived(session, value) {
   await load();
 }
 
+/**
+ * @param {SessionSummary} session
+ * @param {boolean} isArchived
+ */
 function row(session, isArchived) {
   const href = `/s/${encodeURIComponent(session.id)}`;
   const asking = confirming.has(session.id);
   const state = away ? "unknown" : session.state;
   const link = el("a", { class: "session-link", href }, el("span", { class: "session-title", text: session.title }));
+  /** @type {(text: string, label: string, onclick: () => void, extra?: string) => HTMLButtonElement} */
   const button = (text, label, onclick, extra = "") =>
     el("button", { type: "button", class: `btn ghost ${extra}`, text, "aria-label": label, onclick });
   const remove = button(
@@ -275,7 +318,7 @@ function row(session, isArchived) {
   );
 }
 
-const newestFirst = (list) => [...list].sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
+const newestFirst = (/** @type {SessionSummary[]} */ list) => [...list].sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
 
 function render() {
   if (editing) return; // rebuilding the rows would take the text box away; done() renders
@@ -295,6 +338,7 @@ function render() {
   renderRecent();
 }
 
+/** @param {boolean} value */
 function setAway(value) {
   if (value) awayBanner.show(nextLoad);
   else awayBanner.hide();
@@ -304,8 +348,10 @@ function setAway(value) {
   }
 }
 
+/** @type {Promise<void> | null} */
 let loading = null;
-let timer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let timer = undefined;
 
 /** Refresh both lists (and the agents); one at a time, and the next one is scheduled after it. */
 function load() {
@@ -343,6 +389,7 @@ async function refresh() {
   }
 }
 
+/** @param {SessionSummary} session */
 async function deleteSession(session) {
   if (!confirming.has(session.id)) {
     confirming.set(session.id, setTimeout(() => {
@@ -350,7 +397,7 @@ async function deleteSession(session) {
       render();
     }, 4000));
     render();
-    ui.lists.querySelector(`[data-session-id="${CSS.escape(session.id)}"] .btn.danger`)?.focus();
+    /** @type {HTMLElement | null} */ (ui.lists.querySelector(`[data-session-id="${CSS.escape(session.id)}"] .btn.danger`))?.focus();
     return;
   }
   clearTimeout(confirming.get(session.id));
@@ -363,6 +410,11 @@ async function deleteSession(session) {
   await load();
 }
 
+/**
+ * @param {string} message
+ * @param {string} [hint]
+ * @param {string} [sessionId] the session made for it, when the agent failed to start in it
+ */
 function showCreateError(message, hint, sessionId) {
   const parts = [el("p", { text: message })];
   if (hint) parts.push(el("p", { class: "hint", text: hint }));
@@ -380,6 +432,7 @@ ui.form.addEventListener("submit", async (event) => {
     ui.cwd.focus();
     return;
   }
+  /** @type {{cwd: string, title?: string, agent?: string, mode?: string}} */
   const body = { cwd };
   if (ui.title.value.trim()) body.title = ui.title.value.trim();
   if (!ui.agentField.hidden && ui.agent.value) body.agent = ui.agent.value;

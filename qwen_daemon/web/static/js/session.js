@@ -1,3 +1,4 @@
+// @ts-check
 // The session page: wires the live stream to the transcript, the header and the prompt box.
 //
 // Commands (prompt, cancel, permission answers, mode switches) go over the REST API, which answers each with a
@@ -14,41 +15,45 @@ import { SessionStream } from "./stream.js";
 import { Transcript } from "./transcript.js";
 import { STATE_LABELS, api, el, replaceChildren } from "./util.js";
 
-const $ = (id) => document.getElementById(id);
+/** The template's element with this id (session.html has every one asked for here). */
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const ui = {
   main: $("main"),
   title: $("session-title"),
   state: $("state"),
   conn: $("conn"),
-  connLabel: document.querySelector("#conn .conn-label"),
-  rename: $("rename"),
-  archive: $("archive"),
+  connLabel: /** @type {HTMLElement} */ (document.querySelector("#conn .conn-label")),
+  rename: /** @type {HTMLButtonElement} */ ($("rename")),
+  archive: /** @type {HTMLButtonElement} */ ($("archive")),
   banner: $("banner"),
   away: $("away"),
   transcript: $("transcript"),
   empty: $("empty"),
   working: $("working"),
-  workingLabel: document.querySelector("#working span:last-child"),
+  workingLabel: /** @type {HTMLElement} */ (document.querySelector("#working span:last-child")),
   form: $("prompt-form"),
-  prompt: $("prompt"),
-  send: $("send"),
-  cancel: $("cancel"),
+  prompt: /** @type {HTMLTextAreaElement} */ ($("prompt")),
+  send: /** @type {HTMLButtonElement} */ ($("send")),
+  cancel: /** @type {HTMLButtonElement} */ ($("cancel")),
   note: $("composer-note"),
   agent: $("agent-name"),
   modeField: $("mode-field"),
-  mode: $("mode"),
+  mode: /** @type {HTMLSelectElement} */ ($("mode")),
 };
-const sessionId = ui.main.dataset.sessionId;
+const sessionId = /** @type {string} */ (ui.main.dataset.sessionId);
 const base = `/api/sessions/${encodeURIComponent(sessionId)}`;
 const BUSY = new Set(["running", "awaiting_permission"]);
+/** @type {Record<string, string>} */
 const CONN_LABELS = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
 
+/** @type {import("./types.js").SessionDetail} */
 const first = JSON.parse(ui.main.dataset.detail || "{}"); // the detail as the page was rendered
 
 let state = "starting";
 let ended = false; // the stream ended for good (deleted, logged out): nothing here can change
 let away = false; // the daemon cannot be reached now: no state is known, no command can go
 let sending = false; // a prompt is on its way
+/** @type {string | null} */
 let failure = first.failure || null; // why the session failed, as its detail last said
 let baseTitle = document.title;
 let marked = false;
@@ -59,13 +64,23 @@ let updates = 0; // session_updated events applied: a detail fetched before one 
 // --- permission answers given in this tab (kept across reloads of the tab) --------------------
 
 const answeredKey = `qwen-daemon.answered.${sessionId}`;
+/** @type {Set<string>} */
 const answered = new Set(JSON.parse(sessionStorage.getItem(answeredKey) || "[]"));
+/**
+ * @param {string} requestId
+ * @param {boolean} yes
+ */
 function markAnswered(requestId, yes) {
   if (yes) answered.add(requestId);
   else answered.delete(requestId);
   sessionStorage.setItem(answeredKey, JSON.stringify([...answered].slice(-200)));
 }
 
+/**
+ * @param {string} requestId
+ * @param {string} optionId
+ * @param {Record<string, string | string[]>} [answers]
+ */
 async function answerPermission(requestId, optionId, answers) {
   markAnswered(requestId, true); // before the POST: its event may beat its response
   const body = answers ? { option_id: optionId, answers } : { option_id: optionId };
@@ -79,6 +94,7 @@ async function answerPermission(requestId, optionId, answers) {
 
 // --- header, state, notes --------------------------------------------------------------------
 
+/** @param {string} value */
 function setState(value) {
   state = value;
   render();
@@ -105,6 +121,11 @@ function render() {
   actions.setUsable(!ended && !away);
 }
 
+/**
+ * @param {import("./stream.js").Status} status
+ * @param {string} detail
+ * @param {number} retryAt
+ */
 function setConn(status, detail, retryAt) {
   const lost = status === "reconnecting" || status === "offline";
   if (lost) awayBanner.show(retryAt);
@@ -119,7 +140,11 @@ function setConn(status, detail, retryAt) {
   ui.conn.title = detail ? `${CONN_LABELS[status] || status} (${detail})` : CONN_LABELS[status] || status;
 }
 
-/** The banner by the composer: what this session can no longer do, and what to do about it. */
+/**
+ * The banner by the composer: what this session can no longer do, and what to do about it.
+ * @param {string} text
+ * @param {...import("./util.js").Child} more
+ */
 function showBanner(text, ...more) {
   replaceChildren(ui.banner, el("p", { class: "banner-text", text }), more);
   ui.banner.hidden = false;
@@ -130,6 +155,7 @@ function hideBanner() {
   ui.banner.replaceChildren();
 }
 
+/** @param {string | null} reason */
 function showFailed(reason) {
   showBanner(
     "This session has failed, so it takes no prompts until it is reopened.",
@@ -147,6 +173,10 @@ function showClosed() {
   );
 }
 
+/**
+ * @param {string} text
+ * @param {string} [kind]
+ */
 function setNote(text, kind = "info") {
   ui.note.textContent = text;
   ui.note.className = `composer-note note-${kind}`;
@@ -159,6 +189,10 @@ function updateEmpty() {
 
 // --- attention: title marker and notifications ------------------------------------------------
 
+/**
+ * @param {string} title
+ * @param {string | null} body
+ */
 function attention(title, body) {
   if (document.visibilityState === "visible") return;
   if (!marked) {
@@ -167,7 +201,7 @@ function attention(title, body) {
   }
   // with push on, the daemon notifies this device itself (the page told it that it is hidden)
   pushActive()
-    .then((pushed) => pushed || showNotification(title, { body, tag: `qwen-daemon-${sessionId}`, data: { url: location.pathname, session_id: sessionId } }))
+    .then((pushed) => /** @type {unknown} */ (pushed || showNotification(title, { body: body ?? undefined, tag: `qwen-daemon-${sessionId}`, data: { url: location.pathname, session_id: sessionId } })))
     .catch(() => {
       // notifications refused here; the title marker remains
     });
@@ -207,13 +241,18 @@ const actions = new SessionActions({ title: ui.title, rename: ui.rename, archive
 });
 actions.apply(first);
 
+/** @param {string} title */
 function setTitle(title) {
   ui.title.textContent = title;
   baseTitle = `${title} · qwen-daemon`;
   if (!marked) document.title = baseTitle;
 }
 
-/** A state event: a session that fails or comes back while watched changes its banner too. */
+/**
+ * A state event: a session that fails or comes back while watched changes its banner too.
+ * @param {string} value
+ * @param {boolean} live
+ */
 function stateEvent(value, live) {
   const was = state;
   setState(value);
@@ -226,7 +265,11 @@ function stateEvent(value, live) {
   }
 }
 
-/** Renamed or (un)archived, here or elsewhere (another tab, the dashboard, the CLI). */
+/**
+ * Renamed or (un)archived, here or elsewhere (another tab, the dashboard, the CLI).
+ * @param {import("./types.js").SessionUpdatedEvent} event
+ * @param {boolean} live
+ */
 function updated(event, live) {
   updates += 1;
   if (typeof event.title === "string" && event.title !== ui.title.textContent) setTitle(event.title);
@@ -240,6 +283,7 @@ function updated(event, live) {
 async function loadDetail() {
   const version = modes.version; // a mode change seen meanwhile is newer than this answer
   const updatesBefore = updates; // so is a rename or (un)archive seen meanwhile
+  /** @type {import("./types.js").SessionDetail} */
   let detail;
   try {
     detail = await api("GET", base);
@@ -258,6 +302,7 @@ const transcript = new Transcript(ui.transcript, {
   answeredHere: (requestId) => answered.has(requestId),
   onPrompt(prompt, live) {
     if (!live) return;
+    /** @type {Partial<import("./types.js").ToolCall>} */
     const tool = prompt.event.tool_call || {};
     attention("The agent needs your answer", tool.title || ui.title.textContent);
     const active = document.activeElement;
@@ -276,6 +321,7 @@ const stream = new SessionStream(sessionId, {
     modes.event(event, live);
     transcript.apply(event, live);
     if (live && event.type === "turn_ended") {
+      /** @type {Record<string, string>} */
       const ends = { cancelled: "Turn cancelled", interrupted: "Turn interrupted: the daemon stopped" };
       attention(ends[event.stop_reason] || "The agent finished", ui.title.textContent);
     }
@@ -284,6 +330,7 @@ const stream = new SessionStream(sessionId, {
   onHello(hello) {
     if (replayUntil === 0) replayUntil = hello.last_seq;
     greetedAt = hello.last_seq;
+    /** @type {Partial<import("./types.js").SessionSummary>} */
     const session = hello.session || {};
     if (session.title) setTitle(session.title);
     setState(session.state || state);
@@ -317,7 +364,10 @@ const stream = new SessionStream(sessionId, {
   },
 });
 
-/** The stream ended for good: no reconnecting, no "can't reach" banner, nothing to send. */
+/**
+ * The stream ended for good: no reconnecting, no "can't reach" banner, nothing to send.
+ * @param {string} label
+ */
 function endView(label) {
   ended = true;
   away = false;
@@ -331,6 +381,7 @@ function endView(label) {
 /** The daemon ended the stream because the session closed: deleted (then it is unknown now), or
  * closed (it can be reopened). */
 async function sessionClosed() {
+  /** @type {import("./types.js").SessionDetail} */
   let detail;
   try {
     detail = await api("GET", base);

@@ -41,7 +41,7 @@ export class SessionStream {
    *   onMissing: (count: number) => void,
    *   onEnd: (reason: "closed" | "gone" | "unauthorized") => void,
    *   onNotice?: (error: {code: string, message: string}) => void,
-   * }} hooks status is "connecting" | "connected" | "reconnecting" | "offline" (with, while waiting to
+   * }} hooks onStatus's status is "connecting" | "connected" | "reconnecting" | "offline" (with, while waiting to
    *   retry, the time of the next attempt as a third argument, for a countdown); onReset: the daemon's
    *   log restarted, start the view over; onMissing: that many events are older than the daemon
    *   keeps; onEnd reason is "closed" (session closed), "gone" (deleted/unknown) or "unauthorized";

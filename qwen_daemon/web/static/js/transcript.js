@@ -194,7 +194,7 @@ export class Transcript {
     for (const line of /** @type {NodeListOf<HTMLElement>} */ (this.root.querySelectorAll(".mode-note"))) line.textContent = this.modeLabel(/** @type {string} set by modeChange */ (line.dataset.mode));
   }
 
-  /** @param {import("./types.js").ToolCallEvent} event */
+  /** @param {import("./types.js").ToolCall} event a tool_call or tool_call_update event */
   toolCall(event) {
     const id = event.tool_call_id;
     const card = id ? this.tools.get(id) : undefined;
@@ -209,7 +209,7 @@ export class Transcript {
   }
 
   /**
-   * @param {import("./types.js").PermissionRequestEvent} event
+   * @param {import("./types.js").PermissionRequest} event a permission_request event
    * @param {boolean} live
    */
   permissionRequest(event, live) {

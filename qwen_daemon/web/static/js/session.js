@@ -267,7 +267,7 @@ function stateEvent(value, live) {
 
 /**
  * Renamed or (un)archived, here or elsewhere (another tab, the dashboard, the CLI).
- * @param {import("./types.js").SessionUpdatedEvent} event
+ * @param {Partial<import("./types.js").SessionSummary>} event a session_updated event
  * @param {boolean} live
  */
 function updated(event, live) {

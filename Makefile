@@ -33,7 +33,7 @@ $(QWEN_CLI):
 
 $(JS_DEPS): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is needed to type-check the browser JS" >&2; exit 1; }
-	npm ci --silent --no-audit --no-fund
+	npm ci --loglevel=error --no-audit --no-fund
 	touch $@
 
 ## install: virtualenv, Python packages, and the pinned Qwen Code (inside .venv)

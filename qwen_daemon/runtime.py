@@ -157,6 +157,7 @@ class Daemon:
         self.context = HandlerContext(
             daemon=self,
             sessions=self.manager,
+            agents=self.manager.pool,
             devices=self.devices,
             pairing=self.pairing,
             push=self.push,

@@ -3,12 +3,12 @@
 Why not the Daemon itself: a handler that holds the whole process object can reach its sockets,
 its shutdown machinery and its private state, and every handler module then imports the module
 that defines the process, which imports the handlers back (the old ``base`` ↔ ``app`` cycle).
-Here the handlers get exactly what they use: the sessions, devices and pairing codes, Web Push,
-the login throttle, the WebSocket registry, a few identity values, and — through the small
-:class:`DaemonControl` protocol — the live values that change while the daemon runs (token, port,
-the ``stopping`` flag) and the three actions a request may ask for (stop, rotate the token, trust a
-connection). This module imports nothing from ``qwen_daemon.server`` but the throttle (a leaf), so
-every handler can import it without a cycle.
+Here the handlers get exactly what they use: the sessions, the agent pool, devices and pairing
+codes, Web Push, the login throttle, the WebSocket registry, a few identity values, and — through
+the small :class:`DaemonControl` protocol — the live values that change while the daemon runs
+(token, port, the ``stopping`` flag) and the three actions a request may ask for (stop, rotate the
+token, trust a connection). This module imports nothing from ``qwen_daemon.server`` but the
+throttle (a leaf), so every handler can import it without a cycle.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Protocol
 import tornado.httputil
 import tornado.websocket
 
+from qwen_daemon.agents.pool import AgentPool
 from qwen_daemon.devices import DeviceRegistry, PairingCodes
 from qwen_daemon.push.service import PushService
 from qwen_daemon.server.throttle import AuthThrottle
@@ -74,6 +75,8 @@ class HandlerContext:
     daemon: DaemonControl
     #: every session: create, find, prompt, delete; the agents and their spares
     sessions: SessionManager
+    #: the agent processes and warm spares (``GET /api/agents``, warming a workspace)
+    agents: AgentPool
     #: logged-in browsers
     devices: DeviceRegistry
     #: the one-time codes that add a device

@@ -313,7 +313,7 @@ class Daemon:
         if self._server is not None:
             raise RuntimeError("Daemon.start() called twice")
         try:
-            agent = self.manager.agent_command()
+            agent = self.manager.pool.agent_command()
         except AgentNotFound as exc:  # refuse now, not at the first session
             raise StartupError(str(exc)) from None
         log.info("agent: %s", " ".join(agent.argv))

@@ -31,7 +31,6 @@ from typing import Any
 
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.pool import AgentPool, validate_cwd
-from qwen_daemon.agents.registry import AgentCommand
 from qwen_daemon.config import Settings
 from qwen_daemon.errors import (
     AgentFailed,
@@ -151,10 +150,6 @@ class SessionManager:
         return self.settings.default_agent, None
 
     # --- agent ------------------------------------------------------------------------------
-
-    def agent_command(self, name: str | None = None) -> AgentCommand:
-        """The resolved command of a named agent (looked up once); raises AgentNotFound."""
-        return self.pool.agent_command(name)
 
     def _idle_since(self, host: AgentHost) -> float | None:
         """Since when ``host``'s sessions have neither worked nor been watched (loop time); None

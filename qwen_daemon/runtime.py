@@ -179,6 +179,11 @@ class Daemon:
     # --- identity -------------------------------------------------------------------------------
 
     @property
+    def http_server(self) -> CappedHTTPServer | None:
+        """The HTTP server once started (its connection counters are what the lockout tests read)."""
+        return self._server
+
+    @property
     def port(self) -> int:
         if self._port is None:
             raise RuntimeError("the daemon is not listening yet")

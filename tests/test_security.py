@@ -290,7 +290,7 @@ def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
     monkeypatch.setattr(runtime, "HEADER_TIMEOUT", 5.0)
 
     async def body(api: Api, ws: Path) -> None:
-        server = api.daemon._server
+        server = api.daemon.http_server
         assert server is not None and server.max_connections == 20
         reader, writer = await asyncio.open_connection("127.0.0.1", api.daemon.port)
         auth = f"Authorization: Bearer {api.daemon.token}"

@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import in_process_home, rss_kib
 from qwen_daemon.config import Paths, Settings
-from qwen_daemon.sessions import reaping
 from tests.support.daemon import running_daemon
 from tests.support.fake_openai import text
 
@@ -57,12 +56,17 @@ async def measure(count: int) -> None:
                 await api.wait_state(sid, "idle")
             manager = api.daemon.manager
             daemon_awake = rss_kib(os.getpid())
-            agents_awake = sum(group_rss_kib(h.pid) for h in manager.hosts.values() if h.pid)
-            manager.settings = Settings(**{**settings.__dict__, "agent_idle_timeout": 0.001})
+            agents_awake = sum(group_rss_kib(h.pid) for h in manager.pool.hosts.values() if h.pid)
+            # the pool judges idleness by its own settings: both get the short timeout
+            manager.settings = manager.pool.settings = Settings(
+                **{**settings.__dict__, "agent_idle_timeout": 0.001}
+            )
             began = time.monotonic()
-            slept = await reaping.sleep_idle_agents(manager)
+            slept = await manager.pool.sleep_idle_agents()
             sleep_s = time.monotonic() - began
-            agents_asleep = sum(group_rss_kib(h.pid) for h in manager.hosts.values() if h.pid and h.running)
+            agents_asleep = sum(
+                group_rss_kib(h.pid) for h in manager.pool.hosts.values() if h.pid and h.running
+            )
             daemon_asleep = rss_kib(os.getpid())
             fake.queue(text("awake"))
             last = (await api.call("GET", f"/api/sessions/{ids[0]}")).body["last_seq"]

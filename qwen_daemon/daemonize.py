@@ -40,7 +40,7 @@ from qwen_daemon.logbounds import bounded_handler
 from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, open_private, secure_paths
 
 if TYPE_CHECKING:
-    from qwen_daemon.server.app import Daemon
+    from qwen_daemon.runtime import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +144,9 @@ async def _serve(
     """Run one daemon until it is stopped; ``on_ready`` runs once it is listening.
 
     ``sockets`` are already listening (socket activation); without them the daemon binds.
-    Raises :class:`~qwen_daemon.server.app.StartupError` when it cannot listen.
+    Raises :class:`~qwen_daemon.runtime.StartupError` when it cannot listen.
     """
-    from qwen_daemon.server.app import Daemon
+    from qwen_daemon.runtime import Daemon
 
     notifier = _Notifier()
     daemon = Daemon(settings)
@@ -186,7 +186,7 @@ def run_foreground(settings: Settings) -> int:
     Listening sockets passed by systemd (``LISTEN_FDS``) are used instead of binding; their
     address then replaces host/port from the settings, so URLs and the Host check match them.
     """
-    from qwen_daemon.server.app import StartupError
+    from qwen_daemon.runtime import StartupError
     from qwen_daemon.service.activation import ActivationError, bound_address, inherited_sockets
 
     configure_logging(settings)
@@ -367,7 +367,7 @@ def _daemon_body(settings: Settings, pipe: _ReadyPipe, log_fd: int) -> int:  # p
     import daemon
     from lockfile import AlreadyLocked, LockFailed
 
-    from qwen_daemon.server.app import StartupError
+    from qwen_daemon.runtime import StartupError
 
     assert pipe.fd is not None
     log_file = os.fdopen(log_fd, "a", buffering=1, encoding="utf-8")

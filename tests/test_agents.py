@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from qwen_daemon.agents import pool
 from qwen_daemon.config import ConfigError, Paths, load_settings
 from qwen_daemon.errors import ShuttingDown
-from qwen_daemon.sessions import reaping
 from tests.support.daemon import FAKE_AGENT, Api, running_daemon
 from tests.support.probe import marked_processes, until
 
@@ -141,16 +141,16 @@ def test_a_warm_spare_serves_the_next_session(paths: Paths, monkeypatch: pytest.
         first = await api.create(ws)
         pid = manager.get(first["id"]).host.pid
         assert (await api.call("DELETE", f"/api/sessions/{first['id']}")).status == 204
-        assert [h.pid for h in manager.spares.values()] == [pid]
-        assert manager.hosts == {}
+        assert [h.pid for h in manager.pool.spares.values()] == [pid]
+        assert manager.pool.hosts == {}
         second = await api.create(ws)
         assert manager.get(second["id"]).host.pid == pid, "the spare's process serves the new session"
-        assert manager.spares == {}
+        assert manager.pool.spares == {}
         await api.call("DELETE", f"/api/sessions/{second['id']}")
-        (spare,) = manager.spares.values()
-        monkeypatch.setattr(reaping, "memory_is_short", lambda: True)
-        await reaping.reap_spares(manager)
-        assert manager.spares == {} and not spare.running
+        (spare,) = manager.pool.spares.values()
+        monkeypatch.setattr(pool, "memory_is_short", lambda: True)
+        await manager.pool.reap_spares()
+        assert manager.pool.spares == {} and not spare.running
 
     serve(paths, body)
 
@@ -174,16 +174,16 @@ def test_a_session_made_while_its_spare_starts_waits_for_that_spare(paths: Paths
 
     async def body(api: Api, ws: Path) -> None:
         manager = api.daemon.manager
-        warming = asyncio.ensure_future(manager.warm("slow", str(ws)))
-        await until(lambda: bool(manager.spares))
-        (spare,) = manager.spares.values()
+        warming = asyncio.ensure_future(manager.pool.warm("slow", str(ws)))
+        await until(lambda: bool(manager.pool.spares))
+        (spare,) = manager.pool.spares.values()
         creating = asyncio.ensure_future(api.create(ws))
-        await until(lambda: not manager.spares)  # the new session has claimed the workspace's agent
+        await until(lambda: not manager.pool.spares)  # the new session has claimed the workspace's agent
         gate.touch()
         session = await creating
         assert manager.get(session["id"]).host is spare
         assert await warming is spare
-        assert list(manager.hosts.values()) == [spare] and manager.spares == {}
+        assert list(manager.pool.hosts.values()) == [spare] and manager.pool.spares == {}
         assert marked_processes(str(gate)) == [spare.pid]
 
     serve(paths, body)
@@ -199,7 +199,7 @@ def test_a_warm_displaced_while_it_starts_answers_nothing_warm(paths: Paths) -> 
         other = ws.parent / "other"
         other.mkdir()
         first = asyncio.ensure_future(api.call("POST", "/api/agents/slow/warm", {"cwd": str(ws)}))
-        await until(lambda: bool(manager.spares))
+        await until(lambda: bool(manager.pool.spares))
         second = asyncio.ensure_future(api.call("POST", "/api/agents/slow/warm", {"cwd": str(other)}))
         displaced = await first
         assert displaced.status == 202 and displaced.body["pid"] is None, displaced.body
@@ -221,10 +221,10 @@ def test_stopping_the_daemon_while_a_session_starts_leaves_no_agent(paths: Paths
 
     async def body(api: Api, ws: Path) -> None:
         manager = api.daemon.manager
-        warming = asyncio.ensure_future(manager.warm("slow", str(ws)))
-        await until(lambda: bool(manager.spares))
+        warming = asyncio.ensure_future(manager.pool.warm("slow", str(ws)))
+        await until(lambda: bool(manager.pool.spares))
         creating = asyncio.ensure_future(manager.create(str(ws)))
-        await until(lambda: not manager.spares)
+        await until(lambda: not manager.pool.spares)
         await manager.shutdown()
         with pytest.raises(ShuttingDown):
             await creating
@@ -242,9 +242,9 @@ def test_spares_off_spawn_none(paths: Paths) -> None:
         first = await api.create(ws)
         host = manager.get(first["id"]).host
         await api.call("DELETE", f"/api/sessions/{first['id']}")
-        assert manager.spares == {} and not host.running
+        assert manager.pool.spares == {} and not host.running
         warm = await api.call("POST", "/api/agents/fake/warm", {"cwd": str(ws)})
-        assert warm.status == 202 and manager.spares == {}
+        assert warm.status == 202 and manager.pool.spares == {}
 
     serve(paths, body)
 
@@ -257,11 +257,11 @@ def test_agents_warmed_at_start_for_recent_workspaces(paths: Paths) -> None:
 
     async def second_run(api: Api, ws: Path) -> None:
         manager = api.daemon.manager
-        assert manager._warming is not None
-        await manager._warming
+        assert manager.pool.warming is not None
+        await manager.pool.warming
         key = ("fake", os.path.realpath(ws))
         # the restored session's own agent is what gets warmed: its next prompt starts at once
-        host = manager.spares.get(key) or manager.hosts[key]
+        host = manager.pool.spares.get(key) or manager.pool.hosts[key]
         assert host.running
 
     serve(paths, first_run)
@@ -276,8 +276,8 @@ def test_no_spare_at_start_when_off(paths: Paths) -> None:
 
     async def second_run(api: Api, ws: Path) -> None:
         manager = api.daemon.manager
-        assert manager._warming is None and manager.spares == {}
-        assert not any(h.running for h in manager.hosts.values())
+        assert manager.pool.warming is None and manager.pool.spares == {}
+        assert not any(h.running for h in manager.pool.hosts.values())
 
     serve(paths, first_run)
     serve(paths, second_run)

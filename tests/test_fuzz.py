@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwen_daemon.server.app import Daemon
+from qwen_daemon.runtime import Daemon
 from qwen_daemon.server.openapi import document
 from tests.support.daemon import ThreadedDaemon, fake_settings
 from tests.support.probe import poll

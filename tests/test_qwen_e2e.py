@@ -108,7 +108,7 @@ def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpe
             assert not rejected.exists()
             assert fake_llm.main_requests  # everything the agent asked went to the fake server
 
-            agent_pid = api.daemon.manager.hosts[("qwen", os.path.realpath(workspace))].pid
+            agent_pid = api.daemon.manager.pool.hosts[("qwen", os.path.realpath(workspace))].pid
         assert agent_pid is not None
         with pytest.raises(ProcessLookupError):
             os.killpg(agent_pid, 0)  # the whole agent process group is gone after shutdown

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from qwen_daemon.agents import pool
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.errors import ShuttingDown
-from qwen_daemon.sessions import reaping
 from qwen_daemon.sessions.store import Store
 from tests.support.daemon import FAKE_AGENT, Api, fake_settings, running_daemon
 from tests.support.probe import marked_processes, until
@@ -89,7 +89,7 @@ def test_a_session_deleted_while_it_starts_stays_deleted(tmp_path: Path, spares:
         assert manager.persist is not None
         manager.persist.flush()
         assert manager.persist.store.sessions() == []
-        for host in [*manager.hosts.values(), *manager.spares.values()]:
+        for host in [*manager.pool.hosts.values(), *manager.pool.spares.values()]:
             assert host._sinks == {}, "nothing is routed to the deleted session"
 
     run(tmp_path, agents.command(gated=True), body, spare_agents=spares)
@@ -132,7 +132,7 @@ def test_a_prompt_while_its_agent_is_put_to_sleep_restarts_it(
         session = manager.get(sid)
         old = session.host.pid
         session.last_activity -= 3600
-        sleeping = asyncio.ensure_future(reaping.sleep_idle_agents(manager))
+        sleeping = asyncio.ensure_future(manager.pool.sleep_idle_agents())
         await until(lambda: being_stopped(session.host))
         before = len(await api.events(sid))
         prompted = await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "say hello there"})
@@ -158,8 +158,8 @@ def test_the_reaper_judges_each_agent_just_before_letting_it_go(tmp_path: Path) 
         second, third = [manager.get((await api.create(ws))["id"]) for ws in (two, one)]
         for session in (second, third):
             session.last_activity -= 3600
-        assert list(manager.hosts.values()) == [second.host, third.host]
-        sleeping = asyncio.ensure_future(reaping.sleep_idle_agents(manager))
+        assert list(manager.pool.hosts.values()) == [second.host, third.host]
+        sleeping = asyncio.ensure_future(manager.pool.sleep_idle_agents())
         await until(lambda: being_stopped(second.host))  # the first agent of the list is going
         await api.call("POST", f"/api/sessions/{third.id}/prompt", {"text": "wait"})
         assert await sleeping == [second.host]
@@ -177,15 +177,15 @@ def test_a_spare_taken_while_the_reaper_stops_spares_does_not_kill_the_reaper(
     agents = Agents(tmp_path)
     one, two = workspaces(tmp_path)
     short = [False]
-    monkeypatch.setattr(reaping, "memory_is_short", lambda: short[0])
+    monkeypatch.setattr(pool, "memory_is_short", lambda: short[0])
 
     async def body(api: Api) -> None:
         manager = api.daemon.manager
         for ws in (one, two):
             assert (await api.call("POST", "/api/agents/qwen/warm", {"cwd": str(ws)})).status == 202
         short[0] = True
-        reaping_spares = asyncio.ensure_future(reaping.reap_spares(manager))
-        await until(lambda: len(manager.spares) == 1)  # the first spare is being stopped
+        reaping_spares = asyncio.ensure_future(manager.pool.reap_spares())
+        await until(lambda: len(manager.pool.spares) == 1)  # the first spare is being stopped
         short[0] = False
         session = await api.create(two)
         await reaping_spares
@@ -206,7 +206,7 @@ def test_a_request_the_stop_cuts_short_is_told_so(tmp_path: Path) -> None:
         manager = api.daemon.manager
         session = manager.get((await api.create(ws))["id"])
         agents.gate.unlink()  # the next start hangs at initialize
-        await manager.stop_host(session.host, retire=False)
+        await manager.pool.stop_host(session.host, retire=False)
         switching = asyncio.ensure_future(
             api.call("POST", f"/api/sessions/{session.id}/mode", {"mode_id": "plan"})
         )

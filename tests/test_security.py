@@ -284,13 +284,13 @@ def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
     newcomer that sends nothing (or nothing with the token) is refused, but one with the token or
     asking for /health gets in, the oldest token-less connection being closed to make room (the
     old cap refused everyone: tests/hardening/test_lockout.py); an authenticated one never is."""
-    from qwen_daemon.server import app as app_module
+    from qwen_daemon import runtime
 
-    monkeypatch.setattr(app_module, "MAX_CONNECTIONS", 20)
-    monkeypatch.setattr(app_module, "HEADER_TIMEOUT", 5.0)
+    monkeypatch.setattr(runtime, "MAX_CONNECTIONS", 20)
+    monkeypatch.setattr(runtime, "HEADER_TIMEOUT", 5.0)
 
     async def body(api: Api, ws: Path) -> None:
-        server = api.daemon._server
+        server = api.daemon.http_server
         assert server is not None and server.max_connections == 20
         reader, writer = await asyncio.open_connection("127.0.0.1", api.daemon.port)
         auth = f"Authorization: Bearer {api.daemon.token}"

@@ -17,7 +17,7 @@ from tornado.testing import bind_unused_port
 from qwen_daemon import errors
 from qwen_daemon.config import Paths, load_settings
 from qwen_daemon.discovery import read_discovery
-from qwen_daemon.server.app import Daemon, StartupError
+from qwen_daemon.runtime import Daemon, StartupError
 from qwen_daemon.server.base import (
     ERROR_STATUS,
     BaseHandler,

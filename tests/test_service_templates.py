@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon.server.app import SHUTDOWN_TIMEOUT
+from qwen_daemon.runtime import SHUTDOWN_TIMEOUT
 from qwen_daemon.service import templates
 from qwen_daemon.service.base import daemon_argv, service_path
 from qwen_daemon.service.launchd import Launchd

@@ -243,7 +243,7 @@ def test_authentication_required_fails_session_with_agent_message(tmp_path: Path
         session = manager.get(str(info.value.details["session_id"]))
         assert session.state == "failed"
         assert "Authentication required" in last(session, "error")["message"]
-        assert manager.hosts == {}  # its agent was stopped
+        assert manager.pool.hosts == {}  # its agent was stopped
 
     run(tmp_path, body, env={"FAKE_AGENT_AUTH_REQUIRED": "1"})
 
@@ -298,7 +298,7 @@ def test_validation_limits_and_delete(tmp_path: Path) -> None:
             one.prompt("say hi")
         assert two.host.running
         await manager.delete(two.id)
-        assert not two.host.running and manager.hosts == {}
+        assert not two.host.running and manager.pool.hosts == {}
 
     run(tmp_path, body, max_sessions=2)
 

@@ -35,7 +35,7 @@ import urllib.parse
 from collections.abc import Awaitable
 from http import HTTPStatus
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tornado.web
 import tornado.websocket
@@ -44,10 +44,8 @@ from qwen_daemon import jsontext
 from qwen_daemon.errors import AgentFailed, BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
 from qwen_daemon.logbounds import MAX_MESSAGE, REFUSED, clip, request_line
 from qwen_daemon.server.bodies import BodyIntake
-
-if TYPE_CHECKING:
-    from qwen_daemon.server.app import Daemon
-    from qwen_daemon.sessions.manager import SessionManager
+from qwen_daemon.server.context import HandlerContext
+from qwen_daemon.sessions.manager import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +170,14 @@ class _Guard(tornado.web.RequestHandler):
     # --- accessors --------------------------------------------------------------------------
 
     @property
-    def daemon(self) -> Daemon:
-        daemon: Daemon = self.application.settings["daemon"]
-        return daemon
+    def context(self) -> HandlerContext:
+        """All this handler may reach of the daemon (``server/context.py``)."""
+        context: HandlerContext = self.application.settings["context"]
+        return context
 
     @property
     def manager(self) -> SessionManager:
-        manager: SessionManager = self.application.settings["manager"]
-        return manager
+        return self.context.sessions
 
     # --- checks -----------------------------------------------------------------------------
 
@@ -194,7 +192,9 @@ class _Guard(tornado.web.RequestHandler):
     def check_trusted_origin(self, origin: str) -> bool:
         """Tornado's cross-origin protection also trusts ``public_url``'s origin: a proxy in front
         may pass another Host than the one the browser used."""
-        return origin.lower() == self.daemon.public_origin or bool(super().check_trusted_origin(origin))
+        return origin.lower() == self.context.daemon.public_origin or bool(
+            super().check_trusted_origin(origin)
+        )
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
@@ -212,7 +212,7 @@ class _Guard(tornado.web.RequestHandler):
 
     @property
     def cookie_name(self) -> str:
-        return f"{COOKIE_PREFIX}{self.daemon.port}"
+        return f"{COOKIE_PREFIX}{self.context.daemon.port}"
 
     def authenticate(self) -> str | None:
         """How the request proves itself: ``"bearer"``, ``"cookie"`` or None.
@@ -220,15 +220,15 @@ class _Guard(tornado.web.RequestHandler):
         A request that sends a bearer token is judged by it alone: a wrong token is not rescued
         by a cookie riding along.
         """
-        expected: str = self.application.settings["token"]
+        expected = self.context.daemon.token
         given = self.bearer_token()
         if given is not None:
             return "bearer" if secrets_equal(given, expected) else None
-        device = self.daemon.devices.lookup(self.get_cookie(self.cookie_name) or "")
+        device = self.context.devices.lookup(self.get_cookie(self.cookie_name) or "")
         if device is None:
             return None
         self.device_id = device.id
-        self.daemon.devices.seen(device)
+        self.context.devices.seen(device)
         return "cookie"
 
     def is_authenticated(self) -> bool:
@@ -237,7 +237,7 @@ class _Guard(tornado.web.RequestHandler):
     def origin_is_own(self, origin: str) -> bool:
         """Same scheme and host:port as the (allowlisted) Host we were reached by, or ``public_url``'s
         origin (a proxy in front may speak http to us, or rewrite Host)."""
-        if origin.lower() == self.daemon.public_origin:  # reached through the tunnel or proxy
+        if origin.lower() == self.context.daemon.public_origin:  # reached through the tunnel or proxy
             return True
         try:
             parts = urllib.parse.urlsplit(origin)
@@ -248,10 +248,8 @@ class _Guard(tornado.web.RequestHandler):
         return parts.netloc.lower() == self.request.headers.get("Host", "").strip().lower()
 
     def check_host(self) -> None:
-        bind_host: str = self.application.settings["bind_host"]
-        extra: tuple[str, ...] = self.application.settings.get("allowed_hosts", ())
         host = self.request.headers.get("Host", "")
-        if not host_allowed(host, bind_host, extra):
+        if not host_allowed(host, self.context.bind_host, self.context.allowed_hosts):
             log.warning("refused request with Host %r (possible DNS rebinding)", host[:100], extra=REFUSED)
             raise ApiError(403, "forbidden_host", "requests for this Host are not accepted")
 
@@ -284,7 +282,7 @@ class _Guard(tornado.web.RequestHandler):
             self.refuse_unauthenticated()
         if method == "cookie":
             self.check_cookie_use()
-        self.daemon.trust_connection(self.request)  # never closed to make room (connections.py)
+        self.context.daemon.trust_connection(self.request)  # never closed to make room (connections.py)
 
     def login_from_token(self) -> bool:
         """Pages log in from ``?token=`` (``pages.PageHandler``); nothing else does."""
@@ -292,7 +290,7 @@ class _Guard(tornado.web.RequestHandler):
 
     def refuse_unauthenticated(self) -> None:
         """401, or 429 once this peer has failed too often (a correct token never gets here)."""
-        wait = self.daemon.auth_throttle.fail(self.request.remote_ip or "?")
+        wait = self.context.auth_throttle.fail(self.request.remote_ip or "?")
         if wait:
             retry = str(int(wait + 0.999))
             message = f"too many failed logins; try again in {retry} s"
@@ -304,7 +302,7 @@ class _Guard(tornado.web.RequestHandler):
         if self.login_from_query and self.login_from_token():
             return None
         self.check_auth()
-        if self.daemon.stopping and not self.available_during_shutdown:
+        if self.context.daemon.stopping and not self.available_during_shutdown:
             raise ShuttingDown("the daemon is shutting down")
         return self.admit_body()
 
@@ -316,7 +314,7 @@ class _Guard(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
-        if isinstance(exc, AgentFailed) and self.daemon.stopping:  # the stop took the agent away
+        if isinstance(exc, AgentFailed) and self.context.daemon.stopping:  # the stop took the agent away
             exc = ShuttingDown("the daemon is stopping; try again once it is back")
         status, code, message = describe_error(exc, status_code)
         if status != status_code:
@@ -442,7 +440,7 @@ class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
 
     A bearer client may omit ``Origin`` (it is no browser); a cookie client must send ours.
 
-    The connection registers itself in ``daemon.websockets`` once upgraded and leaves it when
+    The connection registers itself in ``context.websockets`` once upgraded and leaves it when
     closed, so shutdown can close every socket; subclasses need not do it themselves.
     Subclasses that override :meth:`on_connection_close` must call ``super()``.
     """
@@ -476,7 +474,7 @@ class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         self._check_handshake()
-        registry = self.daemon.websockets
+        registry = self.context.websockets
         registry.add(self)
         try:
             await super().get(*args, **kwargs)
@@ -485,5 +483,5 @@ class BaseWebSocketHandler(_Guard, tornado.websocket.WebSocketHandler):
                 registry.discard(self)
 
     def on_connection_close(self) -> None:
-        self.daemon.websockets.discard(self)
+        self.context.websockets.discard(self)
         super().on_connection_close()

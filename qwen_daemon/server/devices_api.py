@@ -55,7 +55,7 @@ def qr_svg(text: str) -> str:
 
 class DevicesHandler(BaseHandler):
     def get(self) -> None:
-        devices = [d.to_json(current=d.id == self.device_id) for d in self.daemon.devices.list()]
+        devices = [d.to_json(current=d.id == self.device_id) for d in self.context.devices.list()]
         self.write_json({"devices": devices})
 
 
@@ -67,11 +67,11 @@ class DeviceHandler(BaseHandler):
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
         if "name" not in body:
             raise BadRequest("missing field 'name'")
-        device = self.daemon.devices.rename(device_id, body["name"])
+        device = self.context.devices.rename(device_id, body["name"])
         self.write_json(device.to_json(current=device.id == self.device_id))
 
     def delete(self, device_id: str) -> None:
-        self.daemon.devices.revoke(device_id)
+        self.context.devices.revoke(device_id)
         self.set_status(204)
         self.finish()
 
@@ -80,8 +80,8 @@ class PairingHandler(BaseHandler):
     """A new one-time pairing code, its URL (on ``public_url`` when set) and that URL's QR code."""
 
     def post(self) -> None:
-        code, expires = self.daemon.pairing.issue(self.device_id)
-        url = f"{self.daemon.public_base}pair?{urllib.parse.urlencode({'code': code})}"
+        code, expires = self.context.pairing.issue(self.device_id)
+        url = f"{self.context.daemon.public_base}pair?{urllib.parse.urlencode({'code': code})}"
         body = {"url": url, "code": code, "expires_at": iso(expires), "svg": qr_svg(url)}
         self.write_json(body, status=201)
 
@@ -111,17 +111,17 @@ class PairPage(PageHandler):
 
     def get(self) -> None:
         code = self.get_query_argument("code", "")
-        outcome = self.daemon.pairing.check(code)
+        outcome = self.context.pairing.check(code)
         if outcome != "ok":
             self.refuse(outcome)
             return
-        host = urllib.parse.urlsplit(self.daemon.public_base).netloc
+        host = urllib.parse.urlsplit(self.context.daemon.public_base).netloc
         self.render_page("pair.html", code=code, host=host)
 
     def post(self) -> None:
         form = urllib.parse.parse_qs(self.request_body.decode("utf-8", "replace"))  # <= MAX_PAIR_BODY
         code = (form.get("code") or [""])[-1]
-        outcome = self.daemon.pairing.redeem(code)
+        outcome = self.context.pairing.redeem(code)
         if outcome == "ok":
             self.log_in_device()
             self.redirect("/", status=303)
@@ -130,7 +130,7 @@ class PairPage(PageHandler):
 
     def refuse(self, outcome: str) -> None:
         """The page for a code that does not log in (429 once this address guessed too often)."""
-        wait = self.daemon.auth_throttle.fail(self.request.remote_ip or "?")
+        wait = self.context.auth_throttle.fail(self.request.remote_ip or "?")
         if wait:
             retry = str(int(wait + 0.999))
             self.set_header("Retry-After", retry)

@@ -22,16 +22,16 @@ class HealthHandler(BaseHandler):
     available_during_shutdown = True
 
     def get(self) -> None:
-        daemon = self.daemon
-        failure = daemon.manager.storage_failure
+        context = self.context
+        failure = context.sessions.storage_failure
         # "stopping" lets `qwen-daemon stop` tell a shutdown in progress from a hang.
-        status = "stopping" if daemon.stopping else "degraded" if failure else "ok"
+        status = "stopping" if context.daemon.stopping else "degraded" if failure else "ok"
         body = {
             "status": status,
             "version": __version__,
-            "pid": daemon.pid,
-            "instance_id": daemon.instance_id,
-            "started_at": daemon.started_at,
+            "pid": context.pid,
+            "instance_id": context.instance_id,
+            "started_at": context.started_at,
         }
         if status == "degraded":
             body["reason"] = failure
@@ -45,14 +45,14 @@ class StopHandler(BaseHandler):
 
     async def post(self) -> None:
         await self.write_json({"status": "stopping"}, status=202)
-        self.daemon.request_stop()
+        self.context.daemon.request_stop()
 
 
 class TokenRotateHandler(BaseHandler):
     """Issue a new API token. The answer never contains it: clients read the 0600 token file."""
 
     def post(self) -> None:
-        closed = self.daemon.rotate_token()
+        closed = self.context.daemon.rotate_token()
         self.write_json({"status": "rotated", "closed_websockets": closed})
 
 

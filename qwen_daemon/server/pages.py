@@ -90,7 +90,7 @@ class PageHandler(BaseHandler):
         then needs the cookie as usual.
         """
         given = self.get_query_argument("token", None)
-        expected: str = self.application.settings["token"]
+        expected = self.context.daemon.token
         if given is None or self.request.method not in ("GET", "HEAD") or not secrets_equal(given, expected):
             return False
         self.log_in_device()
@@ -107,7 +107,7 @@ class PageHandler(BaseHandler):
     def log_in_device(self) -> None:
         """Make this browser a device (its cookie holds the new secret). One that already is a
         device stays that device: logging in again must not leave a trail of duplicates."""
-        devices = self.daemon.devices
+        devices = self.context.devices
         if devices.lookup(self.get_cookie(self.cookie_name) or "") is not None:
             return
         device, secret = devices.create(device_name(self.request.headers.get("User-Agent")))
@@ -119,7 +119,7 @@ class PageHandler(BaseHandler):
             expires_days=COOKIE_DAYS,
             httponly=True,
             samesite="Strict",
-            secure=self.request.protocol == "https" or self.daemon.public_base.startswith("https:"),
+            secure=self.request.protocol == "https" or self.context.daemon.public_base.startswith("https:"),
         )
 
     def render_page(self, template: str, status: int = 200, **namespace: Any) -> None:

@@ -32,7 +32,7 @@ from qwen_daemon.server.sessions_api import _ID
 class _PushHandler(BaseHandler):
     @property
     def push(self) -> PushService:
-        return self.daemon.push
+        return self.context.push
 
     async def public_key(self) -> str:
         """The VAPID public key (loaded in a worker thread, with ``cryptography``, on first use)."""
@@ -60,9 +60,7 @@ class SubscriptionsHandler(_PushHandler):
         # a subscription is useless without the key, and loading it first (in a thread) spares the
         # event loop the import of cryptography that checking p256dh needs
         await self.public_key()
-        endpoint, p256dh, auth, expiration = subscriptions.parse(
-            body, self.daemon.settings.push_insecure_endpoints
-        )
+        endpoint, p256dh, auth, expiration = subscriptions.parse(body, self.context.push_insecure_endpoints)
         persist = self.manager.persist
         if persist is not None:
             persist.require_writable()  # 507 while the database cannot be written

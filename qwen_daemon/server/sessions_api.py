@@ -155,7 +155,7 @@ class AgentsHandler(BaseHandler):
     """The named agents a session can be created with, and what is known of their modes."""
 
     def get(self) -> None:
-        manager = self.manager
+        manager, pool = self.manager, self.context.agents
         settings = manager.settings
         agents = []
         for name in settings.agent_names():
@@ -167,8 +167,8 @@ class AgentsHandler(BaseHandler):
                     "command": list(spec.command) if spec.command else None,
                     # advertised by the agent when a session starts; empty until then
                     "modes": manager.agent_modes.get(name, []),
-                    "running": sorted(cwd for (agent, cwd), h in manager.hosts.items() if agent == name),
-                    "spares": sorted(cwd for (agent, cwd), h in manager.spares.items() if agent == name),
+                    "running": sorted(cwd for agent, cwd in pool.hosts if agent == name),
+                    "spares": sorted(cwd for agent, cwd in pool.spares if agent == name),
                 }
             )
         # how many workspaces keep a warm spare: 0 tells a client not to ask for one
@@ -183,7 +183,7 @@ class WarmHandler(BaseHandler):
         body = self.json_body()
         if name not in self.manager.settings.agent_names():
             raise BadRequest(f"unknown agent {name!r}")
-        host = await self.manager.warm(name, body.get("cwd"))
+        host = await self.context.agents.warm(name, body.get("cwd"))
         pid = host.pid if host.running else None  # None: nothing is kept warm (spares off, displaced)
         self.write_json({"agent": name, "cwd": host.cwd, "pid": pid}, status=202)
 

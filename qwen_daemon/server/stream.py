@@ -74,7 +74,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
         # validate before the upgrade, so a bad id or cursor is a plain HTTP 404/400
         self.session = self.manager.get(args[0])
         self._after = parse_after(self.get_query_argument("after", None))
-        if len(self.daemon.websockets) >= MAX_WEBSOCKETS:
+        if len(self.context.websockets) >= MAX_WEBSOCKETS:
             raise LimitReached(f"at most {MAX_WEBSOCKETS} WebSocket connections may be open")
         if self.session.events.subscriber_count >= MAX_CLIENTS_PER_SESSION:
             raise LimitReached(f"at most {MAX_CLIENTS_PER_SESSION} clients may follow one session")
@@ -87,7 +87,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
         self._send_control(
             {
                 "type": "hello",
-                "instance_id": self.daemon.instance_id,
+                "instance_id": self.context.instance_id,
                 "session": self.session.summary(),
                 "last_seq": self.session.events.last_seq,
             }

@@ -1,22 +1,16 @@
-"""The session manager: creates, finds, closes and reaps sessions; owns the agent hosts.
+"""The session manager: creates, finds, reopens, deletes and prunes sessions.
 
-One :class:`AgentHost` serves every session whose workspace (``cwd``, resolved to its real path)
-is the same; it starts with the first session there and stops when the last one closes.
+Agent processes are not its business: the :class:`~qwen_daemon.agents.pool.AgentPool` it owns
+(``manager.pool``) keeps one agent host per (agent name, workspace), the warm spares, and puts
+idle agents to sleep. The manager asks the pool for a session's host, hands the host back when the
+last open session there lets it go, and tells the pool (``pool.idle_since``) when a host's
+sessions last worked or were watched — the one thing about sessions the pool needs to know.
+Each session records the name of its agent.
 
 No timer closes a session: it stays until deleted (archiving only hides it from the default
-list). Idle agents are put to sleep and unused spares stopped by ``reaping.py``; a failed (or, in
-an old database, closed) session can be reopened (``lifecycle.py``). Closed sessions stay listed
-with their history until deleted, or pruned ``retention_days`` after closing.
-
-Named agents: hosts are keyed by (agent name, workspace), so a workspace can run Qwen Code and,
-say, ``claude-code-acp`` side by side; each session records the name of its agent.
-
-Warm spares (``spare_agents``, default 1): when the last session of a workspace closes, its agent
-is kept running as a spare for the next session there instead of being stopped, and at start the
-most recently used workspaces get one, so a new session there does not wait for the agent to
-boot (about 1 s for Qwen Code). At most ``spare_agents`` spares live at once (oldest stopped
-first); ``reaping.py`` stops a spare unused for ``agent_idle_timeout``, and every spare at once
-when the machine runs short of memory.
+list). A failed (or, in an old database, closed) session can be reopened (``lifecycle.py``).
+Closed sessions stay listed with their history until deleted, or pruned ``retention_days`` after
+closing.
 
 Durability (after :meth:`SessionManager.load`): sessions, events and permission requests live in
 the SQLite store; a daemon stop suspends sessions instead of closing them, so after any restart
@@ -29,18 +23,14 @@ import asyncio
 import builtins
 import contextlib
 import functools
-import hashlib
 import logging
-import os
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from qwen_daemon.agents.host import AgentHost
-from qwen_daemon.agents.orphans import OrphanGuard
-from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
+from qwen_daemon.agents.pool import AgentPool, validate_cwd
 from qwen_daemon.config import Settings
 from qwen_daemon.errors import (
     AgentFailed,
@@ -50,7 +40,7 @@ from qwen_daemon.errors import (
     SessionNotFound,
     ShuttingDown,
 )
-from qwen_daemon.sessions import lifecycle, reaping
+from qwen_daemon.sessions import lifecycle
 from qwen_daemon.sessions.events import Event
 from qwen_daemon.sessions.lifecycle import validate_title
 from qwen_daemon.sessions.persistence import Persistence
@@ -64,40 +54,21 @@ RESTORED_EVENTS = 100
 OPEN_STATES = frozenset({"starting", "idle", "running", "awaiting_permission"})
 
 
-def validate_cwd(cwd: Any) -> str:
-    """A session's workspace must be an existing absolute directory."""
-    if not isinstance(cwd, str) or not cwd:
-        raise BadRequest("cwd must be a non-empty string (an absolute directory path)")
-    if "\x00" in cwd or not os.path.isabs(cwd):
-        raise BadRequest(f"cwd must be an absolute path, got {cwd!r}")
-    if not os.path.isdir(cwd):
-        raise BadRequest(f"cwd {cwd!r} is not an existing directory")
-    return os.path.normpath(cwd)
-
-
 class SessionManager:
     """Every session of this daemon, in creation order."""
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
-        self._env = dict(os.environ if env is None else env)
         self.sessions: dict[str, Session] = {}
-        self.hosts: dict[tuple[str, str], AgentHost] = {}
-        #: warm spare agents with no session yet, by (agent, workspace), least recently used first
-        self.spares: OrderedDict[tuple[str, str], AgentHost] = OrderedDict()
-        self.spare_since: dict[AgentHost, float] = {}
+        #: the agent hosts and warm spares; told here when a host's sessions are idle
+        self.pool = AgentPool(settings, env)
+        self.pool.idle_since = self._idle_since
         #: the modes each agent last advertised (from session/new), for GET /api/agents
         self.agent_modes: dict[str, list[dict[str, Any]]] = {}
-        self._reaper: asyncio.Task[None] | None = None
-        self._warming: asyncio.Task[None] | None = None
-        # agent stops in flight; shielded so cancelling their caller cannot leave an agent running
-        self._host_stops: set[asyncio.Task[None]] = set()
         self._closing = False
         self._creating: set[str] = set()  # ids of sessions whose create() awaits their agent
-        self._agents: dict[str, AgentCommand] = {}
         self._recent: list[tuple[str, str]] = []  # (agent, cwd) of stored sessions, newest first
         self.persist: Persistence | None = None
-        self.orphans: OrphanGuard | None = None
         #: told of every committed event of every session (the push notifier); set before load()
         self.on_event: Callable[[Session, Event], None] | None = None
 
@@ -107,10 +78,8 @@ class SessionManager:
         Raises :class:`qwen_daemon.sessions.store.StoreError` when the database cannot be used.
         Needs a running loop (restored sessions emit their recovery events).
         """
-        paths = self.settings.paths
-        self.orphans = OrphanGuard(paths.agent_groups_file)
-        self.orphans.sweep()
-        store = Store(paths.database)
+        self.pool.sweep_orphans()
+        store = Store(self.settings.paths.database)
         self.persist = Persistence(store)
         records = store.sessions()
         for record in records:
@@ -128,11 +97,11 @@ class SessionManager:
         host = None
         if unavailable is None:
             try:
-                host = self._host_for(agent, record.cwd, take_spare=False)
+                host = self.pool.host_for(agent, record.cwd, take_spare=False)
             except AgentFailed as exc:  # its named agent is gone (uninstalled, not on PATH)
                 unavailable = exc.message
         if host is None:
-            host = AgentHost((), record.cwd, self.settings.paths.agent_log_dir / "unavailable.log")
+            host = self.pool.stand_in(record.cwd)
         # Only a short tail in memory: clients asking for older events get them from the store,
         # and restoring every session's whole window made a long history slow the start (50
         # sessions of 10,000 events: 1.4 s to /health).
@@ -180,124 +149,21 @@ class SessionManager:
             return name, f"no agent named {name!r} in the config (known: {', '.join(names)})"
         return self.settings.default_agent, None
 
-    # --- agent --------------------------------------------------------------------------------
+    # --- agent ------------------------------------------------------------------------------
 
-    def agent_command(self, name: str | None = None) -> AgentCommand:
-        """The resolved command of a named agent (looked up once); raises AgentNotFound."""
-        name = name or self.settings.default_agent
-        if name not in self._agents:
-            try:
-                spec = self.settings.agent_spec(name)
-            except KeyError:
-                raise AgentNotFound(
-                    f"no agent named {name!r} (known: {', '.join(self.settings.agent_names())})"
-                ) from None
-            self._agents[name] = resolve_spec(spec)
-        return self._agents[name]
-
-    def _host_for(self, agent: str, cwd: str, *, take_spare: bool = True) -> AgentHost:
-        key = workspace_key(agent, cwd)
-        host = self.hosts.get(key)
-        if host is None and take_spare:
-            host = self.spares.pop(key, None)
-            if host is not None:
-                self.spare_since.pop(host, None)
-                if not (host.running or host.starting):
-                    host = None  # it died while waiting; a fresh one starts below
-                else:
-                    log.info("using the warm spare agent pid=%s for %s", host.pid, key[1])
-        if host is None:
-            host = self._new_host(agent, key[1])
-        self.hosts[key] = host
-        return host
-
-    def _new_host(self, agent: str, path: str) -> AgentHost:
-        try:
-            command = self.agent_command(agent)
-        except AgentNotFound as exc:
-            raise AgentFailed(str(exc)) from None
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", os.path.basename(path)).strip("-")[:40] or "root"
-        digest = hashlib.sha256(f"{agent}\0{path}".encode()).hexdigest()[:8]
-        name = slug if agent == self.settings.default_agent else f"{agent}-{slug}"
-        host = AgentHost(
-            command.argv,
-            path,
-            self.settings.paths.agent_log_dir / f"{name}-{digest}.log",
-            # the marker lets a later start prove the agent's group is ours before it kills it
-            env={**self._env, **command.env, **(self.orphans.agent_env if self.orphans else {})},
-            on_spawn=self.orphans.add if self.orphans else None,
-            on_gone=self.orphans.discard if self.orphans else None,
-            qwen_code=command.qwen_code,
-        )
-        host.keep_spare_session = self.settings.spare_agents > 0
-        return host
-
-    # --- warm spares --------------------------------------------------------------------------
-
-    def _keep_as_spare(self, agent: str, host: AgentHost) -> bool:
-        """Keep a released, running agent warm for the next session in its workspace."""
-        if self._closing or not host.running:
-            return False
-        return self._add_spare(agent, host)
-
-    def _add_spare(self, agent: str, host: AgentHost) -> bool:
-        if self.settings.spare_agents <= 0 or reaping.memory_is_short():
-            return False
-        key = (agent, host.cwd)
-        self.spares[key] = host
-        self.spares.move_to_end(key)
-        self.spare_since[host] = asyncio.get_running_loop().time()
-        while len(self.spares) > self.settings.spare_agents:
-            _key, oldest = self.spares.popitem(last=False)
-            self.spare_since.pop(oldest, None)
-            self.stop_host(oldest)
-        return True
-
-    async def warm(self, agent: str | None, cwd: Any) -> AgentHost:
-        """Start a spare agent for a workspace (no-op when one already runs there)."""
-        name = agent or self.settings.default_agent
-        key = workspace_key(name, validate_cwd(cwd))
-        host = self.hosts.get(key) or self.spares.get(key)
-        if host is None:
-            host = self._new_host(name, key[1])
-            if not self._add_spare(name, host):
-                return host
-        try:
-            await host.ensure_started()
-        except AgentFailed:
-            if host in (self.hosts.get(key), self.spares.get(key)):
-                raise
-            return host  # a newer spare displaced it while it started: nothing is warm, nothing broke
-        host.prepare_spare_session(key[1])
-        return host
-
-    async def warm_recent(self) -> None:
-        """At start: a spare for each of the most recently used workspaces with no open session."""
-        for agent, cwd in self._recent_workspaces():
-            try:
-                await self.warm(agent, cwd)
-            except (AgentFailed, BadRequest) as exc:
-                log.info("no warm spare for %s: %s", cwd, exc)
-
-    def _recent_workspaces(self) -> builtins.list[tuple[str, str]]:
-        """Up to ``spare_agents`` distinct (agent, workspace) pairs, most recently used first."""
-        found: dict[tuple[str, str], str] = {}
-        for agent, cwd in self._recent:
-            if len(found) >= self.settings.spare_agents:
-                break
-            if os.path.isdir(cwd):
-                found.setdefault(workspace_key(agent, cwd), cwd)
-        return [(agent, cwd) for (agent, _key), cwd in found.items()]
+    def _idle_since(self, host: AgentHost) -> float | None:
+        """Since when ``host``'s sessions have neither worked nor been watched (loop time); None
+        while one runs a turn, starts, or has a client attached. For the pool's reaper."""
+        mine = [s for s in self.sessions.values() if s.host is host]
+        if any(s.busy or s.state == "starting" or s.events.subscriber_count for s in mine):
+            return None
+        return max((s.last_activity for s in mine), default=float("-inf"))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start background housekeeping (idle agents sleep, spares stop). Needs a running loop."""
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(reaping.reap_forever(self), name="session-reaper")
-        if self._warming is None and self._recent and self.settings.spare_agents > 0:
-            # after start-up is reported: a spare must never delay the daemon being ready
-            self._warming = asyncio.create_task(self.warm_recent(), name="warm-spares")
+        self.pool.start(self._recent)
 
     async def shutdown(self) -> None:
         """Close every session (cancelling turns), then stop every agent. Idempotent."""
@@ -306,15 +172,7 @@ class SessionManager:
             self.sessions.pop(session_id, None)
             if self.persist is not None:
                 self.persist.delete(session_id)
-        if self._warming is not None:
-            self._warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._warming
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reaper
-            self._reaper = None
+        await self.pool.stop_housekeeping()
         sessions = [s for s in self.sessions.values() if s.state != "closed"]
         if self.persist is not None:  # durable: sessions carry on after the restart
             await asyncio.gather(*(s.suspend() for s in sessions), return_exceptions=True)
@@ -322,13 +180,7 @@ class SessionManager:
             await asyncio.gather(
                 *(s.close(reason="daemon stopping") for s in sessions), return_exceptions=True
             )
-        hosts = list(self.hosts.values()) + list(self.spares.values())
-        self.hosts.clear()
-        self.spares.clear()
-        stops = [self.stop_host(h) for h in hosts] + list(self._host_stops)
-        await asyncio.gather(*stops, return_exceptions=True)
-        if self.orphans is not None:
-            self.orphans.close()
+        await self.pool.shutdown()
         if self.persist is not None:
             self.persist.close()
             self.persist = None
@@ -378,7 +230,7 @@ class SessionManager:
         known = mode_ids(self.agent_modes.get(agent_name, []))
         if mode is not None and known:  # refuse before starting anything
             require_offered(mode, known)
-        host = self._host_for(agent_name, path)
+        host = self.pool.host_for(agent_name, path)
         session = Session(path, name, host, self.settings.event_history, self.persist, agent=agent_name)
         self._watch(session)
         self.sessions[session.id] = session
@@ -433,7 +285,7 @@ class SessionManager:
         try:
             if missing is not None:
                 raise AgentFailed(missing)
-            host = self._host_for(session.agent, session.cwd)
+            host = self.pool.host_for(session.agent, session.cwd)
         except AgentFailed as exc:
             raise AgentUnavailable(
                 f"its agent {session.agent!r} is not available: {exc.message}", agent=session.agent
@@ -468,27 +320,12 @@ class SessionManager:
         return doomed
 
     async def release_host(self, session: Session) -> None:
-        """Stop a workspace's agent once no open session uses it."""
+        """Give a workspace's agent back to the pool (a spare, or stopped) once no open session
+        uses it."""
         host = session.host
         if any(s.host is host and s.state in OPEN_STATES for s in self.sessions.values()):
             return
-        for key, value in list(self.hosts.items()):
-            if value is host:
-                del self.hosts[key]
-        if not self._keep_as_spare(session.agent, host):
-            await asyncio.shield(self.stop_host(host))
-
-    def stop_host(self, host: AgentHost, *, retire: bool = True) -> asyncio.Task[None]:
-        """Stop an agent; unless its sessions may restart it, for good (see AgentHost.retire)."""
-        task = asyncio.ensure_future(host.retire() if retire else host.stop())
-        self._host_stops.add(task)
-        task.add_done_callback(self._host_stops.discard)
-        return task
-
-
-def workspace_key(agent: str, cwd: str) -> tuple[str, str]:
-    """Agent hosts are shared per (agent name, real path of the workspace)."""
-    return agent, os.path.realpath(cwd)
+        await self.pool.release(session.agent, host)
 
 
 def _open_turn(last: Event | None) -> str | None:

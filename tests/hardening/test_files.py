@@ -257,7 +257,7 @@ def test_an_agents_log_is_never_written_through_a_link(tmp_path: Path, paths: Pa
         sid = (await api.create(ws))["id"]
         (log,) = paths.agent_log_dir.iterdir()
         assert (await api.call("DELETE", f"/api/sessions/{sid}")).status == 204
-        await until(lambda: not any(h.running for h in api.daemon.manager.hosts.values()))
+        await until(lambda: not any(h.running for h in api.daemon.manager.pool.hosts.values()))
         log.unlink()
         log.symlink_to(target)
         refused = await api.call("POST", "/api/sessions", {"cwd": str(ws)})

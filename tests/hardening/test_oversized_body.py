@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from qwen_daemon.server.app import MAX_BODY_SIZE
+from qwen_daemon.server.connections import MAX_BODY_SIZE
 from tests.support.daemon import Api, serve
 from tests.support.rawhttp import raw_exchange
 

@@ -178,14 +178,14 @@ def test_the_file_is_rewritten_as_agents_stop_and_crash(tmp_path: Path) -> None:
     async def main() -> None:
         manager = SessionManager(settings)
         manager.load()
-        assert manager.orphans is not None
+        assert manager.pool.orphans is not None
         try:
             first, second = [await manager.create(str(space)) for space in spaces]
             pids = [first.host.pid, second.host.pid]
             assert pgids() == sorted(pids)
             for group in listed(settings.paths):
                 leader = psutil.Process(group.pgid)
-                assert group.token == manager.orphans.token
+                assert group.token == manager.pool.orphans.token
                 assert group.started is not None and abs(group.started - leader.create_time()) < 0.01
                 assert leader.environ()[MARKER] == group.token
             await manager.delete(first.id)  # its agent stops with its last session

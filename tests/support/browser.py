@@ -34,7 +34,7 @@ from playwright.sync_api import (
 )
 
 from qwen_daemon.config import Settings
-from qwen_daemon.server.app import Daemon
+from qwen_daemon.runtime import Daemon
 from tests.support.daemon import Api, running_daemon
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import tornado.testing
 import tornado.websocket
 
 from qwen_daemon.config import Paths, Settings
-from qwen_daemon.server.app import Daemon
+from qwen_daemon.runtime import Daemon
 
 FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "fake_agent.py")
 

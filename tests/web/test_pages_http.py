@@ -17,7 +17,7 @@ import tornado.httpclient
 import tornado.httputil
 import tornado.websocket
 
-from qwen_daemon.server.app import Daemon
+from qwen_daemon.runtime import Daemon
 from qwen_daemon.server.pages import DashboardPage
 from tests.support.daemon import Api, fake_settings, running_daemon
 

@@ -126,7 +126,7 @@ def test_choosing_a_workspace_warms_its_agent_and_create_uses_it(
     page.get_by_label("Workspace folder").fill(str(workspace))
     page.get_by_label("Workspace folder").press("Tab")  # leaving the field settles the choice
     expect(status).to_have_text("fake is ready: a session here starts at once.")
-    spare_pids = daemon.call(lambda: [h.pid for h in manager.spares.values()])
+    spare_pids = daemon.call(lambda: [h.pid for h in manager.pool.spares.values()])
     assert len(spare_pids) == 1
 
     sid = create_from_dashboard(page, workspace)

@@ -254,7 +254,7 @@ async def record(cli: Path, root: Path) -> dict[str, Any]:
             await _request(conn, "initialize", init, log)
             for scenario in SCENARIOS:
                 results[scenario.name] = await _run_scenario(conn, recorder, fake, workspace, scenario, log)
-    return normalise(results, {str(workspace): "<workspace>", str(home): "<home>"})
+    return dict(normalise(results, {str(workspace): "<workspace>", str(home): "<home>"}))
 
 
 def normalise(value: Any, paths: dict[str, str]) -> Any:
@@ -356,7 +356,7 @@ def fixture_document(scenarios: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_fixture() -> dict[str, Any]:
+async def record_fixture() -> dict[str, Any]:
     """Record a fresh fixture document from the pinned Qwen Code (several seconds)."""
     cli = find_pinned_qwen_cli()
     if cli is None:
@@ -365,7 +365,7 @@ def record_fixture() -> dict[str, Any]:
     if version != QWEN_VERSION:
         raise RuntimeError(f"the installed Qwen Code is {version}, the pin is {QWEN_VERSION}")
     with tempfile.TemporaryDirectory(prefix="qwen-shapes-") as tmp:
-        return fixture_document(asyncio.run(record(cli, Path(tmp))))
+        return fixture_document(await record(cli, Path(tmp)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with the fixture instead of writing it")
     parser.add_argument("--output", type=Path, default=FIXTURE)
     args = parser.parse_args(argv)
-    document = record_fixture()
+    document = asyncio.run(record_fixture())
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if args.check:
         fixture = json.loads(args.output.read_text(encoding="utf-8"))

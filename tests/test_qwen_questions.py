@@ -8,7 +8,6 @@ tool result Qwen Code sends it after the user's answer.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +98,7 @@ def mode_changes(events: list[dict[str, Any]], after: int) -> list[str]:
     ]
 
 
-def test_real_qwen_question_answered_through_the_api_reaches_the_model(
+async def test_real_qwen_question_answered_through_the_api_reaches_the_model(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     workspace = tmp_path / "project"
@@ -158,10 +157,10 @@ def test_real_qwen_question_answered_through_the_api_reaches_the_model(
             assert (await api.call("GET", f"/api/sessions/{sid}")).body["mode"] == "auto-edit"
             assert (workspace / "notes.txt").read_text() == "hi\n"
 
-    asyncio.run(main())
+    await main()
 
 
-def test_real_qwen_plan_exit_shows_the_plan(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_real_qwen_plan_exit_shows_the_plan(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
     plan = "# Plan\n\n1. Add `notes.txt`\n2. Run the **tests**\n"
@@ -190,4 +189,4 @@ def test_real_qwen_plan_exit_shows_the_plan(tmp_path: Path, fake_llm: FakeOpenAI
             assert (await api.call("GET", f"/api/sessions/{sid}")).body["mode"] == "auto-edit"
             assert tool_result(fake_llm, "call_plan").startswith("User approved")
 
-    asyncio.run(main())
+    await main()

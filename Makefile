@@ -59,7 +59,7 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "not installed, the tests that need them will skip: $$missing"; fi
 
-## lint: ruff and mypy (strict on the package)
+## lint: ruff and mypy (strict on the package, the tests and the benchmarks alike)
 lint: install
 	$(BIN)/ruff check qwen_daemon tests bench
 	$(BIN)/ruff format --check qwen_daemon tests bench

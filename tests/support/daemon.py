@@ -210,15 +210,11 @@ async def running_daemon(
 
 
 async def serve(tmp_path: Path, body: Callable[[Api, Path], Awaitable[None]], **overrides: Any) -> None:
-    """Run ``body(api, workspace)`` against a fresh daemon with the fake agent."""
+    """Run ``body(api, workspace)`` against a fresh daemon with the fake agent, on the test's loop."""
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
-
-    async def main() -> None:
-        async with running_daemon(fake_settings(tmp_path, **overrides)) as api:
-            await body(api, workspace)
-
-    await main()
+    async with running_daemon(fake_settings(tmp_path, **overrides)) as api:
+        await body(api, workspace)
 
 
 class DaemonThread:

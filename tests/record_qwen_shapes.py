@@ -34,7 +34,7 @@ from acp import RequestError
 from acp.connection import Connection
 
 from tests.support import fake_openai
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI, serving_fake_openai
 from tests.support.qwen import (
     QWEN_VERSION,
     find_pinned_qwen_cli,
@@ -240,7 +240,7 @@ async def record(cli: Path, root: Path) -> dict[str, Any]:
     home, workspace, log = root / "home", root / "ws", root / "qwen-stderr.txt"
     workspace.mkdir(parents=True)
     results: dict[str, Any] = {}
-    with running_fake_openai() as fake:
+    async with serving_fake_openai() as fake:
         env = prepare_qwen_home(home, fake.base_url)
         async with qwen_agent(cli, env, workspace, log) as (conn, recorder):
             init = {

@@ -5,7 +5,7 @@ it streams, which permission options it sends, how it stops). This test keeps th
 true for the pinned version, end to end, with no network: if an upgrade changes one of them,
 this fails before the daemon does.
 
-The tests are ``async def`` on pytest-asyncio's loop; the fake server runs in its own thread.
+The tests are ``async def`` on pytest-asyncio's loop, the fake server on the same loop.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from acp import RequestError, schema
 from acp.client.connection import ClientSideConnection
 
 from tests.support import fake_openai
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI, serving_fake_openai
 from tests.support.qwen import (
     CLI_OVERRIDE_ENV,
     QWEN_VERSION,
@@ -315,7 +315,7 @@ async def test_prompt_stream_and_permissioned_writes(
     timings: dict[str, float] = {}
     ext_calls: list[tuple[str, str]] = []
 
-    with running_fake_openai() as fake:
+    async with serving_fake_openai() as fake:
         env = prepare_qwen_home(home, fake.base_url)
 
         async def run() -> None:

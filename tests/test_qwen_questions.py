@@ -16,7 +16,7 @@ import pytest
 from qwen_daemon.agents.registry import pinned_qwen_cli
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import Api, running_daemon
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai, text, tool_call, write_file
+from tests.support.fake_openai import FakeOpenAI, serving_fake_openai, text, tool_call, write_file
 from tests.support.qwen import AGENT_ENV, prepare_qwen_home
 
 pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
@@ -48,10 +48,10 @@ QUESTIONS = {
 
 
 @pytest.fixture
-def fake_llm(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+async def fake_llm(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     if not pinned_qwen_cli().is_file():
         pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
-    with running_fake_openai() as fake:
+    async with serving_fake_openai() as fake:  # on the test's loop: the tests only await
         env = prepare_qwen_home(isolated_home, fake.base_url)
         for name in AGENT_ENV:
             monkeypatch.setenv(name, env[name])

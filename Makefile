@@ -66,7 +66,7 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "not installed, the tests that need them will skip: $$missing"; fi
 
-## lint: ruff and mypy (strict on the package), tsc over the browser JS (pages, then service worker)
+## lint: ruff and mypy (strict on the package, the tests and the benchmarks alike), tsc over the browser JS
 lint: install $(JS_DEPS)
 	$(BIN)/ruff check qwen_daemon tests bench
 	$(BIN)/ruff format --check qwen_daemon tests bench

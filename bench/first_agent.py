@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import in_process_home, median
+from common import in_process_home, median
+
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import running_daemon
 

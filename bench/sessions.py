@@ -59,13 +59,13 @@ def ours_latency(home: Home, runs: int) -> dict[str, float]:
         for i in range(runs):
             ws = str(home.workspace(f"ours{i}"))
             ids: list[str] = []
-            cold.append(timed(lambda ws=ws, ids=ids: ids.append(create(ws))))  # type: ignore[misc]
+            cold.append(timed(lambda ws=ws, ids=ids: ids.append(create(ws))))
             time.sleep(PAUSE)
-            warm.append(timed(lambda ws=ws, ids=ids: ids.append(create(ws))))  # type: ignore[misc]
+            warm.append(timed(lambda ws=ws, ids=ids: ids.append(create(ws))))
             for sid in ids:
                 http_json("DELETE", f"{daemon.url}/api/sessions/{sid}", token=daemon.token)
             time.sleep(PAUSE)
-            spare.append(timed(lambda ws=ws: create(ws)))  # type: ignore[misc]
+            spare.append(timed(lambda ws=ws: create(ws)))
     finally:
         stop_our_daemon(home, daemon)
     return {"cold_ms": median(cold), "warm_ms": median(warm), "spare_ms": median(spare)}
@@ -90,9 +90,9 @@ def serve_latency(home: Home, runs: int) -> dict[str, float]:
     with qwen_serve(home, home.workspace("primary"), *secondaries) as serve:
         for ws in secondaries:
             body = {"cwd": str(ws), "sessionScope": "thread"}
-            cold.append(timed(lambda body=body: post_until_accepted(serve.url + "/session", body)))  # type: ignore[misc]
+            cold.append(timed(lambda body=body: post_until_accepted(serve.url + "/session", body)))
             time.sleep(PAUSE)
-            warm.append(timed(lambda body=body: post_until_accepted(serve.url + "/session", body)))  # type: ignore[misc]
+            warm.append(timed(lambda body=body: post_until_accepted(serve.url + "/session", body)))
     return {"cold_ms": median(cold), "warm_ms": median(warm)}
 
 

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 from common import (
     Home,
@@ -127,7 +128,7 @@ def main() -> None:
     runs = parser.parse_args().runs
     idle = settle()
     load = load_average()
-    r = measure(runs)
+    r: dict[str, Any] = measure(runs)
     r["cpu_idle_before"] = round(idle, 2)
     print(
         f"start → ready and idle RSS, medians of {runs} runs "

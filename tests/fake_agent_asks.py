@@ -165,12 +165,12 @@ def titled(params: dict[str, Any], title: str) -> dict[str, Any]:
 
 def plan_request(recorded: Recorded, plan: str) -> dict[str, Any]:
     old = recorded.data["llm_tool_call"]["arguments"]["plan"]
-    return fill(recorded.request(), {old: plan})
+    return dict(fill(recorded.request(), {old: plan}))
 
 
 def plan_completion(recorded: Recorded, plan: str) -> dict[str, Any]:
     old = recorded.data["llm_tool_call"]["arguments"]["plan"]
-    return fill(recorded.completion(), {old: plan})
+    return dict(fill(recorded.completion(), {old: plan}))
 
 
 def shell_subs(recorded: Recorded, command: str) -> dict[str, str]:

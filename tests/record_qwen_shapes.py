@@ -34,7 +34,7 @@ from acp import RequestError
 from acp.connection import Connection
 
 from tests.support import fake_openai
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI, serving_fake_openai
 from tests.support.qwen import (
     QWEN_VERSION,
     find_pinned_qwen_cli,
@@ -240,7 +240,7 @@ async def record(cli: Path, root: Path) -> dict[str, Any]:
     home, workspace, log = root / "home", root / "ws", root / "qwen-stderr.txt"
     workspace.mkdir(parents=True)
     results: dict[str, Any] = {}
-    with running_fake_openai() as fake:
+    async with serving_fake_openai() as fake:
         env = prepare_qwen_home(home, fake.base_url)
         async with qwen_agent(cli, env, workspace, log) as (conn, recorder):
             init = {
@@ -254,7 +254,7 @@ async def record(cli: Path, root: Path) -> dict[str, Any]:
             await _request(conn, "initialize", init, log)
             for scenario in SCENARIOS:
                 results[scenario.name] = await _run_scenario(conn, recorder, fake, workspace, scenario, log)
-    return normalise(results, {str(workspace): "<workspace>", str(home): "<home>"})
+    return dict(normalise(results, {str(workspace): "<workspace>", str(home): "<home>"}))
 
 
 def normalise(value: Any, paths: dict[str, str]) -> Any:
@@ -356,7 +356,7 @@ def fixture_document(scenarios: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_fixture() -> dict[str, Any]:
+async def record_fixture() -> dict[str, Any]:
     """Record a fresh fixture document from the pinned Qwen Code (several seconds)."""
     cli = find_pinned_qwen_cli()
     if cli is None:
@@ -365,7 +365,7 @@ def record_fixture() -> dict[str, Any]:
     if version != QWEN_VERSION:
         raise RuntimeError(f"the installed Qwen Code is {version}, the pin is {QWEN_VERSION}")
     with tempfile.TemporaryDirectory(prefix="qwen-shapes-") as tmp:
-        return fixture_document(asyncio.run(record(cli, Path(tmp))))
+        return fixture_document(await record(cli, Path(tmp)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with the fixture instead of writing it")
     parser.add_argument("--output", type=Path, default=FIXTURE)
     args = parser.parse_args(argv)
-    document = record_fixture()
+    document = asyncio.run(record_fixture())
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if args.check:
         fixture = json.loads(args.output.read_text(encoding="utf-8"))

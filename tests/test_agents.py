@@ -40,7 +40,7 @@ def two_agents(paths: Paths, extra: str = "") -> None:
     )
 
 
-def serve(paths: Paths, body: Callable[[Api, Path], Awaitable[None]]) -> None:
+async def serve(paths: Paths, body: Callable[[Api, Path], Awaitable[None]]) -> None:
     workspace = paths.config_dir.parent / "workspace"
     workspace.mkdir(exist_ok=True)
 
@@ -48,7 +48,7 @@ def serve(paths: Paths, body: Callable[[Api, Path], Awaitable[None]]) -> None:
         async with running_daemon(load_settings(env={})) as api:
             await body(api, workspace)
 
-    asyncio.run(main())
+    await main()
 
 
 def test_config_names_agents(paths: Paths) -> None:
@@ -76,7 +76,7 @@ def test_bad_agent_config_is_one_clear_error(paths: Paths, text: str, message: s
         load_settings(env={})
 
 
-def test_sessions_choose_their_agent(paths: Paths) -> None:
+async def test_sessions_choose_their_agent(paths: Paths) -> None:
     two_agents(paths)
 
     async def body(api: Api, ws: Path) -> None:
@@ -98,10 +98,10 @@ def test_sessions_choose_their_agent(paths: Paths) -> None:
         assert [m["id"] for m in agents["fake"]["modes"]] == ["default", "plan"]
         assert agents["tiny"]["running"] == [os.path.realpath(ws)]
 
-    serve(paths, body)
+    await serve(paths, body)
 
 
-def test_modes_per_session(paths: Paths) -> None:
+async def test_modes_per_session(paths: Paths) -> None:
     two_agents(paths)
 
     async def body(api: Api, ws: Path) -> None:
@@ -130,10 +130,10 @@ def test_modes_per_session(paths: Paths) -> None:
         after = {s["id"] for s in (await api.call("GET", "/api/sessions")).body["sessions"]}
         assert after == before, "a refused mode left a session behind"
 
-    serve(paths, body)
+    await serve(paths, body)
 
 
-def test_a_warm_spare_serves_the_next_session(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_warm_spare_serves_the_next_session(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     two_agents(paths, "spare_agents = 1")
 
     async def body(api: Api, ws: Path) -> None:
@@ -152,7 +152,7 @@ def test_a_warm_spare_serves_the_next_session(paths: Paths, monkeypatch: pytest.
         await manager.pool.reap_spares()
         assert manager.pool.spares == {} and not spare.running
 
-    serve(paths, body)
+    await serve(paths, body)
 
 
 def slow_agent(paths: Paths) -> Path:
@@ -167,7 +167,7 @@ def slow_agent(paths: Paths) -> Path:
     return gate
 
 
-def test_a_session_made_while_its_spare_starts_waits_for_that_spare(paths: Paths) -> None:
+async def test_a_session_made_while_its_spare_starts_waits_for_that_spare(paths: Paths) -> None:
     """A browser warms the workspace it picked and Create is clicked before the agent is up: the
     session takes that starting agent instead of dropping it (a process nobody would stop)."""
     gate = slow_agent(paths)
@@ -186,10 +186,10 @@ def test_a_session_made_while_its_spare_starts_waits_for_that_spare(paths: Paths
         assert list(manager.pool.hosts.values()) == [spare] and manager.pool.spares == {}
         assert marked_processes(str(gate)) == [spare.pid]
 
-    serve(paths, body)
+    await serve(paths, body)
 
 
-def test_a_warm_displaced_while_it_starts_answers_nothing_warm(paths: Paths) -> None:
+async def test_a_warm_displaced_while_it_starts_answers_nothing_warm(paths: Paths) -> None:
     """With one spare, warming a second workspace before the first agent is up displaces it: the
     first warm answers with no agent (pid null), not an error; the second is warm."""
     gate = slow_agent(paths)
@@ -211,10 +211,10 @@ def test_a_warm_displaced_while_it_starts_answers_nothing_warm(paths: Paths) -> 
         assert listed["spare_agents"] == 1
         assert [a["spares"] for a in listed["agents"] if a["name"] == "slow"] == [[str(other)]]
 
-    serve(paths, body)
+    await serve(paths, body)
 
 
-def test_stopping_the_daemon_while_a_session_starts_leaves_no_agent(paths: Paths) -> None:
+async def test_stopping_the_daemon_while_a_session_starts_leaves_no_agent(paths: Paths) -> None:
     """The daemon stops while a new session waits for a warming agent: the create is refused as
     ``shutting_down`` and no agent is started after the stop (there used to be one, orphaned)."""
     gate = slow_agent(paths)
@@ -231,10 +231,10 @@ def test_stopping_the_daemon_while_a_session_starts_leaves_no_agent(paths: Paths
         assert not (await warming).running  # the warm answers "nothing warm", not an error
         assert marked_processes(str(gate)) == []
 
-    serve(paths, body)
+    await serve(paths, body)
 
 
-def test_spares_off_spawn_none(paths: Paths) -> None:
+async def test_spares_off_spawn_none(paths: Paths) -> None:
     two_agents(paths, "spare_agents = 0")
 
     async def body(api: Api, ws: Path) -> None:
@@ -246,10 +246,10 @@ def test_spares_off_spawn_none(paths: Paths) -> None:
         warm = await api.call("POST", "/api/agents/fake/warm", {"cwd": str(ws)})
         assert warm.status == 202 and manager.pool.spares == {}
 
-    serve(paths, body)
+    await serve(paths, body)
 
 
-def test_agents_warmed_at_start_for_recent_workspaces(paths: Paths) -> None:
+async def test_agents_warmed_at_start_for_recent_workspaces(paths: Paths) -> None:
     two_agents(paths, "spare_agents = 1")
 
     async def first_run(api: Api, ws: Path) -> None:
@@ -264,11 +264,11 @@ def test_agents_warmed_at_start_for_recent_workspaces(paths: Paths) -> None:
         host = manager.pool.spares.get(key) or manager.pool.hosts[key]
         assert host.running
 
-    serve(paths, first_run)
-    serve(paths, second_run)
+    await serve(paths, first_run)
+    await serve(paths, second_run)
 
 
-def test_no_spare_at_start_when_off(paths: Paths) -> None:
+async def test_no_spare_at_start_when_off(paths: Paths) -> None:
     two_agents(paths, "spare_agents = 0")
 
     async def first_run(api: Api, ws: Path) -> None:
@@ -279,8 +279,8 @@ def test_no_spare_at_start_when_off(paths: Paths) -> None:
         assert manager.pool.warming is None and manager.pool.spares == {}
         assert not any(h.running for h in manager.pool.hosts.values())
 
-    serve(paths, first_run)
-    serve(paths, second_run)
+    await serve(paths, first_run)
+    await serve(paths, second_run)
 
 
 @pytest.mark.usefixtures("daemon_reaper")
@@ -315,7 +315,7 @@ def test_cli_lists_agents_and_creates_sessions_with_agent_and_mode(paths: Paths,
         assert cli("stop").returncode == 0
 
 
-def test_a_session_whose_agent_is_gone_at_restart_stays_listed(paths: Paths) -> None:
+async def test_a_session_whose_agent_is_gone_at_restart_stays_listed(paths: Paths) -> None:
     """Its named agent uninstalled, the session used to vanish from the list until the agent was
     back; it is listed as failed, naming the agent, and comes back whole with the agent."""
     sid = ""
@@ -337,17 +337,17 @@ def test_a_session_whose_agent_is_gone_at_restart_stays_listed(paths: Paths) -> 
         await api.wait_event(sid, lambda e: e["type"] == "turn_ended" and e["seq"] > before)
 
     two_agents(paths)
-    serve(paths, make)
+    await serve(paths, make)
     text = paths.config_file.read_text()
     paths.config_file.write_text(
         text.replace(f'["{sys.executable}", "{TINY_AGENT}"]', '["/nonexistent/tiny-agent"]')
     )
-    serve(paths, gone)
+    await serve(paths, gone)
     paths.config_file.write_text(text)
-    serve(paths, back)
+    await serve(paths, back)
 
 
-def test_next_agent_session_is_created_ahead_of_time(paths: Paths) -> None:
+async def test_next_agent_session_is_created_ahead_of_time(paths: Paths) -> None:
     two_agents(paths, "spare_agents = 1")
 
     async def body(api: Api, ws: Path) -> None:
@@ -362,4 +362,4 @@ def test_next_agent_session_is_created_ahead_of_time(paths: Paths) -> None:
         assert manager.get(second["id"]).agent_session_id == ready
         assert second["mode"] == "plan"
 
-    serve(paths, body)
+    await serve(paths, body)

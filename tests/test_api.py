@@ -21,7 +21,7 @@ def assert_error(reply: Any, status: int, code: str | None = None) -> None:
         assert reply.body["error"]["code"] == code, reply.body
 
 
-def test_session_lifecycle(tmp_path: Path) -> None:
+async def test_session_lifecycle(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         assert (await api.call("GET", "/api/sessions")).body == {"sessions": []}
         reply = await api.call("POST", "/api/sessions", {"cwd": str(ws), "title": "My task"})
@@ -45,10 +45,10 @@ def test_session_lifecycle(tmp_path: Path) -> None:
         assert_error(await api.call("GET", f"/api/sessions/{session['id']}"), 404, "session_not_found")
         assert_error(await api.call("DELETE", f"/api/sessions/{session['id']}"), 404, "session_not_found")
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_create_validation(tmp_path: Path) -> None:
+async def test_create_validation(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         (ws / "file.txt").write_text("x")
         for payload in (
@@ -71,19 +71,19 @@ def test_create_validation(tmp_path: Path) -> None:
         assert 400 <= huge.status < 500
         assert (await api.call("GET", "/api/sessions")).body == {"sessions": []}
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_session_limit_gives_429(tmp_path: Path) -> None:
+async def test_session_limit_gives_429(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         await api.create(ws)
         await api.create(ws)
         assert_error(await api.call("POST", "/api/sessions", {"cwd": str(ws)}), 429, "limit_reached")
 
-    serve(tmp_path, body, max_sessions=2)
+    await serve(tmp_path, body, max_sessions=2)
 
 
-def test_prompt_busy_cancel_and_events(tmp_path: Path) -> None:
+async def test_prompt_busy_cancel_and_events(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         base = f"/api/sessions/{sid}"
@@ -116,10 +116,10 @@ def test_prompt_busy_cancel_and_events(tmp_path: Path) -> None:
         assert_error(await api.call("POST", "/api/sessions/nope/cancel"), 404)
         assert_error(await api.call("GET", "/api/sessions/nope/events"), 404)
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_permission_answers(tmp_path: Path) -> None:
+async def test_permission_answers(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         base = f"/api/sessions/{sid}"
@@ -144,10 +144,12 @@ def test_permission_answers(tmp_path: Path) -> None:
         await api.wait_event(sid, lambda e: e["type"] == "tool_call_update" and e["status"] == "completed")
         await api.wait_state(sid, "idle")
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_agent_refusal_is_502_with_agent_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_agent_refusal_is_502_with_agent_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_AGENT_AUTH_REQUIRED", "1")
 
     async def body(api: Api, ws: Path) -> None:
@@ -163,10 +165,10 @@ def test_agent_refusal_is_502_with_agent_message(tmp_path: Path, monkeypatch: py
         assert_error(await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "hi"}), 409)
         assert (await api.call("GET", "/health")).status == 200  # the daemon keeps running
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_auth_and_methods(tmp_path: Path) -> None:
+async def test_auth_and_methods(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         for method, path in (
             ("GET", "/api/sessions"),
@@ -185,4 +187,4 @@ def test_auth_and_methods(tmp_path: Path) -> None:
         assert health.status == 200
         assert set(health.body) == {"status", "version", "pid", "instance_id", "started_at"}
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)

@@ -85,14 +85,14 @@ def test_rename_archive_unarchive_and_reopen(paths: Paths, tmp_path: Path) -> No
                 break
             seen = api(paths, f"api/sessions/{sid}")["last_seq"]
             api(paths, f"api/sessions/{sid}/prompt", {"text": "crash"})
-            poll(
-                lambda s=seen: any(
+
+            def ended_after(s: int = seen) -> bool:
+                return any(
                     e["seq"] > s and e["type"] == "turn_ended"
                     for e in api(paths, f"api/sessions/{sid}/events")["events"]
-                ),
-                30,
-                "the crashed turn to end",
-            )
+                )
+
+            poll(ended_after, 30, "the crashed turn to end")
         poll(lambda: api(paths, f"api/sessions/{sid}")["state"] == "failed", 30, "the session to fail")
         refused = cli("reopen", "nope")
         assert refused.returncode == 1 and "no session nope" in refused.stderr

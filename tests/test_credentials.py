@@ -165,7 +165,7 @@ def test_start_prints_the_hint_without_credentials(
     assert cli("stop").returncode == 0
 
 
-def test_a_refused_session_carries_the_hint(
+async def test_a_refused_session_carries_the_hint(
     tmp_path: Path, qwen_launcher: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_AGENT_AUTH_REQUIRED", "1")  # session/new: -32000, as Qwen Code without auth
@@ -181,10 +181,10 @@ def test_a_refused_session_carries_the_hint(
         events = await api.events(sid)
         assert any(e["type"] == "error" and e["message"] == message for e in events)
 
-    serve(tmp_path, body, agent_cmd=(str(qwen_launcher), "--acp"))
+    await serve(tmp_path, body, agent_cmd=(str(qwen_launcher), "--acp"))
 
 
-def test_another_agents_refusal_is_left_in_its_own_words(
+async def test_another_agents_refusal_is_left_in_its_own_words(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_AGENT_AUTH_REQUIRED", "1")
@@ -193,7 +193,7 @@ def test_another_agents_refusal_is_left_in_its_own_words(
         reply = await api.call("POST", "/api/sessions", {"cwd": str(ws)})
         assert reply.status == 502 and reply.body["error"]["message"] == "Authentication required"
 
-    serve(tmp_path, body)  # the fake agent run directly: not Qwen Code
+    await serve(tmp_path, body)  # the fake agent run directly: not Qwen Code
 
 
 @pytest.mark.usefixtures("daemon_reaper")

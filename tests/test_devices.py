@@ -27,7 +27,7 @@ from qwen_daemon.devices import (
     device_name,
 )
 from qwen_daemon.server.throttle import MAX_FAILURES
-from qwen_daemon.sessions.store import MIGRATIONS
+from qwen_daemon.sessions.migrations import MIGRATIONS
 from tests.support.daemon import Api, WsClient, serve
 from tests.support.probe import until
 from tests.support.proxy import ReverseProxy
@@ -110,7 +110,7 @@ async def drain(client: WsClient) -> None:
         pass
 
 
-def test_each_login_is_a_device_listed_with_current(tmp_path: Path) -> None:
+async def test_each_login_is_a_device_listed_with_current(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         laptop = await token_login(api)
         again = await fetch(api, f"/?token={api.daemon.token}", headers={"Cookie": laptop})
@@ -130,10 +130,10 @@ def test_each_login_is_a_device_listed_with_current(tmp_path: Path) -> None:
         assert len(rows) == 2 and secret not in repr(rows)
         assert hashlib.sha256(secret.encode()).hexdigest() in {row[2] for row in rows}
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_rename_validates_and_unknown_ids_are_404(tmp_path: Path) -> None:
+async def test_rename_validates_and_unknown_ids_are_404(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         cookie = await token_login(api)
         (device,) = (await api.call("GET", "/api/devices")).body["devices"]
@@ -158,10 +158,12 @@ def test_rename_validates_and_unknown_ids_are_404(tmp_path: Path) -> None:
             assert missing.status == 404 and missing.body["error"]["code"] == "device_not_found"
         assert (await api.call("GET", "/api/devices")).body["devices"][0]["name"] == "x" * 100
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_revocation_closes_the_devices_websocket_with_4001_and_its_cookie_gets_401(tmp_path: Path) -> None:
+async def test_revocation_closes_the_devices_websocket_with_4001_and_its_cookie_gets_401(
+    tmp_path: Path,
+) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         phone, _ = await pair(api)
@@ -205,10 +207,10 @@ def test_revocation_closes_the_devices_websocket_with_4001_and_its_cookie_gets_4
         assert laptop_ws.conn.close_code == 4001
         assert (await fetch(api, "/api/devices", headers=as_browser(api, laptop))).code == 401
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_token_rotation_logs_every_device_out(tmp_path: Path) -> None:
+async def test_token_rotation_logs_every_device_out(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         phone, _ = await pair(api)
@@ -229,10 +231,10 @@ def test_token_rotation_logs_every_device_out(tmp_path: Path) -> None:
         rows = sqlite3.connect(api.daemon.settings.paths.database).execute("SELECT count(*) FROM devices")
         assert rows.fetchone() == (0,)
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_a_pairing_code_works_once_and_then_says_used(tmp_path: Path) -> None:
+async def test_a_pairing_code_works_once_and_then_says_used(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         made = await api.call("POST", "/api/pairing", {})
         assert made.status == 201
@@ -261,10 +263,10 @@ def test_a_pairing_code_works_once_and_then_says_used(tmp_path: Path) -> None:
         forged = await fetch(api, f"/pair?code={code}", headers={"Host": "evil.example"})
         assert forged.code == 403
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_a_pairing_code_expires_after_its_ttl(tmp_path: Path) -> None:
+async def test_a_pairing_code_expires_after_its_ttl(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         now = [1_000_000.0]
         api.daemon.pairing.clock = lambda: now[0]
@@ -278,10 +280,10 @@ def test_a_pairing_code_expires_after_its_ttl(tmp_path: Path) -> None:
         assert expired.code == 410 and "expired" in expired.body.decode()
         assert "Set-Cookie" not in expired.headers
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_wrong_codes_are_throttled_but_a_good_code_still_works(tmp_path: Path) -> None:
+async def test_wrong_codes_are_throttled_but_a_good_code_still_works(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         statuses = [(await fetch(api, f"/pair?code=guess{i}")).code for i in range(MAX_FAILURES + 2)]
         assert statuses == [404] * MAX_FAILURES + [429] * 2
@@ -293,7 +295,7 @@ def test_wrong_codes_are_throttled_but_a_good_code_still_works(tmp_path: Path) -
         made = (await api.call("POST", "/api/pairing", {})).body
         assert (await redeem(api, made["code"])).code == 303
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
 def test_at_most_a_handful_of_codes_live_at_once() -> None:
@@ -311,7 +313,10 @@ def test_last_seen_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
     registry = DeviceRegistry(clock=lambda: now[0])
     registry.load(db)
     device, secret = registry.create("phone")
-    stored = lambda: db.execute("SELECT last_seen_at FROM devices").fetchone()[0]  # noqa: E731
+
+    def stored() -> Any:
+        return db.execute("SELECT last_seen_at FROM devices").fetchone()[0]
+
     first = stored()
     now[0] += SEEN_EVERY - 1
     registry.seen(registry.lookup(secret))  # type: ignore[arg-type]
@@ -352,7 +357,7 @@ def test_device_names_come_from_the_user_agent(agent: str | None, name: str) -> 
     assert device_name(agent) == name
 
 
-def test_public_url_is_our_host_and_origin_and_the_pairing_base(tmp_path: Path) -> None:
+async def test_public_url_is_our_host_and_origin_and_the_pairing_base(tmp_path: Path) -> None:
     public = "https://box.tail1234.ts.net"
 
     async def body(api: Api, ws: Path) -> None:
@@ -402,10 +407,10 @@ def test_public_url_is_our_host_and_origin_and_the_pairing_base(tmp_path: Path) 
         assert other.code == 403 and json.loads(other.body)["error"]["code"] == "forbidden_host"
         await until(lambda: len(api.daemon.devices.list()) == 1)
 
-    serve(tmp_path, body, public_url=public)
+    await serve(tmp_path, body, public_url=public)
 
 
-def test_a_device_through_a_reverse_proxy_with_the_public_host(tmp_path: Path) -> None:
+async def test_a_device_through_a_reverse_proxy_with_the_public_host(tmp_path: Path) -> None:
     """The tunnel recipe without a browser: log in through the proxy, stream through it, and get
     the revocation's 4001 through it too."""
     sock, proxy_port = tornado.testing.bind_unused_port()
@@ -455,4 +460,4 @@ def test_a_device_through_a_reverse_proxy_with_the_public_host(tmp_path: Path) -
         finally:
             await proxy.stop()
 
-    serve(tmp_path, body, public_url=public)
+    await serve(tmp_path, body, public_url=public)

@@ -33,7 +33,7 @@ async def listed(api: Api, token: str | None = None) -> dict[str, str | None]:
     return {s["id"]: s["device_id"] for s in reply.body["subscriptions"]}
 
 
-def test_a_devices_subscriptions_end_with_its_login(tmp_path: Path) -> None:
+async def test_a_devices_subscriptions_end_with_its_login(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         phone, _ = await pair(api)
         laptop = await token_login(api)
@@ -52,4 +52,4 @@ def test_a_devices_subscriptions_end_with_its_login(tmp_path: Path) -> None:
         new_token = api.daemon.settings.paths.token_file.read_text().strip()
         assert set(await listed(api, new_token)) == {bearer_sub}
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)

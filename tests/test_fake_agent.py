@@ -15,11 +15,14 @@ import acp
 import pytest
 from acp.schema import ClientCapabilities
 
-from tests.support.fake_agent_harness import DEADLINE, fake_agent, run
+from tests.support.fake_agent_harness import DEADLINE, fake_agent
+
+#: a fake agent that hangs fails its test within this bound (the harness once wrapped each in wait_for)
+pytestmark = pytest.mark.timeout(25)
 
 
 @pytest.mark.timeout(30)
-def test_initialize_and_new_session() -> None:
+async def test_initialize_and_new_session() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             init = await h.conn.initialize(protocol_version=1, client_capabilities=ClientCapabilities())
@@ -34,33 +37,33 @@ def test_initialize_and_new_session() -> None:
             assert [m.id for m in session.modes.available_modes] == ["default", "plan"]
             assert (await h.new_session()) == f"fake-2-{h.proc.pid}"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_exit_at_start() -> None:
+async def test_exit_at_start() -> None:
     async def main() -> None:
         async with fake_agent(FAKE_AGENT_EXIT_AT_START="1") as h:
             assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == 7
             with pytest.raises(ConnectionError):
                 await h.conn.initialize(protocol_version=1)
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_auth_required() -> None:
+async def test_auth_required() -> None:
     async def main() -> None:
         async with fake_agent(FAKE_AGENT_AUTH_REQUIRED="1") as h:
             with pytest.raises(acp.RequestError) as info:
                 await h.start()
             assert info.value.code == -32000 and str(info.value) == "Authentication required"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_say_think_stream_usage_echo() -> None:
+async def test_say_think_stream_usage_echo() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -82,11 +85,11 @@ def test_say_think_stream_usage_echo() -> None:
             ]
             assert h.client.text(sid, "agent_thought_chunk") == "pondering"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_tool_plan_mode_and_stderr() -> None:
+async def test_tool_plan_mode_and_stderr() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -107,11 +110,11 @@ def test_tool_plan_mode_and_stderr() -> None:
             assert mode.session_update == "current_mode_update" and mode.current_mode_id == "plan"
             await h.stderr_line("hello stderr")
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_set_mode() -> None:
+async def test_set_mode() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -122,12 +125,12 @@ def test_set_mode() -> None:
                 await h.conn.set_session_mode(session_id=sid, mode_id="yolo")
             assert info.value.code == -32602
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("script", ["wait", "sleep 20000", "stream 1000 20", "say a\nwait\nsay b"])
-def test_cancel_interrupts_promptly(script: str) -> None:
+async def test_cancel_interrupts_promptly(script: str) -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -142,11 +145,11 @@ def test_cancel_interrupts_promptly(script: str) -> None:
             assert "b" not in h.client.text(sid)
             assert (await h.prompt(sid, "say again")).stop_reason == "end_turn"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_second_prompt_cancels_running_turn() -> None:
+async def test_second_prompt_cancels_running_turn() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -157,11 +160,11 @@ def test_second_prompt_cancels_running_turn() -> None:
             assert second.stop_reason == "end_turn"
             assert h.client.text(sid) == "onetwo"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_sessions_run_concurrently() -> None:
+async def test_sessions_run_concurrently() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             a = await h.start()
@@ -173,11 +176,11 @@ def test_sessions_run_concurrently() -> None:
             await h.conn.cancel(session_id=a)
             assert (await blocked).stop_reason == "cancelled"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_load_session_replays_history() -> None:
+async def test_load_session_replays_history() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -198,11 +201,11 @@ def test_load_session_replays_history() -> None:
                 await h.conn.load_session(cwd="/tmp", session_id="fake-99-1", mcp_servers=[])
             assert info.value.code == -32002
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_load_session_across_processes_with_history_dir(tmp_path: Path) -> None:
+async def test_load_session_across_processes_with_history_dir(tmp_path: Path) -> None:
     async def main() -> None:
         async with fake_agent(FAKE_AGENT_HISTORY_DIR=str(tmp_path)) as h:
             sid = await h.start()
@@ -213,11 +216,11 @@ def test_load_session_across_processes_with_history_dir(tmp_path: Path) -> None:
             assert h.client.text(sid, "user_message_chunk") == "say remembered"
             assert h.client.text(sid) == "remembered"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_error_command_fails_the_prompt() -> None:
+async def test_error_command_fails_the_prompt() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -233,11 +236,11 @@ def test_error_command_fails_the_prompt() -> None:
             }
             assert (await h.prompt(sid, "say ok")).stop_reason == "end_turn"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_big_line() -> None:
+async def test_big_line() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -252,11 +255,11 @@ def test_big_line() -> None:
             assert len(h.client.updates[0][1].available_commands) == 600
             assert h.client.text(sid) == "done"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_crash_mid_turn() -> None:
+async def test_crash_mid_turn() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -266,11 +269,11 @@ def test_crash_mid_turn() -> None:
             assert h.client.text(sid) == "partial"
             await h.stderr_line("fake-agent: crashing")
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_unknown_methods() -> None:
+async def test_unknown_methods() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -283,11 +286,11 @@ def test_unknown_methods() -> None:
             await h.conn.ext_notification("qwen/whatever", {})  # ignored
             assert (await h.prompt(sid, "say alive")).stop_reason == "end_turn"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_qwen_style_raw_notification_and_request(caplog: pytest.LogCaptureFixture) -> None:
+async def test_qwen_style_raw_notification_and_request(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -301,11 +304,11 @@ def test_qwen_style_raw_notification_and_request(caplog: pytest.LogCaptureFixtur
             assert raw["params"] == {"modeId": "plan"}
             assert h.client.text(sid) == "request craft/drainMidTurnQueue: error -32601 Method not found"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_stdin_eof_exits_quickly() -> None:
+async def test_stdin_eof_exits_quickly() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -321,22 +324,22 @@ def test_stdin_eof_exits_quickly() -> None:
             with pytest.raises(ConnectionError):
                 await prompt
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_sigterm_exits() -> None:
+async def test_sigterm_exits() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             await h.start()
             h.proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == -signal.SIGTERM
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_ignore_sigterm_needs_sigkill() -> None:
+async def test_ignore_sigterm_needs_sigkill() -> None:
     async def main() -> None:
         async with fake_agent(FAKE_AGENT_IGNORE_SIGTERM="1") as h:
             sid = await h.start()
@@ -349,7 +352,7 @@ def test_ignore_sigterm_needs_sigkill() -> None:
             os.killpg(h.proc.pid, signal.SIGKILL)
             assert await asyncio.wait_for(h.proc.wait(), DEADLINE) == -signal.SIGKILL
 
-    run(main())
+    await main()
 
 
 async def wait_pid_gone(pid: int) -> None:
@@ -368,7 +371,7 @@ async def wait_pid_gone(pid: int) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_spawn_child_in_same_process_group() -> None:
+async def test_spawn_child_in_same_process_group() -> None:
     async def main() -> None:
         async with fake_agent(FAKE_AGENT_SPAWN_CHILD="1") as h:
             await h.start()
@@ -379,4 +382,4 @@ def test_spawn_child_in_same_process_group() -> None:
             with contextlib.suppress(ProcessLookupError):
                 await wait_pid_gone(child)
 
-    run(main())
+    await main()

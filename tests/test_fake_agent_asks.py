@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_agent_harness import fake_agent, run, select
+from tests.support.fake_agent_harness import fake_agent, select
+
+#: a fake agent that hangs fails its test within this bound (the harness once wrapped each in wait_for)
+pytestmark = pytest.mark.timeout(25)
 
 
 def recorded_request(name: str, raw: dict[str, Any], sid: str, **tool: Any) -> dict[str, Any]:
@@ -28,7 +31,7 @@ def recorded_request(name: str, raw: dict[str, Any], sid: str, **tool: Any) -> d
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("option_id", ["proceed_once", "proceed_always"])
-def test_permission_allowed(option_id: str) -> None:
+async def test_permission_allowed(option_id: str) -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -63,7 +66,7 @@ def test_permission_allowed(option_id: str) -> None:
             ]
             assert h.client.text(sid) == f"allowed {option_id}after"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
@@ -75,7 +78,7 @@ def test_permission_allowed(option_id: str) -> None:
         ("shell-permission rm -rf build", "shell", "proceed_once", None),
     ],
 )
-def test_plan_exit_and_shell_permission_as_qwen_sends_them(
+async def test_plan_exit_and_shell_permission_as_qwen_sends_them(
     script: str, scenario: str, option_id: str, mode: str | None
 ) -> None:
     async def main() -> None:
@@ -108,12 +111,12 @@ def test_plan_exit_and_shell_permission_as_qwen_sends_them(
             if option_id != "cancel":
                 assert h.client.text(sid) == f"allowed {option_id}"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("outcome", [{"outcome": "selected", "optionId": "cancel"}, {"outcome": "cancelled"}])
-def test_permission_rejected_ends_turn(outcome: dict[str, Any]) -> None:
+async def test_permission_rejected_ends_turn(outcome: dict[str, Any]) -> None:
     """Real Qwen Code fails the tool and ends the turn with end_turn (both recorded: see
     tests/record_qwen_shapes.py's write_rejected), not with cancelled."""
 
@@ -134,7 +137,7 @@ def test_permission_rejected_ends_turn(outcome: dict[str, Any]) -> None:
             assert h.client.text(sid) == ""  # the rest of the script never ran
             assert (await h.prompt(sid, "say next")).stop_reason == "end_turn"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
@@ -150,7 +153,7 @@ def test_permission_rejected_ends_turn(outcome: dict[str, Any]) -> None:
         ),
     ],
 )
-def test_question_as_qwen_asks_it_echoes_top_level_answers(
+async def test_question_as_qwen_asks_it_echoes_top_level_answers(
     script: str, answers: dict[str, str], result: str
 ) -> None:
     async def main() -> None:
@@ -178,11 +181,11 @@ def test_question_as_qwen_asks_it_echoes_top_level_answers(
             assert done.content[0].content.text == f"User has provided the following answers:\n\n{result}"
             assert h.client.text(sid) == f"answers: {json.dumps(answers)}"
 
-    run(main())
+    await main()
 
 
 @pytest.mark.timeout(30)
-def test_cancel_abandons_pending_permission() -> None:
+async def test_cancel_abandons_pending_permission() -> None:
     async def main() -> None:
         async with fake_agent() as h:
             sid = await h.start()
@@ -196,4 +199,4 @@ def test_cancel_abandons_pending_permission() -> None:
             assert (await h.prompt(sid, "say fine")).stop_reason == "end_turn"
             assert h.client.text(sid) == "fine"
 
-    run(main())
+    await main()

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from qwen_daemon.runtime import Daemon
 from qwen_daemon.server.openapi import document
-from tests.support.daemon import ThreadedDaemon, fake_settings
+from tests.support.daemon import DaemonThread, fake_settings
 from tests.support.probe import poll
 
 pytestmark = pytest.mark.timeout(300)
@@ -141,7 +141,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, s
     recorder = ErrorRecorder()
     logging.getLogger().addHandler(recorder)
     try:
-        with ThreadedDaemon(fake_settings(tmp, paths=_paths(tmp), max_sessions=50)) as daemon:
+        with DaemonThread(fake_settings(tmp, paths=_paths(tmp), max_sessions=50)) as served:
+            daemon = served.daemon
             status, created = request(
                 daemon, "POST", "/api/sessions", json.dumps({"cwd": str(tmp / "ws")}).encode()
             )
@@ -246,7 +247,7 @@ def _last_seq(daemon: Daemon, sid: str) -> int:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(frames=st.lists(FRAME | HOSTILE, min_size=20, max_size=40))
-def test_websocket_fuzz_keeps_the_connection_and_the_daemon(
+async def test_websocket_fuzz_keeps_the_connection_and_the_daemon(
     target: tuple[Daemon, str, ErrorRecorder], frames: list[str | bytes]
 ) -> None:
     """Every frame, JSON or not, text or binary, gets exactly one answer (an ack or an error
@@ -282,7 +283,7 @@ def test_websocket_fuzz_keeps_the_connection_and_the_daemon(
             while await asyncio.wait_for(conn.read_message(), 10) is not None:
                 pass
 
-    asyncio.run(run())
+    await run()
     assert not recorder.records, recorder.records[0].getMessage()
 
 

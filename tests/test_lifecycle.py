@@ -7,7 +7,6 @@ daemon on the same isolated home, so everything it shows came from the store.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import sys
 import time
@@ -18,7 +17,8 @@ from typing import Any
 import pytest
 
 from qwen_daemon.config import AgentSpec, Settings
-from qwen_daemon.sessions.store import MIGRATIONS, Store
+from qwen_daemon.sessions.migrations import MIGRATIONS
+from qwen_daemon.sessions.store import Store
 from tests.support.daemon import Api, fake_settings, running_daemon
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,7 +36,7 @@ def history_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def runs(tmp_path: Path, *steps: Step, settings: list[Settings] | None = None) -> None:
+async def runs(tmp_path: Path, *steps: Step, settings: list[Settings] | None = None) -> None:
     """Each step against its own daemon, one after the other, on the same store (restarts)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
@@ -47,7 +47,7 @@ def runs(tmp_path: Path, *steps: Step, settings: list[Settings] | None = None) -
             async with running_daemon(chosen) as api:
                 await step(api, workspace)
 
-    asyncio.run(main())
+    await main()
 
 
 async def turn(api: Api, sid: str, text: str) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def texts(events: list[dict[str, Any]]) -> str:
 # --- rename and archive -----------------------------------------------------------------------
 
 
-def test_patch_renames_and_archives_and_the_list_filters(tmp_path: Path) -> None:
+async def test_patch_renames_and_archives_and_the_list_filters(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         one, two = (await api.create(ws, title="one"))["id"], (await api.create(ws))["id"]
         url = f"/api/sessions/{one}"
@@ -115,10 +115,10 @@ def test_patch_renames_and_archives_and_the_list_filters(tmp_path: Path) -> None
             reply = await api.call("GET", f"/api/sessions{query}")
             assert reply.status == 400 and reply.body["error"]["code"] == "bad_request", query
 
-    runs(tmp_path, body)
+    await runs(tmp_path, body)
 
 
-def test_prompting_an_archived_session_unarchives_it_and_all_of_it_survives_restarts(
+async def test_prompting_an_archived_session_unarchives_it_and_all_of_it_survives_restarts(
     tmp_path: Path,
 ) -> None:
     sid = ""
@@ -145,7 +145,7 @@ def test_prompting_an_archived_session_unarchives_it_and_all_of_it_survives_rest
         assert detail["title"] == "renamed" and detail["archived"] is False
         assert "kept" in texts(await api.events(sid)) and "back again" in texts(await api.events(sid))
 
-    runs(tmp_path, archive, still_archived, unarchived)
+    await runs(tmp_path, archive, still_archived, unarchived)
 
 
 def test_an_older_database_gains_archived_and_modes_when_opened(tmp_path: Path) -> None:
@@ -176,7 +176,9 @@ def test_an_older_database_gains_archived_and_modes_when_opened(tmp_path: Path) 
 # --- modes ------------------------------------------------------------------------------------
 
 
-def test_modes_are_in_the_detail_after_a_restart_before_any_prompt(tmp_path: Path, history_dir: Path) -> None:
+async def test_modes_are_in_the_detail_after_a_restart_before_any_prompt(
+    tmp_path: Path, history_dir: Path
+) -> None:
     """The UI's mode selector reads ``modes`` from the detail; it was null after a restart until
     the first prompt restarted the agent."""
     sid = ""
@@ -207,13 +209,13 @@ def test_modes_are_in_the_detail_after_a_restart_before_any_prompt(tmp_path: Pat
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
         assert detail["mode"] == "default" and detail["modes"]["currentModeId"] == "default", detail
 
-    runs(tmp_path, make, restarted, again)
+    await runs(tmp_path, make, restarted, again)
 
 
 # --- a graceful stop --------------------------------------------------------------------------
 
 
-def test_a_turn_cut_off_by_a_graceful_stop_ends_interrupted(tmp_path: Path) -> None:
+async def test_a_turn_cut_off_by_a_graceful_stop_ends_interrupted(tmp_path: Path) -> None:
     """Not "cancelled": the user did not cancel it, the daemon stopped (as after a crash)."""
     sid = ""
 
@@ -231,7 +233,7 @@ def test_a_turn_cut_off_by_a_graceful_stop_ends_interrupted(tmp_path: Path) -> N
         assert (await api.call("GET", f"/api/sessions/{sid}")).body["state"] == "idle"
         assert (await turn(api, sid, "say fine"))["stop_reason"] == "end_turn"
 
-    runs(tmp_path, stopped_mid_turn, restarted)
+    await runs(tmp_path, stopped_mid_turn, restarted)
 
 
 # --- reopen -----------------------------------------------------------------------------------
@@ -244,11 +246,15 @@ async def crash_three_times(api: Api, sid: str) -> dict[str, Any]:
             break
         await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "crash"})
         before = ended.body["last_seq"]
-        await api.wait_event(sid, lambda e, b=before: e["seq"] > b and e["type"] == "turn_ended")
+
+        def ended_after(e: dict[str, Any], b: int = before) -> bool:
+            return bool(e["seq"] > b and e["type"] == "turn_ended")
+
+        await api.wait_event(sid, ended_after)
     return await api.wait_state(sid, "failed")
 
 
-def test_reopen_after_a_crash_loop_restores_the_conversation_and_survives_restarts(
+async def test_reopen_after_a_crash_loop_restores_the_conversation_and_survives_restarts(
     tmp_path: Path, history_dir: Path
 ) -> None:
     """Three fast crashes fail the session (and every one of its workspace) for good, across
@@ -288,10 +294,10 @@ def test_reopen_after_a_crash_loop_restores_the_conversation_and_survives_restar
         assert texts(new) == "awake"
         assert api.daemon.manager.get(sid).agent_session_id == agent_session  # loaded, not new
 
-    runs(tmp_path, crash, reopen, reopened_for_good)
+    await runs(tmp_path, crash, reopen, reopened_for_good)
 
 
-def test_reopen_in_the_same_daemon_after_a_crash_loop(tmp_path: Path, history_dir: Path) -> None:
+async def test_reopen_in_the_same_daemon_after_a_crash_loop(tmp_path: Path, history_dir: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         await turn(api, sid, "say first")
@@ -310,10 +316,10 @@ def test_reopen_in_the_same_daemon_after_a_crash_loop(tmp_path: Path, history_di
         await api.wait_event(sid, lambda e: e["seq"] > before and e.get("stop_reason") == "error")
         assert (await api.wait_state(sid, "idle"))["failure"] is None
 
-    runs(tmp_path, body)
+    await runs(tmp_path, body)
 
 
-def test_reopen_refuses_a_session_whose_agent_is_gone_naming_it(tmp_path: Path) -> None:
+async def test_reopen_refuses_a_session_whose_agent_is_gone_naming_it(tmp_path: Path) -> None:
     tiny = AgentSpec("tiny", (sys.executable, TINY_AGENT))
     with_tiny = fake_settings(tmp_path, agents={"tiny": tiny})
     without = fake_settings(tmp_path)
@@ -342,7 +348,7 @@ def test_reopen_refuses_a_session_whose_agent_is_gone_naming_it(tmp_path: Path) 
         assert (await api.call("GET", f"/api/sessions/{sid}")).body["state"] == "idle"
         assert (await turn(api, sid, "hello"))["stop_reason"] == "end_turn"
 
-    runs(
+    await runs(
         tmp_path,
         make,
         removed_from_config,
@@ -352,7 +358,7 @@ def test_reopen_refuses_a_session_whose_agent_is_gone_naming_it(tmp_path: Path) 
     )
 
 
-def test_a_rename_while_its_agent_is_missing_does_not_store_the_failure(tmp_path: Path) -> None:
+async def test_a_rename_while_its_agent_is_missing_does_not_store_the_failure(tmp_path: Path) -> None:
     """The failure of a session whose agent left the config is only listed, never stored: a
     rename or archive in the meantime writes the whole record, and once the agent is back the
     session must come back idle (with its new title), not failed for good."""
@@ -379,10 +385,10 @@ def test_a_rename_while_its_agent_is_missing_does_not_store_the_failure(tmp_path
         assert detail["title"] == "Renamed" and detail["archived"] is False, detail
         assert (await turn(api, sid, "hello"))["stop_reason"] == "end_turn"
 
-    runs(tmp_path, make, rename_while_missing, agent_back, settings=[with_tiny, without, with_tiny])
+    await runs(tmp_path, make, rename_while_missing, agent_back, settings=[with_tiny, without, with_tiny])
 
 
-def test_reopen_an_old_closed_session(tmp_path: Path, history_dir: Path) -> None:
+async def test_reopen_an_old_closed_session(tmp_path: Path, history_dir: Path) -> None:
     """Sessions the former idle timer closed (read-only, prompts refused) can be reopened, and
     stay open across restarts; the next prompt restores the agent's conversation."""
     sid = ""
@@ -416,23 +422,23 @@ def test_reopen_an_old_closed_session(tmp_path: Path, history_dir: Path) -> None
         new = [e for e in await api.events(sid) if e["seq"] > before]
         assert texts(new) == "after" and not any(e["type"] == "error" for e in new), new
 
-    def staged() -> None:
-        runs(tmp_path, make)
+    async def staged() -> None:
+        await runs(tmp_path, make)
         close_it_the_old_way()
-        runs(tmp_path, closed, open_for_good)
+        await runs(tmp_path, closed, open_for_good)
 
-    staged()
+    await staged()
 
 
-def test_reopen_of_an_unknown_session_is_404(tmp_path: Path) -> None:
+async def test_reopen_of_an_unknown_session_is_404(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         reply = await api.call("POST", "/api/sessions/nope/reopen")
         assert reply.status == 404 and reply.body["error"]["code"] == "session_not_found"
 
-    runs(tmp_path, body)
+    await runs(tmp_path, body)
 
 
-def test_the_new_answers_match_the_openapi_document(tmp_path: Path) -> None:
+async def test_the_new_answers_match_the_openapi_document(tmp_path: Path) -> None:
     """PATCH, reopen, the archived list and the agent_unavailable error, checked against their
     documented schemas (tests/test_openapi.py checks every route is documented)."""
     import jsonschema
@@ -458,4 +464,4 @@ def test_the_new_answers_match_the_openapi_document(tmp_path: Path) -> None:
         assert "post" in paths["/api/sessions/{session_id}/reopen"]
         assert "archived" in document()["components"]["schemas"]["Session"]["required"]
 
-    runs(tmp_path, body)
+    await runs(tmp_path, body)

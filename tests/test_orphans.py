@@ -22,7 +22,7 @@ TINY_AGENT = str(Path(__file__).with_name("tiny_agent.py"))
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_hundred_start_stop_cycles_leave_no_stray_process(tmp_path: Path) -> None:
+async def test_hundred_start_stop_cycles_leave_no_stray_process(tmp_path: Path) -> None:
     mark = f"QWEN_DAEMON_TEST_MARK={uuid.uuid4().hex}"
     workspace = tmp_path / "ws"
     workspace.mkdir()
@@ -40,7 +40,7 @@ def test_hundred_start_stop_cycles_leave_no_stray_process(tmp_path: Path) -> Non
             await manager.shutdown()
         assert marked_processes(mark) == []
 
-    asyncio.run(main())
+    await main()
     assert settings.paths.agent_groups_file.read_text() == ""
 
 
@@ -63,7 +63,7 @@ def test_sweep_kills_groups_a_dead_daemon_left(tmp_path: Path) -> None:
     assert guard.sweep() == 0
 
 
-def test_a_retired_host_never_starts_again_and_a_stop_during_its_start_wins(tmp_path: Path) -> None:
+async def test_a_retired_host_never_starts_again_and_a_stop_during_its_start_wins(tmp_path: Path) -> None:
     """A host the manager dropped is retired: a caller still waiting to use it gets AgentFailed,
     not a fresh process nobody tracks; a stop that lands while the agent starts stops it."""
     from qwen_daemon.agents.host import AgentHost
@@ -85,4 +85,4 @@ def test_a_retired_host_never_starts_again_and_a_stop_during_its_start_wins(tmp_
             await host.ensure_started()
         assert marked_processes(mark) == []
 
-    asyncio.run(main())
+    await main()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qwen_daemon.errors import StorageUnavailable
-from qwen_daemon.sessions.events import EventLog
+from qwen_daemon.sessions.events import Event, EventLog
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.store import Store
 from tests.support.probe import until
@@ -55,7 +55,7 @@ async def append(log: EventLog, count: int, pause: float = 0.0) -> None:
         await asyncio.sleep(pause)
 
 
-def test_events_publish_only_once_committed(tmp_path: Path) -> None:
+async def test_events_publish_only_once_committed(tmp_path: Path) -> None:
     async def main() -> None:
         persist = Persistence(Store(tmp_path / "sessions.db"))
         log = EventLog(sink=persist.sink_for("s1"))
@@ -65,10 +65,10 @@ def test_events_publish_only_once_committed(tmp_path: Path) -> None:
         assert log.last_seq == 1 and len(persist.store.events("s1")) == 1
         persist.close()
 
-    asyncio.run(main())
+    await main()
 
 
-def test_a_due_checkpoint_waits_for_a_pause_then_runs_beside_commits(tmp_path: Path) -> None:
+async def test_a_due_checkpoint_waits_for_a_pause_then_runs_beside_commits(tmp_path: Path) -> None:
     """Due after CHECKPOINT_ROWS, it starts only once commits pause; commits made while it runs
     are published at once (it holds nobody)."""
 
@@ -81,14 +81,14 @@ def test_a_due_checkpoint_waits_for_a_pause_then_runs_beside_commits(tmp_path: P
         await append(log, 3)
         assert log.last_seq == 28, "events waited for a checkpoint that does not need them to"
         store.gate.release()
-        await until(lambda: persist._checkpointing is None)
+        await until(lambda: not persist.writing)
         assert persist.stats == {"checkpoints": 1, "catch_ups": 0, "overdue": 0, "holds": 0}
         persist.close()
 
-    asyncio.run(main())
+    await main()
 
 
-def test_on_a_stream_with_no_pause_an_overdue_checkpoint_starts_anyway(tmp_path: Path) -> None:
+async def test_on_a_stream_with_no_pause_an_overdue_checkpoint_starts_anyway(tmp_path: Path) -> None:
     async def main() -> None:
         persist, store, log = gated(tmp_path, QUIET_SECONDS=0.05, DUE_SECONDS=0.1)
         await append(log, 5)
@@ -97,13 +97,13 @@ def test_on_a_stream_with_no_pause_an_overdue_checkpoint_starts_anyway(tmp_path:
         assert not streaming.done() and persist.stats["overdue"] == 1
         streaming.cancel()
         store.gate.release()
-        await until(lambda: persist._checkpointing is None)
+        await until(lambda: not persist.writing)
         persist.close()
 
-    asyncio.run(main())
+    await main()
 
 
-def test_a_checkpoint_that_ran_beside_commits_is_followed_by_a_catch_up(tmp_path: Path) -> None:
+async def test_a_checkpoint_that_ran_beside_commits_is_followed_by_a_catch_up(tmp_path: Path) -> None:
     """Past CATCHUP_FRAMES, a checkpoint that may have missed frames committed while it ran is
     followed by another at the next pause; one that ran alone is not."""
 
@@ -116,16 +116,16 @@ def test_a_checkpoint_that_ran_beside_commits_is_followed_by_a_catch_up(tmp_path
         store.gate.release()
         await until(lambda: store.started == [5, 7])  # the catch-up
         store.gate.release()  # it ran alone: nothing follows
-        await until(lambda: persist._checkpointing is None)
+        await until(lambda: not persist.writing)
         await asyncio.sleep(0.05)
         assert store.started == [5, 7] and persist.stats["catch_ups"] == 1
         assert persist.stats["holds"] == 0 and log.last_seq == 7
         persist.close()
 
-    asyncio.run(main())
+    await main()
 
 
-def test_past_hold_frames_the_wal_is_synced_then_a_checkpoint_holds_commits(tmp_path: Path) -> None:
+async def test_past_hold_frames_the_wal_is_synced_then_a_checkpoint_holds_commits(tmp_path: Path) -> None:
     """The bound for a stream that never pauses: the dirty pages are synced beside live commits,
     then the next checkpoint holds commits until it is done (events stay unpublished meanwhile,
     nothing is lost), so every frame is copied and the WAL can start over."""
@@ -145,17 +145,17 @@ def test_past_hold_frames_the_wal_is_synced_then_a_checkpoint_holds_commits(tmp_
         store.gate.release()
         await until(lambda: log.last_seq == 10)
         assert len(store.events("s1")) == 10
-        await until(lambda: persist._checkpointing is None)
+        await until(lambda: not persist.writing)
         persist.close()
 
-    asyncio.run(main())
+    await main()
 
 
 def _wal_size(store: Store) -> int:
     return Path(f"{store.path}-wal").stat().st_size
 
 
-def test_the_wal_stays_bounded_under_a_stream_that_never_pauses(tmp_path: Path) -> None:
+async def test_the_wal_stays_bounded_under_a_stream_that_never_pauses(tmp_path: Path) -> None:
     async def main() -> None:
         store = Store(tmp_path / "sessions.db")
         persist = Persistence(store)
@@ -167,16 +167,16 @@ def test_the_wal_stays_bounded_under_a_stream_that_never_pauses(tmp_path: Path) 
             logs[n % 20].append("agent_message_chunk", text="x" * 200)
             await asyncio.sleep(0)
             largest = max(largest, _wal_size(store))
-        await until(lambda: persist._checkpointing is None)
+        await until(lambda: not persist.writing)
         assert persist.stats["holds"] >= 1
         persist.close()
         # 3,000 single-event commits write ~25 MB of WAL frames; restarts keep the file at a few
         assert largest < 8 * 1024 * 1024, f"the WAL grew to {largest / 2**20:.1f} MiB"
 
-    asyncio.run(main())
+    await main()
 
 
-def test_between_bursts_the_wal_starts_over_without_holding_anyone(tmp_path: Path) -> None:
+async def test_between_bursts_the_wal_starts_over_without_holding_anyone(tmp_path: Path) -> None:
     """Agents write in bursts (a reply's chunks, then the model thinks): checkpoints run in the
     pauses, catch up, and the WAL starts over with no hold, so no stream ever waits for one."""
 
@@ -192,7 +192,7 @@ def test_between_bursts_the_wal_starts_over_without_holding_anyone(tmp_path: Pat
                 await asyncio.sleep(0)
             largest = max(largest, _wal_size(store))
             await asyncio.sleep(0.05)
-        await until(lambda: persist._checkpointing is None)
+        await until(lambda: not persist.writing)
         assert persist.stats["checkpoints"] >= 10
         # Nobody is ever held. A checkpoint may start overdue (beside commits, still holding no
         # one) when a loaded machine keeps the loop from seeing a pause: a few, not most.
@@ -200,10 +200,10 @@ def test_between_bursts_the_wal_starts_over_without_holding_anyone(tmp_path: Pat
         persist.close()
         assert largest < 6 * 1024 * 1024, f"the WAL grew to {largest / 2**20:.1f} MiB"
 
-    asyncio.run(main())
+    await main()
 
 
-def test_a_failing_checkpoint_is_logged_and_the_next_one_runs(
+async def test_a_failing_checkpoint_is_logged_and_the_next_one_runs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class FailingOnce(Store):
@@ -220,13 +220,13 @@ def test_a_failing_checkpoint_is_logged_and_the_next_one_runs(
         persist.CHECKPOINT_ROWS, persist.QUIET_SECONDS = 5, 0.001
         log = EventLog(sink=persist.sink_for("s1"))
         await append(log, 5)
-        await until(lambda: FailingOnce.calls == 1 and persist._checkpointing is None)
+        await until(lambda: FailingOnce.calls == 1 and not persist.writing)
         await append(log, 5)
-        await until(lambda: FailingOnce.calls == 2 and persist._checkpointing is None)
+        await until(lambda: FailingOnce.calls == 2 and not persist.writing)
         assert log.last_seq == 10
         persist.close()
 
-    asyncio.run(main())
+    await main()
     assert "WAL checkpoint or sync failed: disk on fire" in caplog.text
 
 
@@ -243,7 +243,7 @@ class Unwritable(Store):
         return super().flush()
 
 
-def test_failing_commits_degrade_tell_live_clients_once_and_recover_in_order(
+async def test_failing_commits_degrade_tell_live_clients_once_and_recover_in_order(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Issue 14, finding 6 without a filesystem: while commits fail the persistence is degraded
@@ -260,7 +260,11 @@ def test_failing_commits_degrade_tell_live_clients_once_and_recover_in_order(
         logs = {name: EventLog(sink=persist.sink_for(name)) for name in ("s1", "s2")}
         frames: dict[str, list[tuple[int, str]]] = {"s1": [], "s2": []}
         for name, log in logs.items():
-            log.subscribe(0, lambda e, name=name: frames[name].append((e.seq, e.json)))
+
+            def record(e: Event, name: str = name) -> None:
+                frames[name].append((e.seq, e.json))
+
+            log.subscribe(0, record)
         logs["s1"].append("agent_message_chunk", text="saved")
         await until(lambda: logs["s1"].last_seq == 1)
         persist.require_writable()  # nothing failed yet
@@ -299,4 +303,4 @@ def test_failing_commits_degrade_tell_live_clients_once_and_recover_in_order(
         assert [e.seq for e in logs["s2"].since(0)] == [1, 2]
         persist.close()
 
-    asyncio.run(main())
+    await main()

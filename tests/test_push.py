@@ -3,7 +3,6 @@ checks the VAPID JWT against ``GET /api/push/key`` and decrypts every push (test
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(delivery, "RETRY_DELAYS", (0.05, 0.1))
 
 
-def run(tmp_path: Path, body: Body, **overrides: Any) -> None:
+async def run(tmp_path: Path, body: Body, **overrides: Any) -> None:
     """``body(api, workspace, push_service)`` with one subscriber already subscribed (bearer)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
@@ -45,7 +44,7 @@ def run(tmp_path: Path, body: Body, **overrides: Any) -> None:
                 key.append((await api.call("GET", "/api/push/key")).body["public_key"])
                 await body(api, workspace, push)
 
-    asyncio.run(main())
+    await main()
 
 
 async def subscribe(api: Api, push: PushService, name: str = "phone") -> dict[str, Any]:
@@ -69,7 +68,7 @@ def only(push: PushService, kind: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_permission_push_has_allow_once_and_deny(tmp_path: Path) -> None:
+async def test_permission_push_has_allow_once_and_deny(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path, push: PushService) -> None:
         await subscribe(api, push)
         sid = (await api.create(ws, title="Fix the build"))["id"]
@@ -98,10 +97,10 @@ def test_permission_push_has_allow_once_and_deny(tmp_path: Path) -> None:
         assert "allowed proceed_once" in done["body"] and done["actions"] == [] and done["request_id"] is None
         assert push.received[1].headers["Urgency"] == "normal"
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_shell_and_plan_requests_never_offer_an_always_option(tmp_path: Path) -> None:
+async def test_shell_and_plan_requests_never_offer_an_always_option(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path, push: PushService) -> None:
         await subscribe(api, push)
         sid = (await api.create(ws))["id"]
@@ -125,10 +124,10 @@ def test_shell_and_plan_requests_never_offer_an_always_option(tmp_path: Path) ->
         # proceed_once ("manually approve edits"), not restore_previous nor proceed_always
         assert [a["action"] for a in plan["actions"]] == ["proceed_once", "cancel"]
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_a_question_has_no_actions_and_preview_off_hides_it(tmp_path: Path) -> None:
+async def test_a_question_has_no_actions_and_preview_off_hides_it(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path, push: PushService) -> None:
         await subscribe(api, push)
         sid = (await api.create(ws, title="db"))["id"]
@@ -139,7 +138,7 @@ def test_a_question_has_no_actions_and_preview_off_hides_it(tmp_path: Path) -> N
         assert received.payload["body"] == "Use SQLite?"
         assert received.headers["Urgency"] == "high"
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
     async def hidden(api: Api, ws: Path, push: PushService) -> None:
         await subscribe(api, push)
@@ -161,7 +160,7 @@ def test_a_question_has_no_actions_and_preview_off_hides_it(tmp_path: Path) -> N
         assert approval["body"] == "Session 'db' needs your approval" and len(approval["actions"]) == 2
         assert "secret-plans" not in json.dumps(approval)
 
-    run(tmp_path, hidden, push_preview=False)
+    await run(tmp_path, hidden, push_preview=False)
 
 
 async def prompt_answer(api: Api, sid: str, request_id: str, answers: dict[str, Any]) -> None:
@@ -170,7 +169,7 @@ async def prompt_answer(api: Api, sid: str, request_id: str, answers: dict[str, 
     assert reply.status == 200, reply.body
 
 
-def test_turn_that_failed_and_one_that_was_cancelled(tmp_path: Path) -> None:
+async def test_turn_that_failed_and_one_that_was_cancelled(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path, push: PushService) -> None:
         await subscribe(api, push)
         sid = (await api.create(ws, title="t"))["id"]
@@ -184,10 +183,10 @@ def test_turn_that_failed_and_one_that_was_cancelled(tmp_path: Path) -> None:
         assert failed.payload["kind"] == "turn_ended" and failed.payload["title"] == "t: turn failed"
         assert "the model is on fire" in failed.payload["body"]
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_a_turn_the_stop_interrupts_and_a_failed_session_are_pushed(tmp_path: Path) -> None:
+async def test_a_turn_the_stop_interrupts_and_a_failed_session_are_pushed(tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     key: list[str] = []
@@ -217,19 +216,21 @@ def test_a_turn_the_stop_interrupts_and_a_failed_session_are_pushed(tmp_path: Pa
                     if detail["state"] == "failed":
                         break
                     await prompt(api, sid, "crash")
-                    await api.wait_event(
-                        sid, lambda e, last=detail["last_seq"]: e["seq"] > last and e["type"] == "turn_ended"
-                    )
+
+                    def ended_after(e: dict[str, Any], last: int = detail["last_seq"]) -> bool:
+                        return bool(e["seq"] > last and e["type"] == "turn_ended")
+
+                    await api.wait_event(sid, ended_after)
                 await api.wait_state(sid, "failed")
                 await until(lambda: bool(only(push, "session_failed")))
                 [failed] = only(push, "session_failed")
                 assert failed["tag"] == f"{sid}:failed" and "keeps crashing" in failed["body"]
                 assert failed["title"] == "long job: session failed"
 
-    asyncio.run(main())
+    await main()
 
 
-def test_no_push_to_the_device_watching_and_one_once_it_is_hidden(tmp_path: Path) -> None:
+async def test_no_push_to_the_device_watching_and_one_once_it_is_hidden(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path, push: PushService) -> None:
         await subscribe(api, push)
         sid = (await api.create(ws))["id"]
@@ -260,10 +261,10 @@ def test_no_push_to_the_device_watching_and_one_once_it_is_hidden(tmp_path: Path
         await prompt(api, sid, "permission Write b")
         await push.wait(2)
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_gone_subscription_is_removed_and_500_is_retried(tmp_path: Path) -> None:
+async def test_gone_subscription_is_removed_and_500_is_retried(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path, push: PushService) -> None:
         flaky = await subscribe(api, push, "flaky")
         gone = await subscribe(api, push, "gone")
@@ -283,10 +284,10 @@ def test_gone_subscription_is_removed_and_500_is_retried(tmp_path: Path) -> None
         assert push.subscribers["flaky"].attempts == 6 and len(push.received) == 1
         assert (await api.call("GET", f"/api/sessions/{sid}")).body["state"] == "idle"  # the session is fine
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_test_notification(tmp_path: Path) -> None:
+async def test_test_notification(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path, push: PushService) -> None:
         sub = await subscribe(api, push)
         reply = await api.call("POST", "/api/push/test")
@@ -300,10 +301,10 @@ def test_test_notification(tmp_path: Path) -> None:
         assert missing.status == 404 and missing.body["error"]["code"] == "subscription_not_found"
         assert (await api.call("POST", "/api/push/test", {"colour": 1})).status == 400
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_key_file_is_private_and_stable(tmp_path: Path, isolated_home: Path) -> None:
+async def test_key_file_is_private_and_stable(tmp_path: Path, isolated_home: Path) -> None:
     settings = fake_settings(tmp_path)
     keys: list[str] = []
 
@@ -314,7 +315,7 @@ def test_key_file_is_private_and_stable(tmp_path: Path, isolated_home: Path) -> 
                 assert reply.status == 200
                 keys.append(reply.body["public_key"])
 
-    asyncio.run(main())
+    await main()
     path = settings.paths.vapid_key_file
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().startswith("-----BEGIN PRIVATE KEY-----")
@@ -323,7 +324,7 @@ def test_key_file_is_private_and_stable(tmp_path: Path, isolated_home: Path) -> 
 
 
 @pytest.mark.usefixtures("daemon_reaper")
-def test_a_turn_a_crash_cut_off_is_pushed_once_the_daemon_is_back(
+async def test_a_turn_a_crash_cut_off_is_pushed_once_the_daemon_is_back(
     tmp_path: Path, paths: Paths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QWEN_DAEMON_PUSH_INSECURE_ENDPOINTS", "1")
@@ -351,4 +352,4 @@ def test_a_turn_a_crash_cut_off_is_pushed_once_the_daemon_is_back(
                 await second.call("POST", "/api/stop")
                 wait_dead(second.pid)
 
-    asyncio.run(main())
+    await main()

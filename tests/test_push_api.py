@@ -3,7 +3,6 @@ and a revoked device's subscriptions going with it."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ def assert_400(reply: Any, words: str) -> None:
     assert words in reply.body["error"]["message"], reply.body
 
 
-def test_validation(tmp_path: Path) -> None:
+async def test_validation(tmp_path: Path) -> None:
     good = sample()
     point, auth = good["keys"]["p256dh"], good["keys"]["auth"]
     cases = [
@@ -63,10 +62,10 @@ def test_validation(tmp_path: Path) -> None:
         unauthorized = await api.call("POST", "/api/push/subscriptions", good, token=None)
         assert unauthorized.status == 401
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_create_replace_list_delete(tmp_path: Path) -> None:
+async def test_create_replace_list_delete(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         first = sample()
         created = await api.call("POST", "/api/push/subscriptions", {**first, "expirationTime": 1.7e12})
@@ -111,10 +110,10 @@ def test_create_replace_list_delete(tmp_path: Path) -> None:
         assert missing.status == 404 and missing.body["error"]["code"] == "subscription_not_found"
         assert len((await api.call("GET", "/api/push/subscriptions")).body["subscriptions"]) == 1
 
-    serve(tmp_path, body, push_insecure_endpoints=True)
+    await serve(tmp_path, body, push_insecure_endpoints=True)
 
 
-def test_the_cap_gives_429(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_cap_gives_429(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subscriptions, "MAX_SUBSCRIPTIONS", 2)
 
     async def body(api: Api, ws: Path) -> None:
@@ -127,10 +126,10 @@ def test_the_cap_gives_429(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         # an existing endpoint may still be refreshed at the cap
         assert (await api.call("POST", "/api/push/subscriptions", sample("https://p.net/1"))).status == 200
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_revoking_a_device_removes_its_subscriptions_for_good(tmp_path: Path) -> None:
+async def test_revoking_a_device_removes_its_subscriptions_for_good(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path)
 
     async def main() -> None:
@@ -152,7 +151,7 @@ def test_revoking_a_device_removes_its_subscriptions_for_good(tmp_path: Path) ->
             # "current": made with the credential asking (the bearer token is no device)
             assert {s["id"] for s in listed if s["current"]} == {bearer.id}
 
-    asyncio.run(main())
+    await main()
 
 
 def keys() -> tuple[str, str, None]:

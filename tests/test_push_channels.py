@@ -4,7 +4,6 @@ a loopback HTTP server, with the same retry rules as Web Push."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ def test_bad_notify_entries_name_what_is_wrong(paths: Paths, text: str, words: s
     assert words in str(caught.value) and str(paths.config_file) in str(caught.value)
 
 
-def run(tmp_path: Path, body: Any, channels: Any, **overrides: Any) -> None:
+async def run(tmp_path: Path, body: Any, channels: Any, **overrides: Any) -> None:
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
 
@@ -75,10 +74,12 @@ def run(tmp_path: Path, body: Any, channels: Any, **overrides: Any) -> None:
             async with running_daemon(settings) as api:
                 await body(api, workspace, hooks)
 
-    asyncio.run(main())
+    await main()
 
 
-def test_webhook_and_ntfy_get_the_permission_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_webhook_and_ntfy_get_the_permission_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(delivery, "RETRY_DELAYS", (0.05, 0.1))
 
     def channels(hooks: HookServer) -> tuple[Channel, ...]:
@@ -105,10 +106,10 @@ def test_webhook_and_ntfy_get_the_permission_request(tmp_path: Path, monkeypatch
         assert "Caf" in ntfy.headers["Title"]  # non-ASCII: an RFC 2047 word ntfy decodes
         assert ntfy.body.decode() == "Session 'Café build' needs your approval"  # preview = false
 
-    run(tmp_path, body, channels)
+    await run(tmp_path, body, channels)
 
 
-def test_channels_use_public_url_and_stay_quiet_while_watched(tmp_path: Path) -> None:
+async def test_channels_use_public_url_and_stay_quiet_while_watched(tmp_path: Path) -> None:
     def channels(hooks: HookServer) -> tuple[Channel, ...]:
         return (Channel("ntfy", hooks.url("topic")),)
 
@@ -130,4 +131,4 @@ def test_channels_use_public_url_and_stay_quiet_while_watched(tmp_path: Path) ->
         )
         assert told.body.decode() == "done now"
 
-    run(tmp_path, body, channels, public_url="https://phone.example.ts.net")
+    await run(tmp_path, body, channels, public_url="https://phone.example.ts.net")

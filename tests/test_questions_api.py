@@ -18,7 +18,7 @@ from qwen_daemon.client import read_token
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.openapi import document
-from tests.support.daemon import Api, ThreadedDaemon, fake_settings, serve
+from tests.support.daemon import Api, DaemonThread, fake_settings, serve
 from tests.support.probe import cli, get_json, poll, start_daemon
 
 pytestmark = pytest.mark.timeout(90)
@@ -80,7 +80,7 @@ async def asked(api: Api, sid: str, script: str) -> dict[str, Any]:
     return dict(pending)
 
 
-def test_a_question_is_shown_checked_and_forwarded(tmp_path: Path) -> None:
+async def test_a_question_is_shown_checked_and_forwarded(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         pending = await asked(api, sid, ASK)
@@ -122,10 +122,10 @@ def test_a_question_is_shown_checked_and_forwarded(tmp_path: Path) -> None:
             "**DB**: SQLite\n**Features**: Auth, my own feature"
         )
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_answers_on_a_request_without_questions_are_refused(tmp_path: Path) -> None:
+async def test_answers_on_a_request_without_questions_are_refused(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         pending = await asked(api, sid, "permission Write notes.txt")
@@ -136,10 +136,10 @@ def test_answers_on_a_request_without_questions_are_refused(tmp_path: Path) -> N
         assert (await api.call("POST", url, {"option_id": "proceed_once", "answers": {}})).status == 200
         await api.wait_state(sid, "idle")
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_a_plan_approval_carries_the_plan_and_its_mode_change(tmp_path: Path) -> None:
+async def test_a_plan_approval_carries_the_plan_and_its_mode_change(tmp_path: Path) -> None:
     """Qwen Code switches modes itself when a plan is approved or edits are allowed for good; the
     stream shows it as a mode change and the session's mode follows."""
     plan = "# Plan\n\n1. Write `notes.txt`\n2. Run the tests"
@@ -179,10 +179,10 @@ def test_a_plan_approval_carries_the_plan_and_its_mode_change(tmp_path: Path) ->
         assert last[0]["update"] == {"sessionUpdate": "current_mode_update", "currentModeId": "auto-edit"}
         assert last[1]["update"]["method"] == "qwen/notify/session/mode-update"
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_answers_over_the_websocket(tmp_path: Path) -> None:
+async def test_answers_over_the_websocket(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         pending = await asked(api, sid, "question Ship it?")
@@ -196,14 +196,15 @@ def test_answers_over_the_websocket(tmp_path: Path) -> None:
         await conn.until(lambda f: f.get("type") == "turn_ended")
         assert said(await api.events(sid)) == 'answers: {"0": "No"}'
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
 @pytest.mark.usefixtures("daemon_reaper")
 def test_cli_answers_a_question(tmp_path: Path, paths: Paths) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    with ThreadedDaemon(fake_settings(tmp_path)) as daemon:
+    with DaemonThread(fake_settings(tmp_path)) as served:
+        daemon = served.daemon
         base, token = f"http://127.0.0.1:{daemon.port}/api/sessions", read_token(paths)
         sid = get_json(base, token=token, body={"cwd": str(workspace)}, timeout=30)["id"]
         get_json(f"{base}/{sid}/prompt", token=token, body={"text": ASK})

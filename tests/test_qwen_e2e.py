@@ -20,17 +20,17 @@ from qwen_daemon.agents.credentials import HINT, find_credentials
 from qwen_daemon.agents.registry import pinned_qwen_cli
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import Api, running_daemon
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai, text, write_file
+from tests.support.fake_openai import FakeOpenAI, serving_fake_openai, text, write_file
 from tests.support.qwen import AGENT_ENV, prepare_qwen_home
 
 pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def fake_llm(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+async def fake_llm(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     if not pinned_qwen_cli().is_file():
         pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
-    with running_fake_openai() as fake:
+    async with serving_fake_openai() as fake:  # on the test's loop: the tests only await
         env = prepare_qwen_home(isolated_home, fake.base_url)
         for name in AGENT_ENV:
             monkeypatch.setenv(name, env[name])
@@ -67,7 +67,7 @@ async def answer_permission(api: Api, sid: str, after: int, option: str) -> dict
     return request
 
 
-def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
     allowed, rejected = workspace / "allowed.txt", workspace / "rejected.txt"
@@ -113,10 +113,10 @@ def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpe
         with pytest.raises(ProcessLookupError):
             os.killpg(agent_pid, 0)  # the whole agent process group is gone after shutdown
 
-    asyncio.run(main())
+    await main()
 
 
-def test_real_qwen_without_credentials_is_a_clear_error(tmp_path: Path, isolated_home: Path) -> None:
+async def test_real_qwen_without_credentials_is_a_clear_error(tmp_path: Path, isolated_home: Path) -> None:
     if not pinned_qwen_cli().is_file():
         pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
     workspace = tmp_path / "project"
@@ -137,10 +137,10 @@ def test_real_qwen_without_credentials_is_a_clear_error(tmp_path: Path, isolated
             assert any(e["type"] == "error" and e["message"] == message for e in events)
             assert (await api.call("GET", "/health")).status == 200
 
-    asyncio.run(main())
+    await main()
 
 
-def test_real_qwen_conversation_survives_a_daemon_restart(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_real_qwen_conversation_survives_a_daemon_restart(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
     settings = Settings(paths=Paths.from_platform(), port=0)
@@ -175,10 +175,10 @@ def test_real_qwen_conversation_survives_a_daemon_restart(tmp_path: Path, fake_l
         sent = json.dumps(last["messages"])
         assert "PAPAYA-7391" in sent and "Which word did I ask you to remember?" in sent
 
-    asyncio.run(main())
+    await main()
 
 
-def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
 
@@ -205,10 +205,10 @@ def test_real_qwen_killed_mid_turn_recovers(tmp_path: Path, fake_llm: FakeOpenAI
         sent = json.dumps(fake_llm.main_requests[-1]["messages"])
         assert "MANGO-2207" in sent  # the restarted agent restored the conversation
 
-    asyncio.run(main())
+    await main()
 
 
-def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     """Qwen Code's own modes, chosen per session; a closed workspace's agent serves the next one,
     and an agent warmed on demand serves the first session in its workspace."""
     workspace = tmp_path / "project"
@@ -246,7 +246,7 @@ def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: 
             assert manager.get(there["id"]).host.pid == warm.body["pid"]
             assert there["state"] == "idle"
 
-    asyncio.run(main())
+    await main()
 
 
 def group_alive(pgid: int) -> bool:
@@ -257,7 +257,7 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def test_real_qwen_idle_agent_sleeps_and_wakes_with_its_conversation_and_mode(
+async def test_real_qwen_idle_agent_sleeps_and_wakes_with_its_conversation_and_mode(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     """Walking away must not close the session (issue 13). With a short agent_idle_timeout Qwen
@@ -304,4 +304,4 @@ def test_real_qwen_idle_agent_sleeps_and_wakes_with_its_conversation_and_mode(
         sent = json.dumps(fake_llm.main_requests[-1]["messages"])
         assert "KIWI-4411 for later" in sent and "Which word did I ask you to remember?" in sent
 
-    asyncio.run(main())
+    await main()

@@ -5,8 +5,7 @@ it streams, which permission options it sends, how it stops). This test keeps th
 true for the pinned version, end to end, with no network: if an upgrade changes one of them,
 this fails before the daemon does.
 
-It runs plain ``asyncio.run`` inside synchronous tests (no pytest-asyncio); the fake server
-runs in its own thread.
+The tests are ``async def`` on pytest-asyncio's loop, the fake server on the same loop.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from acp import RequestError, schema
 from acp.client.connection import ClientSideConnection
 
 from tests.support import fake_openai
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI, serving_fake_openai
 from tests.support.qwen import (
     CLI_OVERRIDE_ENV,
     QWEN_VERSION,
@@ -270,7 +269,9 @@ def _no_logged_problems(caplog: pytest.LogCaptureFixture) -> None:
     assert problems == []
 
 
-def test_session_new_without_credentials_fails(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_session_new_without_credentials_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """No settings and no OPENAI_* env: session/new must fail with a message a user can act on."""
     assert CLI is not None
     home, workspace = tmp_path / "home", tmp_path / "ws"
@@ -286,7 +287,7 @@ def test_session_new_without_credentials_fails(tmp_path: Path, caplog: pytest.Lo
             assert "Authentication required" in str(info.value)
             await stop_agent(agent)
 
-    asyncio.run(run())
+    await run()
     _no_logged_problems(caplog)
 
 
@@ -303,7 +304,9 @@ def _check_tools_schema(fake: FakeOpenAI) -> None:
     assert main[0]["stream_options"] == {"include_usage": True}
 
 
-def test_prompt_stream_and_permissioned_writes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_prompt_stream_and_permissioned_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Text streams as chunks; write_file asks permission; proceed_once writes, cancel does not."""
     assert CLI is not None
     home, workspace = tmp_path / "home", tmp_path / "ws"
@@ -312,7 +315,7 @@ def test_prompt_stream_and_permissioned_writes(tmp_path: Path, caplog: pytest.Lo
     timings: dict[str, float] = {}
     ext_calls: list[tuple[str, str]] = []
 
-    with running_fake_openai() as fake:
+    async with serving_fake_openai() as fake:
         env = prepare_qwen_home(home, fake.base_url)
 
         async def run() -> None:
@@ -390,7 +393,7 @@ def test_prompt_stream_and_permissioned_writes(tmp_path: Path, caplog: pytest.Lo
                 timings["stop"] = await stop_agent(agent)
                 ext_calls.extend(client.ext_calls)
 
-        asyncio.run(run())
+        await run()
         _check_tools_schema(fake)
         # The settings from prepare_qwen_home switch every hidden LLM call off.
         assert fake.side_requests == []

@@ -8,7 +8,6 @@ agent sends the recorded shapes, but only the real agent proves the options are 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ __all__ = ["fake_llm"]  # the fixture, used by name
 pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
 
 
-def test_real_qwen_requests_are_pushed_and_allow_once_answers_them(
+async def test_real_qwen_requests_are_pushed_and_allow_once_answers_them(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     workspace = tmp_path / "project"
@@ -70,4 +69,4 @@ def test_real_qwen_requests_are_pushed_and_allow_once_answers_them(
                 assert "Which database?" in question["body"]
                 await api.call("POST", f"/api/sessions/{sid}/cancel", {})
 
-    asyncio.run(main())
+    await main()

@@ -8,7 +8,6 @@ tool result Qwen Code sends it after the user's answer.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from qwen_daemon.agents.registry import pinned_qwen_cli
 from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import Api, running_daemon
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai, text, tool_call, write_file
+from tests.support.fake_openai import FakeOpenAI, serving_fake_openai, text, tool_call, write_file
 from tests.support.qwen import AGENT_ENV, prepare_qwen_home
 
 pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
@@ -49,10 +48,10 @@ QUESTIONS = {
 
 
 @pytest.fixture
-def fake_llm(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+async def fake_llm(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     if not pinned_qwen_cli().is_file():
         pytest.fail(f"the pinned Qwen Code is not installed at {pinned_qwen_cli()}; run `make install`")
-    with running_fake_openai() as fake:
+    async with serving_fake_openai() as fake:  # on the test's loop: the tests only await
         env = prepare_qwen_home(isolated_home, fake.base_url)
         for name in AGENT_ENV:
             monkeypatch.setenv(name, env[name])
@@ -99,7 +98,7 @@ def mode_changes(events: list[dict[str, Any]], after: int) -> list[str]:
     ]
 
 
-def test_real_qwen_question_answered_through_the_api_reaches_the_model(
+async def test_real_qwen_question_answered_through_the_api_reaches_the_model(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     workspace = tmp_path / "project"
@@ -158,10 +157,10 @@ def test_real_qwen_question_answered_through_the_api_reaches_the_model(
             assert (await api.call("GET", f"/api/sessions/{sid}")).body["mode"] == "auto-edit"
             assert (workspace / "notes.txt").read_text() == "hi\n"
 
-    asyncio.run(main())
+    await main()
 
 
-def test_real_qwen_plan_exit_shows_the_plan(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_real_qwen_plan_exit_shows_the_plan(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
     plan = "# Plan\n\n1. Add `notes.txt`\n2. Run the **tests**\n"
@@ -190,4 +189,4 @@ def test_real_qwen_plan_exit_shows_the_plan(tmp_path: Path, fake_llm: FakeOpenAI
             assert (await api.call("GET", f"/api/sessions/{sid}")).body["mode"] == "auto-edit"
             assert tool_result(fake_llm, "call_plan").startswith("User approved")
 
-    asyncio.run(main())
+    await main()

@@ -28,8 +28,8 @@ def fixture() -> dict[str, Any]:
 
 
 @pytest.mark.qwen
-def test_real_qwen_still_sends_the_recorded_shapes() -> None:
-    recorded, fresh = fixture(), record_fixture()
+async def test_real_qwen_still_sends_the_recorded_shapes() -> None:
+    recorded, fresh = fixture(), await record_fixture()
     changes = drift(signature(recorded), signature(fresh))
     assert changes == [], "Qwen Code's permission requests changed shape:\n" + "\n".join(changes)
     for name, scenario in fresh["scenarios"].items():

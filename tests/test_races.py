@@ -52,12 +52,12 @@ def workspaces(tmp_path: Path) -> tuple[Path, Path]:
     return first, second
 
 
-def run(tmp_path: Path, command: tuple[str, ...], body: Any, **overrides: Any) -> None:
+async def run(tmp_path: Path, command: tuple[str, ...], body: Any, **overrides: Any) -> None:
     async def main() -> None:
         async with running_daemon(fake_settings(tmp_path, agent_cmd=command, **overrides)) as api:
             await body(api)
 
-    asyncio.run(main())
+    await main()
 
 
 def being_stopped(host: AgentHost) -> bool:
@@ -70,7 +70,7 @@ def kinds(events: list[dict[str, Any]]) -> list[tuple[str, Any]]:
 
 
 @pytest.mark.parametrize("spares", [0, 1])
-def test_a_session_deleted_while_it_starts_stays_deleted(tmp_path: Path, spares: int) -> None:
+async def test_a_session_deleted_while_it_starts_stays_deleted(tmp_path: Path, spares: int) -> None:
     """It came back: its start moved it from closed to idle (201 for a deleted session), and its
     row was written again after the delete, so it was listed after a restart."""
     agents = Agents(tmp_path)
@@ -92,10 +92,10 @@ def test_a_session_deleted_while_it_starts_stays_deleted(tmp_path: Path, spares:
         for host in [*manager.pool.hosts.values(), *manager.pool.spares.values()]:
             assert host._sinks == {}, "nothing is routed to the deleted session"
 
-    run(tmp_path, agents.command(gated=True), body, spare_agents=spares)
+    await run(tmp_path, agents.command(gated=True), body, spare_agents=spares)
 
 
-def test_a_daemon_stopped_while_a_session_starts_keeps_no_half_made_session(tmp_path: Path) -> None:
+async def test_a_daemon_stopped_while_a_session_starts_keeps_no_half_made_session(tmp_path: Path) -> None:
     """The client is told to create it again once the daemon is back; it used to find a failed
     one listed besides."""
     agents = Agents(tmp_path)
@@ -110,7 +110,7 @@ def test_a_daemon_stopped_while_a_session_starts_keeps_no_half_made_session(tmp_
             await creating
         assert agents.running() == []
 
-    run(tmp_path, agents.command(gated=True), body)
+    await run(tmp_path, agents.command(gated=True), body)
     store = Store(fake_settings(tmp_path).paths.database)
     try:
         assert store.sessions() == []
@@ -118,7 +118,7 @@ def test_a_daemon_stopped_while_a_session_starts_keeps_no_half_made_session(tmp_
         store.close()
 
 
-def test_a_prompt_while_its_agent_is_put_to_sleep_restarts_it(
+async def test_a_prompt_while_its_agent_is_put_to_sleep_restarts_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The prompt went to the agent being stopped and failed ("the agent went away"), and the
@@ -143,11 +143,11 @@ def test_a_prompt_while_its_agent_is_put_to_sleep_restarts_it(
         assert session.host.running and session.host.pid != old
         assert agents.running() == [session.host.pid]
 
-    run(tmp_path, agents.command(slow_stop=True), body, agent_idle_timeout=600.0, spare_agents=0)
+    await run(tmp_path, agents.command(slow_stop=True), body, agent_idle_timeout=600.0, spare_agents=0)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
-def test_the_reaper_judges_each_agent_just_before_letting_it_go(tmp_path: Path) -> None:
+async def test_the_reaper_judges_each_agent_just_before_letting_it_go(tmp_path: Path) -> None:
     """Decided from a list made before the first (slow) stop, an agent whose turn started
     meanwhile was stopped under it."""
     agents = Agents(tmp_path)
@@ -166,10 +166,10 @@ def test_the_reaper_judges_each_agent_just_before_letting_it_go(tmp_path: Path) 
         assert third.host.running and third.state == "running"
         await api.call("POST", f"/api/sessions/{third.id}/cancel")
 
-    run(tmp_path, agents.command(slow_stop=True), body, agent_idle_timeout=600.0)
+    await run(tmp_path, agents.command(slow_stop=True), body, agent_idle_timeout=600.0)
 
 
-def test_a_spare_taken_while_the_reaper_stops_spares_does_not_kill_the_reaper(
+async def test_a_spare_taken_while_the_reaper_stops_spares_does_not_kill_the_reaper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Memory runs short and the reaper stops every spare, slowly; a session takes one meanwhile.
@@ -191,11 +191,11 @@ def test_a_spare_taken_while_the_reaper_stops_spares_does_not_kill_the_reaper(
         await reaping_spares
         assert manager.get(session["id"]).host.running
 
-    run(tmp_path, agents.command(slow_stop=True), body, spare_agents=2)
+    await run(tmp_path, agents.command(slow_stop=True), body, spare_agents=2)
     assert agents.running() == []
 
 
-def test_a_request_the_stop_cuts_short_is_told_so(tmp_path: Path) -> None:
+async def test_a_request_the_stop_cuts_short_is_told_so(tmp_path: Path) -> None:
     """A mode switch waiting for its agent to restart when the daemon stops: 503 shutting_down
     (it was 502 'the agent went away', which reads like a broken agent)."""
     agents = Agents(tmp_path)
@@ -217,4 +217,4 @@ def test_a_request_the_stop_cuts_short_is_told_so(tmp_path: Path) -> None:
         await api.daemon.wait_stopped()
         assert agents.running() == []
 
-    run(tmp_path, agents.command(gated=True), body)
+    await run(tmp_path, agents.command(gated=True), body)

@@ -46,7 +46,7 @@ async def finish(api: Api, sid: str, after: int) -> dict[str, Any]:
     return ended
 
 
-def test_graceful_restart_keeps_everything_and_restores_the_agent_session(
+async def test_graceful_restart_keeps_everything_and_restores_the_agent_session(
     tmp_path: Path, history_dir: Path
 ) -> None:
     workspace = tmp_path / "ws"
@@ -84,7 +84,7 @@ def test_graceful_restart_keeps_everything_and_restores_the_agent_session(
             hello = await hello_ws.recv()
             assert hello is not None and hello["instance_id"] == api.daemon.instance_id
 
-    asyncio.run(main())
+    await main()
 
 
 # --- a daemon process we can kill -9 -------------------------------------------------------------
@@ -159,7 +159,7 @@ def kill9(proc: Proc) -> None:
     wait_dead(proc.pid)
 
 
-def test_kill_9_mid_stream_loses_nothing_a_client_saw(
+async def test_kill_9_mid_stream_loses_nothing_a_client_saw(
     tmp_path: Path, paths: Paths, history_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_AGENT_SPAWN_CHILD", "1")
@@ -175,7 +175,9 @@ def test_kill_9_mid_stream_loses_nothing_a_client_saw(
             await conn.write_message(json.dumps({"type": "prompt", "text": "stream 5000 2"}))
             seen: list[dict[str, Any]] = []
             while len([f for f in seen if f.get("type") == "agent_message_chunk"]) < 200:
-                frame = json.loads(await asyncio.wait_for(conn.read_message(), 20))
+                message = await asyncio.wait_for(conn.read_message(), 20)
+                assert message is not None, "the daemon closed the connection"
+                frame = json.loads(message)
                 if "seq" in frame:
                     seen.append(frame)
             kill9(first)
@@ -206,10 +208,10 @@ def test_kill_9_mid_stream_loses_nothing_a_client_saw(
             await second.call("POST", "/api/stop")
             wait_dead(second.pid)
 
-    asyncio.run(main())
+    await main()
 
 
-def test_permission_pending_at_a_crash_expires(tmp_path: Path, paths: Paths, history_dir: Path) -> None:
+async def test_permission_pending_at_a_crash_expires(tmp_path: Path, paths: Paths, history_dir: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
@@ -235,10 +237,10 @@ def test_permission_pending_at_a_crash_expires(tmp_path: Path, paths: Paths, his
             await second.call("POST", "/api/stop")
             wait_dead(second.pid)
 
-    asyncio.run(main())
+    await main()
 
 
-def test_idle_agents_sleep_and_wake_transparently(tmp_path: Path, history_dir: Path) -> None:
+async def test_idle_agents_sleep_and_wake_transparently(tmp_path: Path, history_dir: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
@@ -260,10 +262,10 @@ def test_idle_agents_sleep_and_wake_transparently(tmp_path: Path, history_dir: P
             new = [e for e in await api.events(sid) if e["seq"] > last]
             assert texts(new) == "after waking" and not any(e["type"] == "error" for e in new)
 
-    asyncio.run(main())
+    await main()
 
 
-def test_prune_removes_old_closed_sessions_only(tmp_path: Path) -> None:
+async def test_prune_removes_old_closed_sessions_only(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
@@ -290,7 +292,7 @@ def test_prune_removes_old_closed_sessions_only(tmp_path: Path) -> None:
             assert (await api.call("GET", f"/api/sessions/{closed}")).status == 404
             assert (await api.call("GET", f"/api/sessions/{kept}")).status == 200
 
-    asyncio.run(main())
+    await main()
 
 
 def test_damaged_database_is_moved_aside_and_the_daemon_starts(paths: Paths) -> None:

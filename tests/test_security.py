@@ -23,7 +23,7 @@ from tests.support.probe import cli, start_daemon, until
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_token_rotation_revokes_the_old_token_and_its_connections(tmp_path: Path) -> None:
+async def test_token_rotation_revokes_the_old_token_and_its_connections(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         old = api.daemon.token
@@ -44,7 +44,7 @@ def test_token_rotation_revokes_the_old_token_and_its_connections(tmp_path: Path
         ok = await api.call("GET", f"/api/sessions/{sid}", token=new)
         assert ok.status == 200 and ok.body["last_seq"] == before  # nothing was sent to the agent
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
 def test_cli_token_rotate_without_a_daemon(paths: Paths) -> None:
@@ -59,7 +59,7 @@ def test_cli_token_rotate_without_a_daemon(paths: Paths) -> None:
     assert stat.S_IMODE(paths.token_file.stat().st_mode) == 0o600
 
 
-def test_oversized_websocket_frame_is_refused_with_1009(tmp_path: Path) -> None:
+async def test_oversized_websocket_frame_is_refused_with_1009(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         client = await api.ws(sid)
@@ -72,10 +72,10 @@ def test_oversized_websocket_frame_is_refused_with_1009(tmp_path: Path) -> None:
         after = (await api.call("GET", f"/api/sessions/{sid}")).body
         assert after["last_seq"] == before and after["state"] == "idle"  # no prompt reached the agent
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_too_many_clients_on_one_session_get_429(tmp_path: Path) -> None:
+async def test_too_many_clients_on_one_session_get_429(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         for _ in range(MAX_CLIENTS_PER_SESSION):
@@ -84,10 +84,10 @@ def test_too_many_clients_on_one_session_get_429(tmp_path: Path) -> None:
             await api.ws(sid)
         assert info.value.code == 429
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_too_open_permissions_are_repaired_at_start(
+async def test_too_open_permissions_are_repaired_at_start(
     tmp_path: Path, paths: Paths, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The daemon's own directories and files are made private again; the token is not among
@@ -103,14 +103,14 @@ def test_too_open_permissions_are_repaired_at_start(
             async with running_daemon(fake_settings(tmp_path, paths=paths)):
                 pass
 
-    asyncio.run(main())
+    await main()
     assert stat.S_IMODE(paths.config_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(paths.state_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(paths.start_flags_file.stat().st_mode) == 0o600
     assert "mode 0644" in caplog.text and "mode 0755" in caplog.text
 
 
-def test_token_never_in_logs_or_process_arguments(paths: Paths, tmp_path: Path) -> None:
+async def test_token_never_in_logs_or_process_arguments(paths: Paths, tmp_path: Path) -> None:
     start_daemon()
     info = read_discovery(paths)
     assert info is not None
@@ -131,7 +131,7 @@ def test_token_never_in_logs_or_process_arguments(paths: Paths, tmp_path: Path) 
             )
             http.close()
 
-        asyncio.run(traffic())
+        await traffic()
         for pid in [info.pid, *_children(info.pid)]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             assert token.encode() not in cmdline
@@ -204,7 +204,7 @@ def test_tls_serves_https_and_the_cli_still_works(paths: Paths, tmp_path: Path) 
         assert cli("stop").returncode == 0
 
 
-def test_configured_host_names_are_served_and_others_refused(tmp_path: Path) -> None:
+async def test_configured_host_names_are_served_and_others_refused(tmp_path: Path) -> None:
     async def main() -> None:
         settings = fake_settings(tmp_path, allowed_hosts=("tunnel.example",))
         async with running_daemon(settings) as api:
@@ -215,10 +215,10 @@ def test_configured_host_names_are_served_and_others_refused(tmp_path: Path) -> 
             rebinding = await api.call("GET", "/health", headers={"Host": "attacker.example:7861"})
             assert rebinding.status == 403
 
-    asyncio.run(main())
+    await main()
 
 
-def test_oversized_body_gets_413_and_changes_nothing(tmp_path: Path) -> None:
+async def test_oversized_body_gets_413_and_changes_nothing(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
@@ -229,10 +229,10 @@ def test_oversized_body_gets_413_and_changes_nothing(tmp_path: Path) -> None:
         assert too_long.status == 400 and "longer than" in too_long.body["error"]["message"]
         assert (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"] == before
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_failed_logins_are_throttled_without_locking_out_the_real_token(tmp_path: Path) -> None:
+async def test_failed_logins_are_throttled_without_locking_out_the_real_token(tmp_path: Path) -> None:
     from qwen_daemon.server.throttle import MAX_FAILURES
 
     async def body(api: Api, ws: Path) -> None:
@@ -246,10 +246,10 @@ def test_failed_logins_are_throttled_without_locking_out_the_real_token(tmp_path
         assert throttled.status == 429 and int(throttled.headers["Retry-After"]) >= 1
         assert (await api.call("GET", "/api/sessions")).status == 200  # the right token still works
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_cross_site_text_plain_post_cannot_act(tmp_path: Path) -> None:
+async def test_cross_site_text_plain_post_cannot_act(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
@@ -273,10 +273,10 @@ def test_cross_site_text_plain_post_cannot_act(tmp_path: Path) -> None:
         after = (await api.call("GET", f"/api/sessions/{sid}")).body
         assert after["last_seq"] == before and after["state"] == "idle"
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
+async def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Connections that send nothing used to pile up until the descriptors ran out; accept() then
@@ -313,7 +313,7 @@ def test_idle_connections_are_capped_and_cannot_starve_the_daemon(
         for _reader, idle_writer in [*idle, (reader, writer)]:
             idle_writer.close()
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
     refusals = [r for r in caplog.records if "connections are open" in r.getMessage()]
     assert len(refusals) == 1, "one line per minute, not one per closed connection"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -76,16 +76,12 @@ async def serve(**flags: Any) -> AsyncIterator[tuple[Daemon, Fetch]]:
         await daemon.shutdown()
 
 
-def run(coro: Awaitable[None]) -> None:
-    asyncio.run(coro)  # type: ignore[arg-type]
-
-
 def body(resp: tornado.httpclient.HTTPResponse) -> Any:
     assert resp.headers["Content-Type"].startswith("application/json")
     return json.loads(resp.body)
 
 
-def test_health_needs_no_token_and_sets_security_headers(paths: Paths) -> None:
+async def test_health_needs_no_token_and_sets_security_headers(paths: Paths) -> None:
     async def go() -> None:
         async with serve() as (daemon, fetch):
             resp = await fetch("/health", token=None)
@@ -101,10 +97,10 @@ def test_health_needs_no_token_and_sets_security_headers(paths: Paths) -> None:
             assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
             assert "Server" not in resp.headers
 
-    run(go())
+    await go()
 
 
-def test_auth_is_deny_by_default() -> None:
+async def test_auth_is_deny_by_default() -> None:
     async def go() -> None:
         async with serve() as (daemon, fetch):
             for token in (None, "wrong", daemon.token + "x", daemon.token[:-1]):
@@ -117,10 +113,10 @@ def test_auth_is_deny_by_default() -> None:
             assert resp.code == 401
             assert not daemon.stopping
 
-    run(go())
+    await go()
 
 
-def test_wrong_method_is_json_405() -> None:
+async def test_wrong_method_is_json_405() -> None:
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             for method in ("GET", "PUT", "DELETE", "OPTIONS"):
@@ -131,10 +127,10 @@ def test_wrong_method_is_json_405() -> None:
             resp = await fetch("/health", method="POST", body="{}", token=None)
             assert resp.code == 405
 
-    run(go())
+    await go()
 
 
-def test_unknown_route_is_json_404() -> None:
+async def test_unknown_route_is_json_404() -> None:
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             resp = await fetch("/no/such/thing")
@@ -143,10 +139,10 @@ def test_unknown_route_is_json_404() -> None:
                 "error": {"code": "not_found", "message": "no such endpoint: /no/such/thing"}
             }
 
-    run(go())
+    await go()
 
 
-def test_an_answer_before_the_body_says_the_connection_closes() -> None:
+async def test_an_answer_before_the_body_says_the_connection_closes() -> None:
     """Tornado closes a connection whose request was answered from ``prepare`` (a 401, a 404 of
     the catch-all, …); without ``Connection: close`` a keep-alive client sent its next request
     into the closed socket and got ``RemoteDisconnected``."""
@@ -161,11 +157,11 @@ def test_an_answer_before_the_body_says_the_connection_closes() -> None:
                 assert b"\r\nConnection: close\r\n" in head, head
                 writer.close()
 
-    run(go())
+    await go()
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io", "192.168.1.9"])
-def test_forged_host_is_403(host: str) -> None:
+async def test_forged_host_is_403(host: str) -> None:
     async def go() -> None:
         async with serve() as (daemon, fetch):
             for path in ("/health", "/api/sessions"):
@@ -173,19 +169,19 @@ def test_forged_host_is_403(host: str) -> None:
                 assert resp.code == 403
                 assert body(resp)["error"]["code"] == "forbidden_host"
 
-    run(go())
+    await go()
 
 
 @pytest.mark.parametrize(
     "host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "LOCALHOST", "127.1.2.3"]
 )
-def test_loopback_hosts_are_allowed(host: str) -> None:
+async def test_loopback_hosts_are_allowed(host: str) -> None:
     async def go() -> None:
         async with serve() as (daemon, fetch):
             resp = await fetch("/health", headers={"Host": host.format(port=daemon.port)})
             assert resp.code == 200
 
-    run(go())
+    await go()
 
 
 def test_host_allowlist_rules() -> None:
@@ -200,7 +196,7 @@ def test_host_allowlist_rules() -> None:
     assert host_allowed("[::1]", "127.0.0.1") and host_allowed("localhost.", "127.0.0.1")
 
 
-def test_domain_errors_map_through_one_table() -> None:
+async def test_domain_errors_map_through_one_table() -> None:
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             for code, status in ERROR_STATUS.items():
@@ -208,10 +204,10 @@ def test_domain_errors_map_through_one_table() -> None:
                 assert resp.code == status, code
                 assert body(resp) == {"error": {"code": code, "message": f"message for {code}"}}
 
-    run(go())
+    await go()
 
 
-def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptureFixture) -> None:
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             with caplog.at_level(logging.ERROR):
@@ -221,7 +217,7 @@ def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptureFixt
             assert b"secret" not in resp.body
             assert b"Traceback" not in resp.body
 
-    run(go())
+    await go()
     assert any(r.exc_info and "secret" in str(r.exc_info[1]) for r in caplog.records)
 
 
@@ -247,7 +243,7 @@ def test_describe_error_defaults() -> None:
         ({"Content-Type": "application/json"}, b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ],
 )
-def test_json_body_validation(headers: dict[str, str], data: bytes, message: str) -> None:
+async def test_json_body_validation(headers: dict[str, str], data: bytes, message: str) -> None:
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             resp = await fetch("/test/echo", method="POST", body=data, headers=headers)
@@ -256,10 +252,10 @@ def test_json_body_validation(headers: dict[str, str], data: bytes, message: str
             assert err["code"] == "bad_request"
             assert message in err["message"]
 
-    run(go())
+    await go()
 
 
-def test_json_body_too_large_is_413() -> None:
+async def test_json_body_too_large_is_413() -> None:
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             data = b'{"a": "' + b"x" * 300_000 + b'"}'
@@ -269,10 +265,10 @@ def test_json_body_too_large_is_413() -> None:
             assert resp.code == 413
             assert body(resp)["error"]["code"] == "payload_too_large"
 
-    run(go())
+    await go()
 
 
-def test_json_body_accepts_json_objects() -> None:
+async def test_json_body_accepts_json_objects() -> None:
     async def go() -> None:
         async with serve() as (_daemon, fetch):
             for ctype in (
@@ -286,11 +282,11 @@ def test_json_body_accepts_json_objects() -> None:
                 assert resp.code == 201, ctype
                 assert body(resp) == {"got": {"a": [1, "é"]}}
 
-    run(go())
+    await go()
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "http://[::1", "x://["])
-def test_cross_site_post_is_refused(origin: str) -> None:
+async def test_cross_site_post_is_refused(origin: str) -> None:
     """An Origin Tornado cannot even parse is refused like any foreign one (it was a 500)."""
 
     async def go() -> None:
@@ -304,7 +300,7 @@ def test_cross_site_post_is_refused(origin: str) -> None:
             assert resp.code == 403
             assert body(resp)["error"]["code"] == "forbidden"
 
-    run(go())
+    await go()
 
 
 def _ws_request(daemon: Daemon, token: str | None, origin: str | None) -> tornado.httpclient.HTTPRequest:
@@ -326,7 +322,7 @@ def _ws_request(daemon: Daemon, token: str | None, origin: str | None) -> tornad
         ("", "null", 403),
     ],
 )
-def test_websocket_refusals(token: str | None, origin: str | None, status: int) -> None:
+async def test_websocket_refusals(token: str | None, origin: str | None, status: int) -> None:
     async def go() -> None:
         async with serve() as (daemon, _fetch):
             req = _ws_request(daemon, daemon.token if token == "" else token, origin)
@@ -335,11 +331,11 @@ def test_websocket_refusals(token: str | None, origin: str | None, status: int) 
             assert info.value.code == status
             assert not daemon.websockets
 
-    run(go())
+    await go()
 
 
 @pytest.mark.parametrize("origin", [None, "http://127.0.0.1:{port}"])
-def test_websocket_accepted_and_closed_on_shutdown(origin: str | None) -> None:
+async def test_websocket_accepted_and_closed_on_shutdown(origin: str | None) -> None:
     async def go() -> None:
         async with serve() as (daemon, _fetch):
             conn = await tornado.websocket.websocket_connect(_ws_request(daemon, daemon.token, origin))
@@ -352,10 +348,10 @@ def test_websocket_accepted_and_closed_on_shutdown(origin: str | None) -> None:
             assert not daemon.websockets
             conn.close()
 
-    run(go())
+    await go()
 
 
-def test_post_stop_stops_the_daemon(paths: Paths) -> None:
+async def test_post_stop_stops_the_daemon(paths: Paths) -> None:
     async def go() -> None:
         async with serve() as (daemon, fetch):
             assert paths.discovery_file.exists()
@@ -368,10 +364,10 @@ def test_post_stop_stops_the_daemon(paths: Paths) -> None:
             with pytest.raises(ConnectionRefusedError):  # nobody listens any more
                 await fetch("/health", token=None, request_timeout=5)
 
-    run(go())
+    await go()
 
 
-def test_busy_port_is_a_clear_startup_error() -> None:
+async def test_busy_port_is_a_clear_startup_error() -> None:
     async def go() -> None:
         sock, port = bind_unused_port()
         try:
@@ -381,4 +377,4 @@ def test_busy_port_is_a_clear_startup_error() -> None:
         finally:
             sock.close()
 
-    run(go())
+    await go()

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,7 +73,7 @@ def _restarted(m: UserManager, old_pid: int) -> dict[str, object] | None:
 
 
 def test_install_now_is_active_and_serving_and_reported_as_systemd(
-    manager: UserManager, record_property: pytest.RecordProperty
+    manager: UserManager, record_property: Callable[[str, object], None]
 ) -> None:
     elapsed = _install_now(manager)
     record_property("install_now_to_active_s", round(elapsed, 3))

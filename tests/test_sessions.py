@@ -50,7 +50,7 @@ def last(session: Session, kind: str) -> dict[str, Any]:
     return [e.data for e in session.events.since(0) if e.type == kind][-1]
 
 
-def run(
+async def run(
     tmp_path: Path,
     body: Callable[[SessionManager, Path], Awaitable[None]],
     env: dict[str, str] | None = None,
@@ -68,14 +68,14 @@ def run(
         finally:
             await manager.shutdown()
 
-    asyncio.run(main())
+    await main()
 
 
 async def finish_turn(session: Session) -> None:
     await until(lambda: "turn_ended" in types(session) and session.state == "idle")
 
 
-def test_prompt_streams_reply_and_ends_turn(tmp_path: Path) -> None:
+async def test_prompt_streams_reply_and_ends_turn(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws), "demo")
         assert session.state == "idle"
@@ -97,10 +97,10 @@ def test_prompt_streams_reply_and_ends_turn(tmp_path: Path) -> None:
             "idle",
         ]
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_second_prompt_is_refused_and_never_forwarded(tmp_path: Path) -> None:
+async def test_second_prompt_is_refused_and_never_forwarded(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws))
         session.prompt("sleep 300\nsay first done")
@@ -111,10 +111,10 @@ def test_second_prompt_is_refused_and_never_forwarded(tmp_path: Path) -> None:
         assert last(session, "turn_ended")["stop_reason"] == "end_turn"
         assert "first done" in text_of(session) and "second" not in text_of(session)
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_permission_allow_reject_and_errors(tmp_path: Path) -> None:
+async def test_permission_allow_reject_and_errors(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws))
         session.prompt("permission Write notes.txt")
@@ -145,10 +145,10 @@ def test_permission_allow_reject_and_errors(tmp_path: Path) -> None:
         assert last(session, "tool_call_update")["status"] == "failed"
         assert "after" not in text_of(session)
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_cancel_ends_turn_and_clears_pending_permission(tmp_path: Path) -> None:
+async def test_cancel_ends_turn_and_clears_pending_permission(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws))
         session.prompt("wait")
@@ -172,10 +172,10 @@ def test_cancel_ends_turn_and_clears_pending_permission(tmp_path: Path) -> None:
             session.answer_permission(request_id, "proceed_once")
         await session.cancel()  # nothing running: harmless
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_agent_crash_mid_turn_then_recovers(tmp_path: Path) -> None:
+async def test_agent_crash_mid_turn_then_recovers(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws))
         first_pid = session.host.pid
@@ -188,10 +188,10 @@ def test_agent_crash_mid_turn_then_recovers(tmp_path: Path) -> None:
         assert "alive again" in text_of(session)
         assert session.host.pid != first_pid
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_agent_crash_restores_the_agent_session_with_load(tmp_path: Path) -> None:
+async def test_agent_crash_restores_the_agent_session_with_load(tmp_path: Path) -> None:
     history = tmp_path / "agent-history"
     history.mkdir()
 
@@ -208,10 +208,10 @@ def test_agent_crash_restores_the_agent_session_with_load(tmp_path: Path) -> Non
         assert text_of(session).count("remembered") == 1  # the load's replay is not duplicated
         assert "back" in text_of(session)
 
-    run(tmp_path, body, env={"FAKE_AGENT_HISTORY_DIR": str(history)})
+    await run(tmp_path, body, env={"FAKE_AGENT_HISTORY_DIR": str(history)})
 
 
-def test_crash_loop_fails_the_session_instead_of_spinning(tmp_path: Path) -> None:
+async def test_crash_loop_fails_the_session_instead_of_spinning(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws))
         for turn in range(1, 4):
@@ -222,10 +222,10 @@ def test_crash_loop_fails_the_session_instead_of_spinning(tmp_path: Path) -> Non
         with pytest.raises(SessionFailed):
             session.prompt("say hi")
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_agent_error_reaches_user(tmp_path: Path) -> None:
+async def test_agent_error_reaches_user(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws))
         session.prompt("error the model is on fire")
@@ -233,10 +233,10 @@ def test_agent_error_reaches_user(tmp_path: Path) -> None:
         assert "the model is on fire" in last(session, "error")["message"]
         assert last(session, "turn_ended")["stop_reason"] == "error"
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_authentication_required_fails_session_with_agent_message(tmp_path: Path) -> None:
+async def test_authentication_required_fails_session_with_agent_message(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         with pytest.raises(AgentFailed, match="Authentication required") as info:
             await manager.create(str(ws))
@@ -245,24 +245,24 @@ def test_authentication_required_fails_session_with_agent_message(tmp_path: Path
         assert "Authentication required" in last(session, "error")["message"]
         assert manager.pool.hosts == {}  # its agent was stopped
 
-    run(tmp_path, body, env={"FAKE_AGENT_AUTH_REQUIRED": "1"})
+    await run(tmp_path, body, env={"FAKE_AGENT_AUTH_REQUIRED": "1"})
 
 
-def test_agent_that_exits_at_start_or_is_missing(tmp_path: Path) -> None:
+async def test_agent_that_exits_at_start_or_is_missing(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         with pytest.raises(AgentFailed, match=r"went away|exited"):
             await manager.create(str(ws))
 
-    run(tmp_path, body, env={"FAKE_AGENT_EXIT_AT_START": "1"})
+    await run(tmp_path, body, env={"FAKE_AGENT_EXIT_AT_START": "1"})
 
     async def missing(manager: SessionManager, ws: Path) -> None:
         with pytest.raises(AgentFailed, match="not found"):
             await manager.create(str(ws))
 
-    run(tmp_path, missing, agent_cmd=("no-such-agent-binary-xyz", "--acp"))
+    await run(tmp_path, missing, agent_cmd=("no-such-agent-binary-xyz", "--acp"))
 
 
-def test_huge_update_line_is_relayed(tmp_path: Path) -> None:
+async def test_huge_update_line_is_relayed(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         session = await manager.create(str(ws))
         session.prompt("big 700\nsay still here")
@@ -272,10 +272,10 @@ def test_huge_update_line_is_relayed(tmp_path: Path) -> None:
         assert len(session.events.since(0)[-1].json) > 0
         assert "still here" in text_of(session)
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
 
 
-def test_validation_limits_and_delete(tmp_path: Path) -> None:
+async def test_validation_limits_and_delete(tmp_path: Path) -> None:
     async def body(manager: SessionManager, ws: Path) -> None:
         for bad in (None, 3, "relative/path", str(ws / "missing"), str(ws / "file.txt")):
             (ws / "file.txt").write_text("x")
@@ -300,10 +300,10 @@ def test_validation_limits_and_delete(tmp_path: Path) -> None:
         await manager.delete(two.id)
         assert not two.host.running and manager.pool.hosts == {}
 
-    run(tmp_path, body, max_sessions=2)
+    await run(tmp_path, body, max_sessions=2)
 
 
-def test_no_timer_closes_a_session_its_agent_sleeps_and_wakes(tmp_path: Path) -> None:
+async def test_no_timer_closes_a_session_its_agent_sleeps_and_wakes(tmp_path: Path) -> None:
     """Walking away used to close a session for good (idle_timeout); now only its agent sleeps
     (agent_idle_timeout), the session stays idle and open, and the next prompt wakes the agent,
     which restores its own conversation (the same agent session, loaded, no error)."""
@@ -328,7 +328,7 @@ def test_no_timer_closes_a_session_its_agent_sleeps_and_wakes(tmp_path: Path) ->
         assert "error" not in types(session)
         assert text_of(session).count("before the nap") == 1 and "awake" in text_of(session)
 
-    run(tmp_path, body, env={"FAKE_AGENT_HISTORY_DIR": str(history)}, agent_idle_timeout=0.2)
+    await run(tmp_path, body, env={"FAKE_AGENT_HISTORY_DIR": str(history)}, agent_idle_timeout=0.2)
 
 
 def pid_alive(pid: int) -> bool:
@@ -339,7 +339,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def test_stop_escalates_to_sigkill_and_kills_the_group(tmp_path: Path) -> None:
+async def test_stop_escalates_to_sigkill_and_kills_the_group(tmp_path: Path) -> None:
     log_dir = tmp_path / "log" / "agents"
 
     async def body(manager: SessionManager, ws: Path) -> None:
@@ -358,7 +358,7 @@ def test_stop_escalates_to_sigkill_and_kills_the_group(tmp_path: Path) -> None:
         assert not pid_alive(pid)
         await until(lambda: not pid_alive(child) or _is_zombie(child))
 
-    run(tmp_path, body, env={"FAKE_AGENT_IGNORE_SIGTERM": "1", "FAKE_AGENT_SPAWN_CHILD": "1"})
+    await run(tmp_path, body, env={"FAKE_AGENT_IGNORE_SIGTERM": "1", "FAKE_AGENT_SPAWN_CHILD": "1"})
 
 
 def _is_zombie(pid: int) -> bool:
@@ -368,7 +368,7 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def test_agent_environment_has_no_supervisor_variables(tmp_path: Path) -> None:
+async def test_agent_environment_has_no_supervisor_variables(tmp_path: Path) -> None:
     env_dump = tmp_path / "env.txt"
     wrapper = tmp_path / "agent.sh"
     wrapper.write_text(f'#!/bin/sh\nenv > "{env_dump}"\nexec "{sys.executable}" "{FAKE_AGENT}"\n')
@@ -388,10 +388,10 @@ def test_agent_environment_has_no_supervisor_variables(tmp_path: Path) -> None:
         "LISTEN_PID": "1",
         "KEEP_ME": "1",
     }
-    run(tmp_path, body, env=supervisor, agent_cmd=(str(wrapper),))
+    await run(tmp_path, body, env=supervisor, agent_cmd=(str(wrapper),))
 
 
-def test_shutdown_cancels_running_turns_and_stops_agents(tmp_path: Path) -> None:
+async def test_shutdown_cancels_running_turns_and_stops_agents(tmp_path: Path) -> None:
     pids: list[int] = []
 
     async def body(manager: SessionManager, ws: Path) -> None:
@@ -404,7 +404,7 @@ def test_shutdown_cancels_running_turns_and_stops_agents(tmp_path: Path) -> None
         assert session.state == "closed"
         assert "turn_ended" in types(session)
 
-    run(tmp_path, body)
+    await run(tmp_path, body)
     assert not pid_alive(pids[0])
     with pytest.raises(ProcessLookupError):
         os.killpg(pids[0], 0)
@@ -423,7 +423,7 @@ def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not any(session_module.new_id(1).startswith("-") for _ in range(2000))
 
 
-def test_an_answer_reaches_the_agent_only_once_it_is_stored(
+async def test_an_answer_reaches_the_agent_only_once_it_is_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While the database cannot be written (a full disk; injected here), the answer waits: the
@@ -467,4 +467,4 @@ def test_an_answer_reaches_the_agent_only_once_it_is_stored(
         finally:
             await manager.shutdown()
 
-    asyncio.run(main())
+    await main()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon.sessions.store import MIGRATIONS, SessionRecord, Store, StoreError
+from qwen_daemon.sessions.migrations import MIGRATIONS
+from qwen_daemon.sessions.store import SessionRecord, Store, StoreError
 
 
 def record(session_id: str = "s1", state: str = "idle") -> SessionRecord:
@@ -110,7 +111,7 @@ def test_quick_check_runs_unless_the_file_is_as_a_clean_close_left_it(
         Store(path).close()  # the daemon before was killed (-9) while running: checked
         assert len(checks) == 2
     finally:
-        running._db.close()
+        running.connection.close()
     Store(path).close()  # as the last clean close left it
     assert len(checks) == 2
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))  # changed since: checked again
@@ -212,7 +213,7 @@ def test_a_wal_deleted_under_a_running_store_loses_nothing(tmp_path: Path) -> No
     store.save_session(record("after"))
     store.flush()
     assert store.checkpoint() is not None
-    store._db.close()  # as a crash would leave it, without close()'s own checkpoint
+    store.connection.close()  # as a crash would leave it, without close()'s own checkpoint
     again = Store(path)
     assert sorted(r.id for r in again.sessions()) == ["after", "before"]
     again.close()

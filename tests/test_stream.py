@@ -23,7 +23,7 @@ def is_idle_again(frame: dict[str, Any]) -> bool:
     return frame.get("type") == "turn_ended"
 
 
-def test_replay_after_then_live_without_gap(tmp_path: Path) -> None:
+async def test_replay_after_then_live_without_gap(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "say one two three"})
@@ -49,10 +49,10 @@ def test_replay_after_then_live_without_gap(tmp_path: Path) -> None:
         assert "live words" in "".join(f.get("text", "") for f in client.events())
         client.close()
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_client_joining_mid_stream_sees_every_event_once(tmp_path: Path) -> None:
+async def test_client_joining_mid_stream_sees_every_event_once(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         first = await api.ws(sid)
@@ -67,10 +67,10 @@ def test_client_joining_mid_stream_sees_every_event_once(tmp_path: Path) -> None
         chunks = [f["text"] for f in second.events() if f["type"] == "agent_message_chunk"]
         assert chunks == [f"chunk {i}\n" for i in range(1, 301)]
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_two_clients_first_permission_answer_wins(tmp_path: Path) -> None:
+async def test_two_clients_first_permission_answer_wins(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         a, b = await api.ws(sid), await api.ws(sid)
@@ -92,10 +92,10 @@ def test_two_clients_first_permission_answer_wins(tmp_path: Path) -> None:
             await client.seen(lambda f: f.get("seq") == final)
         assert a.events() == b.events()
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_bad_frames_get_error_frames_and_connection_stays(tmp_path: Path) -> None:
+async def test_bad_frames_get_error_frames_and_connection_stays(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         client = await api.ws(sid)
@@ -124,10 +124,10 @@ def test_bad_frames_get_error_frames_and_connection_stays(tmp_path: Path) -> Non
         await client.send({"type": "cancel"})
         assert (await client.until(lambda f: f.get("type") == "ack"))["op"] == "cancel"
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_handshake_refusals(tmp_path: Path) -> None:
+async def test_handshake_refusals(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
 
@@ -160,10 +160,10 @@ def test_handshake_refusals(tmp_path: Path) -> None:
             assert (reply.status, reply.body["error"]["code"]) == (status, code), reply.body
         assert reply.headers.get("Content-Type", "").startswith("application/json")
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_deleting_the_session_closes_its_streams(tmp_path: Path) -> None:
+async def test_deleting_the_session_closes_its_streams(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         client = await api.ws(sid)
@@ -173,10 +173,10 @@ def test_deleting_the_session_closes_its_streams(tmp_path: Path) -> None:
             pass
         assert client.conn.close_code == 4000
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_stream_sockets_send_without_nagle_delay(tmp_path: Path) -> None:
+async def test_stream_sockets_send_without_nagle_delay(tmp_path: Path) -> None:
     """Small frames go out at once: with Nagle on, a frame written while the previous one waited
     for its delayed ACK sat ~40 ms in the kernel (the first chunks of every turn did)."""
 
@@ -186,13 +186,15 @@ def test_stream_sockets_send_without_nagle_delay(tmp_path: Path) -> None:
         await client.until(lambda f: f.get("type") == "hello")
         (handler,) = api.daemon.websockets
         assert handler.ws_connection is not None
-        sock = handler.ws_connection.stream.socket  # type: ignore[attr-defined]
+        sock = handler.ws_connection.stream.socket  # type: ignore[union-attr]
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from_agents(tmp_path: Path) -> None:
+async def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from_agents(
+    tmp_path: Path,
+) -> None:
     """``"\\ud800"`` is valid JSON but not text UTF-8 can hold: a client sending one gets a 400 (or
     an error frame); an agent's reaches clients and the store as the JSON escape, losing nothing."""
 
@@ -218,4 +220,4 @@ def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from_agent
         assert any("\\ud800" in payload for *_, payload in stored)
         assert (await api.call("GET", "/api/sessions")).status == 200
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)

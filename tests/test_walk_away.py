@@ -19,7 +19,7 @@ from tests.test_lifecycle import listed, runs, turn
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_the_limit_counts_unarchived_open_sessions_and_archiving_makes_room(tmp_path: Path) -> None:
+async def test_the_limit_counts_unarchived_open_sessions_and_archiving_makes_room(tmp_path: Path) -> None:
     """Nothing closes a session any more: counting every one reached ``max_sessions`` for good."""
 
     async def body(api: Api, ws: Path) -> None:
@@ -39,10 +39,10 @@ def test_the_limit_counts_unarchived_open_sessions_and_archiving_makes_room(tmp_
         await api.call("PATCH", f"/api/sessions/{three}", {"archived": True})
         assert (await api.call("POST", "/api/sessions", {"cwd": str(ws)})).status == 201
 
-    runs(tmp_path, body, settings=[fake_settings(tmp_path, max_sessions=2)])
+    await runs(tmp_path, body, settings=[fake_settings(tmp_path, max_sessions=2)])
 
 
-def test_a_lost_conversation_keeps_the_sessions_mode_and_says_so(tmp_path: Path) -> None:
+async def test_a_lost_conversation_keeps_the_sessions_mode_and_says_so(tmp_path: Path) -> None:
     """Without FAKE_AGENT_HISTORY_DIR the restarted agent cannot load its conversation: the daemon
     continues in a new agent session, which starts in "default"; the user's "plan" is re-applied."""
     sid = ""
@@ -71,10 +71,10 @@ def test_a_lost_conversation_keeps_the_sessions_mode_and_says_so(tmp_path: Path)
     async def again(api: Api, ws: Path) -> None:
         assert (await api.call("GET", f"/api/sessions/{sid}")).body["mode"] == "plan"
 
-    runs(tmp_path, make, restarted, again)
+    await runs(tmp_path, make, restarted, again)
 
 
-def test_a_rename_or_archive_is_an_event_for_open_pages(tmp_path: Path) -> None:
+async def test_a_rename_or_archive_is_an_event_for_open_pages(tmp_path: Path) -> None:
     """PATCH (from another tab or the CLI) and a prompt that unarchives emit ``session_updated``."""
 
     async def body(api: Api, ws: Path) -> None:
@@ -96,7 +96,7 @@ def test_a_rename_or_archive_is_an_event_for_open_pages(tmp_path: Path) -> None:
         schema: Any = (await api.call("GET", "/api/openapi.json")).body
         assert "session_updated" in schema["components"]["schemas"]["Event"]["properties"]["type"]["enum"]
 
-    runs(tmp_path, body)
+    await runs(tmp_path, body)
 
 
 @pytest.mark.parametrize("pair", ["²=SQLite", "٣=SQLite", "-1=SQLite", "x=SQLite", "1.0=A", "=A", "A"])

@@ -110,6 +110,12 @@ class Persistence:
 
         return sink
 
+    @property
+    def writing(self) -> bool:
+        """A checkpoint, catch-up or hold runs on the writer thread, its outcome not yet applied:
+        what a caller (or a test) waits out before reading ``stats`` or ``failure`` as settled."""
+        return self._checkpointing is not None
+
     def require_writable(self) -> None:
         """Raise :class:`StorageUnavailable` (507) while commits fail: a prompt accepted then would
         run a turn no client sees and nothing saves (issue 14, finding 6)."""

@@ -42,7 +42,7 @@ async def mint_code(api: Api, cookie: str | None) -> str:
     return f"{url.path}?{url.query}"
 
 
-def test_a_revoked_device_cannot_come_back_with_a_code_it_minted(tmp_path: Path) -> None:
+async def test_a_revoked_device_cannot_come_back_with_a_code_it_minted(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         thief, _ = await pair(api)
         spare = await mint_code(api, thief)  # minted while still logged in
@@ -58,10 +58,10 @@ def test_a_revoked_device_cannot_come_back_with_a_code_it_minted(tmp_path: Path)
         code = urllib.parse.parse_qs(urllib.parse.urlsplit(bearer_code).query)["code"][0]
         assert (await redeem(api, code)).code == 303
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_token_rotation_retires_live_pairing_codes(tmp_path: Path) -> None:
+async def test_token_rotation_retires_live_pairing_codes(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         phone, _ = await pair(api)
         codes = [await mint_code(api, phone), await mint_code(api, None)]
@@ -71,10 +71,10 @@ def test_token_rotation_retires_live_pairing_codes(tmp_path: Path) -> None:
             assert resp.code == 410 and "Set-Cookie" not in resp.headers, resp.code
         assert (await api.call("GET", "/api/devices")).body["devices"] == []
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_token_rotate_while_stopped_logs_every_device_out(tmp_path: Path) -> None:
+async def test_token_rotate_while_stopped_logs_every_device_out(tmp_path: Path) -> None:
     secrets: list[str] = []
 
     async def log_in(api: Api, ws: Path) -> None:
@@ -82,8 +82,8 @@ def test_token_rotate_while_stopped_logs_every_device_out(tmp_path: Path) -> Non
         secrets.append(cookie.split("=", 1)[1])
         assert (await fetch(api, "/api/devices", headers=as_browser(api, cookie))).code == 200
 
-    serve(tmp_path, log_in)
-    rotated = subprocess.run(
+    await serve(tmp_path, log_in)
+    rotated = subprocess.run(  # noqa: ASYNC221 (no daemon runs now: the CLI works on the files)
         [sys.executable, "-m", "qwen_daemon", "token", "rotate"], capture_output=True, text=True, timeout=30
     )
     assert rotated.returncode == 0, rotated.stderr
@@ -95,4 +95,4 @@ def test_token_rotate_while_stopped_logs_every_device_out(tmp_path: Path) -> Non
         assert resp.code == 401, resp.code
         assert (await api.call("GET", "/api/devices")).body["devices"] == []
 
-    serve(tmp_path, come_back)
+    await serve(tmp_path, come_back)

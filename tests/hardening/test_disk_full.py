@@ -57,7 +57,7 @@ def is_storage_error(frame: dict[str, Any]) -> bool:
     return frame.get("type") == "error" and "seq" not in frame and "error" in frame
 
 
-def test_a_full_disk_is_said_refused_and_recovered_from(small_fs: Path, tmp_path: Path) -> None:
+async def test_a_full_disk_is_said_refused_and_recovered_from(small_fs: Path, tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
     workspace.mkdir()
 
@@ -93,14 +93,14 @@ def test_a_full_disk_is_said_refused_and_recovered_from(small_fs: Path, tmp_path
             assert before == seen[: len(before)]
             return streaming["id"], await api.events(streaming["id"])
 
-    session_id, committed = asyncio.run(main())
+    session_id, committed = await main()
 
     async def after_restart() -> None:
         async with running_daemon(fake_settings(tmp_path)) as api:
             stored = await api.events(session_id)
             assert stored[: len(committed)] == committed, "a committed event was lost"
 
-    asyncio.run(after_restart())
+    await after_restart()
 
 
 async def degraded(api: Api, client: WsClient, idle_id: str) -> None:

@@ -41,7 +41,7 @@ HOSTILE = "\x1b[31mred\x1b]0;pwned\x07\x00end"
 RAW = [c.encode("utf-8") for c in CONTROLS]
 
 
-def test_the_api_refuses_control_characters_in_titles(tmp_path: Path) -> None:
+async def test_the_api_refuses_control_characters_in_titles(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws, title="kept"))["id"]
         for char in CONTROLS:
@@ -56,10 +56,10 @@ def test_the_api_refuses_control_characters_in_titles(tmp_path: Path) -> None:
         patched = await api.call("PATCH", f"/api/sessions/{sid}", {"title": " a\tnew\r\nname "})
         assert patched.status == 200 and patched.body["title"] == "a new name"
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_a_folder_name_with_controls_becomes_an_escaped_title(tmp_path: Path) -> None:
+async def test_a_folder_name_with_controls_becomes_an_escaped_title(tmp_path: Path) -> None:
     """The user cannot rename their folder from here, so it is escaped rather than refused."""
 
     async def body(api: Api, ws: Path) -> None:
@@ -72,7 +72,7 @@ def test_a_folder_name_with_controls_becomes_an_escaped_title(tmp_path: Path) ->
         assert not any(c in title for c in CONTROLS)
         assert created.body["cwd"] == str(folder)  # the path itself is the real one
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
 def through_pty(*args: str, timeout: float = 60) -> bytes:

@@ -248,7 +248,7 @@ def test_the_database_is_never_opened_through_a_link(paths: Paths, tmp_path: Pat
     assert target.read_bytes() == before
 
 
-def test_an_agents_log_is_never_written_through_a_link(tmp_path: Path, paths: Paths) -> None:
+async def test_an_agents_log_is_never_written_through_a_link(tmp_path: Path, paths: Paths) -> None:
     """Agents' logs are the daemon's files too: a link at one fails that agent's start (502,
     naming it) and its target gets nothing."""
     target, before = victim(tmp_path)
@@ -264,5 +264,5 @@ def test_an_agents_log_is_never_written_through_a_link(tmp_path: Path, paths: Pa
         assert refused.status == 502, refused.body
         assert f"{log} is a symbolic link" in refused.body["error"]["message"]
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
     assert target.read_bytes() == before

@@ -30,7 +30,7 @@ CHANGING = [
 READS = ["/api/devices", "/api/push/subscriptions", "/api/push/key"]
 
 
-def test_the_new_routes_refuse_cookie_requests_from_other_origins(tmp_path: Path) -> None:
+async def test_the_new_routes_refuse_cookie_requests_from_other_origins(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         cookie, _ = await pair(api)
         (device,) = api.daemon.devices.list()
@@ -66,4 +66,4 @@ def test_the_new_routes_refuse_cookie_requests_from_other_origins(tmp_path: Path
             resp = await fetch(api, path, method=method, body=data, headers=own)
             assert resp.code == 401, (method, path, resp.code)
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)

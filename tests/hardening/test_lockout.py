@@ -100,7 +100,7 @@ async def ack(ws: tornado.websocket.WebSocketClientConnection) -> dict[str, Any]
             return frame
 
 
-def test_token_less_slow_connections_cannot_lock_the_user_out(paths: Paths, tmp_path: Path) -> None:
+async def test_token_less_slow_connections_cannot_lock_the_user_out(paths: Paths, tmp_path: Path) -> None:
     start_daemon()
     info = read_discovery(paths)
     assert info is not None
@@ -116,7 +116,8 @@ def test_token_less_slow_connections_cannot_lock_the_user_out(paths: Paths, tmp_
             headers={"Authorization": f"Bearer {token}"},
         )
         ws = await tornado.websocket.websocket_connect(request)
-        assert json.loads(await asyncio.wait_for(ws.read_message(), 15) or "{}")["type"] == "hello"
+        hello = await asyncio.wait_for(ws.read_message(), 15)
+        assert json.loads(hello or "{}")["type"] == "hello"
         attacker = await start_attack(info.port)
         try:
             began, rounds = time.monotonic(), 0
@@ -142,13 +143,13 @@ def test_token_less_slow_connections_cannot_lock_the_user_out(paths: Paths, tmp_
             pass  # until the close handshake is done and the socket released
         return counters
 
-    counters = asyncio.run(main())
+    counters = await main()
     assert counters["opened"] >= SOCKETS, counters  # every slot got in at least once
     log = paths.log_file.read_text()
     assert "connections are open" in log  # the cap was reached: the attack really pressed on it
 
 
-def test_a_token_less_body_gets_its_401_without_a_reset(tmp_path: Path) -> None:
+async def test_a_token_less_body_gets_its_401_without_a_reset(tmp_path: Path) -> None:
     """No token: decided when the head arrives. A client waiting for ``100 Continue`` or a body
     over the cap gets the 401 at once; a body within the cap is read and dropped first, so the 401
     is not lost to a reset (and, while it trickles in, the connection is one closed for room)."""
@@ -166,10 +167,10 @@ def test_a_token_less_body_gets_its_401_without_a_reset(tmp_path: Path) -> None:
             status, answer = await raw_exchange(api.daemon.port, head + extra + "\r\n", chunks)
             assert status == 401 and answer["error"]["code"] == "unauthorized", answer
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_a_full_server_lets_in_only_the_token_the_cookie_or_health(tmp_path: Path) -> None:
+async def test_a_full_server_lets_in_only_the_token_the_cookie_or_health(tmp_path: Path) -> None:
     """What a newcomer to a full server must send first to get in (``Daemon.worth_room``)."""
     from qwen_daemon.server.base import COOKIE_PREFIX
 
@@ -199,4 +200,4 @@ def test_a_full_server_lets_in_only_the_token_the_cookie_or_health(tmp_path: Pat
         assert all(daemon.worth_room(head) for head in admitted)
         assert not any(daemon.worth_room(head) for head in refused)
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)

@@ -51,7 +51,7 @@ def urllib_post(url: str, data: bytes, token: str) -> tuple[int, Any]:
         return exc.code, json.load(exc)
 
 
-def test_a_body_over_the_cap_gets_413_json_on_api_and_page_routes(tmp_path: Path) -> None:
+async def test_a_body_over_the_cap_gets_413_json_on_api_and_page_routes(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
@@ -64,10 +64,10 @@ def test_a_body_over_the_cap_gets_413_json_on_api_and_page_routes(tmp_path: Path
         assert (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"] == before
         assert (await api.call("GET", "/health")).status == 200  # and the daemon is fine
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_expect_100_continue_is_answered_413_before_the_body(tmp_path: Path) -> None:
+async def test_expect_100_continue_is_answered_413_before_the_body(tmp_path: Path) -> None:
     """curl's way for big uploads: the 413 comes instead of "100 Continue", no byte sent."""
 
     async def body(api: Api, ws: Path) -> None:
@@ -79,10 +79,10 @@ def test_expect_100_continue_is_answered_413_before_the_body(tmp_path: Path) -> 
         status, answer = await raw_exchange(api.daemon.port, head)
         assert_too_large(status, answer)
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_a_chunked_body_crossing_the_cap_gets_413(tmp_path: Path) -> None:
+async def test_a_chunked_body_crossing_the_cap_gets_413(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         head = (
             f"POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1:{api.daemon.port}\r\n"
@@ -94,4 +94,4 @@ def test_a_chunked_body_crossing_the_cap_gets_413(tmp_path: Path) -> None:
         status, answer = await raw_exchange(api.daemon.port, head, chunks)
         assert_too_large(status, answer)
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)

@@ -33,7 +33,7 @@ BOTS = (
 )
 
 
-def test_a_link_preview_does_not_spend_the_pairing_code(
+async def test_a_link_preview_does_not_spend_the_pairing_code(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     secrets: list[str] = []
@@ -92,7 +92,7 @@ def test_a_link_preview_does_not_spend_the_pairing_code(
         assert (await fetch(api, path)).code == 410
 
     with caplog.at_level(logging.DEBUG):
-        serve(tmp_path, body)
+        await serve(tmp_path, body)
     assert "POST /pair" in caplog.text  # the access log was captured: neither secret is in it
     assert secrets and not any(secret in caplog.text for secret in secrets)
 
@@ -113,7 +113,7 @@ def test_a_link_preview_does_not_spend_the_pairing_code(
         ("PUT", "/pair", b"code=x", 405),
     ],
 )
-def test_hostile_pairing_requests_are_answered_never_a_500(
+async def test_hostile_pairing_requests_are_answered_never_a_500(
     tmp_path: Path, method: str, path: str, body: bytes | None, status: int
 ) -> None:
     async def check(api: Api, ws: Path) -> None:
@@ -122,4 +122,4 @@ def test_hostile_pairing_requests_are_answered_never_a_500(
         assert resp.code == status, (resp.code, resp.body[:200] if resp.body else b"")
         assert "Set-Cookie" not in resp.headers
 
-    serve(tmp_path, check)
+    await serve(tmp_path, check)

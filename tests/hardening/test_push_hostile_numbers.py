@@ -22,7 +22,7 @@ from tests.test_push_api import sample
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_an_expiration_time_beyond_a_float_is_a_400_and_the_list_stays_json(tmp_path: Path) -> None:
+async def test_an_expiration_time_beyond_a_float_is_a_400_and_the_list_stays_json(tmp_path: Path) -> None:
     keys = json.dumps(sample()["keys"]).encode()
 
     async def body(api: Api, ws: Path) -> None:
@@ -38,4 +38,4 @@ def test_an_expiration_time_beyond_a_float_is_a_400_and_the_list_stays_json(tmp_
         assert "Infinity" not in text
         json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the answer"))
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)

@@ -41,7 +41,7 @@ class _Hop(tornado.web.RequestHandler):
             self.set_status(201)
 
 
-def test_a_push_endpoint_that_redirects_is_not_followed(
+async def test_a_push_endpoint_that_redirects_is_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(delivery, "RETRY_DELAYS", (0.05, 0.1))
@@ -74,6 +74,6 @@ def test_a_push_endpoint_that_redirects_is_not_followed(
             await server.close_all_connections()
 
     with caplog.at_level(logging.WARNING, logger="qwen_daemon.push.delivery"):
-        asyncio.run(main())
+        await main()
     assert hits == ["endpoint"]  # once (a refusal is not retried), and never the internal URL
     assert any("refused" in r.getMessage() and "/endpoint" not in r.getMessage() for r in caplog.records)

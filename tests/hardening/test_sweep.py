@@ -17,7 +17,6 @@ Real daemons, real processes, psutil itself (nothing mocked). A stranger is star
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -163,7 +162,7 @@ def test_an_agent_orphaned_by_a_daemon_and_watchman_killed_is_swept(
         stop_daemon()
 
 
-def test_the_file_is_rewritten_as_agents_stop_and_crash(tmp_path: Path) -> None:
+async def test_the_file_is_rewritten_as_agents_stop_and_crash(tmp_path: Path) -> None:
     """Not only at a clean daemon stop: an id the file keeps after its agent is gone is an id the
     system may hand to a stranger."""
     settings = fake_settings(tmp_path, agent_cmd=(sys.executable, TINY_AGENT))
@@ -181,6 +180,7 @@ def test_the_file_is_rewritten_as_agents_stop_and_crash(tmp_path: Path) -> None:
         assert manager.pool.orphans is not None
         try:
             first, second = [await manager.create(str(space)) for space in spaces]
+            assert first.host.pid is not None and second.host.pid is not None
             pids = [first.host.pid, second.host.pid]
             assert pgids() == sorted(pids)
             for group in listed(settings.paths):
@@ -196,4 +196,4 @@ def test_the_file_is_rewritten_as_agents_stop_and_crash(tmp_path: Path) -> None:
             await manager.shutdown()
         assert groups_file.read_text() == ""
 
-    asyncio.run(main())
+    await main()

@@ -135,7 +135,7 @@ class Attack:
         return self.counters
 
     def _stdin_readable(self) -> None:
-        if not sys.stdin.buffer.raw.read(4096):  # type: ignore[attr-defined]
+        if not sys.stdin.buffer.raw.read(4096):  # type: ignore[union-attr]
             self.stop.set()
 
 

@@ -2,7 +2,8 @@
 
 Why a thread: Playwright's sync API runs its own event loop on the test thread, and the daemon
 needs a loop that keeps running while the test blocks in Playwright calls. So the daemon lives in
-a background thread (``asyncio.run`` there), and the test hands it coroutines with :meth:`run`.
+a background thread (:class:`tests.support.daemon.DaemonThread`), and the test hands it
+coroutines with its ``run``.
 
 Chromium is Debian's (``/usr/bin/chromium``, installed by ``make test``); Playwright's own browser
 download is not used. A missing Chromium fails the tests: a skipped browser suite would hide that
@@ -11,18 +12,15 @@ the UI is untested.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import tornado.netutil
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -33,9 +31,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from qwen_daemon.config import Settings
-from qwen_daemon.runtime import Daemon
-from tests.support.daemon import Api, running_daemon
+from tests.support.daemon import DaemonThread as DaemonThread  # re-exported: the browser tests' daemon
 
 T = TypeVar("T")
 
@@ -70,110 +66,6 @@ def wait_for_js(page: Page, expression: str, timeout: float = UI_TIMEOUT_MS / 10
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {timeout:.0f} s: {expression}")
         page.wait_for_timeout(25)
-
-
-class DaemonThread:
-    """A started :class:`Daemon` (via ``running_daemon``) served from a background thread."""
-
-    def __init__(self, settings: Settings, port: int | None = None) -> None:
-        """``port``: listen there (e.g. to restart on the port a page knows), else any free port."""
-        self.settings = settings
-        self.port = port
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._api: Api | None = None
-        self._thread = threading.Thread(target=self._main, name="daemon-thread", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported to the test thread by start()/stop()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        if self.port is None:
-            async with running_daemon(self.settings) as api:
-                self._api = api
-                self._ready.set()
-                await self._stop.wait()
-            return
-        daemon = Daemon(self.settings)
-        await daemon.start(sockets=tornado.netutil.bind_sockets(self.port, "127.0.0.1"))
-        self._api = Api(daemon)
-        try:
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            self._api.http.close()
-            await daemon.shutdown()
-
-    def start(self) -> DaemonThread:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise AssertionError("the daemon did not start within 30 s")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
-        assert not self._thread.is_alive(), "the daemon thread did not stop"
-        if self._error is not None:
-            raise self._error
-
-    @property
-    def api(self) -> Api:
-        assert self._api is not None
-        return self._api
-
-    @property
-    def base(self) -> str:
-        return self.api.base
-
-    @property
-    def login_url(self) -> str:
-        return f"{self.base}/?token={self.api.daemon.token}"
-
-    def run(self, awaitable: Awaitable[T], timeout: float = 30.0) -> T:
-        """Run a coroutine on the daemon's loop and return its result."""
-        assert self._loop is not None
-
-        async def wrap() -> T:
-            return await awaitable
-
-        return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result(timeout)
-
-    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
-        """Run a plain function on the daemon's loop thread (daemon state is not thread-safe)."""
-
-        async def wrap() -> T:
-            return fn()
-
-        return self.run(wrap(), timeout)
-
-    def drop_websockets(self) -> int:
-        """Cut every open WebSocket from the server side, without a close frame (like a network
-        drop); returns how many there were."""
-
-        def cut() -> int:
-            sockets = list(self.api.daemon.websockets)
-            for ws in sockets:
-                connection: Any = ws.ws_connection
-                if connection is not None:
-                    connection.stream.close()
-            return len(sockets)
-
-        return self.call(cut)
-
-    def websocket_count(self) -> int:
-        return self.call(lambda: len(self.api.daemon.websockets))
 
 
 class Pages:

@@ -1,22 +1,28 @@
-"""An in-process daemon on a bound port, with a small async JSON client, for API tests."""
+"""An in-process daemon on a bound port, with a small async JSON client, for API tests; and the
+same daemon on a background thread (:class:`DaemonThread`) for tests that drive it from blocking code."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tornado.httpclient
+import tornado.netutil
 import tornado.testing
 import tornado.websocket
 
 from qwen_daemon.config import Paths, Settings
 from qwen_daemon.runtime import Daemon
+from tests.support.loop_thread import LoopThread
+
+T = TypeVar("T")
 
 FAKE_AGENT = str(Path(__file__).resolve().parent.parent / "fake_agent.py")
 
@@ -184,11 +190,15 @@ def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_daemon(settings: Settings) -> AsyncIterator[Api]:
-    """A started daemon on a port bound with ``bind_unused_port``; shut down afterwards."""
-    sock, _port = tornado.testing.bind_unused_port()
+async def running_daemon(
+    settings: Settings, sockets: list[socket.socket] | None = None
+) -> AsyncIterator[Api]:
+    """A started daemon on ``sockets`` (default: a port bound with ``bind_unused_port``); shut
+    down afterwards."""
+    if sockets is None:
+        sockets = [tornado.testing.bind_unused_port()[0]]
     daemon = Daemon(settings)
-    await daemon.start(sockets=[sock])
+    await daemon.start(sockets=sockets)
     api = Api(daemon)
     try:
         yield api
@@ -199,53 +209,85 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Api]:
         await daemon.shutdown()
 
 
-def serve(tmp_path: Path, body: Callable[[Api, Path], Awaitable[None]], **overrides: Any) -> None:
-    """Run ``body(api, workspace)`` against a fresh daemon with the fake agent."""
+async def serve(tmp_path: Path, body: Callable[[Api, Path], Awaitable[None]], **overrides: Any) -> None:
+    """Run ``body(api, workspace)`` against a fresh daemon with the fake agent, on the test's loop."""
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
-
-    async def main() -> None:
-        async with running_daemon(fake_settings(tmp_path, **overrides)) as api:
-            await body(api, workspace)
-
-    asyncio.run(main())
+    async with running_daemon(fake_settings(tmp_path, **overrides)) as api:
+        await body(api, workspace)
 
 
-class ThreadedDaemon:
-    """A daemon on its own event loop in a background thread, for synchronous test drivers."""
+class DaemonThread:
+    """A started :class:`Daemon` (via ``running_daemon``) served from a background thread, for
+    tests that drive it from blocking code (Playwright's sync API, CLIs, urllib); see
+    :mod:`tests.support.loop_thread`."""
 
-    def __init__(self, settings: Settings) -> None:
-        import threading
-
+    def __init__(self, settings: Settings, port: int | None = None) -> None:
+        """``port``: listen there (e.g. to restart on the port a page knows), else any free port."""
         self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.daemon: Daemon | None = None
-        self._stop: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, name="daemon", daemon=True)
+        self.port = port
+        self._thread: LoopThread[Api] = LoopThread(self._serve, "daemon-thread")
+        self._api: Api | None = None
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._main())
-        self.loop.close()
+    def _serve(self) -> AbstractAsyncContextManager[Api]:
+        sockets = None if self.port is None else tornado.netutil.bind_sockets(self.port, "127.0.0.1")
+        return running_daemon(self.settings, sockets=sockets)
 
-    async def _main(self) -> None:
-        sock, _port = tornado.testing.bind_unused_port()
-        self.daemon = Daemon(self.settings)
-        await self.daemon.start(sockets=[sock])
-        self._stop = asyncio.Event()
-        self.ready.set()
-        await self._stop.wait()
-        await self.daemon.shutdown()
+    def start(self) -> DaemonThread:
+        self._api = self._thread.start()
+        return self
 
-    def __enter__(self) -> Daemon:
-        self.thread.start()
-        if not self.ready.wait(30):
-            raise RuntimeError("daemon thread did not start")
-        assert self.daemon is not None
-        return self.daemon
+    def stop(self) -> None:
+        self._thread.stop()
+
+    def __enter__(self) -> DaemonThread:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(60)
+        self.stop()
+
+    @property
+    def api(self) -> Api:
+        assert self._api is not None
+        return self._api
+
+    @property
+    def daemon(self) -> Daemon:
+        return self.api.daemon
+
+    @property
+    def base(self) -> str:
+        return self.api.base
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.base}/?token={self.api.daemon.token}"
+
+    def run(self, awaitable: Awaitable[T], timeout: float = 30.0) -> T:
+        """Run a coroutine on the daemon's loop and return its result."""
+        return self._thread.run(awaitable, timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run a plain function on the daemon's loop thread (daemon state is not thread-safe)."""
+
+        async def wrap() -> T:
+            return fn()
+
+        return self.run(wrap(), timeout)
+
+    def drop_websockets(self) -> int:
+        """Cut every open WebSocket from the server side, without a close frame (like a network
+        drop); returns how many there were."""
+
+        def cut() -> int:
+            sockets = list(self.api.daemon.websockets)
+            for ws in sockets:
+                connection: Any = ws.ws_connection
+                if connection is not None:
+                    connection.stream.close()
+            return len(sockets)
+
+        return self.call(cut)
+
+    def websocket_count(self) -> int:
+        return self.call(lambda: len(self.api.daemon.websockets))

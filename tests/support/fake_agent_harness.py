@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,10 +25,6 @@ LINE_LIMIT = 64 * 1024 * 1024  # Qwen can send ~570 KB lines: never read agent s
 DEADLINE = 10.0
 
 Responder = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, 25))
 
 
 async def select(option_id: str) -> dict[str, Any]:

@@ -38,6 +38,8 @@ import tornado.iostream
 import tornado.web
 from tornado.testing import bind_unused_port
 
+from tests.support.loop_thread import LoopThread
+
 DEFAULT_MODEL = "fake-model"
 DEFAULT_REPLY = "OK"
 DEFAULT_SIDE_REPLY = "Fake reply"
@@ -443,52 +445,13 @@ async def serving_fake_openai(*, model: str = DEFAULT_MODEL) -> AsyncIterator[Fa
 def running_fake_openai(*, model: str = DEFAULT_MODEL, timeout: float = 10.0) -> Iterator[FakeOpenAI]:
     """Run the fake server in a background thread with its own loop (for synchronous tests).
 
-    The thread runs ``asyncio.run`` so the loop, its tasks and the listening socket are all
-    closed before the ``with`` block exits: nothing leaks into the next test.
+    The thread (:class:`tests.support.loop_thread.LoopThread`) runs ``asyncio.run``, so the
+    loop, its tasks and the listening socket are all closed before the ``with`` block exits:
+    nothing leaks into the next test.
     """
-    fake = FakeOpenAI(model=model)
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        state["loop"] = asyncio.get_running_loop()
-        state["stop"] = stop
-        try:
-            fake.start()
-        except BaseException as exc:
-            state["error"] = exc
-            ready.set()
-            raise
-        ready.set()
-        try:
-            await stop.wait()
-        finally:
-            await fake.stop()
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the test thread below
-            state.setdefault("error", exc)
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=run, name="fake-openai", daemon=True)
-    thread.start()
-    if not ready.wait(timeout):
-        raise TimeoutError("fake OpenAI server did not start")
-    if "error" in state:
-        thread.join(timeout)
-        raise RuntimeError("fake OpenAI server failed to start") from state["error"]
+    served = LoopThread(lambda: serving_fake_openai(model=model), "fake-openai")
+    fake = served.start(timeout)
     try:
         yield fake
     finally:
-        loop: asyncio.AbstractEventLoop = state["loop"]
-        with contextlib.suppress(RuntimeError):  # loop already closed
-            loop.call_soon_threadsafe(state["stop"].set)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError("fake OpenAI server thread did not stop")
-        if "error" in state:
-            raise RuntimeError("fake OpenAI server crashed") from state["error"]
+        served.stop(timeout)

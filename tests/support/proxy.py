@@ -58,7 +58,7 @@ class _Forward(tornado.web.RequestHandler):
             self.write(response.body)
         await self.finish()
 
-    get = head = post = put = patch = delete = options = _forward  # type: ignore[assignment]
+    get = head = post = put = patch = delete = options = _forward
 
 
 class _ForwardSocket(tornado.websocket.WebSocketHandler):

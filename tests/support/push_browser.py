@@ -98,7 +98,8 @@ def service_worker(context: BrowserContext) -> Worker:
     for worker in context.service_workers:
         if worker.url.endswith("/sw.js"):
             return worker
-    return context.wait_for_event("serviceworker", lambda w: w.url.endswith("/sw.js"))
+    registered: Worker = context.wait_for_event("serviceworker", lambda w: w.url.endswith("/sw.js"))
+    return registered
 
 
 class Push:

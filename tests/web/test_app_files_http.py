@@ -5,7 +5,6 @@ became public."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -22,7 +21,7 @@ async def get(api: Api, path: str, **kwargs: object) -> tornado.httpclient.HTTPR
     return await api.http.fetch(api.base + path, raise_error=False, follow_redirects=False, **kwargs)
 
 
-def test_the_service_worker_is_served_at_the_root_without_login(tmp_path: Path) -> None:
+async def test_the_service_worker_is_served_at_the_root_without_login(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_daemon(fake_settings(tmp_path)) as api:
             resp = await get(api, "/sw.js")
@@ -38,10 +37,10 @@ def test_the_service_worker_is_served_at_the_root_without_login(tmp_path: Path) 
             again = await get(api, "/sw.js", headers={"If-None-Match": resp.headers["Etag"]})
             assert again.code == 304
 
-    asyncio.run(main())
+    await main()
 
 
-def test_the_manifest_is_served_at_the_root_without_login(tmp_path: Path) -> None:
+async def test_the_manifest_is_served_at_the_root_without_login(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_daemon(fake_settings(tmp_path)) as api:
             resp = await get(api, "/manifest.webmanifest")
@@ -52,14 +51,14 @@ def test_the_manifest_is_served_at_the_root_without_login(tmp_path: Path) -> Non
             for icon in manifest["icons"]:
                 assert (await get(api, icon["src"])).code == 200, icon["src"]
 
-    asyncio.run(main())
+    await main()
 
 
 @pytest.mark.parametrize(
     "path",
     ["/sw.js.map", "/manifest.json", "/app.css", "/icon.svg", "/templates/base.html", "/sw.js/", "/.sw.js"],
 )
-def test_nothing_else_at_the_root_is_served(tmp_path: Path, path: str) -> None:
+async def test_nothing_else_at_the_root_is_served(tmp_path: Path, path: str) -> None:
     async def main() -> None:
         async with running_daemon(fake_settings(tmp_path)) as api:
             resp = await get(api, path)
@@ -67,10 +66,10 @@ def test_nothing_else_at_the_root_is_served(tmp_path: Path, path: str) -> None:
             logged_in = await get(api, path, headers={"Authorization": f"Bearer {api.daemon.token}"})
             assert logged_in.code == 404, (path, logged_in.code)
 
-    asyncio.run(main())
+    await main()
 
 
-def test_pages_link_the_manifest_and_register_the_worker(tmp_path: Path) -> None:
+async def test_pages_link_the_manifest_and_register_the_worker(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_daemon(fake_settings(tmp_path)) as api:
             resp = await get(api, "/")  # the login page: not logged in
@@ -82,4 +81,4 @@ def test_pages_link_the_manifest_and_register_the_worker(tmp_path: Path) -> None
             csp = resp.headers["Content-Security-Policy"]
             assert "trusted-types dompurify qwen-daemon-worker" in csp
 
-    asyncio.run(main())
+    await main()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 Fetch = Callable[..., Awaitable[tornado.httpclient.HTTPResponse]]
 
 
-def serve(tmp_path: Path, body: Callable[[Api, Fetch], Awaitable[None]]) -> None:
+async def serve(tmp_path: Path, body: Callable[[Api, Fetch], Awaitable[None]]) -> None:
     """Run ``body`` against a daemon with a raw fetch (no auth added, no redirects followed)."""
 
     async def main() -> None:
@@ -42,7 +41,7 @@ def serve(tmp_path: Path, body: Callable[[Api, Fetch], Awaitable[None]]) -> None
 
             await body(api, fetch)
 
-    asyncio.run(main())
+    await main()
 
 
 async def login(api: Api, fetch: Fetch) -> str:
@@ -57,7 +56,7 @@ def own_origin(api: Api) -> str:
     return api.base
 
 
-def test_token_url_sets_the_cookie_and_redirects_without_the_token(
+async def test_token_url_sets_the_cookie_and_redirects_without_the_token(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
@@ -86,10 +85,10 @@ def test_token_url_sets_the_cookie_and_redirects_without_the_token(
         assert b'<script type="module" src="/static/js/dashboard.js">' in resp.body
         assert token not in caplog.text  # not in the access log, not anywhere
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_no_valid_cookie_gets_the_login_page_with_401(tmp_path: Path) -> None:
+async def test_no_valid_cookie_gets_the_login_page_with_401(tmp_path: Path) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         sid = (await api.create(tmp_path))["id"]
         for path, headers in (
@@ -111,10 +110,10 @@ def test_no_valid_cookie_gets_the_login_page_with_401(tmp_path: Path) -> None:
             assert "<code>qwen-daemon url</code>" in text and "Log in to qwen-daemon" in text
             assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_pages_have_a_strict_content_security_policy(tmp_path: Path) -> None:
+async def test_pages_have_a_strict_content_security_policy(tmp_path: Path) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         cookie = await login(api, fetch)
         sid = (await api.create(tmp_path, title="<b>bold</b> & co"))["id"]
@@ -132,10 +131,10 @@ def test_pages_have_a_strict_content_security_policy(tmp_path: Path) -> None:
         assert "<script>" not in page and " style=" not in page and " on" not in page.replace(" one", "")
         assert f'data-session-id="{sid}"' in page
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_unknown_session_page_is_an_html_404(tmp_path: Path) -> None:
+async def test_unknown_session_page_is_an_html_404(tmp_path: Path) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         cookie = await login(api, fetch)
         resp = await fetch("/s/no-such-session", headers={"Cookie": cookie})
@@ -144,10 +143,10 @@ def test_unknown_session_page_is_an_html_404(tmp_path: Path) -> None:
         assert "No such session" in resp.body.decode() and 'href="/"' in resp.body.decode()
         assert (await fetch("/s/no-such-session")).code == 401  # nothing is revealed before login
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_cookie_reads_the_api_only_from_our_own_origin(tmp_path: Path) -> None:
+async def test_cookie_reads_the_api_only_from_our_own_origin(tmp_path: Path) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         cookie = await login(api, fetch)
         port = api.daemon.port
@@ -169,10 +168,10 @@ def test_cookie_reads_the_api_only_from_our_own_origin(tmp_path: Path) -> None:
             if status == 403:
                 assert json.loads(resp.body)["error"]["code"] == "forbidden_origin"
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_cookie_changes_need_our_origin_and_the_proof_header(tmp_path: Path) -> None:
+async def test_cookie_changes_need_our_origin_and_the_proof_header(tmp_path: Path) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         cookie = await login(api, fetch)
         payload = json.dumps({"cwd": str(tmp_path)})
@@ -208,10 +207,10 @@ def test_cookie_changes_need_our_origin_and_the_proof_header(tmp_path: Path) -> 
         resp = await fetch("/api/sessions", headers={"Cookie": cookie, "Authorization": "Bearer nope"})
         assert resp.code == 401
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
-def test_cookie_websocket_needs_our_origin(tmp_path: Path) -> None:
+async def test_cookie_websocket_needs_our_origin(tmp_path: Path) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         cookie = await login(api, fetch)
         sid = (await api.create(tmp_path))["id"]
@@ -235,7 +234,7 @@ def test_cookie_websocket_needs_our_origin(tmp_path: Path) -> None:
         while await conn.read_message() is not None:  # wait for the close handshake to finish
             pass
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +247,7 @@ def test_cookie_websocket_needs_our_origin(tmp_path: Path) -> None:
         ("/static/vendor/dompurify.LICENSE.txt", "text/plain; charset=utf-8"),
     ],
 )
-def test_static_files_have_exact_content_types(tmp_path: Path, path: str, content_type: str) -> None:
+async def test_static_files_have_exact_content_types(tmp_path: Path, path: str, content_type: str) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         resp = await fetch(path)  # public: the login page needs its stylesheet
         assert resp.code == 200
@@ -259,7 +258,7 @@ def test_static_files_have_exact_content_types(tmp_path: Path, path: str, conten
         again = await fetch(path, headers={"If-None-Match": etag})
         assert again.code == 304
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
 @pytest.mark.parametrize(
@@ -280,7 +279,7 @@ def test_static_files_have_exact_content_types(tmp_path: Path, path: str, conten
         "/static/js/%00.js",
     ],
 )
-def test_static_files_refuse_listing_traversal_and_unknown_types(tmp_path: Path, path: str) -> None:
+async def test_static_files_refuse_listing_traversal_and_unknown_types(tmp_path: Path, path: str) -> None:
     async def body(api: Api, fetch: Fetch) -> None:
         request = tornado.httpclient.HTTPRequest(api.base + path, follow_redirects=False)
         request.url = api.base + path  # keep dot segments as written
@@ -289,7 +288,7 @@ def test_static_files_refuse_listing_traversal_and_unknown_types(tmp_path: Path,
         assert json.loads(resp.body)["error"]["code"] == "not_found"
         assert b"qwen_daemon" not in resp.body and b"directory" not in resp.body
 
-    serve(tmp_path, body)
+    await serve(tmp_path, body)
 
 
 @pytest.mark.parametrize(
@@ -301,7 +300,7 @@ def test_static_files_refuse_listing_traversal_and_unknown_types(tmp_path: Path,
         ("http", None, False),
     ],
 )
-def test_login_cookie_is_secure_when_served_over_https(
+async def test_login_cookie_is_secure_when_served_over_https(
     tmp_path: Path, protocol: str, public_url: str | None, secure: bool
 ) -> None:
     """Behind TLS, or an https ``public_url``, the cookie gets Secure (checked on a handler
@@ -324,10 +323,10 @@ def test_login_cookie_is_secure_when_served_over_https(
         try:
             assert handler.login_from_token()
             assert handler.get_status() == 302
-            cookie = "".join(handler._new_cookie.output().split("\n"))  # type: ignore[attr-defined]
+            cookie = "".join(handler._new_cookie.output().split("\n"))
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
             assert ("Secure" in cookie) == secure
         finally:
             await daemon.manager.shutdown()
 
-    asyncio.run(main())
+    await main()

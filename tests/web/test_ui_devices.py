@@ -25,7 +25,7 @@ from tests.support.proxy import ReverseProxy
 pytestmark = pytest.mark.timeout(120)
 
 PUBLIC_NAME = "phone.test"
-PHONE = {
+PHONE: dict[str, Any] = {
     "width": 393,
     "height": 851,
     "user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -12,14 +12,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import http_ece
 import pytest
+import tornado.httpserver
+import tornado.testing
+import tornado.web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import (
@@ -34,6 +36,7 @@ from tests.support.browser import (
     Pages,
 )
 from tests.support.daemon import fake_settings
+from tests.support.loop_thread import LoopThread
 from tests.support.push_browser import (
     CLICK,
     FAKE_VISIBILITY,
@@ -136,27 +139,35 @@ class PushService:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
-        received = self.received
+        self.served = LoopThread(self.serve, "push-service")
+        self.url = f"http://127.0.0.1:{self.served.start()}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                received.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                self.send_response(201)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @asynccontextmanager
+    async def serve(self) -> AsyncIterator[int]:
+        """Listen on a free loopback port (yielded) until :meth:`close`."""
+        sock, port = tornado.testing.bind_unused_port()
+        server = tornado.httpserver.HTTPServer(
+            tornado.web.Application([(r"/.*", _Take, {"received": self.received})])
+        )
+        server.add_sockets([sock])
+        try:
+            yield port
+        finally:
+            server.stop()
+            await server.close_all_connections()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.served.stop()
+
+
+class _Take(tornado.web.RequestHandler):
+    def initialize(self, received: list[dict[str, Any]]) -> None:
+        self.received = received
+
+    def post(self) -> None:
+        request = self.request
+        self.received.append({"path": request.uri, "headers": dict(request.headers), "body": request.body})
+        self.set_status(201)
 
 
 class Subscriber:

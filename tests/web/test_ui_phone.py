@@ -5,9 +5,11 @@ marked on the Devices page, and coloured buttons whose text can be read in both 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -16,7 +18,7 @@ from tests.support.browser import DaemonThread, Pages
 
 pytestmark = pytest.mark.timeout(120)
 
-PHONE = {"width": 360, "height": 740}
+PHONE: dict[str, Any] = {"width": 360, "height": 740}
 
 #: What a finger taps: buttons, button-like links, the back arrow, selects, chips, switch labels.
 TAPPABLE = ".btn, .back, select, .chip-btn, .notify-label"
@@ -66,7 +68,7 @@ def tap_sized(page: Page) -> None:
 def box(locator: Locator) -> dict[str, float]:
     found = locator.bounding_box()
     assert found is not None
-    return dict(found)
+    return {"x": found["x"], "y": found["y"], "width": found["width"], "height": found["height"]}
 
 
 def test_the_dashboard_top_bar_is_one_line_of_named_buttons_on_a_phone(
@@ -242,7 +244,7 @@ def test_panels_open_in_sight_from_a_scrolled_page(
 
 def test_the_devices_page_lists_this_browser_first(pages: Pages, daemon: DaemonThread) -> None:
     for name in ("Chrome on Android", "Firefox on Linux"):
-        daemon.call(lambda name=name: daemon.api.daemon.devices.create(name))
+        daemon.call(functools.partial(daemon.api.daemon.devices.create, name))
     page = pages.open("/devices", **PHONE)  # this browser's device is the last made
     rows = page.locator(".device-row")
     expect(rows).to_have_count(3)

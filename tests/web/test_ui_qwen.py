@@ -90,8 +90,10 @@ def test_real_qwen_streams_markdown_asks_permission_and_switches_modes_in_the_br
                 "data-mode", "plan", timeout=QWEN_TIMEOUT_MS
             )
             assert session_mode(daemon, sid) == "plan"
-            reply = daemon.run(daemon.api.call("POST", f"/api/sessions/{sid}/mode", {"mode_id": "auto-edit"}))
-            assert reply.status == 200, reply.body
+            switched = daemon.run(
+                daemon.api.call("POST", f"/api/sessions/{sid}/mode", {"mode_id": "auto-edit"})
+            )
+            assert switched.status == 200, switched.body
             expect(page.locator("#mode-field")).to_have_attribute("data-mode", "auto-edit")
             expect(mode).to_have_value("auto-edit")
             pages.check()

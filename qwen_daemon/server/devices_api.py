@@ -21,8 +21,9 @@ import urllib.parse
 from collections.abc import Awaitable
 from typing import Any
 
+from qwen_daemon.contract.bodies import RenameDevice
 from qwen_daemon.devices import iso
-from qwen_daemon.errors import BadRequest, PayloadTooLarge
+from qwen_daemon.errors import PayloadTooLarge
 from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.server.pages import PageHandler
 from qwen_daemon.server.sessions_api import _ID
@@ -61,13 +62,7 @@ class DevicesHandler(BaseHandler):
 
 class DeviceHandler(BaseHandler):
     def patch(self, device_id: str) -> None:
-        body = self.json_body()
-        unknown = set(body) - {"name"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-        if "name" not in body:
-            raise BadRequest("missing field 'name'")
-        device = self.daemon.devices.rename(device_id, body["name"])
+        device = self.daemon.devices.rename(device_id, self.body(RenameDevice)["name"])
         self.write_json(device.to_json(current=device.id == self.device_id))
 
     def delete(self, device_id: str) -> None:

@@ -360,7 +360,9 @@ class SessionManager:
                 f"at most {self.settings.max_sessions} unarchived sessions; delete or archive one first"
             )
 
-    async def create(self, cwd: Any, title: Any = None, agent: Any = None, mode: Any = None) -> Session:
+    async def create(
+        self, cwd: Any, title: Any = None, agent: str | None = None, mode: str | None = None
+    ) -> Session:
         """Create a session (with the named agent, in ``mode``). Raises AgentFailed after recording why."""
         if self._closing:
             raise ShuttingDown("the daemon is stopping")
@@ -368,12 +370,10 @@ class SessionManager:
         path = validate_cwd(cwd)
         name = validate_title(title, path)
         self._check_limit()
-        if agent is not None and (not isinstance(agent, str) or agent not in self.settings.agent_names()):
+        if agent is not None and agent not in self.settings.agent_names():
             raise BadRequest(
                 f"unknown agent {agent!r}; choose one of: {', '.join(self.settings.agent_names())}"
             )
-        if mode is not None and (not isinstance(mode, str) or not mode):
-            raise BadRequest("mode must be a non-empty string (a mode id the agent offers)")
         agent_name = agent or self.settings.default_agent
         known = mode_ids(self.agent_modes.get(agent_name, []))
         if mode is not None and known:  # refuse before starting anything

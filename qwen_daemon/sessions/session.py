@@ -88,9 +88,10 @@ def mode_ids(modes: list[Any]) -> list[Any]:
     return [m.get("id") for m in modes if isinstance(m, dict)]
 
 
-def require_offered(mode_id: Any, available: list[Any]) -> None:
-    """Refuse (400) a mode id that is not among ``available``, naming the ones that are."""
-    if not isinstance(mode_id, str) or mode_id not in available:
+def require_offered(mode_id: str, available: list[Any]) -> None:
+    """Refuse (400) a mode id that is not among ``available``, naming the ones that are (its form
+    was checked with the request body: ``contract.bodies.ModeId``)."""
+    if mode_id not in available:
         raise BadRequest(f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}")
 
 
@@ -299,8 +300,6 @@ class Session:
             raise SessionBusy("the session is still starting")
         if self.busy:
             raise SessionBusy("a turn is already running in this session; cancel it or wait for it to end")
-        if not isinstance(text, str) or not text.strip():
-            raise BadRequest("prompt text must be a non-empty string")
         prompt_id = new_id(6)
         self._prompt_id = prompt_id
         self._prompt_sent = self._cancel_requested = False
@@ -383,7 +382,7 @@ class Session:
         if self.agent_session_id is not None:
             self.host.forget(self.agent_session_id)
 
-    async def set_mode(self, mode_id: Any) -> None:
+    async def set_mode(self, mode_id: str) -> None:
         """Switch the agent session's mode (plan, default, auto-edit, …) to one the agent offers."""
         self._check_open()
         available = mode_ids((self.modes or {}).get("availableModes") or [])

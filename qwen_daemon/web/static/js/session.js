@@ -12,6 +12,7 @@ import { ModePicker } from "./modes.js";
 import { clearNotifications, mountNotify, pushActive, showNotification } from "./notify.js";
 import { SessionStream } from "./stream.js";
 import { Transcript } from "./transcript.js";
+import { BUSY_STATES, SESSION_STATE } from "./protocol.js";
 import { STATE_LABELS, api, el, replaceChildren } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
@@ -40,12 +41,12 @@ const ui = {
 };
 const sessionId = ui.main.dataset.sessionId;
 const base = `/api/sessions/${encodeURIComponent(sessionId)}`;
-const BUSY = new Set(["running", "awaiting_permission"]);
+const BUSY = new Set(BUSY_STATES);
 const CONN_LABELS = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
 
 const first = JSON.parse(ui.main.dataset.detail || "{}"); // the detail as the page was rendered
 
-let state = "starting";
+let state = SESSION_STATE.STARTING;
 let ended = false; // the stream ended for good (deleted, logged out): nothing here can change
 let away = false; // the daemon cannot be reached now: no state is known, no command can go
 let sending = false; // a prompt is on its way
@@ -93,12 +94,12 @@ function render() {
   ui.state.title = known ? "" : `Not known while the daemon cannot be reached (last known: ${STATE_LABELS[state] || state})`;
   const busy = BUSY.has(state);
   ui.working.hidden = !busy || !known; // nobody knows whether it is still working
-  ui.workingLabel.textContent = state === "awaiting_permission" ? "Waiting for your answer" : "Agent is working…";
+  ui.workingLabel.textContent = state === SESSION_STATE.AWAITING_PERMISSION ? "Waiting for your answer" : "Agent is working…";
   ui.cancel.hidden = !busy;
   ui.cancel.disabled = away;
   document.body.dataset.state = shown;
   document.body.dataset.conn = away ? "away" : "ok";
-  const usable = !ended && state !== "closed" && state !== "failed";
+  const usable = !ended && state !== SESSION_STATE.CLOSED && state !== SESSION_STATE.FAILED;
   ui.prompt.disabled = !usable; // stays editable while away: the text waits for the daemon
   ui.send.disabled = !usable || away || sending;
   modes.setUsable(usable && !away);
@@ -200,7 +201,7 @@ const actions = new SessionActions({ title: ui.title, rename: ui.rename, archive
   reopened(detail) {
     failure = null;
     hideBanner();
-    setState(detail.state || "idle");
+    setState(detail.state || SESSION_STATE.IDLE);
     setNote("Reopened: your next prompt starts its agent again.");
     stream.restart(); // if it had stopped following a closed session
   },
@@ -218,9 +219,9 @@ function stateEvent(value, live) {
   const was = state;
   setState(value);
   if (!live || value === was) return;
-  if (value === "failed") loadDetail(); // shows the banner, with the reason
-  else if (value === "closed") showClosed();
-  else if (was === "failed" || was === "closed") {
+  if (value === SESSION_STATE.FAILED) loadDetail(); // shows the banner, with the reason
+  else if (value === SESSION_STATE.CLOSED) showClosed();
+  else if (was === SESSION_STATE.FAILED || was === SESSION_STATE.CLOSED) {
     failure = null;
     hideBanner(); // reopened, here or elsewhere
   }
@@ -249,7 +250,7 @@ async function loadDetail() {
   modes.apply(detail, version);
   if (updates === updatesBefore) actions.apply(detail);
   failure = detail.failure || null;
-  if (detail.state === "failed" && state === "failed") showFailed(failure);
+  if (detail.state === SESSION_STATE.FAILED && state === SESSION_STATE.FAILED) showFailed(failure);
   return detail;
 }
 
@@ -289,8 +290,8 @@ const stream = new SessionStream(sessionId, {
     setState(session.state || state);
     modes.hello(session);
     actions.apply(session);
-    if (session.state === "failed") showFailed(failure); // the detail fetched below may update it
-    else if (session.state === "closed") showClosed();
+    if (session.state === SESSION_STATE.FAILED) showFailed(failure); // the detail fetched below may update it
+    else if (session.state === SESSION_STATE.CLOSED) showClosed();
     else hideBanner();
     loadDetail();
     updateEmpty();
@@ -341,7 +342,7 @@ async function sessionClosed() {
     return;
   }
   setState(detail.state);
-  if (detail.state !== "closed") {
+  if (detail.state !== SESSION_STATE.CLOSED) {
     stream.restart();
     return;
   }
@@ -350,7 +351,7 @@ async function sessionClosed() {
 }
 
 function gone() {
-  state = "closed";
+  state = SESSION_STATE.CLOSED;
   endView("Gone");
   showBanner(
     "This session no longer exists: it was deleted.",
@@ -441,5 +442,5 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-setState(ui.state.className.replace(/^.*state-/, "") || "starting");
+setState(ui.state.className.replace(/^.*state-/, "") || SESSION_STATE.STARTING);
 stream.start();

@@ -4,6 +4,8 @@
 // the DOM is DOMPurify (markdown.js). Everything else is built from elements and text nodes,
 // which cannot execute anything whatever the agent sends.
 
+import { SESSION_STATE, SESSION_STATES } from "./protocol.js";
+
 /** Create an element: el("div", {class: "x", onclick: fn, "aria-label": "y"}, child, "text"). */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -90,14 +92,10 @@ export function relativeTime(iso, now = Date.now()) {
   return new Date(then).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
 }
 
-export const STATE_LABELS = {
-  starting: "starting",
-  idle: "idle",
-  running: "running",
-  awaiting_permission: "needs you",
-  closed: "closed",
-  failed: "failed",
-};
+/** What a state badge says: the state's own name, but for the one that waits for the user. */
+export const STATE_LABELS = Object.freeze(
+  Object.fromEntries(SESSION_STATES.map((s) => [s, s === SESSION_STATE.AWAITING_PERMISSION ? "needs you" : s])),
+);
 
 /** A state badge element. */
 export function stateBadge(state) {

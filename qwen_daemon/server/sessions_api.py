@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from qwen_daemon.contract import bodies
+from qwen_daemon.contract.responses import AgentInfo, AgentList, PermissionAnswered, PromptAccepted, Warming
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.sessions import lifecycle
@@ -79,7 +80,8 @@ class PromptHandler(BaseHandler):
     def post(self, session_id: str) -> None:
         session = self.manager.get(session_id)
         prompt_id = session.prompt(self.body(bodies.Prompt)["text"])
-        self.write_json({"prompt_id": prompt_id}, status=202)
+        accepted: PromptAccepted = {"prompt_id": prompt_id}
+        self.write_json(accepted, status=202)
 
 
 class CancelHandler(BaseHandler):
@@ -93,7 +95,8 @@ class PermissionHandler(BaseHandler):
         session = self.manager.get(session_id)
         answer = self.body(bodies.PermissionAnswer)
         session.answer_permission(request_id, answer["option_id"], answer.get("answers"))
-        self.write_json({"request_id": request_id, "option_id": answer["option_id"]})
+        answered: PermissionAnswered = {"request_id": request_id, "option_id": answer["option_id"]}
+        self.write_json(answered)
 
 
 class ModeHandler(BaseHandler):
@@ -111,7 +114,7 @@ class AgentsHandler(BaseHandler):
     def get(self) -> None:
         manager = self.manager
         settings = manager.settings
-        agents = []
+        agents: list[AgentInfo] = []
         for name in settings.agent_names():
             spec = settings.agent_spec(name)
             agents.append(
@@ -127,18 +130,22 @@ class AgentsHandler(BaseHandler):
             )
         # how many workspaces keep a warm spare: 0 tells a client not to ask for one
         spares = settings.spare_agents
-        self.write_json({"default_agent": settings.default_agent, "spare_agents": spares, "agents": agents})
+        listed: AgentList = {
+            "default_agent": settings.default_agent,
+            "spare_agents": spares,
+            "agents": agents,
+        }
+        self.write_json(listed)
 
 
 class WarmHandler(BaseHandler):
     """Start a spare agent for a workspace ahead of a session (e.g. when a user picks a folder)."""
 
     async def post(self, name: str) -> None:
-        if name not in self.manager.settings.agent_names():
-            raise BadRequest(f"unknown agent {name!r}")
         host = await self.manager.warm(name, self.body(bodies.Warm)["cwd"])
         pid = host.pid if host.running else None  # None: nothing is kept warm (spares off, displaced)
-        self.write_json({"agent": name, "cwd": host.cwd, "pid": pid}, status=202)
+        warming: Warming = {"agent": name, "cwd": host.cwd, "pid": pid}
+        self.write_json(warming, status=202)
 
 
 class EventsHandler(BaseHandler):

@@ -253,8 +253,18 @@ class SessionManager:
             self.stop_host(oldest)
         return True
 
+    def require_agent(self, name: str) -> None:
+        """Refuse (400) a name that is not a configured agent, naming the ones that are: the one
+        check of an agent name a client gives (its form is the request body's)."""
+        if name not in self.settings.agent_names():
+            raise BadRequest(
+                f"unknown agent {name!r}; choose one of: {', '.join(self.settings.agent_names())}"
+            )
+
     async def warm(self, agent: str | None, cwd: Any) -> AgentHost:
         """Start a spare agent for a workspace (no-op when one already runs there)."""
+        if agent is not None:
+            self.require_agent(agent)
         name = agent or self.settings.default_agent
         key = workspace_key(name, validate_cwd(cwd))
         host = self.hosts.get(key) or self.spares.get(key)
@@ -370,10 +380,8 @@ class SessionManager:
         path = validate_cwd(cwd)
         name = validate_title(title, path)
         self._check_limit()
-        if agent is not None and agent not in self.settings.agent_names():
-            raise BadRequest(
-                f"unknown agent {agent!r}; choose one of: {', '.join(self.settings.agent_names())}"
-            )
+        if agent is not None:
+            self.require_agent(agent)
         agent_name = agent or self.settings.default_agent
         known = mode_ids(self.agent_modes.get(agent_name, []))
         if mode is not None and known:  # refuse before starting anything

@@ -22,6 +22,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from qwen_daemon.contract.bodies import RenameDevice
+from qwen_daemon.contract.responses import Pairing
 from qwen_daemon.devices import iso
 from qwen_daemon.errors import PayloadTooLarge
 from qwen_daemon.server.base import BaseHandler
@@ -77,7 +78,7 @@ class PairingHandler(BaseHandler):
     def post(self) -> None:
         code, expires = self.daemon.pairing.issue(self.device_id)
         url = f"{self.daemon.public_base}pair?{urllib.parse.urlencode({'code': code})}"
-        body = {"url": url, "code": code, "expires_at": iso(expires), "svg": qr_svg(url)}
+        body: Pairing = {"url": url, "code": code, "expires_at": iso(expires), "svg": qr_svg(url)}
         self.write_json(body, status=201)
 
 

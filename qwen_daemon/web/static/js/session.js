@@ -46,6 +46,7 @@ const CONN_LABELS = { connecting: "Connecting…", connected: "Connected", recon
 
 const first = JSON.parse(ui.main.dataset.detail || "{}"); // the detail as the page was rendered
 
+/** @type {import("./protocol.js").SessionState} */
 let state = SESSION_STATE.STARTING;
 let ended = false; // the stream ended for good (deleted, logged out): nothing here can change
 let away = false; // the daemon cannot be reached now: no state is known, no command can go

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qwen_daemon.contract.responses import Device as DeviceJson
 from qwen_daemon.errors import BadRequest, DeviceNotFound, StorageUnavailable
 from qwen_daemon.sessions.store import write_now
 from qwen_daemon.terminal import control_in
@@ -81,7 +82,7 @@ class Device:
     created_at: str
     last_seen_at: str
 
-    def to_json(self, current: bool = False) -> dict[str, Any]:
+    def to_json(self, current: bool = False) -> DeviceJson:
         return {
             "id": self.id,
             "name": self.name,

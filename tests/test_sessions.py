@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from qwen_daemon.config import Paths, Settings
+from qwen_daemon.contract.bodies import Prompt
+from qwen_daemon.contract.validate import ContractError, check
 from qwen_daemon.errors import (
     AgentFailed,
     BadRequest,
@@ -288,8 +290,8 @@ async def test_validation_limits_and_delete(tmp_path: Path) -> None:
         assert one.host is two.host  # one agent per workspace
         with pytest.raises(LimitReached):
             await manager.create(str(ws))
-        with pytest.raises(BadRequest):
-            one.prompt("   ")
+        with pytest.raises(ContractError):  # a blank prompt is refused with the request body
+            check(Prompt, {"text": "   "})
         await manager.delete(one.id)
         with pytest.raises(SessionNotFound):
             manager.get(one.id)

@@ -94,7 +94,7 @@ async def test_a_rename_or_archive_is_an_event_for_open_pages(tmp_path: Path) ->
             {"title": "second", "archived": False},
         ], updates
         schema: Any = (await api.call("GET", "/api/openapi.json")).body
-        assert "session_updated" in schema["components"]["schemas"]["Event"]["properties"]["type"]["enum"]
+        assert "session_updated" in schema["components"]["schemas"]["Event"]["discriminator"]["mapping"]
 
     await runs(tmp_path, body)
 

@@ -26,6 +26,7 @@ import math
 import secrets
 import sqlite3
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from qwen_daemon.errors import BadRequest, LimitReached
@@ -118,7 +119,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def parse(body: dict[str, Any], allow_insecure: bool) -> tuple[str, str, str, float | None]:
+def parse(body: Mapping[str, Any], allow_insecure: bool) -> tuple[str, str, str, float | None]:
     """``(endpoint, p256dh, auth, expiration_time)`` from ``toJSON()``, or BadRequest saying why.
 
     Fields other than these three are ignored: browsers may add some, and nothing else is used.

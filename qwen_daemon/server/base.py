@@ -35,7 +35,7 @@ import urllib.parse
 from collections.abc import Awaitable
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import tornado.web
 import tornado.websocket
@@ -43,11 +43,12 @@ import tornado.websocket
 from qwen_daemon import jsontext
 from qwen_daemon.errors import AgentFailed, BadRequest, DaemonError, PayloadTooLarge, ShuttingDown
 from qwen_daemon.logbounds import MAX_MESSAGE, REFUSED, clip, request_line
-from qwen_daemon.server.bodies import BodyIntake
+from qwen_daemon.server.bodies import BodyIntake, validated
 from qwen_daemon.server.context import HandlerContext
 from qwen_daemon.sessions.manager import SessionManager
 
 log = logging.getLogger(__name__)
+B = TypeVar("B")
 
 #: Domain error code → HTTP status. The only place this mapping exists.
 ERROR_STATUS: dict[str, int] = {
@@ -401,6 +402,12 @@ class BaseHandler(BodyIntake, _Guard):
         if not isinstance(data, dict):
             raise BadRequest(f"the request body must be a JSON object, not {type(data).__name__}")
         return data
+
+    def body(self, contract: type[B], *, optional: bool = False) -> B:
+        """The JSON body as its contract type (``contract/bodies.py``), or a 400 naming the field;
+        ``optional``: an empty body stands for ``{}``."""
+        data = {} if optional and not self.request_body.strip() else self.json_body()
+        return validated(contract, data)
 
 
 def parse_json(text: str | bytes, what: str) -> Any:

@@ -28,18 +28,31 @@ from __future__ import annotations
 
 from asyncio import Future
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 import tornado.http1connection
 import tornado.web
 
-from qwen_daemon.errors import DaemonError, PayloadTooLarge
+from qwen_daemon.contract.validate import ContractError, check
+from qwen_daemon.errors import BadRequest, DaemonError, PayloadTooLarge
 from qwen_daemon.server.connections import MAX_BODY_SIZE
+
+B = TypeVar("B")
 
 #: An authorized oversized body up to this size is read (and dropped) before its 413; see above.
 DRAIN_LIMIT = 4 * MAX_BODY_SIZE
 #: Tornado's own limit while a chunked body streams in: ours is enforced here, as a JSON 413.
 _UNBOUNDED = 1 << 62
+
+
+def validated(contract: type[B], data: dict[str, Any]) -> B:
+    """``data`` (a parsed JSON object) as the contract body type it must be
+    (``contract/bodies.py``), or :class:`BadRequest` naming the field and the rule it breaks.
+    The one place a body's form is checked: the handlers and the domain trust the type after it."""
+    try:
+        return check(contract, data)
+    except ContractError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 @tornado.web.stream_request_body

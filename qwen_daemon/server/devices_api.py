@@ -21,8 +21,10 @@ import urllib.parse
 from collections.abc import Awaitable
 from typing import Any
 
+from qwen_daemon.contract.bodies import RenameDevice
+from qwen_daemon.contract.responses import Pairing
 from qwen_daemon.devices import iso
-from qwen_daemon.errors import BadRequest, PayloadTooLarge
+from qwen_daemon.errors import PayloadTooLarge
 from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.server.pages import PageHandler
 from qwen_daemon.server.sessions_api import _ID
@@ -61,13 +63,7 @@ class DevicesHandler(BaseHandler):
 
 class DeviceHandler(BaseHandler):
     def patch(self, device_id: str) -> None:
-        body = self.json_body()
-        unknown = set(body) - {"name"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-        if "name" not in body:
-            raise BadRequest("missing field 'name'")
-        device = self.context.devices.rename(device_id, body["name"])
+        device = self.context.devices.rename(device_id, self.body(RenameDevice)["name"])
         self.write_json(device.to_json(current=device.id == self.device_id))
 
     def delete(self, device_id: str) -> None:
@@ -82,7 +78,7 @@ class PairingHandler(BaseHandler):
     def post(self) -> None:
         code, expires = self.context.pairing.issue(self.device_id)
         url = f"{self.context.daemon.public_base}pair?{urllib.parse.urlencode({'code': code})}"
-        body = {"url": url, "code": code, "expires_at": iso(expires), "svg": qr_svg(url)}
+        body: Pairing = {"url": url, "code": code, "expires_at": iso(expires), "svg": qr_svg(url)}
         self.write_json(body, status=201)
 
 

@@ -11,9 +11,12 @@ until a write succeeds again. The reason names no path, for the same reason as a
 
 from __future__ import annotations
 
+from typing import Literal
+
 import tornado.web
 
 from qwen_daemon import __version__
+from qwen_daemon.contract.responses import Health
 from qwen_daemon.server.base import BaseHandler
 
 
@@ -25,15 +28,17 @@ class HealthHandler(BaseHandler):
         context = self.context
         failure = context.sessions.storage_failure
         # "stopping" lets `qwen-daemon stop` tell a shutdown in progress from a hang.
-        status = "stopping" if context.daemon.stopping else "degraded" if failure else "ok"
-        body = {
+        status: Literal["ok", "degraded", "stopping"] = (
+            "stopping" if context.daemon.stopping else "degraded" if failure else "ok"
+        )
+        body: Health = {
             "status": status,
             "version": __version__,
             "pid": context.pid,
             "instance_id": context.instance_id,
             "started_at": context.started_at,
         }
-        if status == "degraded":
+        if failure is not None and status == "degraded":
             body["reason"] = failure
         self.write_json(body)
 

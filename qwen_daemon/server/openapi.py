@@ -2,7 +2,8 @@
 
 Kept next to the handlers and checked by the tests against the live route table and against real
 responses, so it cannot drift: a route without an entry here, or a response that does not match
-its schema, fails CI. The component schemas live in ``openapi_schemas``.
+its schema, fails CI. The component schemas are derived from the contract (``openapi_schemas``);
+the paths refer to them by name.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ from typing import Any
 
 from qwen_daemon import __version__
 from qwen_daemon.server.base import BaseHandler
-from qwen_daemon.server.openapi_push import PUSH_PATHS, PUSH_SCHEMAS
+from qwen_daemon.server.openapi_push import PUSH_PATHS
 from qwen_daemon.server.openapi_schemas import SCHEMAS
-from qwen_daemon.server.sessions_api import MAX_PRUNE_DAYS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
-#: what a title may hold (see ``sessions.lifecycle.validate_title``)
-_TITLE = "no control characters (400 names the first); runs of whitespace become one space"
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -65,7 +63,7 @@ PATHS: dict[str, Any] = {
     "/api/stop": {
         "post": {
             "summary": "stop the daemon gracefully",
-            "responses": {"202": _json({"type": "object"}, "stopping"), **_errors()},
+            "responses": {"202": _json(_ref("Stopping"), "stopping"), **_errors()},
         }
     },
     "/api/token/rotate": {
@@ -73,14 +71,7 @@ PATHS: dict[str, Any] = {
             "summary": "issue a new token; connections opened with the old one are closed",
             "responses": {
                 "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["status", "closed_websockets"],
-                        "properties": {
-                            "status": {"const": "rotated"},
-                            "closed_websockets": {"type": "integer"},
-                        },
-                    },
+                    _ref("Rotated"),
                     "rotated (the new token is in the token file, never in a response)",
                 ),
                 **_errors(),
@@ -94,56 +85,22 @@ PATHS: dict[str, Any] = {
                 {"name": "archived", "in": "query", "required": False, "schema": {"enum": ["true", "false"]}}
             ],
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["sessions"],
-                        "properties": {"sessions": {"type": "array", "items": _ref("Session")}},
-                    },
-                    "the sessions, oldest first",
-                ),
+                "200": _json(_ref("SessionList"), "the sessions, oldest first"),
                 **_errors(400),
             },
         },
         "post": {
             "summary": "create a session (and its agent session)",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["cwd"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "cwd": {"type": "string"},
-                        "title": {"type": "string", "maxLength": 200, "description": _TITLE},
-                        "agent": {"type": "string"},
-                        "mode": {"type": "string"},
-                    },
-                }
-            ),
+            "requestBody": _body(_ref("CreateSession")),
             "responses": {"201": _json(_ref("SessionDetail"), "created"), **_errors(400, 413, 502, 503)},
         },
     },
     "/api/sessions/prune": {
         "post": {
             "summary": "delete closed sessions older than the retention time",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "properties": {
-                        "older_than_days": {"type": "number", "minimum": 0, "maximum": MAX_PRUNE_DAYS}
-                    },
-                },
-                required=False,
-            ),
+            "requestBody": _body(_ref("Prune"), required=False),
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["pruned"],
-                        "properties": {"pruned": {"type": "array", "items": {"type": "string"}}},
-                    },
-                    "ids removed",
-                ),
+                "200": _json(_ref("Pruned"), "ids removed"),
                 **_errors(400, 413),
             },
         }
@@ -160,17 +117,7 @@ PATHS: dict[str, Any] = {
         },
         "patch": {
             "summary": "rename and/or archive or unarchive a session",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "minProperties": 1,
-                    "additionalProperties": False,
-                    "properties": {
-                        "title": {"type": "string", "maxLength": 200, "description": _TITLE},
-                        "archived": {"type": "boolean"},
-                    },
-                }
-            ),
+            "requestBody": _body(_ref("EditSession")),
             "responses": {"200": _json(_ref("SessionDetail"), "changed"), **_errors(400, 404, 413)},
         },
     },
@@ -188,22 +135,9 @@ PATHS: dict[str, Any] = {
         "parameters": [_SESSION_ID],
         "post": {
             "summary": "start a turn (refused while one runs)",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["text"],
-                    "properties": {"text": {"type": "string", "minLength": 1}},
-                }
-            ),
+            "requestBody": _body(_ref("Prompt")),
             "responses": {
-                "202": _json(
-                    {
-                        "type": "object",
-                        "required": ["prompt_id"],
-                        "properties": {"prompt_id": {"type": "string"}},
-                    },
-                    "accepted",
-                ),
+                "202": _json(_ref("PromptAccepted"), "accepted"),
                 **_errors(400, 404, 409, 413, 507),
             },
         },
@@ -212,9 +146,7 @@ PATHS: dict[str, Any] = {
         "parameters": [_SESSION_ID],
         "post": {
             "summary": "switch the session to a mode its agent advertises",
-            "requestBody": _body(
-                {"type": "object", "required": ["mode_id"], "properties": {"mode_id": {"type": "string"}}}
-            ),
+            "requestBody": _body(_ref("SetMode")),
             "responses": {
                 "200": _json(_ref("SessionDetail"), "switched"),
                 **_errors(400, 404, 409, 413, 502),
@@ -225,32 +157,7 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "named agents, their modes, running workspaces and warm spares",
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["default_agent", "spare_agents", "agents"],
-                        "properties": {
-                            "default_agent": {"type": "string"},
-                            "spare_agents": {"type": "integer", "minimum": 0},
-                            "agents": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["name", "default", "modes", "running", "spares"],
-                                    "properties": {
-                                        "name": {"type": "string"},
-                                        "default": {"type": "boolean"},
-                                        "command": {"type": ["array", "null"], "items": {"type": "string"}},
-                                        "modes": {"type": "array"},
-                                        "running": {"type": "array", "items": {"type": "string"}},
-                                        "spares": {"type": "array", "items": {"type": "string"}},
-                                    },
-                                },
-                            },
-                        },
-                    },
-                    "the agents",
-                ),
+                "200": _json(_ref("AgentList"), "the agents"),
                 **_errors(),
             },
         }
@@ -259,22 +166,9 @@ PATHS: dict[str, Any] = {
         "parameters": [{"name": "agent", "in": "path", "required": True, "schema": _ref("Id")}],
         "post": {
             "summary": "start a spare agent for a workspace now",
-            "requestBody": _body(
-                {"type": "object", "required": ["cwd"], "properties": {"cwd": {"type": "string"}}}
-            ),
+            "requestBody": _body(_ref("Warm")),
             "responses": {
-                "202": _json(
-                    {
-                        "type": "object",
-                        "required": ["agent", "cwd", "pid"],
-                        "properties": {
-                            "agent": {"type": "string"},
-                            "cwd": {"type": "string"},
-                            "pid": {"type": ["integer", "null"]},
-                        },
-                    },
-                    "warming",
-                ),
+                "202": _json(_ref("Warming"), "warming"),
                 **_errors(400, 413, 502),
             },
         },
@@ -283,7 +177,7 @@ PATHS: dict[str, Any] = {
         "parameters": [_SESSION_ID],
         "post": {
             "summary": "cancel the running turn",
-            "responses": {"202": _json({"type": "object"}, "cancelling"), **_errors(404, 409)},
+            "responses": {"202": _json(_ref("Cancelling"), "cancelling"), **_errors(404, 409)},
         },
     },
     "/api/sessions/{session_id}/permissions/{request_id}": {
@@ -296,22 +190,9 @@ PATHS: dict[str, Any] = {
             "description": "option_id is one of the request's options; answers answer its questions, "
             "if it has any (400, nothing forwarded, for an unknown index, a wrong shape, answers to a "
             "request without questions, or a question left unanswered with an allow option).",
-            "requestBody": _body(
-                {
-                    "type": "object",
-                    "required": ["option_id"],
-                    "properties": {"option_id": {"type": "string"}, "answers": _ref("Answers")},
-                }
-            ),
+            "requestBody": _body(_ref("PermissionAnswer")),
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["request_id", "option_id"],
-                        "properties": {"request_id": {"type": "string"}, "option_id": {"type": "string"}},
-                    },
-                    "answered",
-                ),
+                "200": _json(_ref("PermissionAnswered"), "answered"),
                 **_errors(400, 404, 409),
             },
         },
@@ -321,18 +202,7 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "events after a seq",
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["events", "last_seq", "first_seq"],
-                        "properties": {
-                            "events": {"type": "array", "items": _ref("Event")},
-                            "last_seq": {"type": "integer"},
-                            "first_seq": {"type": "integer"},
-                        },
-                    },
-                    "events in seq order",
-                ),
+                "200": _json(_ref("EventsPage"), "events in seq order"),
                 **_errors(400, 404),
             },
         },
@@ -360,14 +230,7 @@ PATHS.update(
             "get": {
                 "summary": "the logged-in browsers (devices); `current` marks the one asking",
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["devices"],
-                            "properties": {"devices": {"type": "array", "items": _ref("Device")}},
-                        },
-                        "the devices, oldest first",
-                    ),
+                    "200": _json(_ref("DeviceList"), "the devices, oldest first"),
                     **_errors(),
                 },
             }
@@ -376,21 +239,7 @@ PATHS.update(
             "parameters": [_DEVICE_ID],
             "patch": {
                 "summary": "rename a device",
-                "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["name"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": {
-                                "type": "string",
-                                "minLength": 1,
-                                "maxLength": 100,
-                                "description": "no control characters; surrounding whitespace dropped",
-                            }
-                        },
-                    }
-                ),
+                "requestBody": _body(_ref("RenameDevice")),
                 "responses": {"200": _json(_ref("Device"), "renamed"), **_errors(400, 404, 413, 507)},
             },
             "delete": {
@@ -424,7 +273,7 @@ def document() -> dict[str, Any]:
             '{"error": {"code", "message"}}.',
         },
         "components": {
-            "schemas": {**SCHEMAS, **PUSH_SCHEMAS},
+            "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

@@ -1,8 +1,9 @@
-"""The Web Push part of the OpenAPI document: its paths and schemas (``openapi.py`` joins them in).
+"""The Web Push part of the OpenAPI document: its paths (``openapi.py`` joins them in).
 
 A module of its own so the push routes (``push_api.py``) and their description change together,
-and the main document stays readable. Also the schema of the decrypted push payload, which no
-route returns but every service worker, webhook and test reads (``push/payload.py``).
+and the main document stays readable. Their schemas, and ``PushPayload`` (the decrypted push
+message, which no route returns but every service worker, webhook and test reads), are derived
+from the contract (``contract/responses.py``) with the others.
 """
 
 from __future__ import annotations
@@ -24,27 +25,14 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_ID_OUT = {"type": "object", "required": ["id"], "properties": {"id": _ref("Id")}}
+_ID_OUT = _ref("Subscribed")
 
 PUSH_PATHS: dict[str, Any] = {
     "/api/push/key": {
         "get": {
             "summary": "the daemon's VAPID public key, for pushManager.subscribe()",
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["public_key"],
-                        "properties": {
-                            "public_key": {
-                                "type": "string",
-                                "pattern": "^[A-Za-z0-9_-]{87}$",
-                                "description": "base64url (unpadded) uncompressed P-256 point",
-                            }
-                        },
-                    },
-                    "the key",
-                ),
+                "200": _json(_ref("PushKey"), "the key"),
                 **_errors(503),
             },
         }
@@ -53,14 +41,7 @@ PUSH_PATHS: dict[str, Any] = {
         "get": {
             "summary": "every Web Push subscription (never its full endpoint)",
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["subscriptions"],
-                        "properties": {"subscriptions": {"type": "array", "items": _ref("PushSubscription")}},
-                    },
-                    "the subscriptions, oldest first",
-                ),
+                "200": _json(_ref("PushSubscriptionList"), "the subscriptions, oldest first"),
                 **_errors(),
             },
         },
@@ -72,23 +53,7 @@ PUSH_PATHS: dict[str, Any] = {
             "beyond 100 subscriptions. Made with the bearer token, it belongs to no device.",
             "requestBody": {
                 "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["endpoint", "keys"],
-                            "properties": {
-                                "endpoint": {"type": "string", "maxLength": 2000},
-                                "expirationTime": {"type": ["number", "null"]},
-                                "keys": {
-                                    "type": "object",
-                                    "required": ["p256dh", "auth"],
-                                    "properties": {"p256dh": {"type": "string"}, "auth": {"type": "string"}},
-                                },
-                            },
-                        }
-                    }
-                },
+                "content": {"application/json": {"schema": _ref("PushSubscribe")}},
             },
             "responses": {
                 "201": _json(_ID_OUT, "subscribed"),
@@ -107,71 +72,11 @@ PUSH_PATHS: dict[str, Any] = {
     "/api/push/test": {
         "post": {
             "summary": "send a test notification to this device's subscriptions (or the one named)",
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {"subscription_id": _ref("Id")},
-                        }
-                    }
-                },
-            },
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("PushTest")}}},
             "responses": {
-                "202": _json(
-                    {
-                        "type": "object",
-                        "required": ["sent"],
-                        "properties": {"sent": {"type": "integer", "minimum": 0}},
-                    },
-                    "queued to this many subscriptions",
-                ),
+                "202": _json(_ref("PushSent"), "queued to this many subscriptions"),
                 **_errors(400, 404),
             },
         }
-    },
-}
-
-PUSH_SCHEMAS: dict[str, Any] = {
-    "PushSubscription": {
-        "type": "object",
-        "required": ["id", "device_id", "endpoint_origin", "expiration_time", "created_at", "current"],
-        "properties": {
-            "id": _ref("Id"),
-            "device_id": {"type": ["string", "null"], "description": "null: made with the bearer token"},
-            "endpoint_origin": {"type": "string", "description": "scheme://host of the push service"},
-            "expiration_time": {"type": ["number", "null"]},
-            "created_at": {"type": "string"},
-            "current": {"type": "boolean", "description": "made by the device (or token) asking"},
-        },
-    },
-    "PushPayload": {
-        "description": "the decrypted Web Push message (webhooks add absolute_url)",
-        "type": "object",
-        "required": ["title", "body", "url", "tag", "kind", "session_id", "request_id", "actions"],
-        "properties": {
-            "title": {"type": "string"},
-            "body": {"type": "string"},
-            "url": {"type": "string", "description": "/s/<session id> (/ for a test)"},
-            "tag": {"type": "string"},
-            "kind": {"enum": ["permission", "turn_ended", "session_failed", "test"]},
-            "session_id": {"type": "string"},
-            "request_id": {"type": ["string", "null"]},
-            "actions": {
-                "type": "array",
-                "maxItems": 2,
-                "items": {
-                    "type": "object",
-                    "required": ["action", "title"],
-                    "properties": {
-                        "action": {"type": "string", "description": "the option_id to answer with"},
-                        "title": {"enum": ["Allow once", "Deny"]},
-                    },
-                },
-            },
-            "absolute_url": {"type": "string"},
-        },
     },
 }

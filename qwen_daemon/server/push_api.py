@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen_daemon.errors import BadRequest, PushUnavailable, SubscriptionNotFound
+from qwen_daemon.contract.bodies import PushSubscribe, PushTest
+from qwen_daemon.errors import PushUnavailable, SubscriptionNotFound
 from qwen_daemon.push import subscriptions
 from qwen_daemon.push.keys import VapidKeyError
 from qwen_daemon.push.service import PushService
 from qwen_daemon.server.base import BaseHandler
+from qwen_daemon.server.bodies import validated
 from qwen_daemon.server.sessions_api import _ID
 
 
@@ -56,10 +58,11 @@ class SubscriptionsHandler(_PushHandler):
         self.write_json({"subscriptions": listed})
 
     async def post(self) -> None:
-        body = self.json_body()
+        data = self.json_body()
         # a subscription is useless without the key, and loading it first (in a thread) spares the
         # event loop the import of cryptography that checking p256dh needs
         await self.public_key()
+        body = validated(PushSubscribe, data)
         endpoint, p256dh, auth, expiration = subscriptions.parse(body, self.context.push_insecure_endpoints)
         persist = self.manager.persist
         if persist is not None:
@@ -79,16 +82,10 @@ class SubscriptionHandler(_PushHandler):
 
 class PushTestHandler(_PushHandler):
     async def post(self) -> None:
-        body: dict[str, Any] = self.json_body() if self.request_body.strip() else {}
-        unknown = set(body) - {"subscription_id"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-        sub_id = body.get("subscription_id")
+        sub_id = self.body(PushTest, optional=True).get("subscription_id")
         if sub_id is None:
             targets = self.push.subscriptions.of_device(self.device_id)
         else:
-            if not isinstance(sub_id, str) or not sub_id:
-                raise BadRequest("field 'subscription_id' must be a non-empty string")
             sub = self.push.subscriptions.get(sub_id)
             if sub is None or (self.device_id is not None and sub.device_id != self.device_id):
                 raise SubscriptionNotFound(f"no push subscription {sub_id} of this device")

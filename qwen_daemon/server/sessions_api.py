@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from qwen_daemon.contract import bodies
+from qwen_daemon.contract.responses import AgentInfo, AgentList, PermissionAnswered, PromptAccepted, Warming
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.sessions import lifecycle
 
-MAX_PROMPT_CHARS = 100_000
 _ID = r"([A-Za-z0-9_-]{1,64})"
-#: older than this many days (about 2,700 years) means nothing; a bound keeps float() from overflowing
-MAX_PRUNE_DAYS = 1_000_000
 
 
 def parse_after(raw: str | None) -> int:
@@ -27,45 +26,6 @@ def parse_after(raw: str | None) -> int:
     if not re.fullmatch(r"[0-9]{1,18}", raw):  # not isdigit(): "²" is a digit that int() refuses
         raise BadRequest(f"after must be a non-negative whole number, got {raw!r}")
     return int(raw)
-
-
-def required_str(body: dict[str, Any], name: str, *, max_len: int = 1000) -> str:
-    value = body.get(name)
-    if value is None:
-        raise BadRequest(f"missing field {name!r}")
-    if not isinstance(value, str):
-        raise BadRequest(f"field {name!r} must be a string")
-    if len(value) > max_len:
-        raise BadRequest(f"field {name!r} is longer than {max_len} characters")
-    return value
-
-
-def prompt_text(body: dict[str, Any]) -> str:
-    text = required_str(body, "text", max_len=MAX_PROMPT_CHARS)
-    if not text.strip():
-        raise BadRequest("field 'text' must not be empty")
-    return text
-
-
-def permission_answer(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """``{option_id, answers?}``: answers map a question index to a label or free text (a list of
-    them for a multi-select). Only their form is checked here; the session checks them against
-    the request's questions (qwen_daemon.agents.questions) before anything reaches the agent."""
-    option_id = required_str(body, "option_id", max_len=200)
-    answers = body.get("answers")
-    if answers is None:
-        return option_id, None
-    if not isinstance(answers, dict):
-        raise BadRequest('field \'answers\' must be an object keyed by question index, e.g. {"0": "SQLite"}')
-    for key, value in answers.items():
-        if not isinstance(value, str) and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            raise BadRequest(
-                f"answers: the answer to question {key!r} must be a string "
-                "(a list of strings for a multi-select)"
-            )
-    return option_id, answers
 
 
 def archived_filter(raw: str | None) -> bool:
@@ -84,12 +44,7 @@ class SessionsHandler(BaseHandler):
         self.write_json({"sessions": listed})
 
     async def post(self) -> None:
-        body = self.json_body()
-        unknown = set(body) - {"cwd", "title", "agent", "mode"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-        if "cwd" not in body:
-            raise BadRequest("missing field 'cwd'")
+        body = self.body(bodies.CreateSession)
         session = await self.manager.create(
             body["cwd"], body.get("title"), body.get("agent"), body.get("mode")
         )
@@ -109,7 +64,7 @@ class SessionHandler(BaseHandler):
     def patch(self, session_id: str) -> None:
         """Rename and/or (un)archive: ``{title?, archived?}``."""
         session = self.manager.get(session_id)
-        lifecycle.edit(session, self.json_body())
+        lifecycle.edit(session, self.body(bodies.EditSession))
         self.write_json(session.detail())
 
 
@@ -124,8 +79,9 @@ class ReopenHandler(BaseHandler):
 class PromptHandler(BaseHandler):
     def post(self, session_id: str) -> None:
         session = self.manager.get(session_id)
-        prompt_id = session.prompt(prompt_text(self.json_body()))
-        self.write_json({"prompt_id": prompt_id}, status=202)
+        prompt_id = session.prompt(self.body(bodies.Prompt)["text"])
+        accepted: PromptAccepted = {"prompt_id": prompt_id}
+        self.write_json(accepted, status=202)
 
 
 class CancelHandler(BaseHandler):
@@ -137,9 +93,10 @@ class CancelHandler(BaseHandler):
 class PermissionHandler(BaseHandler):
     def post(self, session_id: str, request_id: str) -> None:
         session = self.manager.get(session_id)
-        option_id, answers = permission_answer(self.json_body())
-        session.answer_permission(request_id, option_id, answers)
-        self.write_json({"request_id": request_id, "option_id": option_id})
+        answer = self.body(bodies.PermissionAnswer)
+        session.answer_permission(request_id, answer["option_id"], answer.get("answers"))
+        answered: PermissionAnswered = {"request_id": request_id, "option_id": answer["option_id"]}
+        self.write_json(answered)
 
 
 class ModeHandler(BaseHandler):
@@ -147,7 +104,7 @@ class ModeHandler(BaseHandler):
 
     async def post(self, session_id: str) -> None:
         session = self.manager.get(session_id)
-        await session.set_mode(required_str(self.json_body(), "mode_id", max_len=200))
+        await session.set_mode(self.body(bodies.SetMode)["mode_id"])
         self.write_json(session.detail())
 
 
@@ -157,7 +114,7 @@ class AgentsHandler(BaseHandler):
     def get(self) -> None:
         manager, pool = self.manager, self.context.agents
         settings = manager.settings
-        agents = []
+        agents: list[AgentInfo] = []
         for name in settings.agent_names():
             spec = settings.agent_spec(name)
             agents.append(
@@ -173,19 +130,24 @@ class AgentsHandler(BaseHandler):
             )
         # how many workspaces keep a warm spare: 0 tells a client not to ask for one
         spares = settings.spare_agents
-        self.write_json({"default_agent": settings.default_agent, "spare_agents": spares, "agents": agents})
+        listed: AgentList = {
+            "default_agent": settings.default_agent,
+            "spare_agents": spares,
+            "agents": agents,
+        }
+        self.write_json(listed)
 
 
 class WarmHandler(BaseHandler):
     """Start a spare agent for a workspace ahead of a session (e.g. when a user picks a folder)."""
 
     async def post(self, name: str) -> None:
-        body = self.json_body()
-        if name not in self.manager.settings.agent_names():
-            raise BadRequest(f"unknown agent {name!r}")
-        host = await self.context.agents.warm(name, body.get("cwd"))
+        cwd = self.body(bodies.Warm)["cwd"]
+        self.manager.require_agent(name)
+        host = await self.context.agents.warm(name, cwd)
         pid = host.pid if host.running else None  # None: nothing is kept warm (spares off, displaced)
-        self.write_json({"agent": name, "cwd": host.cwd, "pid": pid}, status=202)
+        warming: Warming = {"agent": name, "cwd": host.cwd, "pid": pid}
+        self.write_json(warming, status=202)
 
 
 class EventsHandler(BaseHandler):
@@ -205,12 +167,7 @@ class PruneHandler(BaseHandler):
     """Remove closed sessions older than the retention time (or ``older_than_days``)."""
 
     async def post(self) -> None:
-        body = self.json_body() if self.request_body.strip() else {}
-        days = body.get("older_than_days")
-        if days is not None and (
-            isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_PRUNE_DAYS
-        ):
-            raise BadRequest(f"older_than_days must be a number from 0 to {MAX_PRUNE_DAYS}")
+        days = self.body(bodies.Prune, optional=True).get("older_than_days")
         pruned = await self.manager.prune(None if days is None else float(days))
         self.write_json({"pruned": pruned})
 

@@ -45,9 +45,11 @@ import tornado.iostream
 import tornado.web
 
 from qwen_daemon import jsontext
+from qwen_daemon.contract.bodies import PermissionAnswer, Prompt, SetMode
 from qwen_daemon.errors import BadRequest, DaemonError, LimitReached
 from qwen_daemon.server.base import BaseWebSocketHandler, parse_json
-from qwen_daemon.server.sessions_api import _ID, parse_after, permission_answer, prompt_text
+from qwen_daemon.server.bodies import validated
+from qwen_daemon.server.sessions_api import _ID, parse_after
 from qwen_daemon.sessions.events import Event, Subscription
 from qwen_daemon.sessions.session import Session
 
@@ -173,7 +175,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
     async def _dispatch(self, frame: dict[str, Any]) -> dict[str, Any]:
         kind = frame.get("type")
         if kind == "prompt":
-            return {"op": "prompt", "prompt_id": self.session.prompt(prompt_text(frame))}
+            return {"op": "prompt", "prompt_id": self.session.prompt(validated(Prompt, frame)["text"])}
         if kind == "cancel":
             await self.session.cancel()
             return {"op": "cancel"}
@@ -181,11 +183,12 @@ class SessionStreamHandler(BaseWebSocketHandler):
             request_id = frame.get("request_id")
             if not isinstance(request_id, str) or not request_id:
                 raise BadRequest("field 'request_id' must be a non-empty string")
-            option_id, answers = permission_answer(frame)
-            self.session.answer_permission(request_id, option_id, answers)
+            answer = validated(PermissionAnswer, frame)
+            option_id = answer["option_id"]
+            self.session.answer_permission(request_id, option_id, answer.get("answers"))
             return {"op": "permission", "request_id": request_id, "option_id": option_id}
         if kind == "mode":
-            mode_id = frame.get("mode_id")
+            mode_id = validated(SetMode, frame)["mode_id"]
             await self.session.set_mode(mode_id)
             return {"op": "mode", "mode_id": mode_id}
         if kind == "visibility":

@@ -9,9 +9,9 @@ from before that (the former idle timeout) and, like ``failed``, is left by :fun
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from qwen_daemon.contract.bodies import EditSession
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.terminal import control_in, one_line
 
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from qwen_daemon.sessions.session import Session
 
 MAX_TITLE = 200
-#: the fields ``PATCH /api/sessions/{id}`` may change
-EDITABLE = ("title", "archived")
 
 
 def validate_title(title: Any, cwd: str) -> str:
@@ -51,24 +49,15 @@ def _folder_title(cwd: str) -> str:
     return one_line(os.path.basename(cwd) or cwd)[:MAX_TITLE]
 
 
-def edit(session: Session, changes: Mapping[str, Any]) -> None:
+def edit(session: Session, changes: EditSession) -> None:
     """Rename and/or (un)archive (``PATCH``): all checked before anything changes, then persisted.
+    The body's form (known fields, at least one, their types) was checked against
+    ``contract.bodies.EditSession``; the title's content is checked here.
 
     Any state, a running turn included: neither touches the agent. Archiving only moves the
     session to the archived list; its history stays and a prompt brings it back. Emits
     ``session_updated {title, archived}``.
     """
-    unknown = sorted(set(changes) - set(EDITABLE))
-    if unknown:
-        raise BadRequest(
-            f"unknown field(s): {', '.join(unknown)}; a session's editable fields are title, archived"
-        )
-    if not changes:
-        raise BadRequest("give at least one of: title, archived")
-    if "title" in changes and not isinstance(changes["title"], str):
-        raise BadRequest("title must be a string")
-    if "archived" in changes and not isinstance(changes["archived"], bool):
-        raise BadRequest("archived must be true or false")
     if session._persist is not None:
         session._persist.require_writable()  # 507: a change that cannot be saved is not made
     if "title" in changes:

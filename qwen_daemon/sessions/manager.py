@@ -159,6 +159,14 @@ class SessionManager:
             return None
         return max((s.last_activity for s in mine), default=float("-inf"))
 
+    def require_agent(self, name: str) -> None:
+        """Refuse (400) a name that is not a configured agent, naming the ones that are: the one
+        check of an agent name a client gives (its form is the request body's)."""
+        if name not in self.settings.agent_names():
+            raise BadRequest(
+                f"unknown agent {name!r}; choose one of: {', '.join(self.settings.agent_names())}"
+            )
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -212,7 +220,9 @@ class SessionManager:
                 f"at most {self.settings.max_sessions} unarchived sessions; delete or archive one first"
             )
 
-    async def create(self, cwd: Any, title: Any = None, agent: Any = None, mode: Any = None) -> Session:
+    async def create(
+        self, cwd: Any, title: Any = None, agent: str | None = None, mode: str | None = None
+    ) -> Session:
         """Create a session (with the named agent, in ``mode``). Raises AgentFailed after recording why."""
         if self._closing:
             raise ShuttingDown("the daemon is stopping")
@@ -220,12 +230,8 @@ class SessionManager:
         path = validate_cwd(cwd)
         name = validate_title(title, path)
         self._check_limit()
-        if agent is not None and (not isinstance(agent, str) or agent not in self.settings.agent_names()):
-            raise BadRequest(
-                f"unknown agent {agent!r}; choose one of: {', '.join(self.settings.agent_names())}"
-            )
-        if mode is not None and (not isinstance(mode, str) or not mode):
-            raise BadRequest("mode must be a non-empty string (a mode id the agent offers)")
+        if agent is not None:
+            self.require_agent(agent)
         agent_name = agent or self.settings.default_agent
         known = mode_ids(self.agent_modes.get(agent_name, []))
         if mode is not None and known:  # refuse before starting anything

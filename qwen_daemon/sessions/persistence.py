@@ -46,7 +46,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from qwen_daemon import jsontext
@@ -163,7 +163,7 @@ class Persistence:
         self,
         session_id: str,
         request_id: str,
-        payload: dict[str, Any],
+        payload: Mapping[str, Any],
         status: str,
         then: Callable[[], None] | None = None,
     ) -> None:

@@ -31,11 +31,14 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.questions import PermissionAsk, read_permission_request
 from qwen_daemon.agents.translate import translate_update
+from qwen_daemon.contract.events import PermissionRequest
+from qwen_daemon.contract.responses import SessionDetail, SessionSummary
+from qwen_daemon.contract.states import SessionState
 from qwen_daemon.errors import (
     AgentFailed,
     BadRequest,
@@ -79,8 +82,9 @@ class PendingPermission:
     created_at: str = field(default_factory=utc_now)
     answers: dict[str, Any] | None = None  # once answered: the answers to its questions, as given
 
-    def as_json(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, **self.ask.fields(), "created_at": self.created_at}
+    def as_json(self) -> PermissionRequest:
+        fields = {"request_id": self.request_id, **self.ask.fields(), "created_at": self.created_at}
+        return cast(PermissionRequest, fields)  # the ask's fields are typed by questions.py
 
 
 def mode_ids(modes: list[Any]) -> list[Any]:
@@ -88,9 +92,10 @@ def mode_ids(modes: list[Any]) -> list[Any]:
     return [m.get("id") for m in modes if isinstance(m, dict)]
 
 
-def require_offered(mode_id: Any, available: list[Any]) -> None:
-    """Refuse (400) a mode id that is not among ``available``, naming the ones that are."""
-    if not isinstance(mode_id, str) or mode_id not in available:
+def require_offered(mode_id: str, available: list[Any]) -> None:
+    """Refuse (400) a mode id that is not among ``available``, naming the ones that are (its form
+    was checked with the request body: ``contract.bodies.ModeId``)."""
+    if mode_id not in available:
         raise BadRequest(f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}")
 
 
@@ -146,12 +151,12 @@ class Session:
 
     # --- views --------------------------------------------------------------------------------
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> SessionSummary:
         return {
             "id": self.id,
             "title": self.title,
             "cwd": self.cwd,
-            "state": self.state,
+            "state": SessionState(self.state),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "url": f"/s/{self.id}",
@@ -161,13 +166,14 @@ class Session:
             "archived": self.archived,
         }
 
-    def detail(self) -> dict[str, Any]:
-        data = self.summary()
-        data["pending_permissions"] = [p.as_json() for p in self.pending.values()]
-        data["prompt_id"] = self._prompt_id
-        data["failure"] = self.failure
-        data["modes"] = self.modes
-        return data
+    def detail(self) -> SessionDetail:
+        return {
+            **self.summary(),
+            "pending_permissions": [p.as_json() for p in self.pending.values()],
+            "prompt_id": self._prompt_id,
+            "failure": self.failure,
+            "modes": self.modes,
+        }
 
     @property
     def busy(self) -> bool:
@@ -299,8 +305,6 @@ class Session:
             raise SessionBusy("the session is still starting")
         if self.busy:
             raise SessionBusy("a turn is already running in this session; cancel it or wait for it to end")
-        if not isinstance(text, str) or not text.strip():
-            raise BadRequest("prompt text must be a non-empty string")
         prompt_id = new_id(6)
         self._prompt_id = prompt_id
         self._prompt_sent = self._cancel_requested = False
@@ -383,7 +387,7 @@ class Session:
         if self.agent_session_id is not None:
             self.host.forget(self.agent_session_id)
 
-    async def set_mode(self, mode_id: Any) -> None:
+    async def set_mode(self, mode_id: str) -> None:
         """Switch the agent session's mode (plan, default, auto-edit, …) to one the agent offers."""
         self._check_open()
         available = mode_ids((self.modes or {}).get("availableModes") or [])

@@ -27,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -296,7 +296,9 @@ class Store:
             )
         )
 
-    def save_permission(self, session_id: str, request_id: str, payload: dict[str, Any], status: str) -> None:
+    def save_permission(
+        self, session_id: str, request_id: str, payload: Mapping[str, Any], status: str
+    ) -> None:
         self._writes.append(
             (
                 "INSERT OR REPLACE INTO permissions VALUES (?,?,?,?)",

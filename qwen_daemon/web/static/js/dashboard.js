@@ -13,6 +13,7 @@
 
 import { AwayBanner } from "./away.js";
 import { mountNotify } from "./notify.js";
+import { BUSY_STATES } from "./protocol.js";
 import { editTitle } from "./rename.js";
 import { api, el, errorHint, relativeTime, replaceChildren, stateBadge } from "./util.js";
 
@@ -50,7 +51,7 @@ const ui = {
 };
 const RECENT_KEY = "qwen-daemon.recent-workspaces";
 const REFRESH_MS = 5000;
-const BUSY = new Set(["running", "awaiting_permission"]);
+const BUSY = new Set(BUSY_STATES);
 /** Archived but working or asking: listed with the sessions in use (marked archived), never
  * hidden in the collapsed section, so whoever comes back (from a phone) sees what needs them. */
 const inSight = (/** @type {SessionSummary} */ session) => BUSY.has(session.state);

@@ -13,6 +13,7 @@ import { ModePicker } from "./modes.js";
 import { clearNotifications, mountNotify, pushActive, showNotification } from "./notify.js";
 import { SessionStream } from "./stream.js";
 import { Transcript } from "./transcript.js";
+import { BUSY_STATES, SESSION_STATE } from "./protocol.js";
 import { STATE_LABELS, api, el, replaceChildren } from "./util.js";
 
 /** The template's element with this id (session.html has every one asked for here). */
@@ -42,14 +43,15 @@ const ui = {
 };
 const sessionId = /** @type {string} */ (ui.main.dataset.sessionId);
 const base = `/api/sessions/${encodeURIComponent(sessionId)}`;
-const BUSY = new Set(["running", "awaiting_permission"]);
+const BUSY = new Set(BUSY_STATES);
 /** @type {Record<string, string>} */
 const CONN_LABELS = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
 
 /** @type {import("./types.js").SessionDetail} */
 const first = JSON.parse(ui.main.dataset.detail || "{}"); // the detail as the page was rendered
 
-let state = "starting";
+/** @type {import("./protocol.js").SessionState} */
+let state = SESSION_STATE.STARTING;
 let ended = false; // the stream ended for good (deleted, logged out): nothing here can change
 let away = false; // the daemon cannot be reached now: no state is known, no command can go
 let sending = false; // a prompt is on its way
@@ -109,12 +111,12 @@ function render() {
   ui.state.title = known ? "" : `Not known while the daemon cannot be reached (last known: ${STATE_LABELS[state] || state})`;
   const busy = BUSY.has(state);
   ui.working.hidden = !busy || !known; // nobody knows whether it is still working
-  ui.workingLabel.textContent = state === "awaiting_permission" ? "Waiting for your answer" : "Agent is working…";
+  ui.workingLabel.textContent = state === SESSION_STATE.AWAITING_PERMISSION ? "Waiting for your answer" : "Agent is working…";
   ui.cancel.hidden = !busy;
   ui.cancel.disabled = away;
   document.body.dataset.state = shown;
   document.body.dataset.conn = away ? "away" : "ok";
-  const usable = !ended && state !== "closed" && state !== "failed";
+  const usable = !ended && state !== SESSION_STATE.CLOSED && state !== SESSION_STATE.FAILED;
   ui.prompt.disabled = !usable; // stays editable while away: the text waits for the daemon
   ui.send.disabled = !usable || away || sending;
   modes.setUsable(usable && !away);
@@ -234,7 +236,7 @@ const actions = new SessionActions({ title: ui.title, rename: ui.rename, archive
   reopened(detail) {
     failure = null;
     hideBanner();
-    setState(detail.state || "idle");
+    setState(detail.state || SESSION_STATE.IDLE);
     setNote("Reopened: your next prompt starts its agent again.");
     stream.restart(); // if it had stopped following a closed session
   },
@@ -257,9 +259,9 @@ function stateEvent(value, live) {
   const was = state;
   setState(value);
   if (!live || value === was) return;
-  if (value === "failed") loadDetail(); // shows the banner, with the reason
-  else if (value === "closed") showClosed();
-  else if (was === "failed" || was === "closed") {
+  if (value === SESSION_STATE.FAILED) loadDetail(); // shows the banner, with the reason
+  else if (value === SESSION_STATE.CLOSED) showClosed();
+  else if (was === SESSION_STATE.FAILED || was === SESSION_STATE.CLOSED) {
     failure = null;
     hideBanner(); // reopened, here or elsewhere
   }
@@ -293,7 +295,7 @@ async function loadDetail() {
   modes.apply(detail, version);
   if (updates === updatesBefore) actions.apply(detail);
   failure = detail.failure || null;
-  if (detail.state === "failed" && state === "failed") showFailed(failure);
+  if (detail.state === SESSION_STATE.FAILED && state === SESSION_STATE.FAILED) showFailed(failure);
   return detail;
 }
 
@@ -336,8 +338,8 @@ const stream = new SessionStream(sessionId, {
     setState(session.state || state);
     modes.hello(session);
     actions.apply(session);
-    if (session.state === "failed") showFailed(failure); // the detail fetched below may update it
-    else if (session.state === "closed") showClosed();
+    if (session.state === SESSION_STATE.FAILED) showFailed(failure); // the detail fetched below may update it
+    else if (session.state === SESSION_STATE.CLOSED) showClosed();
     else hideBanner();
     loadDetail();
     updateEmpty();
@@ -392,7 +394,7 @@ async function sessionClosed() {
     return;
   }
   setState(detail.state);
-  if (detail.state !== "closed") {
+  if (detail.state !== SESSION_STATE.CLOSED) {
     stream.restart();
     return;
   }
@@ -401,7 +403,7 @@ async function sessionClosed() {
 }
 
 function gone() {
-  state = "closed";
+  state = SESSION_STATE.CLOSED;
   endView("Gone");
   showBanner(
     "This session no longer exists: it was deleted.",
@@ -492,5 +494,5 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-setState(ui.state.className.replace(/^.*state-/, "") || "starting");
+setState(ui.state.className.replace(/^.*state-/, "") || SESSION_STATE.STARTING);
 stream.start();

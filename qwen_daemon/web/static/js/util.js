@@ -5,6 +5,8 @@
 // the DOM is DOMPurify (markdown.js). Everything else is built from elements and text nodes,
 // which cannot execute anything whatever the agent sends.
 
+import { SESSION_STATE, SESSION_STATES } from "./protocol.js";
+
 /** @typedef {Node | string | number | boolean | null | undefined | Child[]} Child what el() appends */
 /** @typedef {Record<string, any>} Attrs attributes, `class`, `text`, `dataset` and `on*` listeners */
 
@@ -126,15 +128,13 @@ export function relativeTime(iso, now = Date.now()) {
   return new Date(then).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
 }
 
-/** @type {Record<string, string>} */
-export const STATE_LABELS = {
-  starting: "starting",
-  idle: "idle",
-  running: "running",
-  awaiting_permission: "needs you",
-  closed: "closed",
-  failed: "failed",
-};
+/**
+ * What a state badge says: the state's own name, but for the one that waits for the user.
+ * @type {Readonly<Record<string, string>>}
+ */
+export const STATE_LABELS = Object.freeze(
+  Object.fromEntries(SESSION_STATES.map((s) => [s, s === SESSION_STATE.AWAITING_PERMISSION ? "needs you" : s])),
+);
 
 /**
  * A state badge element.

@@ -4,7 +4,7 @@
 
 import { el, errorHint, replaceChildren } from "./util.js";
 
-/** @typedef {import("./types.js").ToolCall} ToolCall */
+/** @typedef {import("./protocol.js").ToolCall} ToolCall */
 
 /** @type {Record<string, string>} */
 const STATUS_LABELS = {

@@ -17,7 +17,7 @@ import { BUSY_STATES } from "./protocol.js";
 import { editTitle } from "./rename.js";
 import { api, el, errorHint, relativeTime, replaceChildren, stateBadge } from "./util.js";
 
-/** @typedef {import("./types.js").SessionSummary} SessionSummary */
+/** @typedef {import("./protocol.js").SessionSummary} SessionSummary */
 /** @typedef {{id: string, name?: string, description?: string}} Mode */
 /**
  * @typedef {{name: string, default?: boolean, modes?: Mode[] | null}} Agent

@@ -23,7 +23,7 @@ export class SessionActions {
    *   heading, the rename and the archive buttons
    * @param {string} base the session's API path
    * @param {{note: (text: string, kind?: string) => void, titled: (title: string) => void,
-   *   reopened: (detail: import("./types.js").SessionDetail) => void}} hooks
+   *   reopened: (detail: import("./protocol.js").SessionDetail) => void}} hooks
    */
   constructor(ui, base, hooks) {
     this.ui = ui;
@@ -38,7 +38,7 @@ export class SessionActions {
 
   /**
    * Take what a session summary or detail says (fields it lacks are left as they are).
-   * @param {Partial<import("./types.js").SessionSummary> | null | undefined} detail
+   * @param {Partial<import("./protocol.js").SessionSummary> | null | undefined} detail
    */
   apply(detail) {
     if (typeof detail?.archived === "boolean") this.archived = detail.archived;

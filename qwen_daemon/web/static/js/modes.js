@@ -16,7 +16,7 @@ import { api, el, replaceChildren } from "./util.js";
 
 /**
  * The mode id a stream event switches to, or null when the event is about something else.
- * @param {import("./types.js").Event} event
+ * @param {import("./protocol.js").Event} event
  * @returns {string | null}
  */
 export function modeOf(event) {
@@ -53,7 +53,7 @@ export class ModePicker {
 
   /**
    * The stream's greeting: the session as it is now.
-   * @param {Partial<import("./types.js").SessionSummary>} session
+   * @param {Partial<import("./protocol.js").SessionSummary>} session
    */
   hello(session) {
     if (session.agent) this.ui.agent.textContent = session.agent;
@@ -63,7 +63,7 @@ export class ModePicker {
 
   /**
    * One stream event; `live`: it happened now (history before the greeting is already summed up).
-   * @param {import("./types.js").Event} event
+   * @param {import("./protocol.js").Event} event
    * @param {boolean} live
    */
   event(event, live) {
@@ -110,7 +110,7 @@ export class ModePicker {
 
   /** Take the modes and the current mode from a session detail fetched at `version` (default:
    * now). A detail without modes (none recorded yet) leaves the known list as it is.
-   * @param {import("./types.js").SessionDetail | null | undefined} detail
+   * @param {import("./protocol.js").SessionDetail | null | undefined} detail
    * @param {number} [version]
    */
   apply(detail, version = this.version) {

@@ -13,7 +13,7 @@ import { renderMarkdown } from "./markdown.js";
 import { ApiError, el, replaceChildren } from "./util.js";
 
 /**
- * @typedef {import("./types.js").PermissionRequest} PermissionRequest
+ * @typedef {import("./protocol.js").PermissionRequest} PermissionRequest
  * @typedef {PermissionRequest["options"][number]} Option
  * @typedef {NonNullable<PermissionRequest["questions"]>[number]} Question
  * @typedef {Record<string, string | string[]>} Answers question index → the chosen label(s)
@@ -118,7 +118,7 @@ export class PermissionPrompt {
     this.questions = Array.isArray(event.questions) ? event.questions : [];
     this.plan = typeof event.plan === "string" && event.plan.trim() ? event.plan : null;
     this.safe = safeOption(this.options);
-    /** @type {Partial<import("./types.js").ToolCall>} */
+    /** @type {Partial<import("./protocol.js").ToolCall>} */
     const tool = event.tool_call || {};
     this.status = el("p", { class: "prompt-status", role: "status" });
     this.questionsEl = el("div", { class: "questions" }, this.questions.map((q, i) => questionView(this.requestId, q, i)));

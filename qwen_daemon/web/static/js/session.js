@@ -47,7 +47,7 @@ const BUSY = new Set(BUSY_STATES);
 /** @type {Record<string, string>} */
 const CONN_LABELS = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
 
-/** @type {import("./types.js").SessionDetail} */
+/** @type {import("./protocol.js").SessionDetail} */
 const first = JSON.parse(ui.main.dataset.detail || "{}"); // the detail as the page was rendered
 
 /** @type {import("./protocol.js").SessionState} */
@@ -96,7 +96,7 @@ async function answerPermission(requestId, optionId, answers) {
 
 // --- header, state, notes --------------------------------------------------------------------
 
-/** @param {string} value */
+/** @param {import("./protocol.js").SessionState} value */
 function setState(value) {
   state = value;
   render();
@@ -252,7 +252,7 @@ function setTitle(title) {
 
 /**
  * A state event: a session that fails or comes back while watched changes its banner too.
- * @param {string} value
+ * @param {import("./protocol.js").SessionState} value
  * @param {boolean} live
  */
 function stateEvent(value, live) {
@@ -269,7 +269,7 @@ function stateEvent(value, live) {
 
 /**
  * Renamed or (un)archived, here or elsewhere (another tab, the dashboard, the CLI).
- * @param {Partial<import("./types.js").SessionSummary>} event a session_updated event
+ * @param {Partial<import("./protocol.js").SessionSummary>} event a session_updated event
  * @param {boolean} live
  */
 function updated(event, live) {
@@ -285,7 +285,7 @@ function updated(event, live) {
 async function loadDetail() {
   const version = modes.version; // a mode change seen meanwhile is newer than this answer
   const updatesBefore = updates; // so is a rename or (un)archive seen meanwhile
-  /** @type {import("./types.js").SessionDetail} */
+  /** @type {import("./protocol.js").SessionDetail} */
   let detail;
   try {
     detail = await api("GET", base);
@@ -304,7 +304,7 @@ const transcript = new Transcript(ui.transcript, {
   answeredHere: (requestId) => answered.has(requestId),
   onPrompt(prompt, live) {
     if (!live) return;
-    /** @type {Partial<import("./types.js").ToolCall>} */
+    /** @type {Partial<import("./protocol.js").ToolCall>} */
     const tool = prompt.event.tool_call || {};
     attention("The agent needs your answer", tool.title || ui.title.textContent);
     const active = document.activeElement;
@@ -332,7 +332,7 @@ const stream = new SessionStream(sessionId, {
   onHello(hello) {
     if (replayUntil === 0) replayUntil = hello.last_seq;
     greetedAt = hello.last_seq;
-    /** @type {Partial<import("./types.js").SessionSummary>} */
+    /** @type {Partial<import("./protocol.js").SessionSummary>} */
     const session = hello.session || {};
     if (session.title) setTitle(session.title);
     setState(session.state || state);
@@ -383,7 +383,7 @@ function endView(label) {
 /** The daemon ended the stream because the session closed: deleted (then it is unknown now), or
  * closed (it can be reopened). */
 async function sessionClosed() {
-  /** @type {import("./types.js").SessionDetail} */
+  /** @type {import("./protocol.js").SessionDetail} */
   let detail;
   try {
     detail = await api("GET", base);
@@ -494,5 +494,5 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-setState(ui.state.className.replace(/^.*state-/, "") || SESSION_STATE.STARTING);
+setState(/** @type {import("./protocol.js").SessionState} */ (ui.state.className.replace(/^.*state-/, "") || SESSION_STATE.STARTING));
 stream.start();

@@ -26,7 +26,7 @@ const BACKOFF_MAX_MS = 15_000;
 /**
  * @typedef {"connecting" | "connected" | "reconnecting" | "offline"} Status
  * @typedef {"hello" | "ping" | "ack" | "retry"} Timer
- * @typedef {{type: "hello", instance_id: string, session: import("./types.js").SessionSummary, last_seq: number}} Hello
+ * @typedef {{type: "hello", instance_id: string, session: import("./protocol.js").SessionSummary, last_seq: number}} Hello
  *   the greeting that opens every connection
  */
 
@@ -34,7 +34,7 @@ export class SessionStream {
   /**
    * @param {string} sessionId the session to follow
    * @param {{
-   *   onEvent: (event: import("./types.js").Event, live: boolean) => void,
+   *   onEvent: (event: import("./protocol.js").Event, live: boolean) => void,
    *   onHello: (hello: Hello) => void,
    *   onStatus: (status: Status, detail: string, retryAt: number) => void,
    *   onReset: () => void,
@@ -60,7 +60,7 @@ export class SessionStream {
     this.attempts = 0;
     this.ended = false;
     this.pingId = 0;
-    /** @type {import("./types.js").Event[]} */
+    /** @type {import("./protocol.js").Event[]} */
     this.pending = []; // events that arrived beyond a gap, waiting for it to be filled
     this.filling = false;
     /** @type {Partial<Record<Timer, ReturnType<typeof setTimeout>>>} */
@@ -283,7 +283,7 @@ export class SessionStream {
     this.schedulePing();
   }
 
-  /** @param {import("./types.js").Event} event */
+  /** @param {import("./protocol.js").Event} event */
   receive(event) {
     if (event.seq <= this.lastSeq) return; // already shown
     if (event.seq > this.lastSeq + 1) {
@@ -295,7 +295,7 @@ export class SessionStream {
     this.drain();
   }
 
-  /** @param {import("./types.js").Event} event */
+  /** @param {import("./protocol.js").Event} event */
   apply(event) {
     this.lastSeq = event.seq;
     this.hooks.onEvent(event, this.liveAfter !== null && event.seq > this.liveAfter);
@@ -305,7 +305,7 @@ export class SessionStream {
     if (!this.pending.length) return;
     this.pending.sort((a, b) => a.seq - b.seq);
     while (this.pending.length && this.pending[0].seq <= this.lastSeq + 1) {
-      const next = /** @type {import("./types.js").Event} (the loop checked) */ (this.pending.shift());
+      const next = /** @type {import("./protocol.js").Event} (the loop checked) */ (this.pending.shift());
       if (next.seq === this.lastSeq + 1) this.apply(next);
     }
   }

@@ -102,7 +102,7 @@ export class Transcript {
 
   /**
    * Show one event. `live`: it happened now (not history replayed on load).
-   * @param {import("./types.js").Event} event
+   * @param {import("./protocol.js").Event} event
    * @param {boolean} live
    */
   apply(event, live) {
@@ -194,7 +194,7 @@ export class Transcript {
     for (const line of /** @type {NodeListOf<HTMLElement>} */ (this.root.querySelectorAll(".mode-note"))) line.textContent = this.modeLabel(/** @type {string} set by modeChange */ (line.dataset.mode));
   }
 
-  /** @param {import("./types.js").ToolCall} event a tool_call or tool_call_update event */
+  /** @param {import("./protocol.js").ToolCall} event a tool_call or tool_call_update event */
   toolCall(event) {
     const id = event.tool_call_id;
     const card = id ? this.tools.get(id) : undefined;
@@ -209,7 +209,7 @@ export class Transcript {
   }
 
   /**
-   * @param {import("./types.js").PermissionRequest} event a permission_request event
+   * @param {import("./protocol.js").PermissionRequest} event a permission_request event
    * @param {boolean} live
    */
   permissionRequest(event, live) {

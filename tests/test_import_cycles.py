@@ -177,7 +177,11 @@ def test_relative_imports_are_resolved(tmp_path: Path) -> None:
 def test_a_name_from_a_package_is_an_import_of_the_package(tmp_path: Path) -> None:
     found = _scan(
         tmp_path,
-        {"__init__.py": "", "p/__init__.py": "from pkg.p.m import N\n", "p/m.py": "from pkg.p import other\n"},
+        {
+            "__init__.py": "",
+            "p/__init__.py": "from pkg.p.m import N\n",
+            "p/m.py": "from pkg.p import other\n",
+        },
     )
     assert found == [["pkg.p", "pkg.p.m"]]
 

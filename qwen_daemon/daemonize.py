@@ -38,6 +38,7 @@ from qwen_daemon.config import ConfigError, Paths, Settings
 from qwen_daemon.discovery import looks_like_daemon, make_url, read_pidfile
 from qwen_daemon.logbounds import bounded_handler
 from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, open_private, secure_paths
+from qwen_daemon.supervisor_env import NOTIFY_VARIABLES
 
 if TYPE_CHECKING:
     from qwen_daemon.server.app import Daemon
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 #: How long ``start`` waits for the detached daemon to report READY or ERROR.
 #: each ends the daemon by the ordered shutdown
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-#: Environment variables that belong to our supervisor and must not leak to agents.
-_SUPERVISOR_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 class AlreadyRunning(Exception):
@@ -124,7 +123,7 @@ class _Notifier:
         self.watchdog_interval: float | None = None
         if self._enabled and usec.isdigit() and int(usec) > 0 and (not wpid or wpid == str(os.getpid())):
             self.watchdog_interval = int(usec) / 2 / 1_000_000
-        for name in _SUPERVISOR_ENV:  # agents must not talk to our supervisor
+        for name in NOTIFY_VARIABLES:  # read once; agents must not talk to our supervisor
             os.environ.pop(name, None)
 
     def notify(self, state: str) -> None:

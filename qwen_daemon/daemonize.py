@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.client import find_running
 from qwen_daemon.config import ConfigError, Paths, Settings
-from qwen_daemon.discovery import looks_like_daemon, make_url, read_pidfile
+from qwen_daemon.discovery import browser_url, looks_like_daemon, make_url, read_pidfile
 from qwen_daemon.logbounds import bounded_handler
 from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, open_private, secure_paths
 from qwen_daemon.supervisor_env import NOTIFY_VARIABLES
@@ -272,7 +272,7 @@ def start_background(settings: Settings, *, exit_when_ready: bool = True) -> int
     if status == "READY":
         url = make_url(settings.host, int(message), tls=settings.tls)
         print(f"qwen-daemon is running at {url}")
-        print(f"Open in a browser: {url}?token={token}")
+        print(f"Open in a browser: {browser_url(url, token)}")
         if not exit_when_ready:
             return 0
         # Done: skip the interpreter's teardown of Tornado & co., which measured longer than the

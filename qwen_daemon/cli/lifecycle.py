@@ -29,7 +29,7 @@ from qwen_daemon.cli.common import (
 from qwen_daemon.cli.standalone import start_flags, stop_standalone
 from qwen_daemon.client import ClientError, read_token, request_json
 from qwen_daemon.config import ConfigError, Paths, load_settings
-from qwen_daemon.discovery import read_discovery, starting_pid
+from qwen_daemon.discovery import browser_url, read_discovery, starting_pid
 from qwen_daemon.private_files import UnsafePath, secure_paths, write_private_file
 
 if TYPE_CHECKING:
@@ -233,9 +233,7 @@ def cmd_url(args: argparse.Namespace, paths: Paths) -> int:
     if token is None:
         print_err(f"cannot read the token file {paths.token_file}; 'qwen-daemon token rotate' makes one")
         return EXIT_FAIL
-    from urllib.parse import urlencode
-
-    print(f"{info.url}?{urlencode({'token': token})}")
+    print(browser_url(info.url, token))
     return EXIT_OK
 
 

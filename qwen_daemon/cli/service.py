@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 from qwen_daemon.cli.common import (
     EXIT_FAIL,
@@ -38,7 +37,7 @@ from qwen_daemon.cli.parser import STOP_GRACE
 from qwen_daemon.cli.standalone import start_flags, stop_standalone
 from qwen_daemon.client import find_running, read_token
 from qwen_daemon.config import ConfigError, Paths, Settings, load_settings
-from qwen_daemon.discovery import DiscoveryInfo, make_url, read_discovery
+from qwen_daemon.discovery import DiscoveryInfo, browser_url, make_url, read_discovery
 from qwen_daemon.private_files import write_private_file
 from qwen_daemon.service.base import (
     InstallRequest,
@@ -89,7 +88,7 @@ def _report(owner: Supervisor, paths: Paths, not_instance: str | None = None) ->
     print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {owner.name})")
     token = read_token(paths)
     if token:
-        print(f"Open in a browser: {info.url}?{urlencode({'token': token})}")
+        print(f"Open in a browser: {browser_url(info.url, token)}")
     return EXIT_OK
 
 
@@ -267,7 +266,7 @@ def _take_over(
     print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {backend.name})")
     token = read_token(paths)
     if token:
-        print(f"Open in a browser: {info.url}?{urlencode({'token': token})}")
+        print(f"Open in a browser: {browser_url(info.url, token)}")
     return EXIT_OK
 
 

@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.client import find_running
 from qwen_daemon.config import ConfigError, Paths, Settings
+from qwen_daemon.daemon_files import load_or_create_token, secure_paths
 from qwen_daemon.discovery import browser_url, looks_like_daemon, make_url, read_pidfile
 from qwen_daemon.logbounds import bounded_handler
-from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, open_private, secure_paths
+from qwen_daemon.private_files import ensure_private_dir, open_private
 from qwen_daemon.supervisor_env import NOTIFY_VARIABLES
 
 if TYPE_CHECKING:

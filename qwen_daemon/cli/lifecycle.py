@@ -29,8 +29,9 @@ from qwen_daemon.cli.common import (
 from qwen_daemon.cli.standalone import start_flags, stop_standalone
 from qwen_daemon.client import ClientError, read_token, request_json
 from qwen_daemon.config import ConfigError, Paths, load_settings
+from qwen_daemon.daemon_files import secure_paths
 from qwen_daemon.discovery import browser_url, read_discovery, starting_pid
-from qwen_daemon.private_files import UnsafePath, secure_paths, write_private_file
+from qwen_daemon.private_files import UnsafePath, write_private_file
 
 if TYPE_CHECKING:
     from qwen_daemon.config import Settings
@@ -251,8 +252,8 @@ def cmd_token(args: argparse.Namespace, paths: Paths) -> int:
         return cmd_url(args, paths)
     import sqlite3
 
+    from qwen_daemon.daemon_files import rotate_token
     from qwen_daemon.devices import revoke_all_stored
-    from qwen_daemon.private_files import rotate_token
     from qwen_daemon.sessions.store import StoreError
 
     rotate_token(paths)

@@ -30,10 +30,10 @@ import tornado.websocket
 from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
 from qwen_daemon.config import ConfigError, Settings
+from qwen_daemon.daemon_files import load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.devices import DeviceRegistry, PairingCodes
 from qwen_daemon.discovery import DiscoveryInfo, browser_url, make_url, remove_discovery, write_discovery
 from qwen_daemon.logbounds import REFUSED, request_line
-from qwen_daemon.private_files import load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.push.service import PushService
 from qwen_daemon.server import devices_api, health, openapi, pages, push_api, sessions_api, stream
 from qwen_daemon.server.base import (

@@ -151,14 +151,29 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+#: the mode of a file only its owner may read
+PRIVATE_MODE = 0o600
+
+
 @contextlib.contextmanager
-def _written_aside(path: Path, text: str, *, durable: bool) -> Iterator[Path]:
-    """``text`` in a new file beside ``path``: 0600 from its first byte, a name no other process
-    or thread uses, synced if ``durable``. Removed on the way out unless it was renamed."""
-    ensure_private_dir(path.parent)
+def _written_aside(path: Path, text: str, *, durable: bool, mode: int = PRIVATE_MODE) -> Iterator[Path]:
+    """``text`` in a new file beside ``path``: ``mode`` (0600 unless said otherwise) from its first
+    byte, a name no other process or thread uses, synced if ``durable``. Removed on the way out
+    unless it was renamed.
+
+    ``mkstemp`` creates it with ``O_CREAT | O_EXCL | O_NOFOLLOW``: whatever is planted at the name
+    (a link, a file), it is refused rather than written through, and the file is ours, 0600, from
+    the start; a wider ``mode`` is set through the descriptor before a byte is written.
+    """
+    if mode & 0o077:  # a file others read (a unit, a plist): its directory is not ours to close
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        ensure_private_dir(path.parent)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     tmp = Path(name)
     try:
+        if mode != PRIVATE_MODE:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -169,14 +184,18 @@ def _written_aside(path: Path, text: str, *, durable: bool) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_private_file(path: Path, text: str, *, durable: bool = True) -> None:
+def write_private_file(path: Path, text: str, *, durable: bool = True, mode: int = PRIVATE_MODE) -> None:
     """Atomically replace ``path`` with ``text``; the file is 0600 from its first byte.
 
-    ``durable=False`` skips the fsync, for files in the runtime directory: they describe this
-    boot's processes, so surviving a power loss is moot, and the page cache already outlives a
-    crash of the daemon (the fsync cost 1-3 ms on each agent start and daemon start on a disk).
+    The one writer of whole files in the package. Readers see the old file or the new one, never
+    half of one; a link at ``path`` is replaced, never written through. ``durable=False`` skips
+    the fsync, for files in the runtime directory: they describe this boot's processes, so
+    surviving a power loss is moot, and the page cache already outlives a crash of the daemon (the
+    fsync cost 1-3 ms on each agent start and daemon start on a disk). ``mode``: wider for a file
+    another program reads as the user (0644: a systemd unit, a LaunchAgent plist), whose directory
+    is then created like any other rather than made private.
     """
-    with _written_aside(path, text, durable=durable) as tmp:
+    with _written_aside(path, text, durable=durable, mode=mode) as tmp:
         os.replace(tmp, path)
 
 

@@ -216,19 +216,17 @@ def unwritable(directory: Path) -> str | None:
 
 
 def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Atomically write ``text`` unless the file already holds exactly that; True if written."""
+    """Atomically write ``text`` unless the file already holds exactly that; True if written.
+
+    Through the package's one writer (:func:`~qwen_daemon.private_files.write_private_file`): a
+    temporary name nobody can plant a link at, the mode set before the first byte, a rename.
+    """
+    from qwen_daemon.private_files import write_private_file  # only install writes
+
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private_file(path, text, mode=mode)
     return True

@@ -5,6 +5,11 @@ Why a narrow interface: the CLI's "one owner" rule (start/stop/restart go throug
 supervisor when one manages the daemon) must not care whether that is systemd or launchd, and
 tests swap the real tools for fakes on PATH without touching this code.
 
+Nothing here or in the backends prints: a failure is a :class:`ServiceError` whose message says
+what to do, a state is a returned :class:`SupervisorStatus`, and each step an operation takes is
+handed to the :data:`Say` its caller gives (the CLI prints it, flushed, as it happens: a
+``systemctl start`` may take seconds, and a step that fails must follow the steps that did not).
+
 Standard library only: ``status`` and ``stop`` import this on their fast path.
 """
 
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: How user-facing progress is reported ("wrote …", "ran: systemctl --user …").
+#: Where a backend reports each step it takes ("wrote …", "ran: systemctl --user …"): the
+#: caller's, so the backends never write to the terminal themselves.
 Say = Callable[[str], None]
 
 #: Used when the user's PATH is empty or unusable; where distributions put node and npm.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.test_import_cycles import ROOT, graph
+from tests.support.imports import ROOT, graph
 
 
 def _prints(path: Path) -> list[str]:

@@ -1,4 +1,5 @@
-"""The daemon's own files by name: the check of every one of them at start, and the API token.
+"""The daemon's own files by name: the check of every one of them at start, and the API token
+(made once, rotated, read by the CLI to send it).
 
 Apart from :mod:`~qwen_daemon.private_files` (how any private file is opened, read and written)
 because these need :class:`~qwen_daemon.config.Paths`, and ``config`` reads ``config.toml``
@@ -85,3 +86,17 @@ def load_or_create_token(paths: Paths) -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         write_private_file(path, token + "\n")
     return token
+
+
+def read_token(paths: Paths) -> str | None:
+    """The API token if one exists; never creates one (a client has no business minting it).
+
+    Raises :class:`~qwen_daemon.private_files.UnsafePath` (the CLI prints it) for a link or another
+    user's file: a token from there is not the daemon's to send. One others can read is still
+    used: ``stop`` and ``token rotate`` must work (``start`` refuses it).
+    """
+    try:
+        token = read_private(paths.token_file, "in use").decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return token or None

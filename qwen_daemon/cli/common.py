@@ -13,8 +13,9 @@ import sys
 import time
 from typing import Any
 
-from qwen_daemon.client import ClientError, probe_health, read_token, request_json
+from qwen_daemon.client import ClientError, probe_health, request_json
 from qwen_daemon.config import Paths
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.discovery import DiscoveryInfo, pid_alive, read_discovery
 
 EXIT_OK = 0

@@ -16,8 +16,9 @@ import urllib.parse
 from typing import Any
 
 from qwen_daemon.cli.common import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, print_err, running
-from qwen_daemon.client import ClientError, read_token, request_json
+from qwen_daemon.client import ClientError, request_json
 from qwen_daemon.config import Paths
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.terminal import printable
 
 

@@ -27,9 +27,9 @@ from qwen_daemon.cli.common import (
     session_list,
 )
 from qwen_daemon.cli.standalone import start_flags, stop_standalone
-from qwen_daemon.client import ClientError, read_token, request_json
+from qwen_daemon.client import ClientError, request_json
 from qwen_daemon.config import ConfigError, Paths, load_settings
-from qwen_daemon.daemon_files import secure_paths
+from qwen_daemon.daemon_files import read_token, secure_paths
 from qwen_daemon.discovery import browser_url, read_discovery, starting_pid
 from qwen_daemon.private_files import UnsafePath, write_private_file
 

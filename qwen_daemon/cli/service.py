@@ -35,8 +35,9 @@ from qwen_daemon.cli.common import (
 )
 from qwen_daemon.cli.parser import STOP_GRACE
 from qwen_daemon.cli.standalone import start_flags, stop_standalone
-from qwen_daemon.client import find_running, read_token
+from qwen_daemon.client import find_running
 from qwen_daemon.config import ConfigError, Paths, Settings, load_settings
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.discovery import DiscoveryInfo, browser_url, make_url, read_discovery
 from qwen_daemon.private_files import write_private_file
 from qwen_daemon.service.base import (

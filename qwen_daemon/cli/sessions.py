@@ -23,8 +23,9 @@ from qwen_daemon.cli.common import (
     running,
     session_list,
 )
-from qwen_daemon.client import ClientError, read_token, request_json
+from qwen_daemon.client import ClientError, request_json
 from qwen_daemon.config import Paths
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.terminal import one_line, printable
 
 

@@ -16,8 +16,9 @@ import signal
 from typing import Any
 
 from qwen_daemon.cli.common import EXIT_FAIL, EXIT_OK, print_err, wait_gone
-from qwen_daemon.client import ClientError, probe_health, read_token, request_json
+from qwen_daemon.client import ClientError, probe_health, request_json
 from qwen_daemon.config import ConfigError, Paths
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.discovery import (
     DiscoveryInfo,
     looks_like_daemon,

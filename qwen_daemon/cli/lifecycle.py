@@ -74,7 +74,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             print(f"qwen-daemon: warning: {notice}", file=sys.stderr)
     owner = None if args.foreground else _owner()  # --foreground is what the supervisor runs
     if owner is not None:
-        from qwen_daemon.cli import service as supervised
+        import qwen_daemon.cli.service as supervised
 
         given = sorted(f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None)
         return supervised.start(owner, settings.paths, given)
@@ -116,7 +116,7 @@ def _owner() -> Supervisor | None:
 def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
     owner = _owner()
     if owner is not None:
-        from qwen_daemon.cli import service as supervised
+        import qwen_daemon.cli.service as supervised
 
         return supervised.stop(owner, paths, args.timeout)
     return stop_standalone(paths, args.timeout)
@@ -125,7 +125,7 @@ def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
     owner = _owner()
     if owner is not None:
-        from qwen_daemon.cli import service as supervised
+        import qwen_daemon.cli.service as supervised
 
         return supervised.restart(owner, paths, args.timeout)
     flags = start_flags(paths)

@@ -63,22 +63,6 @@ class ClientError(Exception):
         self.code = code
 
 
-def read_token(paths: Paths) -> str | None:
-    """The API token if one exists; never creates one (a client has no business minting it).
-
-    Raises :class:`~qwen_daemon.private_files.UnsafePath` (the CLI prints it) for a link or another
-    user's file: a token from there is not the daemon's to send. One others can read is still
-    used: ``stop`` and ``token rotate`` must work (``start`` refuses it).
-    """
-    from qwen_daemon.private_files import read_private
-
-    try:
-        token = read_private(paths.token_file, "in use").decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return token or None
-
-
 def request_json(
     url: str,
     method: str = "GET",

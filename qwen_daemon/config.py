@@ -6,8 +6,9 @@ Every value is parsed and range-checked here, so a bad value is one clear :class
 naming the setting and its source instead of a failure deep inside the server.
 
 Locations come from platformdirs, so a test run that points HOME and XDG_* at a temporary
-directory never touches the real home. Writing the daemon's private files (the token among
-them) is ``qwen_daemon.private_files``.
+directory never touches the real home. Settings and paths only: reading and writing the daemon's
+private files is :mod:`qwen_daemon.private_files`, the token and the start-time check of every
+path :mod:`qwen_daemon.daemon_files`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
+from qwen_daemon.errors import ConfigError as ConfigError  # raised by the settings parser; re-exported
+
 if TYPE_CHECKING:
     from qwen_daemon.push.channels import Channel
 
@@ -31,10 +34,6 @@ APP_NAME = "qwen-daemon"
 ENV_PREFIX = "QWEN_DAEMON_"
 #: The documented default port. ``0`` asks the OS for any free port.
 DEFAULT_PORT = 7861
-
-
-class ConfigError(Exception):
-    """A setting has a value the daemon cannot run with; the message names the setting."""
 
 
 @dataclass(frozen=True)
@@ -394,7 +393,7 @@ def _read_config_file(path: Path) -> dict[str, object]:
     """The TOML file's table; {} when there is none. Read through ``read_private``: a link, another
     user's file or one others can write is refused (its ``agent_cmd`` is a command we would run).
     ``start`` checks the config directory itself first (``secure_paths``)."""
-    from qwen_daemon.private_files import read_private  # it imports this module
+    from qwen_daemon.private_files import read_private  # on first use: most commands need no file
 
     try:
         raw = read_private(path, "config")
@@ -445,7 +444,7 @@ def load_settings(
                     raise ConfigError(f"invalid {label} (from {source}): {exc}") from None
                 break
     agents = _parse_agents(file_values.get("agents", {}), file_source)
-    from qwen_daemon.push.channels import parse_channels  # stdlib only; it imports ConfigError
+    from qwen_daemon.push.channels import parse_channels  # stdlib only
 
     values["notify"] = parse_channels(file_values.get("notify", []), file_source)
     if BUILTIN_AGENT in agents and values.get("agent_cmd") is None:

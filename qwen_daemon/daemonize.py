@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.client import find_running
 from qwen_daemon.config import ConfigError, Paths, Settings
-from qwen_daemon.discovery import looks_like_daemon, make_url, read_pidfile
+from qwen_daemon.daemon_files import load_or_create_token, secure_paths
+from qwen_daemon.discovery import browser_url, looks_like_daemon, make_url, read_pidfile
 from qwen_daemon.logbounds import bounded_handler
-from qwen_daemon.private_files import ensure_private_dir, load_or_create_token, open_private, secure_paths
+from qwen_daemon.private_files import ensure_private_dir, open_private
+from qwen_daemon.supervisor_env import NOTIFY_VARIABLES
 
 if TYPE_CHECKING:
     from qwen_daemon.runtime import Daemon
@@ -47,8 +49,6 @@ log = logging.getLogger(__name__)
 #: How long ``start`` waits for the detached daemon to report READY or ERROR.
 #: each ends the daemon by the ordered shutdown
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-#: Environment variables that belong to our supervisor and must not leak to agents.
-_SUPERVISOR_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 class AlreadyRunning(Exception):
@@ -124,7 +124,7 @@ class _Notifier:
         self.watchdog_interval: float | None = None
         if self._enabled and usec.isdigit() and int(usec) > 0 and (not wpid or wpid == str(os.getpid())):
             self.watchdog_interval = int(usec) / 2 / 1_000_000
-        for name in _SUPERVISOR_ENV:  # agents must not talk to our supervisor
+        for name in NOTIFY_VARIABLES:  # read once; agents must not talk to our supervisor
             os.environ.pop(name, None)
 
     def notify(self, state: str) -> None:
@@ -273,7 +273,7 @@ def start_background(settings: Settings, *, exit_when_ready: bool = True) -> int
     if status == "READY":
         url = make_url(settings.host, int(message), tls=settings.tls)
         print(f"qwen-daemon is running at {url}")
-        print(f"Open in a browser: {url}?token={token}")
+        print(f"Open in a browser: {browser_url(url, token)}")
         if not exit_when_ready:
             return 0
         # Done: skip the interpreter's teardown of Tornado & co., which measured longer than the

@@ -100,6 +100,18 @@ def make_url(host: str, port: int, tls: bool = False) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/"
 
 
+def browser_url(base_url: str, token: str) -> str:
+    """The URL to open in a browser: the daemon's ``base_url`` (from :func:`make_url` or a
+    discovery file) logging in with ``token``. It holds the token: print it, never log it.
+
+    One builder for the CLI's ``url``, ``start`` and the supervised start's report, and the
+    daemon's own: four copies once spelled it three ways (urlencoded or not).
+    """
+    from urllib.parse import urlencode  # spares the fast paths that never print a URL
+
+    return f"{base_url}?{urlencode({'token': token})}"
+
+
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` names a running process (a zombie counts as gone).
 

@@ -2,9 +2,17 @@
 
 Managers raise these and know nothing of HTTP; ``server/base.py`` maps each ``code`` to a status
 in one table. ``code`` is the stable, machine-readable part of every API error body.
+
+:class:`ConfigError` lives here too (``config`` re-exports it): the modules ``config`` calls while
+it loads the settings (``private_files``, ``push.channels``) raise it, and importing it from
+``config`` made them an import cycle with it. This module imports nothing of the package.
 """
 
 from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A setting has a value the daemon cannot run with; the message names the setting."""
 
 
 class DaemonError(Exception):

@@ -1,8 +1,10 @@
-"""The daemon's private files: 0700 directories, 0600 files written atomically, the API token.
+"""The daemon's private files: 0700 directories, 0600 files written atomically, read safely.
 
 Separate from settings parsing (``config``) because these functions touch the disk and guard
 secrets, while settings only read and validate; many modules write private files (discovery,
-the store, orphan records) without needing any setting.
+the store, orphan records) without needing any setting. Which files the daemon owns, and the API
+token, are :mod:`qwen_daemon.daemon_files`: this module knows no path by name, and so imports
+nothing of the package but its error type (``config`` reads ``config.toml`` through it).
 
 Every file the daemon owns is opened here without following a link (``O_NOFOLLOW``) and judged by
 ``fstat`` of the opened descriptor (owner, type, mode) before a byte is read or written; modes are
@@ -17,21 +19,16 @@ import contextlib
 import errno
 import logging
 import os
-import re
-import secrets
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from qwen_daemon.config import ConfigError, Paths
+from qwen_daemon.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-TOKEN_BYTES = 32  # 256 bits
-#: what a token file must hold (``secrets.token_urlsafe`` makes 43 such characters)
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,}")
 #: the most any of the daemon's small files is read (the token, flags, pid, discovery, groups)
 MAX_READ = 1024 * 1024
 
@@ -154,14 +151,29 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+#: the mode of a file only its owner may read
+PRIVATE_MODE = 0o600
+
+
 @contextlib.contextmanager
-def _written_aside(path: Path, text: str, *, durable: bool) -> Iterator[Path]:
-    """``text`` in a new file beside ``path``: 0600 from its first byte, a name no other process
-    or thread uses, synced if ``durable``. Removed on the way out unless it was renamed."""
-    ensure_private_dir(path.parent)
+def _written_aside(path: Path, text: str, *, durable: bool, mode: int = PRIVATE_MODE) -> Iterator[Path]:
+    """``text`` in a new file beside ``path``: ``mode`` (0600 unless said otherwise) from its first
+    byte, a name no other process or thread uses, synced if ``durable``. Removed on the way out
+    unless it was renamed.
+
+    ``mkstemp`` creates it with ``O_CREAT | O_EXCL | O_NOFOLLOW``: whatever is planted at the name
+    (a link, a file), it is refused rather than written through, and the file is ours, 0600, from
+    the start; a wider ``mode`` is set through the descriptor before a byte is written.
+    """
+    if mode & 0o077:  # a file others read (a unit, a plist): its directory is not ours to close
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        ensure_private_dir(path.parent)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     tmp = Path(name)
     try:
+        if mode != PRIVATE_MODE:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -172,14 +184,18 @@ def _written_aside(path: Path, text: str, *, durable: bool) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_private_file(path: Path, text: str, *, durable: bool = True) -> None:
+def write_private_file(path: Path, text: str, *, durable: bool = True, mode: int = PRIVATE_MODE) -> None:
     """Atomically replace ``path`` with ``text``; the file is 0600 from its first byte.
 
-    ``durable=False`` skips the fsync, for files in the runtime directory: they describe this
-    boot's processes, so surviving a power loss is moot, and the page cache already outlives a
-    crash of the daemon (the fsync cost 1-3 ms on each agent start and daemon start on a disk).
+    The one writer of whole files in the package. Readers see the old file or the new one, never
+    half of one; a link at ``path`` is replaced, never written through. ``durable=False`` skips
+    the fsync, for files in the runtime directory: they describe this boot's processes, so
+    surviving a power loss is moot, and the page cache already outlives a crash of the daemon (the
+    fsync cost 1-3 ms on each agent start and daemon start on a disk). ``mode``: wider for a file
+    another program reads as the user (0644: a systemd unit, a LaunchAgent plist), whose directory
+    is then created like any other rather than made private.
     """
-    with _written_aside(path, text, durable=durable) as tmp:
+    with _written_aside(path, text, durable=durable, mode=mode) as tmp:
         os.replace(tmp, path)
 
 
@@ -195,63 +211,3 @@ def create_private_file(path: Path, text: str) -> bool:
         except FileExistsError:
             return False
     return True
-
-
-def rotate_token(paths: Paths) -> str:
-    """Replace the API token with a fresh one (the old one stops working at once)."""
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    write_private_file(paths.token_file, token + "\n")
-    return token
-
-
-def secure_paths(paths: Paths) -> list[str]:
-    """Check every directory and file the daemon owns before any of them is read or written.
-
-    Run first at start (and by ``start`` before it writes anything): a link, another user's file
-    or a readable token stops start with :class:`UnsafePath` naming the path; too open a mode of
-    the daemon's own is repaired. Returns one line per repair, for the log. Every later open goes
-    through :func:`open_private` too, which checks the opened descriptor itself.
-    """
-    repairs = []
-    database = str(paths.database)
-    checks: list[tuple[Path, Kind, bool]] = [
-        *(
-            (d, "private", True)
-            for d in (paths.config_dir, paths.state_dir, paths.log_dir, paths.runtime_dir)
-        ),
-        (paths.agent_log_dir, "private", True),
-        (paths.token_file, "secret", False),
-        (paths.config_file, "config", False),
-        *((Path(database + end), "private", False) for end in ("", "-wal", "-shm", ".clean")),
-        *((f, "private", False) for f in (paths.discovery_file, paths.pid_file, paths.log_file)),
-        *((f, "private", False) for f in (paths.agent_groups_file, paths.start_flags_file)),
-        (paths.vapid_key_file, "private", False),
-    ]
-    for path, kind, directory in checks:
-        repaired = check_path(path, kind, directory=directory)
-        if repaired:
-            repairs.append(repaired)
-    return repairs
-
-
-def load_or_create_token(paths: Paths) -> str:
-    """The API token: 256 random bits, kept 0600 in the config dir, stable across restarts.
-
-    Read only through :func:`read_private`: a link at its name is refused, never followed (a
-    dangling one used to end in a misleading "cannot write"), and so is a token others can read.
-    """
-    path = paths.token_file
-    ensure_private_dir(path.parent)
-    try:
-        raw = read_private(path, "secret")
-    except FileNotFoundError:
-        fresh = secrets.token_urlsafe(TOKEN_BYTES)
-        if create_private_file(path, fresh + "\n"):
-            return fresh
-        # several first starts raced and another one's token won: every one must use that one
-        raw = read_private(path, "secret")
-    token = raw.decode("ascii", "replace").strip()
-    if not _TOKEN.fullmatch(token):  # empty, cut short or garbage: it cannot work; replace it
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        write_private_file(path, token + "\n")
-    return token

@@ -33,9 +33,9 @@ import tornado.websocket
 from qwen_daemon import __version__
 from qwen_daemon.agents.registry import AgentNotFound
 from qwen_daemon.config import ConfigError, Settings
+from qwen_daemon.daemon_files import load_or_create_token, rotate_token, secure_paths
 from qwen_daemon.devices import DeviceRegistry, PairingCodes
-from qwen_daemon.discovery import DiscoveryInfo, make_url, remove_discovery, write_discovery
-from qwen_daemon.private_files import load_or_create_token, rotate_token, secure_paths
+from qwen_daemon.discovery import DiscoveryInfo, browser_url, make_url, remove_discovery, write_discovery
 from qwen_daemon.push.service import PushService
 from qwen_daemon.server import stream
 from qwen_daemon.server.app import make_app
@@ -265,7 +265,7 @@ class Daemon:
     @property
     def browser_url(self) -> str:
         """The URL to open in a browser. Contains the token: print it, never log it."""
-        return f"{self.url}?{urllib.parse.urlencode({'token': self.token})}"
+        return browser_url(self.url, self.token)
 
     def discovery_info(self) -> DiscoveryInfo:
         return DiscoveryInfo(

@@ -15,7 +15,8 @@ from qwen_daemon.config import (
     Settings,
     load_settings,
 )
-from qwen_daemon.private_files import UnsafePath, ensure_private_dir, load_or_create_token, write_private_file
+from qwen_daemon.daemon_files import load_or_create_token
+from qwen_daemon.private_files import UnsafePath, ensure_private_dir, write_private_file
 
 
 def _mode(path: Path) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from qwen_daemon.client import read_token
 from qwen_daemon.config import Paths
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.openapi import document
 from tests.support.daemon import Api, DaemonThread, fake_settings, serve

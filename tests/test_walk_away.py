@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from qwen_daemon.session_commands import _answers
+from qwen_daemon.cli.sessions import _answers
 from tests.support.daemon import Api, fake_settings
 from tests.test_lifecycle import listed, runs, turn
 

@@ -8,7 +8,7 @@ models: the daemon is a relay, and a parse/dump round trip would drop fields it 
 (Qwen Code sends several non-standard ones).
 
 Process hygiene: the agent gets its own process group, an environment without the supervisor's
-NOTIFY_SOCKET/WATCHDOG_*/LISTEN_* variables, a stdout line limit far above 64 KiB (one Qwen update
+variables (:mod:`qwen_daemon.supervisor_env`), a stdout line limit far above 64 KiB (one Qwen update
 can be 570 KB), and stderr appended to a log file. :meth:`AgentHost.stop` escalates: close stdin,
 then SIGTERM to the group, then SIGKILL, each with a deadline.
 
@@ -33,21 +33,13 @@ from qwen_daemon.agents.credentials import with_hint
 from qwen_daemon.config import ConfigError
 from qwen_daemon.errors import AgentFailed
 from qwen_daemon.private_files import ensure_private_dir, open_private
+from qwen_daemon.supervisor_env import without_supervisor
 
 if TYPE_CHECKING:
     from acp.connection import Connection
 
 log = logging.getLogger(__name__)
 
-#: Variables that belong to our supervisor, never to an agent.
-SUPERVISOR_ENV = (
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-)
 STDOUT_LINE_LIMIT = 64 * 1024 * 1024
 PROTOCOL_VERSION = 1
 #: This many unexpected exits within CRASH_WINDOW seconds is a crash loop: stop restarting.
@@ -65,13 +57,6 @@ class SessionSink(Protocol):
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
     def on_agent_exit(self, message: str) -> None: ...
-
-
-def agent_environment(base: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment an agent runs with: ours, minus the supervisor's variables."""
-    env = {k: v for k, v in base.items() if k not in SUPERVISOR_ENV}
-    env.update(extra or {})
-    return env
 
 
 class AgentHost:
@@ -93,7 +78,7 @@ class AgentHost:
         self.command = tuple(command)
         self.cwd = cwd
         self.log_path = log_path
-        self._env = agent_environment(os.environ if env is None else env)
+        self._env = without_supervisor(os.environ if env is None else env)
         self._start_timeout = start_timeout
         self._stop_timeouts = stop_timeouts
         self._qwen_code = qwen_code  # its refusals for missing auth say how to give it credentials

@@ -25,7 +25,7 @@ import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from qwen_daemon.config import ConfigError
+from qwen_daemon.errors import ConfigError
 
 if TYPE_CHECKING:
     import tornado.httpclient

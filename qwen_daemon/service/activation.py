@@ -17,9 +17,10 @@ import os
 import socket
 from collections.abc import MutableMapping
 
+from qwen_daemon.supervisor_env import LISTEN_VARIABLES
+
 #: The first passed descriptor (``SD_LISTEN_FDS_START``).
 LISTEN_FDS_START = 3
-_VARS = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 
 class ActivationError(Exception):
@@ -39,7 +40,7 @@ def inherited_sockets(
     """
     env = os.environ if environ is None else environ
     pid, count = env.get("LISTEN_PID"), env.get("LISTEN_FDS")
-    for name in _VARS:
+    for name in LISTEN_VARIABLES:
         env.pop(name, None)
     if count is None or pid != str(os.getpid()):
         return []

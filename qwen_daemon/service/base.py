@@ -5,6 +5,11 @@ Why a narrow interface: the CLI's "one owner" rule (start/stop/restart go throug
 supervisor when one manages the daemon) must not care whether that is systemd or launchd, and
 tests swap the real tools for fakes on PATH without touching this code.
 
+Nothing here or in the backends prints: a failure is a :class:`ServiceError` whose message says
+what to do, a state is a returned :class:`SupervisorStatus`, and each step an operation takes is
+handed to the :data:`Say` its caller gives (the CLI prints it, flushed, as it happens: a
+``systemctl start`` may take seconds, and a step that fails must follow the steps that did not).
+
 Standard library only: ``status`` and ``stop`` import this on their fast path.
 """
 
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: How user-facing progress is reported ("wrote …", "ran: systemctl --user …").
+#: Where a backend reports each step it takes ("wrote …", "ran: systemctl --user …"): the
+#: caller's, so the backends never write to the terminal themselves.
 Say = Callable[[str], None]
 
 #: Used when the user's PATH is empty or unusable; where distributions put node and npm.
@@ -216,19 +222,17 @@ def unwritable(directory: Path) -> str | None:
 
 
 def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Atomically write ``text`` unless the file already holds exactly that; True if written."""
+    """Atomically write ``text`` unless the file already holds exactly that; True if written.
+
+    Through the package's one writer (:func:`~qwen_daemon.private_files.write_private_file`): a
+    temporary name nobody can plant a link at, the mode set before the first byte, a rename.
+    """
+    from qwen_daemon.private_files import write_private_file  # only install writes
+
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private_file(path, text, mode=mode)
     return True

@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 
 from qwen_daemon.config import Paths
+from qwen_daemon.daemon_files import load_or_create_token, secure_paths
 from qwen_daemon.discovery import DiscoveryInfo, read_discovery, write_discovery
-from qwen_daemon.private_files import UnsafePath, load_or_create_token, read_private, secure_paths
+from qwen_daemon.private_files import UnsafePath, read_private
 from qwen_daemon.sessions.store import Store, StoreError
 from tests.support.daemon import Api, serve
 from tests.support.probe import cli, start_daemon, until

@@ -1,7 +1,7 @@
 """CLI commands about sessions and agents: list, prune, rename, archive, reopen, agents, new, mode,
 pending, answer.
 
-They live apart from ``cli.py`` (lifecycle: start, stop, status, url, token) to keep each module
+They live apart from :mod:`~qwen_daemon.cli.lifecycle` (start, stop, status, url, token) to keep each module
 small; like the rest of the CLI they only talk to the running daemon's API (or, for ``--prune``
 with the daemon stopped, to the store), never importing Tornado or the ACP library.
 """
@@ -14,23 +14,24 @@ import os
 import re
 from typing import Any
 
-from qwen_daemon.cli import (
+from qwen_daemon.cli.common import (
     EXIT_FAIL,
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
-    _print_err,
-    _running,
-    _session_list,
+    print_err,
+    running,
+    session_list,
 )
-from qwen_daemon.client import ClientError, read_token, request_json
+from qwen_daemon.client import ClientError, request_json
 from qwen_daemon.config import Paths
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.terminal import one_line, printable
 
 
 def _prune(args: argparse.Namespace, paths: Paths) -> int:
     """Remove closed sessions past the retention time: through the daemon, or the store if stopped."""
-    info, health = _running(paths)
+    info, health = running(paths)
     days = args.older_than_days
     if info is not None and health is not None:
         body = {} if days is None else {"older_than_days": days}
@@ -39,7 +40,7 @@ def _prune(args: argparse.Namespace, paths: Paths) -> int:
                 info.url + "api/sessions/prune", "POST", read_token(paths), body, timeout=30.0
             )
         except ClientError as exc:
-            _print_err(str(exc))
+            print_err(str(exc))
             return EXIT_FAIL
         pruned = list(payload.get("pruned", [])) if isinstance(payload, dict) else []
     else:
@@ -51,7 +52,7 @@ def _prune(args: argparse.Namespace, paths: Paths) -> int:
                 paths.database, load_settings(paths=paths).retention_days if days is None else days
             )
         except StoreError as exc:
-            _print_err(str(exc))
+            print_err(str(exc))
             return EXIT_FAIL
     print(f"pruned {len(pruned)} closed session(s)" + (": " + ", ".join(pruned) if pruned else ""))
     return EXIT_OK
@@ -60,14 +61,14 @@ def _prune(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     if args.prune:
         return _prune(args, paths)
-    info, health = _running(paths)
+    info, health = running(paths)
     if info is None or health is None:
-        _print_err("qwen-daemon is not running")
+        print_err("qwen-daemon is not running")
         return EXIT_NOT_RUNNING
     try:
-        sessions = _session_list(info, paths, archived=args.archived)
+        sessions = session_list(info, paths, archived=args.archived)
     except ClientError as exc:
-        _print_err(str(exc))
+        print_err(str(exc))
         return EXIT_FAIL
     if args.json:
         print(json.dumps(sessions, indent=2))
@@ -86,19 +87,19 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
 
 def _call(paths: Paths, method: str, path: str, expect: int, body: object | None = None) -> Any:
     """One call to the running daemon's API: its JSON answer, or None after printing why not."""
-    info, health = _running(paths)
+    info, health = running(paths)
     if info is None or health is None:
-        _print_err("qwen-daemon is not running")
+        print_err("qwen-daemon is not running")
         return None
     try:
         status, payload = request_json(info.url + path, method, read_token(paths), body, timeout=120.0)
     except ClientError as exc:
-        _print_err(str(exc))
+        print_err(str(exc))
         return None
     if status == expect and isinstance(payload, dict):
         return payload
     error = payload.get("error") if isinstance(payload, dict) else None
-    _print_err(str(error.get("message")) if isinstance(error, dict) else f"the daemon answered {status}")
+    print_err(str(error.get("message")) if isinstance(error, dict) else f"the daemon answered {status}")
     return None
 
 
@@ -265,7 +266,7 @@ def cmd_answer(args: argparse.Namespace, paths: Paths) -> int:
     try:
         answers = _answers(args.answer, pending.get("questions") or [])
     except ValueError as exc:
-        _print_err(str(exc))
+        print_err(str(exc))
         return EXIT_USAGE
     body: dict[str, Any] = {"option_id": args.option}
     if answers:

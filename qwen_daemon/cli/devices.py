@@ -15,9 +15,10 @@ import sys
 import urllib.parse
 from typing import Any
 
-from qwen_daemon.cli import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, _print_err, _running
-from qwen_daemon.client import ClientError, read_token, request_json
+from qwen_daemon.cli.common import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, print_err, running
+from qwen_daemon.client import ClientError, request_json
 from qwen_daemon.config import Paths
+from qwen_daemon.daemon_files import read_token
 from qwen_daemon.terminal import printable
 
 
@@ -31,17 +32,17 @@ class _Refused(Exception):
 
 def _ask(paths: Paths, method: str, path: str, expect: int, body: object | None = None) -> Any:
     """The running daemon's answer to one API call, or :class:`_Refused` after printing why not."""
-    info, health = _running(paths)
+    info, health = running(paths)
     if info is None or health is None:
-        _print_err("qwen-daemon is not running")
+        print_err("qwen-daemon is not running")
         raise _Refused(EXIT_NOT_RUNNING)
     try:
         status, payload = request_json(info.url + path, method, read_token(paths), body, timeout=30.0)
     except ClientError as exc:
-        _print_err(str(exc))
+        print_err(str(exc))
         raise _Refused(EXIT_FAIL) from None
     if status != expect:
-        _print_err(f"the daemon answered {status}")
+        print_err(f"the daemon answered {status}")
         raise _Refused(EXIT_FAIL)
     return payload
 

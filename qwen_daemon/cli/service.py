@@ -1,5 +1,7 @@
-"""The CLI commands that talk to a supervisor: ``service install|uninstall|status``, ``logs``, and
-``start``/``stop``/``restart`` while systemd or launchd owns the daemon.
+"""The CLI commands that drive a supervisor backend and print what it reports: ``service
+install|uninstall|status``, ``logs``, and ``start``/``stop``/``restart`` while systemd or launchd
+owns the daemon. The backends (:mod:`qwen_daemon.service`) print nothing: they raise
+:class:`~qwen_daemon.service.base.ServiceError` and report their steps through the ``say`` given.
 
 Hand-over: a daemon found running outside the supervisor (started with plain ``qwen-daemon
 start`` before the service was installed) is stopped before the supervisor starts its own, so
@@ -21,35 +23,35 @@ import os
 import sys
 import time
 from typing import Any
-from urllib.parse import urlencode
 
-from qwen_daemon.cli import (
+from qwen_daemon.cli.common import (
     EXIT_FAIL,
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
-    start_flags,
-    stop_standalone,
+    print_err,
+    say,
     wait_gone,
 )
-from qwen_daemon.cli_parser import STOP_GRACE
-from qwen_daemon.client import find_running, read_token
+from qwen_daemon.cli.parser import STOP_GRACE
+from qwen_daemon.cli.standalone import start_flags, stop_standalone
+from qwen_daemon.client import find_running
 from qwen_daemon.config import ConfigError, Paths, Settings, load_settings
-from qwen_daemon.discovery import DiscoveryInfo, make_url, read_discovery
+from qwen_daemon.daemon_files import read_token
+from qwen_daemon.discovery import DiscoveryInfo, browser_url, make_url, read_discovery
 from qwen_daemon.private_files import write_private_file
-from qwen_daemon.service import ServiceError, Supervisor, detect, for_platform
-from qwen_daemon.service.base import InstallRequest, daemon_argv, missing_on_path, service_path
+from qwen_daemon.service.base import (
+    InstallRequest,
+    ServiceError,
+    Supervisor,
+    daemon_argv,
+    missing_on_path,
+    service_path,
+)
+from qwen_daemon.service.owner import detect, for_platform
 
 #: How long to wait for a supervised daemon to answer after start (launchd does not wait).
 READY_TIMEOUT = 30.0
-
-
-def _err(message: str) -> None:
-    print(f"qwen-daemon: {message}", file=sys.stderr)
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
 
 
 def _serving(paths: Paths, not_instance: str | None = None) -> DiscoveryInfo | None:
@@ -81,13 +83,13 @@ def _report(owner: Supervisor, paths: Paths, not_instance: str | None = None) ->
     """Wait until the supervised daemon answers, then print its URL as a standalone start does."""
     info = _wait_serving(paths, not_instance)
     if info is None:
-        _err(_no_answer(owner))
-        _err("see `qwen-daemon logs` and `qwen-daemon status`")
+        print_err(_no_answer(owner))
+        print_err("see `qwen-daemon logs` and `qwen-daemon status`")
         return EXIT_FAIL
     print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {owner.name})")
     token = read_token(paths)
     if token:
-        print(f"Open in a browser: {info.url}?{urlencode({'token': token})}")
+        print(f"Open in a browser: {browser_url(info.url, token)}")
     return EXIT_OK
 
 
@@ -107,7 +109,7 @@ def _hand_over(owner: Supervisor, paths: Paths, timeout: float) -> int:
     info = _outside(owner, paths)
     if info is None:
         return EXIT_OK
-    _say(f"stopping the copy started outside {owner.name} (pid {info.pid}), so that {owner.name} owns it")
+    say(f"stopping the copy started outside {owner.name} (pid {info.pid}), so that {owner.name} owns it")
     return stop_standalone(paths, timeout)
 
 
@@ -116,7 +118,7 @@ def _hand_over(owner: Supervisor, paths: Paths, timeout: float) -> int:
 
 def start(owner: Supervisor, paths: Paths, flags: list[str]) -> int:
     if flags:
-        _err(
+        print_err(
             f"{owner.name} manages qwen-daemon, so {', '.join(flags)} would be ignored; put settings in "
             f"{paths.config_file} (or the unit's environment) and run `qwen-daemon restart`"
         )
@@ -126,13 +128,15 @@ def start(owner: Supervisor, paths: Paths, flags: list[str]) -> int:
         running = find_running(paths)
         if running is not None and status.active and status.main_pid == running[0].pid:
             info = running[0]
-            _err(f"qwen-daemon is already running at {info.url} (pid {info.pid}, managed by {owner.name})")
+            print_err(
+                f"qwen-daemon is already running at {info.url} (pid {info.pid}, managed by {owner.name})"
+            )
             return EXIT_FAIL
         if _hand_over(owner, paths, STOP_GRACE) != EXIT_OK:
             return EXIT_FAIL
-        owner.start(_say)
+        owner.start(say)
     except ServiceError as exc:
-        _err(f"{exc}\nsee `qwen-daemon logs` and `qwen-daemon status`")
+        print_err(f"{exc}\nsee `qwen-daemon logs` and `qwen-daemon status`")
         return EXIT_FAIL
     return _report(owner, paths)
 
@@ -140,16 +144,16 @@ def start(owner: Supervisor, paths: Paths, flags: list[str]) -> int:
 def stop(owner: Supervisor, paths: Paths, timeout: float) -> int:
     try:
         main_pid = owner.status().main_pid
-        owner.stop(_say)
+        owner.stop(say)
     except ServiceError as exc:
-        _err(str(exc))
+        print_err(str(exc))
         return EXIT_FAIL
     info = read_discovery(paths)
     if info is not None and info.pid == main_pid:
         # launchd's bootout may return while the daemon is still stopping its agents.
         wait_gone(info.pid, timeout)
     elif info is not None:
-        _say(f"also stopping a copy that runs outside {owner.name} (pid {info.pid})")
+        say(f"also stopping a copy that runs outside {owner.name} (pid {info.pid})")
         if stop_standalone(paths, timeout) != EXIT_OK:
             return EXIT_FAIL
     try:
@@ -164,9 +168,9 @@ def restart(owner: Supervisor, paths: Paths, timeout: float) -> int:
     try:
         if _hand_over(owner, paths, timeout) != EXIT_OK:
             return EXIT_FAIL
-        owner.restart(_say)
+        owner.restart(say)
     except ServiceError as exc:
-        _err(f"{exc}\nsee `qwen-daemon logs` and `qwen-daemon status`")
+        print_err(f"{exc}\nsee `qwen-daemon logs` and `qwen-daemon status`")
         return EXIT_FAIL
     return _report(owner, paths, not_instance=running[0].instance_id if running else None)
 
@@ -180,11 +184,11 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
         if args.action == "install":
             return _install(backend, args, paths)
         if args.action == "uninstall":
-            backend.uninstall(_say)
+            backend.uninstall(say)
             return EXIT_OK
         return _status(backend, args.json)
     except ServiceError as exc:
-        _err(str(exc))
+        print_err(str(exc))
         return EXIT_FAIL
 
 
@@ -192,7 +196,7 @@ def _install(backend: Supervisor, args: argparse.Namespace, paths: Paths) -> int
     try:
         settings = load_settings(paths=paths)
     except ConfigError as exc:
-        _err(str(exc))
+        print_err(str(exc))
         return EXIT_USAGE
     request = InstallRequest(
         argv=daemon_argv(),
@@ -204,7 +208,7 @@ def _install(backend: Supervisor, args: argparse.Namespace, paths: Paths) -> int
         dry_run=args.dry_run,
     )
     if request.dry_run:
-        backend.install(request, _say)
+        backend.install(request, say)
         _warn_missing(request)
         return EXIT_OK
     standalone = _outside(backend, paths) if request.now else None
@@ -217,17 +221,19 @@ def _install(backend: Supervisor, args: argparse.Namespace, paths: Paths) -> int
         except ConfigError as exc:
             problems.append(f"the running daemon could not be started again if the hand-over failed: {exc}")
     if problems:
-        _err(f"cannot install the {backend.name} service:\n" + "\n".join(f"  - {p}" for p in problems))
+        print_err(f"cannot install the {backend.name} service:\n" + "\n".join(f"  - {p}" for p in problems))
         if standalone is not None:
-            _err(f"nothing was changed: qwen-daemon (pid {standalone.pid}) keeps running at {standalone.url}")
+            print_err(
+                f"nothing was changed: qwen-daemon (pid {standalone.pid}) keeps running at {standalone.url}"
+            )
         return EXIT_FAIL
     if standalone is None or comeback is None:
-        backend.install(request, _say)
+        backend.install(request, say)
         _warn_missing(request)
         if not request.now:
             return EXIT_OK
         if request.socket and find_running(paths) is None:
-            _say(f"the daemon starts on the first visit to {make_url(settings.host, settings.port)}")
+            say(f"the daemon starts on the first visit to {make_url(settings.host, settings.port)}")
             return EXIT_OK
         return _report(backend, paths)
     return _take_over(backend, request, paths, standalone, comeback, settings.start_timeout)
@@ -244,16 +250,16 @@ def _take_over(
     """Stop the standalone daemon, install and start the service; bring it back if that fails
     (``timeout``: the configured ``start_timeout``, how long a start may take to answer)."""
     was_installed = backend.installed()
-    _say(f"stopping the copy started outside {backend.name} (pid {standalone.pid}), so that it owns it")
+    say(f"stopping the copy started outside {backend.name} (pid {standalone.pid}), so that it owns it")
     if stop_standalone(paths, STOP_GRACE) != EXIT_OK:
         return EXIT_FAIL
     try:
-        backend.install(request, _say)
+        backend.install(request, say)
     except ServiceError as exc:
         return _give_back(backend, comeback, str(exc), was_installed)
     _warn_missing(request)
     if request.socket and find_running(paths) is None:
-        _say(f"the daemon starts on the first visit to {make_url(request.host, request.port)}")
+        say(f"the daemon starts on the first visit to {make_url(request.host, request.port)}")
         return EXIT_OK
     info = _wait_serving(paths, timeout=timeout)
     if info is None:
@@ -261,7 +267,7 @@ def _take_over(
     print(f"qwen-daemon is running at {info.url} (pid {info.pid}, managed by {backend.name})")
     token = read_token(paths)
     if token:
-        print(f"Open in a browser: {info.url}?{urlencode({'token': token})}")
+        print(f"Open in a browser: {browser_url(info.url, token)}")
     return EXIT_OK
 
 
@@ -271,15 +277,15 @@ def _give_back(
     """The hand-over failed: stop the supervisor's copy (and remove a unit this command added, so
     the standalone daemon is the one owner again), start the standalone daemon again, name why."""
     flags, settings = comeback
-    _err(f"handing the daemon over to {backend.name} failed: {failure}")
+    print_err(f"handing the daemon over to {backend.name} failed: {failure}")
     try:
         if was_installed:
-            backend.stop(_say)
+            backend.stop(say)
         else:
-            backend.uninstall(_say)
+            backend.uninstall(say)
     except ServiceError as exc:
-        _err(f"could not stop what {backend.name} started: {exc}")
-    _say("starting qwen-daemon again as it ran before, outside any supervisor")
+        print_err(f"could not stop what {backend.name} started: {exc}")
+    say("starting qwen-daemon again as it ran before, outside any supervisor")
     from qwen_daemon import daemonize
 
     with contextlib.suppress(OSError):  # the supervisor's `start --foreground` recorded none
@@ -287,7 +293,7 @@ def _give_back(
 
     restarted = daemonize.start_background(settings, exit_when_ready=False) == EXIT_OK
     where = "runs standalone again, as before" if restarted else "could not be started again (see above)"
-    _err(f"not handed over to {backend.name} ({failure.splitlines()[0]}); qwen-daemon {where}")
+    print_err(f"not handed over to {backend.name} ({failure.splitlines()[0]}); qwen-daemon {where}")
     return EXIT_FAIL
 
 
@@ -309,7 +315,7 @@ def _agent_problems(settings: Settings, path: str) -> list[str]:
 def _warn_missing(request: InstallRequest) -> None:
     missing = missing_on_path(request.path)
     if missing:
-        _say(f"warning: {', '.join(missing)} is not on the PATH given to the service; Qwen Code needs node")
+        say(f"warning: {', '.join(missing)} is not on the PATH given to the service; Qwen Code needs node")
 
 
 def _status(backend: Supervisor, as_json: bool) -> int:
@@ -342,14 +348,14 @@ def cmd_logs(args: argparse.Namespace, paths: Paths) -> int:
     argv = owner.log_command(args.follow, args.lines) if owner is not None else None
     if argv is None:
         if owner is not None and owner.name == "systemd":
-            _err("no journal here: the service's output goes where its StandardOutput= points")
+            print_err("no journal here: the service's output goes where its StandardOutput= points")
         if not paths.log_file.exists():
-            _err(f"no log file at {paths.log_file} (the daemon has not run standalone yet)")
+            print_err(f"no log file at {paths.log_file} (the daemon has not run standalone yet)")
             return EXIT_FAIL
         argv = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(paths.log_file)]
     sys.stdout.flush()
     try:
         os.execvp(argv[0], argv)  # noqa: S606 - a fixed argv, no shell involved
     except OSError as exc:
-        _err(f"cannot run {argv[0]}: {exc}")
+        print_err(f"cannot run {argv[0]}: {exc}")
     return EXIT_FAIL

@@ -1,7 +1,7 @@
 """The ``qwen-daemon`` command line's grammar: every subcommand, its arguments and their help.
 
-Kept apart from what the commands do (``cli.py``) so each stays small; the parser of one
-subcommand builds alone (see :func:`build_parser`).
+Kept apart from what the commands do (the other modules of :mod:`qwen_daemon.cli`) so each stays
+small; the parser of one subcommand builds alone (see :func:`build_parser`).
 """
 
 from __future__ import annotations
@@ -216,15 +216,53 @@ def _add_devices(sub: Any) -> None:
 
 
 def _add_service(sub: Any) -> None:
-    from qwen_daemon.service.parser import add_service  # kept beside the code it drives
+    """Add ``service`` to the CLI's subcommands."""
+    from qwen_daemon.service.owner import MANAGERS  # only `service` pays for the backends' module
 
-    add_service(sub)
+    service = sub.add_parser(
+        "service",
+        help="install the daemon as a systemd user service or a LaunchAgent",
+        description="Hand the daemon to the OS supervisor (systemd --user on Linux, launchd on macOS), "
+        "so it starts at login and comes back after a crash.",
+    )
+    actions = service.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser(
+        "install",
+        help="write the unit/plist for this installation and enable it",
+        description="Render the shipped unit (or plist) with this installation's path and your PATH, "
+        "write it, and enable it. Safe to run again.",
+    )
+    install.add_argument("--now", action="store_true", help="also start it now")
+    install.add_argument(
+        "--socket",
+        action="store_true",
+        help="systemd: also install qwen-daemon.socket (start on first visit)",
+    )
+    install.add_argument("--dry-run", action="store_true", help="print what would be written; change nothing")
+    uninstall = actions.add_parser(
+        "uninstall", help="stop, disable and remove what install wrote", description="Undo `service install`."
+    )
+    status = actions.add_parser(
+        "status",
+        help="the supervisor's view (exit 0 active, 3 not)",
+        description="Show the supervisor's view of the service. Exit 0 if active, 3 if not.",
+    )
+    status.add_argument("--json", action="store_true", help="print a JSON object")
+    for action in (install, uninstall, status):
+        action.add_argument(
+            "--manager", choices=MANAGERS, help="systemd or launchd (default: this platform's)"
+        )
 
 
 def _add_logs(sub: Any) -> None:
-    from qwen_daemon.service.parser import add_logs
-
-    add_logs(sub)
+    """Add ``logs`` to the CLI's subcommands."""
+    logs = sub.add_parser(
+        "logs",
+        help="show the daemon's log",
+        description="Show the daemon's log: the journal under systemd, else its log file.",
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=100, help="how many past lines (default 100)")
 
 
 #: each subcommand and what adds its parser, in the order ``--help`` lists them

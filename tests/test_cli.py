@@ -325,8 +325,8 @@ def test_commands_names_every_subcommand_and_each_parser_builds_alone() -> None:
     """``main`` builds only the named subcommand's parser: each must build alone, under its name."""
     import argparse
 
-    from qwen_daemon.cli_parser import SUBCOMMANDS as COMMANDS
-    from qwen_daemon.cli_parser import build_parser
+    from qwen_daemon.cli.parser import SUBCOMMANDS as COMMANDS
+    from qwen_daemon.cli.parser import build_parser
 
     def subcommands(parser: argparse.ArgumentParser) -> list[str]:
         action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -339,7 +339,7 @@ def test_commands_names_every_subcommand_and_each_parser_builds_alone() -> None:
 
 def test_mode_takes_an_id_that_begins_with_a_dash_after_double_dash() -> None:
     """Ids made before new ids stopped beginning with ``-`` stay reachable from the CLI."""
-    from qwen_daemon.cli_parser import build_parser
+    from qwen_daemon.cli.parser import build_parser
 
     args = build_parser(only="mode").parse_args(["mode", "--", "-H5-YtY4OgOp", "default"])
     assert (args.session, args.mode) == ("-H5-YtY4OgOp", "default")

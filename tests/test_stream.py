@@ -219,3 +219,66 @@ def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from_agent
         assert (await api.call("GET", "/api/sessions")).status == 200
 
     serve(tmp_path, body)
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each unmasked frame a server sent, in order."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        size, head = data[at + 1] & 0x7F, 2
+        if size == 126:
+            size, head = int.from_bytes(data[at + 2 : at + 4], "big"), 4
+        elif size == 127:
+            size, head = int.from_bytes(data[at + 2 : at + 10], "big"), 10
+        frames.append((data[at] & 0x0F, data[at + head : at + head + size]))
+        at += head + size
+    return frames
+
+
+def test_a_client_that_stops_reading_is_closed_as_too_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``MAX_UNFLUSHED_BYTES`` written but not taken by the client, the daemon closes the
+    socket with 4008 instead of buffering without bound; the count comes from the write Futures
+    of Tornado's public API, so this keeps working whatever Tornado calls its buffer."""
+    import asyncio
+
+    from qwen_daemon.server import stream
+
+    monkeypatch.setattr(stream, "MAX_UNFLUSHED_BYTES", 1024 * 1024)
+
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that barely reads
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", api.daemon.port))
+        request = (
+            f"GET /api/sessions/{sid}/ws HTTP/1.1\r\nHost: 127.0.0.1:{api.daemon.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: dGhlIHNhbXBsZQ==\r\nAuthorization: Bearer {api.daemon.token}\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += await loop.sock_recv(sock, 4096)
+        assert received.startswith(b"HTTP/1.1 101"), received[:200]
+        with caplog.at_level("WARNING", logger="qwen_daemon.server.stream"):
+            for _ in range(6):  # ~3 MB a turn, which the socket buffers cannot all take
+                await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "big 3000"})
+                await api.wait_state(sid, "idle")
+                if "client too slow" in caplog.text:
+                    break
+            assert "client too slow" in caplog.text
+        try:
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 15):
+                received += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+        finally:
+            sock.close()
+        opcode, payload = _frames(received.partition(b"\r\n\r\n")[2])[-1]
+        assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == stream.CLOSE_TOO_SLOW
+
+    serve(tmp_path, body)

@@ -31,11 +31,18 @@ Why frames are written by hand: Tornado's ``write_message`` wraps every frame in
 relay. Frames queued during one event-loop turn (a store commit publishes a whole batch; a replay
 is thousands) are framed here, joined, and written to the stream once per turn. The framing is
 RFC 6455's unmasked server frame; the handler never negotiates compression, so it is exact.
+
+Only Tornado's public API is used for it: the connection's ``stream`` and ``IOStream.write``,
+whose Future resolves once everything written up to it has gone to the kernel. The unflushed
+bytes are counted here from those Futures (added on write, taken off when its Future resolves),
+not read from the stream's private buffer size, so a Tornado release cannot silently turn the
+slow-client check off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 from collections.abc import Iterable
@@ -67,6 +74,8 @@ class SessionStreamHandler(BaseWebSocketHandler):
     _after: int
     _sub: Subscription | None = None
     _outbox: list[bytes] | None = None
+    #: bytes handed to the stream whose write Future has not resolved yet (see the module doc)
+    unflushed_bytes = 0
     #: the page is shown (its last ``visibility`` frame); see the module doc
     visible = False
 
@@ -125,16 +134,22 @@ class SessionStreamHandler(BaseWebSocketHandler):
         stream = conn.stream
         if stream is None or stream.closed():
             return
-        if getattr(stream, "_write_buffer_size", 0) >= MAX_UNFLUSHED_BYTES:
+        if self.unflushed_bytes >= MAX_UNFLUSHED_BYTES:
             log.warning("closing a WebSocket on session %s: client too slow", self.session.id)
             self.close(CLOSE_TOO_SLOW, "client too slow; reconnect with ?after=<last seq>")
             return
         data = b"".join(frames)
         try:
-            stream.write(data).add_done_callback(_ignore_result)
+            written = stream.write(data)
         except tornado.iostream.StreamClosedError:
             return
-        conn._wire_bytes_out += len(data)  # type: ignore[attr-defined]
+        self.unflushed_bytes += len(data)
+        written.add_done_callback(functools.partial(self._flushed, len(data)))
+
+    def _flushed(self, size: int, future: asyncio.Future[None]) -> None:
+        """A write's Future resolved: its bytes reached the kernel (or the stream closed)."""
+        self.unflushed_bytes -= size
+        _ignore_result(future)
 
     def _send_event(self, event: Event) -> None:
         self._write(event.json)

@@ -1,15 +1,18 @@
-"""WebSocket ``/api/sessions/{id}/ws?after=N``: replay, then live events, then commands.
+"""WebSocket ``/api/sessions/{id}/ws?after=N``: replay, then live events. Read-only.
 
 The first frame is a greeting ``{"type": "hello", "instance_id", "session", "last_seq"}``; then
 every stored event with ``seq > after`` and, seamlessly, every new one (no gap, no duplicate: see
 :meth:`EventLog.subscribe`). Event frames are the events themselves and always carry ``seq``;
 control frames never do.
 
-Clients may send ``{"type": "prompt", "text"}``, ``{"type": "cancel"}``,
-``{"type": "permission", "request_id", "option_id"}``, ``{"type": "visibility", "visible"}``
-and ``{"type": "ping"}``, each optionally with an ``id`` echoed in the reply:
-``{"type": "ack", "id", ...}`` or ``{"type": "error", "id", "error": {"code", "message"}}``. A bad
-frame gets an error frame and the connection stays open.
+One command surface: everything that acts on a session (prompt, cancel, permission answers, mode)
+is a REST request (``/api/openapi.json``), never a frame. A client sends only frames about the
+connection itself: ``{"type": "visibility", "visible": bool}`` and ``{"type": "ping"}``, each
+optionally with an ``id`` (string or number) echoed in the reply, ``{"type": "ack", "op":
+"visibility", "visible"}`` or ``{"type": "ack", "op": "pong", "last_seq"}``. Any other frame (not
+JSON, not an object, an unknown ``type``, a bad field) gets one answer,
+``{"type": "error", "id"?, "error": {"code": "bad_request", "message"}}``, and the connection stays
+open.
 
 Visibility: a page says ``{"type": "visibility", "visible": true}`` when it is shown and
 ``false`` when it is hidden (``document.visibilityState``); while some WebSocket of a device (the
@@ -54,7 +57,7 @@ import tornado.web
 from qwen_daemon import jsontext
 from qwen_daemon.errors import BadRequest, DaemonError, LimitReached
 from qwen_daemon.server.base import BaseWebSocketHandler, parse_json
-from qwen_daemon.server.sessions_api import _ID, parse_after, permission_answer, prompt_text
+from qwen_daemon.server.sessions_api import _ID, parse_after
 from qwen_daemon.sessions.events import Event, Subscription
 from qwen_daemon.sessions.session import Session
 
@@ -163,7 +166,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
 
     # --- incoming -----------------------------------------------------------------------------
 
-    async def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> None:
         frame_id: Any = None
         try:
             frame = parse_json(message, "the frame")
@@ -173,7 +176,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
             if frame_id is not None and not isinstance(frame_id, str | int):
                 frame_id = None
                 raise BadRequest("id must be a string or a number")
-            reply = await self._dispatch(frame)
+            reply = self._answer(frame)
         except DaemonError as exc:
             error = {"type": "error", "error": {"code": exc.code, "message": exc.message}}
             if frame_id is not None:
@@ -185,24 +188,8 @@ class SessionStreamHandler(BaseWebSocketHandler):
             reply["id"] = frame_id
         self._send_control(reply)
 
-    async def _dispatch(self, frame: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, frame: dict[str, Any]) -> dict[str, Any]:
         kind = frame.get("type")
-        if kind == "prompt":
-            return {"op": "prompt", "prompt_id": self.session.prompt(prompt_text(frame))}
-        if kind == "cancel":
-            await self.session.cancel()
-            return {"op": "cancel"}
-        if kind == "permission":
-            request_id = frame.get("request_id")
-            if not isinstance(request_id, str) or not request_id:
-                raise BadRequest("field 'request_id' must be a non-empty string")
-            option_id, answers = permission_answer(frame)
-            self.session.answer_permission(request_id, option_id, answers)
-            return {"op": "permission", "request_id": request_id, "option_id": option_id}
-        if kind == "mode":
-            mode_id = frame.get("mode_id")
-            await self.session.set_mode(mode_id)
-            return {"op": "mode", "mode_id": mode_id}
         if kind == "visibility":
             visible = frame.get("visible")
             if not isinstance(visible, bool):
@@ -214,7 +201,8 @@ class SessionStreamHandler(BaseWebSocketHandler):
         if not isinstance(kind, str):
             raise BadRequest("frame needs a string field 'type'")
         raise BadRequest(
-            f"unknown frame type {kind!r}; expected prompt, cancel, permission, mode, visibility or ping"
+            f"unknown frame type {kind!r}; expected visibility or ping "
+            "(commands are REST requests: see /api/openapi.json)"
         )
 
 

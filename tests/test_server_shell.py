@@ -18,13 +18,8 @@ from qwen_daemon import errors
 from qwen_daemon.config import Paths, load_settings
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.server.app import Daemon, StartupError
-from qwen_daemon.server.base import (
-    ERROR_STATUS,
-    BaseHandler,
-    BaseWebSocketHandler,
-    describe_error,
-    host_allowed,
-)
+from qwen_daemon.server.base import BaseHandler, BaseWebSocketHandler, host_allowed
+from qwen_daemon.server.errors import ERROR_STATUS, error_reply
 
 Fetch = Callable[..., Awaitable[tornado.httpclient.HTTPResponse]]
 
@@ -225,10 +220,17 @@ def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptureFixt
     assert any(r.exc_info and "secret" in str(r.exc_info[1]) for r in caplog.records)
 
 
-def test_describe_error_defaults() -> None:
-    assert describe_error(errors.SessionBusy("busy")) == (409, "session_busy", "busy")
-    assert describe_error(ValueError("x"))[:2] == (500, "internal_error")
-    assert describe_error(None, 404)[:2] == (404, "not_found")
+def test_error_reply_defaults() -> None:
+    """One function answers every error: domain errors by the table, bugs blandly, bare statuses
+    by their phrase; the HTTP body and the WebSocket frame are the same reply."""
+    busy = error_reply(errors.SessionBusy("busy", session_id="s1"))
+    assert (busy.status, busy.code, busy.message) == (409, "session_busy", "busy")
+    assert busy.body() == {"error": {"session_id": "s1", "code": "session_busy", "message": "busy"}}
+    assert busy.frame(7) == {"type": "error", "id": 7, **busy.body()}
+    assert busy.frame() == {"type": "error", **busy.body()}
+    hidden = error_reply(ValueError("secret /path"))
+    assert (hidden.status, hidden.code) == (500, "internal_error") and "secret" not in hidden.message
+    assert (error_reply(None, 404).status, error_reply(None, 404).code) == (404, "not_found")
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,7 @@ import tornado.web
 from qwen_daemon import jsontext
 from qwen_daemon.errors import BadRequest, DaemonError, LimitReached
 from qwen_daemon.server.base import BaseWebSocketHandler, parse_json
+from qwen_daemon.server.errors import error_reply
 from qwen_daemon.server.sessions_api import _ID, parse_after
 from qwen_daemon.sessions.events import Event, Subscription
 from qwen_daemon.sessions.session import Session
@@ -178,10 +179,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
                 raise BadRequest("id must be a string or a number")
             reply = self._answer(frame)
         except DaemonError as exc:
-            error = {"type": "error", "error": {"code": exc.code, "message": exc.message}}
-            if frame_id is not None:
-                error["id"] = frame_id
-            self._send_control(error)
+            self._send_control(error_reply(exc).frame(frame_id))
             return
         reply["type"] = "ack"
         if frame_id is not None:

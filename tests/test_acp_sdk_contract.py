@@ -11,6 +11,7 @@ fail in each of those cases.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import importlib.metadata
@@ -163,3 +164,18 @@ async def test_requests_and_their_errors_still_go_through_the_sdk(wire: Wire) ->
     wire.send({"jsonrpc": "2.0", "id": 9, "method": "fs/unknown", "params": {}})
     answer = await wire.receive()
     assert answer["id"] == 9 and answer["error"]["code"] == -32601  # method not found
+
+
+def test_only_the_boundary_module_imports_the_sdk() -> None:
+    """Everything else reaches the SDK through ``agents/connection.py``, so an SDK upgrade is
+    adapted (and checked, above) in one place."""
+    package = Path(__file__).resolve().parent.parent / "qwen_daemon"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            if any(name == "acp" or name.startswith("acp.") for name in names):
+                importers.add(path.relative_to(package).as_posix())
+    assert importers == {"agents/connection.py"}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -231,6 +233,32 @@ def test_error_reply_defaults() -> None:
     hidden = error_reply(ValueError("secret /path"))
     assert (hidden.status, hidden.code) == (500, "internal_error") and "secret" not in hidden.message
     assert (error_reply(None, 404).status, error_reply(None, 404).code) == (404, "not_found")
+
+
+def test_no_error_answer_is_built_by_hand() -> None:
+    """The ``{"error": {...}}`` shape (and the ``{"type": "error"}`` frame) is written only in
+    ``qwen_daemon/errors.py``; everything else goes through ``error_reply``/``error_body``."""
+    package = Path(errors.__file__).parent
+    builders = set()
+    for path in package.rglob("*.py"):
+        if path.name.startswith("openapi"):
+            continue  # the documents describe the shape; they answer nothing
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Dict):
+                continue
+            pairs = [
+                (k.value, v)
+                for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant)
+            ]
+            by_hand = any(key == "error" and isinstance(value, ast.Dict) for key, value in pairs)
+            frame = any(
+                key == "type" and isinstance(value, ast.Constant) and value.value == "error"
+                for key, value in pairs
+            )
+            if by_hand or frame:
+                builders.add(path.relative_to(package).as_posix())
+    assert builders == {"errors.py"}
 
 
 @pytest.mark.parametrize(

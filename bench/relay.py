@@ -77,12 +77,20 @@ async def run_turns(daemon: OurDaemon, sids: list[str], command: str, lat: Laten
     """Connect a client to every session first (streams are watched by clients already there),
     then prompt them all at once; collect chunk latencies until every turn ends."""
     conns = await asyncio.gather(*(watch(daemon, sid) for sid in sids))
-    await asyncio.gather(*(run_turn(conn, command, lat) for conn in conns))
+    turns = (run_turn(daemon, sid, conn, command, lat) for sid, conn in zip(sids, conns, strict=True))
+    await asyncio.gather(*turns)
 
 
-async def run_turn(conn: RawWebSocket, command: str, lat: Latencies) -> int:
-    """Prompt over the WebSocket; collect chunk latencies until the turn ends."""
-    conn.send_text(json.dumps({"type": "prompt", "text": command}))
+async def prompt(daemon: OurDaemon, sid: str, text: str) -> None:
+    """``POST /api/sessions/{sid}/prompt`` (the one command surface), off this loop: the client's
+    sockets keep their kernel receive timestamps meanwhile."""
+    url = f"{daemon.url}/api/sessions/{sid}/prompt"
+    await asyncio.to_thread(http_json, "POST", url, {"text": text}, daemon.token)
+
+
+async def run_turn(daemon: OurDaemon, sid: str, conn: RawWebSocket, command: str, lat: Latencies) -> int:
+    """Prompt over REST; collect chunk latencies from the WebSocket until the turn ends."""
+    await prompt(daemon, sid, command)
     count = 0
     while True:
         frames = await asyncio.wait_for(conn.frames(), 120)
@@ -132,7 +140,9 @@ async def throughput(daemon: OurDaemon, sids: list[str], chunks: int) -> float:
     lat = Latencies()
     conns = await asyncio.gather(*(watch(daemon, sid) for sid in sids))
     began = time.time_ns()
-    await asyncio.gather(*(run_turn(conn, f"burst {chunks}", lat) for conn in conns))
+    await asyncio.gather(
+        *(run_turn(daemon, sid, conn, f"burst {chunks}", lat) for sid, conn in zip(sids, conns, strict=True))
+    )
     return len(lat.read_ns) / ((max(lat.read_ns) - began) / 1e9)
 
 

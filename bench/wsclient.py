@@ -96,16 +96,6 @@ class RawWebSocket:
             self.buffer = buf[pos:]
         return out
 
-    def send_text(self, text: str) -> None:
-        payload = text.encode()
-        mask = os.urandom(4)
-        size = len(payload)
-        header = (
-            struct.pack("!BB", 0x81, 0x80 | size) if size < 126 else struct.pack("!BBH", 0x81, 0xFE, size)
-        )
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.send(header + mask + masked)  # a few bytes: the send buffer always takes them
-
     def close(self) -> None:
         self.sock.close()
 

@@ -8,7 +8,8 @@ names a PID that no longer exists is stale, and is removed rather than trusted.
 A live PID is still not proof (PIDs are reused): callers that need certainty compare the
 ``instance_id`` here with what ``GET /health`` answers (see :mod:`qwen_daemon.client`).
 
-This module is imported by the fast CLI paths, so it uses the standard library only.
+This module is imported by the fast CLI paths, so it imports the standard library only at the top;
+psutil (the process checks, the same on Linux and macOS) is imported where a check runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -116,32 +116,30 @@ def pid_alive(pid: int) -> bool:
     """Whether ``pid`` names a running process (a zombie counts as gone).
 
     Zombies matter: a daemonized process is reparented to PID 1, and not every PID 1 (containers)
-    reaps promptly, so ``kill(pid, 0)`` alone would report a dead daemon as running.
+    reaps promptly, so ``kill(pid, 0)`` alone would report a dead daemon as running. psutil reads
+    the state the same way on Linux and macOS (procfs there, ``sysctl`` here).
     """
     if pid <= 0:
         return False
+    import psutil  # here, not at the top: the fast CLI paths that never ask skip its import
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:  # ZombieProcess included: macOS cannot even read a zombie
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True  # exists, belongs to someone else
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return True  # no procfs (macOS): trust kill()
-    # The state letter follows the parenthesized command name, which may itself contain ')'.
-    state = stat.rpartition(")")[2].split()[:1]
-    return state != ["Z"] and state != ["X"]
 
 
 def process_cmdline(pid: int) -> str | None:
-    """The command line of ``pid`` (Linux), or None when it cannot be read."""
+    """The command line of ``pid``, or None when it cannot be read (gone, or not ours to read)."""
+    import psutil
+
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        args = psutil.Process(pid).cmdline()
+    except (psutil.Error, OSError):
         return None
-    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    return " ".join(args).strip()
 
 
 def read_pidfile(paths: Paths) -> int | None:
@@ -162,7 +160,7 @@ def starting_pid(paths: Paths) -> int | None:
 def looks_like_daemon(pid: int) -> bool:
     """Best-effort guard against PID reuse: does ``pid`` run qwen-daemon?
 
-    Only meaningful where procfs exists; elsewhere a live PID is given the benefit of the doubt.
+    A live PID whose command line cannot be read is given the benefit of the doubt.
     """
     if not pid_alive(pid):
         return False

@@ -1,7 +1,8 @@
 """Domain errors: what went wrong, in words a user can act on.
 
-Managers raise these and know nothing of HTTP; ``server/base.py`` maps each ``code`` to a status
-in one table. ``code`` is the stable, machine-readable part of every API error body.
+Managers raise these and know nothing of HTTP; ``server/errors.py`` maps each ``code`` to a status
+in one table and turns any error into its answer. ``code`` is the stable, machine-readable part of
+every API error body, whose one shape is :func:`error_body` (the WebSocket's: :func:`error_frame`).
 
 :class:`ConfigError` lives here too (``config`` re-exports it): the modules ``config`` calls while
 it loads the settings (``private_files``, ``push.channels``) raise it, and importing it from
@@ -9,6 +10,26 @@ it loads the settings (``private_files``, ``push.channels``) raise it, and impor
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def error_body(code: str, message: str, details: Mapping[str, object] | None = None) -> dict[str, Any]:
+    """``{"error": {"code", "message", ...details}}``: the one shape every error reaches a client in
+    (an HTTP body; inside a WebSocket ``error`` frame). ``code`` and ``message`` win over details."""
+    return {"error": {**(details or {}), "code": code, "message": message}}
+
+
+def error_frame(
+    code: str, message: str, frame_id: str | int | None = None, details: Mapping[str, object] | None = None
+) -> dict[str, Any]:
+    """A WebSocket ``error`` control frame (no ``seq``): the body's shape plus ``type``, and the
+    ``id`` of the client frame it answers, if that had one."""
+    frame: dict[str, Any] = {"type": "error", **error_body(code, message, details)}
+    if frame_id is not None:
+        frame["id"] = frame_id
+    return frame
 
 
 class ConfigError(Exception):

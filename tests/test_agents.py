@@ -114,10 +114,9 @@ async def test_modes_per_session(paths: Paths) -> None:
         bad = await api.call("POST", f"/api/sessions/{other['id']}/mode", {"mode_id": "yolo"})
         assert bad.status == 400 and "default, plan" in bad.body["error"]["message"]
         ws_client = await api.ws(other["id"])
-        await ws_client.send({"type": "mode", "mode_id": "plan", "id": 7})
-        ack = await ws_client.until(lambda f: f.get("id") == 7)
-        assert ack == {"type": "ack", "op": "mode", "mode_id": "plan", "id": 7}
-        await ws_client.until(lambda f: f.get("type") == "agent_update")
+        switched = await api.call("POST", f"/api/sessions/{other['id']}/mode", {"mode_id": "plan"})
+        assert switched.status == 200 and switched.body["mode"] == "plan"
+        await ws_client.until(lambda f: f.get("type") == "agent_update")  # watchers hear of it
         assert (await api.call("GET", f"/api/sessions/{other['id']}")).body["mode"] == "plan"
         tiny = await api.create(ws, agent="tiny")
         none = await api.call("POST", f"/api/sessions/{tiny['id']}/mode", {"mode_id": "plan"})

@@ -16,8 +16,10 @@ import pytest
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import (
     DiscoveryInfo,
+    looks_like_daemon,
     make_url,
     pid_alive,
+    process_cmdline,
     read_discovery,
     remove_discovery,
     write_discovery,
@@ -117,10 +119,27 @@ def test_zombie_counts_as_dead() -> None:
     # Until we reap it, the child is a zombie: kill(pid, 0) succeeds, yet it is gone.
     os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
     try:
-        if os.path.exists("/proc"):
-            assert not pid_alive(proc.pid)
+        assert not pid_alive(proc.pid)  # psutil: the same check with or without procfs
     finally:
         proc.wait()
+
+
+def test_process_cmdline_and_looks_like_daemon() -> None:
+    """The command line comes from psutil (procfs on Linux, sysctl on macOS); the PID-reuse guard
+    reads it: a process running something else is not taken for the daemon, a gone one neither."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "qwen-daemon"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        cmdline = process_cmdline(proc.pid)
+        assert cmdline is not None and cmdline.endswith("time.sleep(30) qwen-daemon"), cmdline
+        assert looks_like_daemon(proc.pid)
+        assert not looks_like_daemon(other.pid)
+    finally:
+        for p in (proc, other):
+            p.kill()
+            p.wait()
+    assert process_cmdline(_dead_pid()) is None
+    assert not looks_like_daemon(proc.pid)
 
 
 def test_make_url() -> None:

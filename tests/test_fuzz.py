@@ -194,13 +194,15 @@ def test_http_fuzz_never_500(
 
 FRAME = st.one_of(
     st.dictionaries(
-        st.sampled_from(["type", "text", "id", "request_id", "option_id", "answers", "mode_id"]),
+        st.sampled_from(["type", "text", "id", "request_id", "option_id", "answers", "mode_id", "visible"]),
         JSON,
         max_size=5,
     ),
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["prompt", "cancel", "permission", "mode", "ping", "bogus"])},
+        # the connection's own frames, and commands (REST only: unknown frames here) among others
+        {"type": st.sampled_from(["prompt", "cancel", "permission", "mode", "ping", "visibility", "bogus"])},
         optional={
+            "visible": JSON,
             "text": st.text(max_size=30),
             "id": JSON,
             "request_id": st.text(max_size=10),
@@ -270,14 +272,13 @@ async def test_websocket_fuzz_keeps_the_connection_and_the_daemon(
                 assert message is not None, "the daemon closed the connection"
                 reply = json.loads(message)
                 if "seq" in reply or reply.get("type") == "hello":
-                    continue  # an event of a prompt that got through, or the greeting
+                    continue  # the greeting, or an event of a prompt another test sent over HTTP
                 assert reply.get("type") in ("ack", "error"), reply
                 assert reply["type"] == "ack" or {"code", "message"} <= set(reply["error"]), reply
                 answers += 1
                 if reply.get("id") == LAST and reply.get("type") == "ack":
                     break
             assert answers == len(frames) + 1
-            await conn.write_message(json.dumps({"type": "cancel"}))
         finally:
             conn.close()
             while await asyncio.wait_for(conn.read_message(), 10) is not None:

@@ -19,7 +19,7 @@ WRITERS = {"mkstemp", "NamedTemporaryFile", "write_text", "write_bytes", "os.rep
 ALLOWED = {
     "private_files.py": "the one writer",
     "sessions/store.py": "os.replace moves a damaged database aside (a rename of what is there)",
-    "contract/js.py": "writes the generated protocol.js into the source tree: a developer command, never the daemon",
+    "contract/js.py": "writes the generated protocol.js into the source tree (a developer command)",
 }
 
 

@@ -182,23 +182,6 @@ async def test_a_plan_approval_carries_the_plan_and_its_mode_change(tmp_path: Pa
     await serve(tmp_path, body)
 
 
-async def test_answers_over_the_websocket(tmp_path: Path) -> None:
-    async def body(api: Api, ws: Path) -> None:
-        sid = (await api.create(ws))["id"]
-        pending = await asked(api, sid, "question Ship it?")
-        conn = await api.ws(sid)
-        frame = {"type": "permission", "request_id": pending["request_id"], "option_id": "proceed_once"}
-        await conn.send({**frame, "id": 1})
-        error = await conn.until(lambda f: f.get("id") == 1)
-        assert error["type"] == "error" and "missing 0 (Ship it?)" in error["error"]["message"]
-        await conn.send({**frame, "answers": {"0": "No"}, "id": 2})
-        assert (await conn.until(lambda f: f.get("id") == 2))["type"] == "ack"
-        await conn.until(lambda f: f.get("type") == "turn_ended")
-        assert said(await api.events(sid)) == 'answers: {"0": "No"}'
-
-    await serve(tmp_path, body)
-
-
 @pytest.mark.usefixtures("daemon_reaper")
 def test_cli_answers_a_question(tmp_path: Path, paths: Paths) -> None:
     workspace = tmp_path / "ws"

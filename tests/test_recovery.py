@@ -172,7 +172,8 @@ async def test_kill_9_mid_stream_loses_nothing_a_client_saw(
             assert status == 201, created
             sid = created["id"]
             conn = await first.ws(sid, after=0)
-            await conn.write_message(json.dumps({"type": "prompt", "text": "stream 5000 2"}))
+            status, _ = await first.call("POST", f"/api/sessions/{sid}/prompt", {"text": "stream 5000 2"})
+            assert status == 202
             seen: list[dict[str, Any]] = []
             while len([f for f in seen if f.get("type") == "agent_message_chunk"]) < 200:
                 message = await asyncio.wait_for(conn.read_message(), 20)

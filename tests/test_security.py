@@ -65,12 +65,12 @@ async def test_oversized_websocket_frame_is_refused_with_1009(tmp_path: Path) ->
         client = await api.ws(sid)
         await client.recv()
         before = (await api.call("GET", f"/api/sessions/{sid}")).body["last_seq"]
-        await client.send({"type": "prompt", "text": "say " + "x" * (2 * 1024 * 1024)})
+        await client.send({"type": "ping", "id": "x" * (2 * 1024 * 1024)})
         while await client.recv() is not None:
             pass
         assert client.conn.close_code == 1009
         after = (await api.call("GET", f"/api/sessions/{sid}")).body
-        assert after["last_seq"] == before and after["state"] == "idle"  # no prompt reached the agent
+        assert after["last_seq"] == before and after["state"] == "idle"  # the session is untouched
 
     await serve(tmp_path, body)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +20,8 @@ from qwen_daemon import errors
 from qwen_daemon.config import Paths, load_settings
 from qwen_daemon.discovery import read_discovery
 from qwen_daemon.runtime import Daemon, StartupError
-from qwen_daemon.server.base import (
-    ERROR_STATUS,
-    BaseHandler,
-    BaseWebSocketHandler,
-    describe_error,
-    host_allowed,
-)
+from qwen_daemon.server.base import BaseHandler, BaseWebSocketHandler, host_allowed
+from qwen_daemon.server.errors import ERROR_STATUS, error_reply
 
 Fetch = Callable[..., Awaitable[tornado.httpclient.HTTPResponse]]
 
@@ -221,10 +218,43 @@ async def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptu
     assert any(r.exc_info and "secret" in str(r.exc_info[1]) for r in caplog.records)
 
 
-def test_describe_error_defaults() -> None:
-    assert describe_error(errors.SessionBusy("busy")) == (409, "session_busy", "busy")
-    assert describe_error(ValueError("x"))[:2] == (500, "internal_error")
-    assert describe_error(None, 404)[:2] == (404, "not_found")
+def test_error_reply_defaults() -> None:
+    """One function answers every error: domain errors by the table, bugs blandly, bare statuses
+    by their phrase; the HTTP body and the WebSocket frame are the same reply."""
+    busy = error_reply(errors.SessionBusy("busy", session_id="s1"))
+    assert (busy.status, busy.code, busy.message) == (409, "session_busy", "busy")
+    assert busy.body() == {"error": {"session_id": "s1", "code": "session_busy", "message": "busy"}}
+    assert busy.frame(7) == {"type": "error", "id": 7, **busy.body()}
+    assert busy.frame() == {"type": "error", **busy.body()}
+    hidden = error_reply(ValueError("secret /path"))
+    assert (hidden.status, hidden.code) == (500, "internal_error") and "secret" not in hidden.message
+    assert (error_reply(None, 404).status, error_reply(None, 404).code) == (404, "not_found")
+
+
+def test_no_error_answer_is_built_by_hand() -> None:
+    """The ``{"error": {...}}`` shape (and the ``{"type": "error"}`` frame) is written only in
+    ``qwen_daemon/errors.py``; everything else goes through ``error_reply``/``error_body``."""
+    package = Path(errors.__file__).parent
+    builders = set()
+    for path in package.rglob("*.py"):
+        if path.name.startswith("openapi"):
+            continue  # the documents describe the shape; they answer nothing
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Dict):
+                continue
+            pairs = [
+                (k.value, v)
+                for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant)
+            ]
+            by_hand = any(key == "error" and isinstance(value, ast.Dict) for key, value in pairs)
+            frame = any(
+                key == "type" and isinstance(value, ast.Constant) and value.value == "error"
+                for key, value in pairs
+            )
+            if by_hand or frame:
+                builders.add(path.relative_to(package).as_posix())
+    assert builders == {"errors.py"}
 
 
 @pytest.mark.parametrize(

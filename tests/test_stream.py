@@ -1,4 +1,5 @@
-"""The WebSocket stream: replay from ``after``, live events, commands, several clients, bad frames."""
+"""The WebSocket stream: replay from ``after``, live events, several clients, connection frames,
+and every other frame (commands included: they are REST requests) refused the same way."""
 
 from __future__ import annotations
 
@@ -40,9 +41,8 @@ async def test_replay_after_then_live_without_gap(tmp_path: Path) -> None:
         assert seqs(client) == list(range(4, len(stored) + 1))
         assert client.events() == stored[3:]
 
-        await client.send({"type": "prompt", "text": "say live words", "id": "p1"})
-        ack = await client.until(lambda f: f.get("type") == "ack")
-        assert ack["id"] == "p1" and ack["op"] == "prompt" and ack["prompt_id"]
+        accepted = await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "say live words"})
+        assert accepted.status == 202 and accepted.body["prompt_id"]
         await client.seen(is_idle_again)
         await client.until(lambda f: f.get("type") == "state" and f.get("state") == "idle")
         assert seqs(client) == list(range(4, seqs(client)[-1] + 1))
@@ -74,15 +74,14 @@ async def test_two_clients_first_permission_answer_wins(tmp_path: Path) -> None:
     async def body(api: Api, ws: Path) -> None:
         sid = (await api.create(ws))["id"]
         a, b = await api.ws(sid), await api.ws(sid)
-        await a.send({"type": "prompt", "text": "permission Write x.txt"})
+        await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "permission Write x.txt"})
         request = await b.until(lambda f: f.get("type") == "permission_request")
         await a.until(lambda f: f.get("type") == "permission_request")
         rid = request["request_id"]
-        await a.send({"type": "permission", "request_id": rid, "option_id": "proceed_once", "id": 1})
-        await a.until(lambda f: f.get("type") == "ack" and f.get("id") == 1)
-        await b.send({"type": "permission", "request_id": rid, "option_id": "cancel", "id": 2})
-        refused = await b.until(lambda f: f.get("type") == "error" and f.get("id") == 2)
-        assert refused["error"]["code"] == "permission_already_answered"
+        url = f"/api/sessions/{sid}/permissions/{rid}"
+        assert (await api.call("POST", url, {"option_id": "proceed_once"})).status == 200
+        refused = await api.call("POST", url, {"option_id": "cancel"})
+        assert refused.status == 409 and refused.body["error"]["code"] == "permission_already_answered"
         for client in (a, b):
             resolved = await client.seen(lambda f: f.get("type") == "permission_resolved")
             assert resolved["option_id"] == "proceed_once" and resolved["request_id"] == rid
@@ -105,24 +104,32 @@ async def test_bad_frames_get_error_frames_and_connection_stays(tmp_path: Path) 
             "[1, 2]",
             {"type": 5},
             {"type": "bogus"},
-            {"type": "prompt"},
-            {"type": "prompt", "text": ""},
-            {"type": "permission", "request_id": "nope", "option_id": "x"},
-            {"type": "permission", "option_id": "x"},
+            {"type": "visibility", "visible": "yes"},
             {"type": "ping", "id": {"no": "objects"}},
         ]
-        codes = []
-        for frame in bad:
+        # commands are REST requests only: a command frame is an unknown frame like any other
+        commands: list[Any] = [
+            {"type": "prompt", "text": "say hi", "id": "c1"},
+            {"type": "cancel", "id": "c2"},
+            {"type": "permission", "request_id": "nope", "option_id": "x", "id": "c3"},
+            {"type": "mode", "mode_id": "plan", "id": "c4"},
+        ]
+        for frame in [*bad, *commands]:
             await client.send(frame)
             reply = await client.until(lambda f: f.get("type") in ("error", "ack"))
             assert reply["type"] == "error" and "seq" not in reply, (frame, reply)
-            codes.append(reply["error"]["code"])
-        assert codes == ["bad_request"] * 6 + ["permission_not_found", "bad_request", "bad_request"]
+            assert reply["error"]["code"] == "bad_request", (frame, reply)
+            if isinstance(frame, dict) and frame in commands:
+                assert reply["id"] == frame["id"]
+                assert reply["error"]["message"] == (
+                    f"unknown frame type {frame['type']!r}; expected visibility or ping "
+                    "(commands are REST requests: see /api/openapi.json)"
+                )
         await client.send({"type": "ping", "id": 7})
         pong = await client.until(lambda f: f.get("type") == "ack")
         assert pong == {"type": "ack", "op": "pong", "id": 7, "last_seq": pong["last_seq"]}
-        await client.send({"type": "cancel"})
-        assert (await client.until(lambda f: f.get("type") == "ack"))["op"] == "cancel"
+        detail = (await api.call("GET", f"/api/sessions/{sid}")).body
+        assert detail["state"] == "idle" and detail["last_seq"] == pong["last_seq"]  # nothing ran
 
     await serve(tmp_path, body)
 
@@ -211,7 +218,7 @@ async def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from
         error = await client.until(lambda f: f.get("type") == "error")
         assert error["error"]["code"] == "bad_request" and "id" not in error
 
-        await client.send({"type": "prompt", "text": 'md "\\ud800 caf\\u00e9"', "id": "p"})
+        await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": 'md "\\ud800 caf\\u00e9"'})
         await client.seen(is_idle_again)
         assert "\ud800 café" in "".join(f.get("text", "") for f in client.events())
         assert "\ud800 café" in "".join(e.get("text", "") for e in await api.events(sid))
@@ -219,5 +226,68 @@ async def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from
         stored = api.daemon.manager.persist.store.events(sid)
         assert any("\\ud800" in payload for *_, payload in stored)
         assert (await api.call("GET", "/api/sessions")).status == 200
+
+    await serve(tmp_path, body)
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each unmasked frame a server sent, in order."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        size, head = data[at + 1] & 0x7F, 2
+        if size == 126:
+            size, head = int.from_bytes(data[at + 2 : at + 4], "big"), 4
+        elif size == 127:
+            size, head = int.from_bytes(data[at + 2 : at + 10], "big"), 10
+        frames.append((data[at] & 0x0F, data[at + head : at + head + size]))
+        at += head + size
+    return frames
+
+
+async def test_a_client_that_stops_reading_is_closed_as_too_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``MAX_UNFLUSHED_BYTES`` written but not taken by the client, the daemon closes the
+    socket with 4008 instead of buffering without bound; the count comes from the write Futures
+    of Tornado's public API, so this keeps working whatever Tornado calls its buffer."""
+    import asyncio
+
+    from qwen_daemon.server import stream
+
+    monkeypatch.setattr(stream, "MAX_UNFLUSHED_BYTES", 1024 * 1024)
+
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that barely reads
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", api.daemon.port))
+        request = (
+            f"GET /api/sessions/{sid}/ws HTTP/1.1\r\nHost: 127.0.0.1:{api.daemon.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: dGhlIHNhbXBsZQ==\r\nAuthorization: Bearer {api.daemon.token}\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += await loop.sock_recv(sock, 4096)
+        assert received.startswith(b"HTTP/1.1 101"), received[:200]
+        with caplog.at_level("WARNING", logger="qwen_daemon.server.stream"):
+            for _ in range(6):  # ~3 MB a turn, which the socket buffers cannot all take
+                await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "big 3000"})
+                await api.wait_state(sid, "idle")
+                if "client too slow" in caplog.text:
+                    break
+            assert "client too slow" in caplog.text
+        try:
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 15):
+                received += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+        finally:
+            sock.close()
+        opcode, payload = _frames(received.partition(b"\r\n\r\n")[2])[-1]
+        assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == stream.CLOSE_TOO_SLOW
 
     await serve(tmp_path, body)

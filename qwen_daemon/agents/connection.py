@@ -1,18 +1,26 @@
-"""The JSON-RPC connection to an agent process, as the host uses it.
+"""The SDK boundary: the only module of the daemon that imports ``agent-client-protocol``.
 
-Everything here is about the ``agent-client-protocol`` SDK rather than about one agent's
-lifecycle (``host``): the relay subclass of its Connection, built lazily because importing the
-SDK is slow, and how its errors are put into words for the user.
+Everything here is about the SDK rather than about one agent's lifecycle (``host``): the relay
+subclass of its Connection, built lazily because importing the SDK is slow, its error type, and
+how its errors are put into words for the user. ``host`` (and anything else) reaches the SDK only
+through the names below, so an SDK upgrade is checked and adapted here and in
+``tests/test_acp_sdk_contract.py``, which pins the one private method this module overrides.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from acp.connection import Connection
+    from acp import RequestError
+    from acp.connection import Connection as Connection  # re-exported: the type host holds
+
+#: An agent's answer to a request we send, or to a request it sent us: ``(method, params,
+#: is_notification) -> result`` (the SDK's ``MethodHandler``).
+Handler = Callable[[str, Any, bool], Awaitable[Any]]
 
 
 def describe_rpc_error(exc: BaseException) -> str:
@@ -51,6 +59,10 @@ def relay_connection_class() -> type[Connection]:
         class RelayConnection(Connection):
             on_update: Callable[[Any], None] | None = None
 
+            # The one private SDK method the daemon overrides (there is no public hook that skips
+            # the task per notification: ``add_observer`` deep-copies every message and the
+            # notification still gets its task). tests/test_acp_sdk_contract.py fails if the
+            # pinned SDK renames it, changes its signature or stops calling it per message.
             def _process_message(self, message: dict[str, Any]) -> None:
                 if message.get("method") == "session/update" and "id" not in message and self.on_update:
                     self.on_update(message.get("params"))
@@ -60,3 +72,25 @@ def relay_connection_class() -> type[Connection]:
         _RELAY_CONNECTION = RelayConnection
         gc.freeze()  # the SDK's modules stay for good: keep full collections from rescanning them
     return _RELAY_CONNECTION
+
+
+def open_relay_connection(
+    handler: Handler,
+    on_update: Callable[[Any], None],
+    writer: asyncio.StreamWriter,
+    reader: asyncio.StreamReader,
+) -> Connection:
+    """A connection to an agent on ``writer``/``reader`` (its stdin/stdout) that hands every
+    ``session/update`` notification's params to ``on_update`` inline, in arrival order, and
+    everything else to ``handler`` as the SDK does."""
+    conn = relay_connection_class()(handler, writer, reader)
+    conn.on_update = on_update  # type: ignore[attr-defined]
+    return conn
+
+
+def request_error() -> type[RequestError]:
+    """The SDK's JSON-RPC error: what a failed request raises, and what a handler raises to
+    answer the agent with an error (``request_error().invalid_params(...)``)."""
+    from acp import RequestError
+
+    return RequestError

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen_daemon import __version__
-from qwen_daemon.agents.connection import describe_rpc_error, relay_connection_built, relay_connection_class
+from qwen_daemon.agents.connection import (
+    describe_rpc_error,
+    open_relay_connection,
+    relay_connection_built,
+    relay_connection_class,
+    request_error,
+)
 from qwen_daemon.agents.credentials import with_hint
 from qwen_daemon.config import ConfigError
 from qwen_daemon.errors import AgentFailed
@@ -36,7 +42,7 @@ from qwen_daemon.private_files import ensure_private_dir, open_private
 from qwen_daemon.supervisor_env import without_supervisor
 
 if TYPE_CHECKING:
-    from acp.connection import Connection
+    from qwen_daemon.agents.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +175,7 @@ class AgentHost:
         if self._stopping:  # stop() found no process to stop while this one was being spawned
             raise AgentFailed("the agent was stopped while it started")
         self.generation += 1
-        conn = relay_connection_class()(self._handle, self._proc.stdin, self._proc.stdout)
-        conn.on_update = self._on_update  # type: ignore[attr-defined]
+        conn = open_relay_connection(self._handle, self._on_update, self._proc.stdin, self._proc.stdout)
         self._conn = conn
         self._watch = asyncio.create_task(self._watch_exit(self._proc, self._conn))
         log.info("agent started pid=%s cwd=%s", self._proc.pid, self.cwd)
@@ -284,7 +289,7 @@ class AgentHost:
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send one request; the agent's JSON-RPC error becomes AgentFailed with its message."""
-        from acp import RequestError
+        RequestError = request_error()
 
         conn = self._conn
         if conn is None:
@@ -406,7 +411,7 @@ class AgentHost:
             sink.on_update(update)
 
     async def _handle(self, method: str, params: Any, is_notification: bool) -> Any:
-        from acp import RequestError
+        RequestError = request_error()
 
         if method == "session/update":
             self._on_update(params)

@@ -4,7 +4,8 @@ Why a single base: security that each handler must remember to add is security s
 forgets. So authentication is deny-by-default in :meth:`prepare` (a route opts *out* with
 ``auth_required = False``), the Host allowlist runs before anything else, and every error —
 domain, HTTP or a bug — leaves through one :meth:`write_error` as ``{"error": {"code",
-"message"}}`` with the status taken from one table. Tracebacks go to the log, never to a client.
+"message"}}``, made by ``errors.error_reply`` with the status taken from one table. Tracebacks go
+to the log, never to a client.
 
 Threat model in one paragraph: the daemon listens on loopback and drives an agent that can run
 commands, so any web page the user visits is an attacker. Bearer tokens are never sent
@@ -26,6 +27,7 @@ never grant.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -33,7 +35,6 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -45,30 +46,11 @@ from qwen_daemon.errors import AgentFailed, BadRequest, DaemonError, PayloadTooL
 from qwen_daemon.logbounds import MAX_MESSAGE, REFUSED, clip, request_line
 from qwen_daemon.server.bodies import BodyIntake, validated
 from qwen_daemon.server.context import HandlerContext
+from qwen_daemon.server.errors import ERROR_STATUS, ApiError, ErrorReply, error_reply
 from qwen_daemon.sessions.manager import SessionManager
 
 log = logging.getLogger(__name__)
 B = TypeVar("B")
-
-#: Domain error code → HTTP status. The only place this mapping exists.
-ERROR_STATUS: dict[str, int] = {
-    "bad_request": 400,
-    "payload_too_large": 413,
-    "session_not_found": 404,
-    "permission_not_found": 404,
-    "subscription_not_found": 404,
-    "session_busy": 409,
-    "session_closed": 409,
-    "session_failed": 409,
-    "permission_already_answered": 409,
-    "limit_reached": 429,
-    "agent_error": 502,
-    "shutting_down": 503,
-    "push_unavailable": 503,
-    "agent_unavailable": 409,
-    "storage_unavailable": 507,
-    "device_not_found": 404,
-}
 
 #: Largest JSON body a handler accepts (the HTTP server's own cap is higher, for uploads later).
 MAX_JSON_BODY = 256 * 1024
@@ -89,41 +71,6 @@ _JSON_TYPES = ("application/json",)
 def secrets_equal(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets (an empty expected secret matches nothing)."""
     return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-class ApiError(tornado.web.HTTPError):
-    """An HTTP-level refusal (auth, Host, Origin) with a stable ``code`` and a client message."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def describe_error(exc: BaseException | None, status: int = 500) -> tuple[int, str, str]:
-    """(status, code, message) for any exception — also for WebSocket error frames.
-
-    Unexpected exceptions become a bland 500: their text may hold paths or secrets.
-    """
-    if isinstance(exc, DaemonError):
-        return ERROR_STATUS.get(exc.code, 500), exc.code, exc.message
-    if isinstance(exc, ApiError):
-        return exc.status_code, exc.code, exc.message
-    if isinstance(exc, tornado.web.MissingArgumentError):
-        return 400, "bad_request", f"missing argument {exc.arg_name!r}"
-    if isinstance(exc, tornado.web.HTTPError):
-        status = exc.status_code
-    elif exc is not None or status >= 500:
-        # A bug or an unmapped failure: the text may hold paths or secrets, so say nothing.
-        return 500, "internal_error", "internal error; see the daemon log"
-    if status == 500:
-        return 500, "internal_error", "internal error; see the daemon log"
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "HTTP error"
-    return status, phrase.lower().replace(" ", "_").replace("-", "_"), phrase
 
 
 #: ``name[:port]``, ``v4[:port]`` or ``[v6][:port]``, and nothing around them
@@ -315,24 +262,30 @@ class _Guard(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
-        if isinstance(exc, AgentFailed) and self.context.daemon.stopping:  # the stop took the agent away
-            exc = ShuttingDown("the daemon is stopping; try again once it is back")
-        status, code, message = describe_error(exc, status_code)
-        if status != status_code:
-            self.set_status(status)
-        if status == 401:
+        reply = self.reply_for(exc, status_code)
+        if reply.status != status_code:
+            self.set_status(reply.status)
+        if reply.status == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="qwen-daemon"')
-        for name, value in (exc.headers if isinstance(exc, ApiError) else {}).items():
+        for name, value in reply.headers.items():
             self.set_header(name, value)
-        if status == 405:
+        if reply.status == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
-            message = f"method {self.request.method} is not allowed on {self.request.path}"
-        if status == 404 and code == "not_found":
-            message = f"no such endpoint: {self.request.path}"
-        details = exc.details if isinstance(exc, DaemonError) else {}
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        body = {"error": {**details, "code": code, "message": message}}
-        self.finish(json.dumps(body, separators=(",", ":")))
+        self.finish(json.dumps(reply.body(), separators=(",", ":")))
+
+    def reply_for(self, exc: BaseException | None, status_code: int) -> ErrorReply:
+        """:func:`errors.error_reply`, in this request's words: a stop that took the agent away is
+        said as such, and a 404/405 of the router names the path (and method) it refused."""
+        if isinstance(exc, AgentFailed) and self.context.daemon.stopping:
+            exc = ShuttingDown("the daemon is stopping; try again once it is back")
+        reply = error_reply(exc, status_code)
+        if reply.status == 405:
+            message = f"method {self.request.method} is not allowed on {self.request.path}"
+            return dataclasses.replace(reply, message=message)
+        if reply.status == 404 and reply.code == "not_found":
+            return dataclasses.replace(reply, message=f"no such endpoint: {self.request.path}")
+        return reply
 
     def compute_etag(self) -> str | None:
         return None  # API answers are live state; an ETag only invites stale caching

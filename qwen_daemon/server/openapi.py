@@ -210,12 +210,16 @@ PATHS: dict[str, Any] = {
     "/api/sessions/{session_id}/ws": {
         "parameters": [_SESSION_ID, _AFTER],
         "get": {
-            "summary": "WebSocket: hello, replay after `after`, then live events; accepts commands",
-            "description": "Client frames: {type: prompt, text} | {type: cancel} | {type: permission, "
-            "request_id, option_id, answers?} | {type: visibility, visible} | {type: ping}, each with "
-            "an optional id echoed in the {type: ack} or {type: error, error} reply. Event frames "
-            "carry seq; control frames do not. A socket starts not visible; while one of a device's "
-            "sockets on the session is visible, that device gets no push about it.",
+            "summary": "WebSocket, read-only: hello, replay after `after`, then live events",
+            "description": "Server frames: {type: hello, instance_id, session, last_seq} first, then "
+            "the events (each carries seq), and control frames without seq: {type: ack, op, id?}, "
+            "{type: error, id?, error: {code, message}}. Client frames are about the connection "
+            "only: {type: visibility, visible} | {type: ping}, each with an optional id echoed in "
+            "the reply ({type: ack, op: visibility, visible} or {type: ack, op: pong, last_seq}). "
+            "Commands (prompt, cancel, permission answers, mode) are the REST requests above; any "
+            "other frame gets {type: error, error: {code: bad_request}} and the socket stays open. "
+            "A socket starts not visible; while one of a device's sockets on the session is "
+            "visible, that device gets no push about it.",
             "responses": {"101": {"description": "switching protocols"}, **_errors(400, 403, 404, 429)},
         },
     },

@@ -34,7 +34,8 @@ import tornado.web
 
 from qwen_daemon import __version__
 from qwen_daemon.devices import device_name
-from qwen_daemon.server.base import COOKIE_DAYS, BaseHandler, describe_error, secrets_equal
+from qwen_daemon.server.base import COOKIE_DAYS, BaseHandler, secrets_equal
+from qwen_daemon.server.errors import error_reply
 from qwen_daemon.server.sessions_api import _ID
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -129,8 +130,10 @@ class PageHandler(BaseHandler):
         self.finish(page)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The JSON answer's :func:`error_reply`, rendered as a page (a browser is reading)."""
         exc_info = kwargs.get("exc_info")
-        status, code, message = describe_error(exc_info[1] if exc_info else None, status_code)
+        reply = error_reply(exc_info[1] if exc_info else None, status_code)
+        status, code, message = reply.status, reply.code, reply.message
         self.clear_header("Location")
         if code == "payload_too_large":  # no page asked for it: the same JSON 413 as every route
             super().write_error(status_code, **kwargs)

@@ -1,15 +1,18 @@
-"""WebSocket ``/api/sessions/{id}/ws?after=N``: replay, then live events, then commands.
+"""WebSocket ``/api/sessions/{id}/ws?after=N``: replay, then live events. Read-only.
 
 The first frame is a greeting ``{"type": "hello", "instance_id", "session", "last_seq"}``; then
 every stored event with ``seq > after`` and, seamlessly, every new one (no gap, no duplicate: see
 :meth:`EventLog.subscribe`). Event frames are the events themselves and always carry ``seq``;
 control frames never do.
 
-Clients may send ``{"type": "prompt", "text"}``, ``{"type": "cancel"}``,
-``{"type": "permission", "request_id", "option_id"}``, ``{"type": "visibility", "visible"}``
-and ``{"type": "ping"}``, each optionally with an ``id`` echoed in the reply:
-``{"type": "ack", "id", ...}`` or ``{"type": "error", "id", "error": {"code", "message"}}``. A bad
-frame gets an error frame and the connection stays open.
+One command surface: everything that acts on a session (prompt, cancel, permission answers, mode)
+is a REST request (``/api/openapi.json``), never a frame. A client sends only frames about the
+connection itself: ``{"type": "visibility", "visible": bool}`` and ``{"type": "ping"}``, each
+optionally with an ``id`` (string or number) echoed in the reply, ``{"type": "ack", "op":
+"visibility", "visible"}`` or ``{"type": "ack", "op": "pong", "last_seq"}``. Any other frame (not
+JSON, not an object, an unknown ``type``, a bad field) gets one answer,
+``{"type": "error", "id"?, "error": {"code": "bad_request", "message"}}``, and the connection stays
+open.
 
 Visibility: a page says ``{"type": "visibility", "visible": true}`` when it is shown and
 ``false`` when it is hidden (``document.visibilityState``); while some WebSocket of a device (the
@@ -31,11 +34,18 @@ Why frames are written by hand: Tornado's ``write_message`` wraps every frame in
 relay. Frames queued during one event-loop turn (a store commit publishes a whole batch; a replay
 is thousands) are framed here, joined, and written to the stream once per turn. The framing is
 RFC 6455's unmasked server frame; the handler never negotiates compression, so it is exact.
+
+Only Tornado's public API is used for it: the connection's ``stream`` and ``IOStream.write``,
+whose Future resolves once everything written up to it has gone to the kernel. The unflushed
+bytes are counted here from those Futures (added on write, taken off when its Future resolves),
+not read from the stream's private buffer size, so a Tornado release cannot silently turn the
+slow-client check off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 from collections.abc import Iterable
@@ -45,10 +55,9 @@ import tornado.iostream
 import tornado.web
 
 from qwen_daemon import jsontext
-from qwen_daemon.contract.bodies import PermissionAnswer, Prompt, SetMode
 from qwen_daemon.errors import BadRequest, DaemonError, LimitReached
 from qwen_daemon.server.base import BaseWebSocketHandler, parse_json
-from qwen_daemon.server.bodies import validated
+from qwen_daemon.server.errors import error_reply
 from qwen_daemon.server.sessions_api import _ID, parse_after
 from qwen_daemon.sessions.events import Event, Subscription
 from qwen_daemon.sessions.session import Session
@@ -69,6 +78,8 @@ class SessionStreamHandler(BaseWebSocketHandler):
     _after: int
     _sub: Subscription | None = None
     _outbox: list[bytes] | None = None
+    #: bytes handed to the stream whose write Future has not resolved yet (see the module doc)
+    unflushed_bytes = 0
     #: the page is shown (its last ``visibility`` frame); see the module doc
     visible = False
 
@@ -127,16 +138,22 @@ class SessionStreamHandler(BaseWebSocketHandler):
         stream = conn.stream
         if stream is None or stream.closed():
             return
-        if getattr(stream, "_write_buffer_size", 0) >= MAX_UNFLUSHED_BYTES:
+        if self.unflushed_bytes >= MAX_UNFLUSHED_BYTES:
             log.warning("closing a WebSocket on session %s: client too slow", self.session.id)
             self.close(CLOSE_TOO_SLOW, "client too slow; reconnect with ?after=<last seq>")
             return
         data = b"".join(frames)
         try:
-            stream.write(data).add_done_callback(_ignore_result)
+            written = stream.write(data)
         except tornado.iostream.StreamClosedError:
             return
-        conn._wire_bytes_out += len(data)  # type: ignore[attr-defined]
+        self.unflushed_bytes += len(data)
+        written.add_done_callback(functools.partial(self._flushed, len(data)))
+
+    def _flushed(self, size: int, future: asyncio.Future[None]) -> None:
+        """A write's Future resolved: its bytes reached the kernel (or the stream closed)."""
+        self.unflushed_bytes -= size
+        _ignore_result(future)
 
     def _send_event(self, event: Event) -> None:
         self._write(event.json)
@@ -150,7 +167,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
 
     # --- incoming -----------------------------------------------------------------------------
 
-    async def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> None:
         frame_id: Any = None
         try:
             frame = parse_json(message, "the frame")
@@ -160,37 +177,17 @@ class SessionStreamHandler(BaseWebSocketHandler):
             if frame_id is not None and not isinstance(frame_id, str | int):
                 frame_id = None
                 raise BadRequest("id must be a string or a number")
-            reply = await self._dispatch(frame)
+            reply = self._answer(frame)
         except DaemonError as exc:
-            error = {"type": "error", "error": {"code": exc.code, "message": exc.message}}
-            if frame_id is not None:
-                error["id"] = frame_id
-            self._send_control(error)
+            self._send_control(error_reply(exc).frame(frame_id))
             return
         reply["type"] = "ack"
         if frame_id is not None:
             reply["id"] = frame_id
         self._send_control(reply)
 
-    async def _dispatch(self, frame: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, frame: dict[str, Any]) -> dict[str, Any]:
         kind = frame.get("type")
-        if kind == "prompt":
-            return {"op": "prompt", "prompt_id": self.session.prompt(validated(Prompt, frame)["text"])}
-        if kind == "cancel":
-            await self.session.cancel()
-            return {"op": "cancel"}
-        if kind == "permission":
-            request_id = frame.get("request_id")
-            if not isinstance(request_id, str) or not request_id:
-                raise BadRequest("field 'request_id' must be a non-empty string")
-            answer = validated(PermissionAnswer, frame)
-            option_id = answer["option_id"]
-            self.session.answer_permission(request_id, option_id, answer.get("answers"))
-            return {"op": "permission", "request_id": request_id, "option_id": option_id}
-        if kind == "mode":
-            mode_id = validated(SetMode, frame)["mode_id"]
-            await self.session.set_mode(mode_id)
-            return {"op": "mode", "mode_id": mode_id}
         if kind == "visibility":
             visible = frame.get("visible")
             if not isinstance(visible, bool):
@@ -202,7 +199,8 @@ class SessionStreamHandler(BaseWebSocketHandler):
         if not isinstance(kind, str):
             raise BadRequest("frame needs a string field 'type'")
         raise BadRequest(
-            f"unknown frame type {kind!r}; expected prompt, cancel, permission, mode, visibility or ping"
+            f"unknown frame type {kind!r}; expected visibility or ping "
+            "(commands are REST requests: see /api/openapi.json)"
         )
 
 

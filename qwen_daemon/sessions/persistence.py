@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from qwen_daemon import jsontext
-from qwen_daemon.errors import StorageUnavailable
+from qwen_daemon.errors import StorageUnavailable, error_frame
 from qwen_daemon.sessions.events import Backfill, Event, EventLog, EventSink
 from qwen_daemon.sessions.store import SessionRecord, Store
 
@@ -129,8 +129,7 @@ class Persistence:
         connects while commits fail, and for :meth:`_tell`."""
         if self.failure is None:
             return None
-        error = {"code": StorageUnavailable.code, "message": self._held_message()}
-        return jsontext.dumps({"type": "error", "error": error})
+        return jsontext.dumps(error_frame(StorageUnavailable.code, self._held_message()))
 
     def _held_message(self) -> str:
         return (

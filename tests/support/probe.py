@@ -10,7 +10,6 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -71,16 +70,14 @@ def get_json(url: str, timeout: float = 5.0, token: str | None = None, body: obj
 
 
 def marked_processes(mark: str) -> list[int]:
-    """Live (non-zombie) processes whose environment carries ``mark``."""
+    """Live (non-zombie) processes whose environment carries ``mark`` (psutil: Linux and macOS)."""
+    import psutil
+
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for proc in psutil.process_iter(["environ", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().split(")")[1].split()[0]
-        except OSError:
-            continue
-        if mark.encode() in environ and state != "Z":
-            found.append(int(entry.name))
+        environ = "\0".join(f"{k}={v}" for k, v in (proc.info["environ"] or {}).items())
+        if mark in environ:
+            found.append(proc.pid)
     return found

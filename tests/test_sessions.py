@@ -26,6 +26,7 @@ from qwen_daemon.errors import (
 from qwen_daemon.sessions.manager import SessionManager
 from qwen_daemon.sessions.session import Session
 from tests.support.probe import until
+from tests.support.sessions import loaded_manager
 
 FAKE_AGENT = str(Path(__file__).with_name("fake_agent.py"))
 pytestmark = pytest.mark.timeout(60)
@@ -56,17 +57,14 @@ def run(
     env: dict[str, str] | None = None,
     **overrides: Any,
 ) -> None:
-    """Run ``body`` with a manager whose agent is the fake; always shut it down."""
+    """Run ``body`` with a loaded manager (a store under ``tmp_path``) whose agent is the fake."""
     workspace = tmp_path / "ws"
     workspace.mkdir(exist_ok=True)
 
     async def main() -> None:
-        manager = SessionManager(make_settings(tmp_path, **overrides), env={**os.environ, **(env or {})})
-        manager.start()
-        try:
+        settings = make_settings(tmp_path, **overrides)
+        async with loaded_manager(settings, env={**os.environ, **(env or {})}) as manager:
             await body(manager, workspace)
-        finally:
-            await manager.shutdown()
 
     asyncio.run(main())
 
@@ -401,8 +399,9 @@ def test_shutdown_cancels_running_turns_and_stops_agents(tmp_path: Path) -> None
         assert session.host.pid is not None
         pids.append(session.host.pid)
         await manager.shutdown()
-        assert session.state == "closed"
-        assert "turn_ended" in types(session)
+        # suspended, not closed: the session carries on after the restart
+        assert session.state == "idle"
+        assert last(session, "turn_ended")["stop_reason"] == "interrupted"
 
     run(tmp_path, body)
     assert not pid_alive(pids[0])
@@ -444,10 +443,7 @@ def test_an_answer_reaches_the_agent_only_once_it_is_stored(
     monkeypatch.setattr("qwen_daemon.sessions.persistence.Persistence.RETRY_SECONDS", 0.05)
 
     async def main() -> None:
-        manager = SessionManager(make_settings(tmp_path), env=dict(os.environ))
-        manager.load()
-        manager.start()
-        try:
+        async with loaded_manager(make_settings(tmp_path), env=dict(os.environ)) as manager:
             ws = tmp_path / "ws"
             ws.mkdir()
             session = await manager.create(str(ws))
@@ -462,9 +458,6 @@ def test_an_answer_reaches_the_agent_only_once_it_is_stored(
             disk_full[0] = False
             await finish_turn(session)
             assert "allowed proceed_once" in text_of(session)
-            assert manager.persist is not None
             assert manager.persist.store.permission_status(session.id, request_id) == "answered"
-        finally:
-            await manager.shutdown()
 
     asyncio.run(main())

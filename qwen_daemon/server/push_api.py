@@ -63,9 +63,7 @@ class SubscriptionsHandler(_PushHandler):
         endpoint, p256dh, auth, expiration = subscriptions.parse(
             body, self.daemon.settings.push_insecure_endpoints
         )
-        persist = self.manager.persist
-        if persist is not None:
-            persist.require_writable()  # 507 while the database cannot be written
+        self.manager.persist.require_writable()  # 507 while the database cannot be written
         sub, created = self.push.subscriptions.add(self.device_id, endpoint, p256dh, auth, expiration)
         self.set_header("Location", f"/api/push/subscriptions/{sub.id}")
         self.write_json({"id": sub.id}, status=201 if created else 200)

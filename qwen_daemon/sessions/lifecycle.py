@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from qwen_daemon.contract.states import SessionState
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.terminal import control_in, one_line
 
@@ -69,8 +70,7 @@ def edit(session: Session, changes: Mapping[str, Any]) -> None:
         raise BadRequest("title must be a string")
     if "archived" in changes and not isinstance(changes["archived"], bool):
         raise BadRequest("archived must be true or false")
-    if session._persist is not None:
-        session._persist.require_writable()  # 507: a change that cannot be saved is not made
+    session.persist.require_writable()  # 507: a change that cannot be saved is not made
     if "title" in changes:
         session.title = validate_title(changes["title"], session.cwd)
     if "archived" in changes:
@@ -116,7 +116,7 @@ def reopen(session: Session) -> bool:
     session.closed_at = None
     session.stored_standing = None  # its agent is back: what is in memory is what to keep
     session._agent_generation = -1  # whichever host it is bound to now restores its agent session
-    session.state = "idle"
+    session.state = SessionState.IDLE
     session._emit("state", state="idle")
     session._changed()
     return True
@@ -130,17 +130,16 @@ def agent_missing(session: Session, reason: str) -> None:
     once the agent is back, the next start restores the session as it was rather than failed.
     """
     session.stored_standing = (session.state, session.failure)
-    session.state, session.failure = "failed", reason
+    session.state, session.failure = SessionState.FAILED, reason
 
 
 def recover(session: Session, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
     """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
     for request in expired:
         request_id = str(request.get("request_id"))
-        if session._persist is not None:
-            session._persist.permission(session.id, request_id, request, "expired")
+        session.persist.permission(session.id, request_id, request, "expired")
         session._emit("permission_resolved", request_id=request_id, option_id=None, expired=True)
     if session.state in ("running", "awaiting_permission", "starting"):
         if interrupted_prompt is not None and session.state != "starting":
             session._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
-        session._set_state("idle")
+        session._set_state(SessionState.IDLE)

@@ -18,9 +18,10 @@ boot (about 1 s for Qwen Code). At most ``spare_agents`` spares live at once (ol
 first); ``reaping.py`` stops a spare unused for ``agent_idle_timeout``, and every spare at once
 when the machine runs short of memory.
 
-Durability (after :meth:`SessionManager.load`): sessions, events and permission requests live in
-the SQLite store; a daemon stop suspends sessions instead of closing them, so after any restart
-every session is listed again with its history and carries on.
+Durability: :meth:`SessionManager.load` opens the SQLite store, and every session lives in it
+(sessions, events and permission requests) from then on; there is no manager without one, in tests
+too (a temporary database), so what runs is what ships. A daemon stop suspends sessions instead of
+closing them, so after any restart every session is listed again with its history and carries on.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.orphans import OrphanGuard
 from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
 from qwen_daemon.config import Settings
+from qwen_daemon.contract.states import OPEN_STATES, SessionState
 from qwen_daemon.errors import (
     AgentFailed,
     AgentUnavailable,
@@ -61,7 +63,6 @@ log = logging.getLogger(__name__)
 
 #: events of a restored session kept in memory at start; older ones are read from the store
 RESTORED_EVENTS = 100
-OPEN_STATES = frozenset({"starting", "idle", "running", "awaiting_permission"})
 
 
 def validate_cwd(cwd: Any) -> str:
@@ -96,7 +97,7 @@ class SessionManager:
         self._creating: set[str] = set()  # ids of sessions whose create() awaits their agent
         self._agents: dict[str, AgentCommand] = {}
         self._recent: list[tuple[str, str]] = []  # (agent, cwd) of stored sessions, newest first
-        self.persist: Persistence | None = None
+        self._persist: Persistence | None = None  # opened by load()
         self.orphans: OrphanGuard | None = None
         #: told of every committed event of every session (the push notifier); set before load()
         self.on_event: Callable[[Session, Event], None] | None = None
@@ -111,19 +112,29 @@ class SessionManager:
         self.orphans = OrphanGuard(paths.agent_groups_file)
         self.orphans.sweep()
         store = Store(paths.database)
-        self.persist = Persistence(store)
+        self._persist = Persistence(store)
         records = store.sessions()
         for record in records:
             self._restore(record)
-        self.persist.flush()
+        self._persist.flush()
         self._recent = [
             (self.sessions[r.id].agent, self.sessions[r.id].cwd)
             for r in sorted(records, key=lambda r: r.updated_at, reverse=True)
             if r.id in self.sessions
         ]
 
+    @property
+    def persist(self) -> Persistence:
+        """The session store's front (see persistence.py); raises RuntimeError before :meth:`load`.
+
+        Every session is stored, so nothing works without it: a manager used before it is loaded
+        is a bug, said at once rather than papered over by a session that saves nothing.
+        """
+        if self._persist is None:
+            raise RuntimeError("the session manager is not loaded: its store is not open")
+        return self._persist
+
     def _restore(self, record: SessionRecord) -> None:
-        assert self.persist is not None
         agent, unavailable = self._restored_agent(record.agent)
         host = None
         if unavailable is None:
@@ -149,7 +160,8 @@ class SessionManager:
         )
         session.created_at, session.updated_at = record.created_at, record.updated_at
         session.agent_session_id, session.mode = record.agent_session_id, record.mode
-        session.state, session.failure, session.closed_at = record.state, record.failure, record.closed_at  # type: ignore[assignment]
+        session.state, session.failure = SessionState(record.state), record.failure
+        session.closed_at = record.closed_at
         session.archived, session.modes = record.archived, record.modes
         if record.modes and not self.agent_modes.get(agent):  # for GET /api/agents before any start
             self.agent_modes[agent] = list(record.modes.get("availableModes") or [])
@@ -304,8 +316,7 @@ class SessionManager:
         self._closing = True
         for session_id in self._creating:  # never confirmed to their clients, who get ShuttingDown
             self.sessions.pop(session_id, None)
-            if self.persist is not None:
-                self.persist.delete(session_id)
+            self.persist.delete(session_id)
         if self._warming is not None:
             self._warming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -316,12 +327,8 @@ class SessionManager:
                 await self._reaper
             self._reaper = None
         sessions = [s for s in self.sessions.values() if s.state != "closed"]
-        if self.persist is not None:  # durable: sessions carry on after the restart
-            await asyncio.gather(*(s.suspend() for s in sessions), return_exceptions=True)
-        else:
-            await asyncio.gather(
-                *(s.close(reason="daemon stopping") for s in sessions), return_exceptions=True
-            )
+        # durable: sessions carry on after the restart
+        await asyncio.gather(*(s.suspend() for s in sessions), return_exceptions=True)
         hosts = list(self.hosts.values()) + list(self.spares.values())
         self.hosts.clear()
         self.spares.clear()
@@ -329,20 +336,18 @@ class SessionManager:
         await asyncio.gather(*stops, return_exceptions=True)
         if self.orphans is not None:
             self.orphans.close()
-        if self.persist is not None:
-            self.persist.close()
-            self.persist = None
+        if self._persist is not None:  # load() ran: a start that failed before it opened nothing
+            self._persist.close()  # later writes are dropped
 
     # --- sessions -----------------------------------------------------------------------------
 
     @property
     def storage_failure(self) -> str | None:
         """Why the session database cannot be written now (None: it can); see persistence.py."""
-        return self.persist.failure if self.persist is not None else None
+        return self.persist.failure
 
     def _require_writable(self) -> None:
-        if self.persist is not None:
-            self.persist.require_writable()
+        self.persist.require_writable()
 
     @property
     def open_count(self) -> int:
@@ -449,8 +454,7 @@ class SessionManager:
         self._require_writable()  # deleting rows needs room in the WAL too
         await session.close(reason="deleted")
         self.sessions.pop(session_id, None)
-        if self.persist is not None:
-            self.persist.delete(session_id)
+        self.persist.delete(session_id)
         await self.release_host(session)
 
     async def prune(self, older_than_days: float | None = None) -> builtins.list[str]:

@@ -31,11 +31,12 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.questions import PermissionAsk, read_permission_request
 from qwen_daemon.agents.translate import translate_update
+from qwen_daemon.contract.states import BUSY_STATES, SessionState
 from qwen_daemon.errors import (
     AgentFailed,
     BadRequest,
@@ -52,8 +53,6 @@ from qwen_daemon.sessions.store import SessionRecord
 
 log = logging.getLogger(__name__)
 
-State = Literal["starting", "idle", "running", "awaiting_permission", "closed", "failed"]
-BUSY_STATES: frozenset[str] = frozenset({"running", "awaiting_permission"})
 _ANSWERED_MEMORY = 1000
 
 
@@ -102,8 +101,8 @@ class Session:
         cwd: str,
         title: str,
         host: AgentHost,
-        max_events: int = 10_000,
-        persist: Persistence | None = None,
+        max_events: int,
+        persist: Persistence,
         *,
         session_id: str | None = None,
         history: list[Event] | None = None,
@@ -116,7 +115,7 @@ class Session:
         self.agent = agent or " ".join(host.command)  # the agent's name (see config.AgentSpec)
         self.created_at = utc_now()
         self.updated_at = self.created_at
-        self.state: State = "starting"
+        self.state = SessionState.STARTING
         self.failure: str | None = None
         self.agent_session_id: str | None = None
         self.modes: dict[str, Any] | None = None
@@ -125,14 +124,12 @@ class Session:
         self.archived = False  # only hides it from the default list; a prompt unarchives it
         #: the state and failure its record keeps while it is failed only because its named agent
         #: is missing (see ``lifecycle.agent_missing``); None when what is in memory is the truth
-        self.stored_standing: tuple[State, str | None] | None = None
+        self.stored_standing: tuple[SessionState, str | None] | None = None
         self._suspending = False  # a daemon stop is ending the turn: it ends "interrupted"
-        self._persist = persist
-        if persist is None:
-            self.events = EventLog(max_events, history=history)
-        else:
-            sink, backfill = persist.sink_for(self.id), persist.backfill_for(self.id)
-            self.events = EventLog(max_events, sink=sink, backfill=backfill, history=history)
+        #: where it is stored: every session is (its events committed before clients see them)
+        self.persist = persist
+        sink, backfill = persist.sink_for(self.id), persist.backfill_for(self.id)
+        self.events = EventLog(max_events, sink=sink, backfill=backfill, history=history)
         self._replaying = False
         self.pending: dict[str, PendingPermission] = {}
         self._answered: OrderedDict[str, str | None] = OrderedDict()
@@ -192,8 +189,7 @@ class Session:
         )
 
     def _changed(self) -> None:
-        if self._persist is not None:
-            self._persist.session_changed(self.id, self.record)
+        self.persist.session_changed(self.id, self.record)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -202,7 +198,7 @@ class Session:
         self.last_activity = asyncio.get_running_loop().time()
         self.events.append(type_, **fields)
 
-    def _set_state(self, state: State) -> None:
+    def _set_state(self, state: SessionState) -> None:
         if state != self.state and self.state != "closed":  # closed is for good
             self.state = state
             self._emit("state", state=state)
@@ -213,8 +209,8 @@ class Session:
             raise SessionClosed(f"session {self.id} is closed")
         if self.state == "failed":
             raise SessionFailed(f"session {self.id} failed: {self.failure}")
-        if writes and self._persist is not None:
-            self._persist.require_writable()  # 507 while nothing can be saved
+        if writes:
+            self.persist.require_writable()  # 507 while nothing can be saved
 
     async def _ensure_agent_session(self) -> None:
         """Make sure the agent holds a live ACP session for us, restoring ours after a restart."""
@@ -281,10 +277,10 @@ class Session:
             self._check_not_closed_while_starting()
             self.failure = exc.message
             self._emit("error", message=exc.message)
-            self._set_state("failed")
+            self._set_state(SessionState.FAILED)
             raise
         self._check_not_closed_while_starting()
-        self._set_state("idle")
+        self._set_state(SessionState.IDLE)
 
     def _check_not_closed_while_starting(self) -> None:
         if self.state == "closed":
@@ -308,7 +304,7 @@ class Session:
         self._emit("turn_started", prompt_id=prompt_id)
         if self.archived:  # a prompt brings it back, and every page showing it learns so
             lifecycle.edit(self, {"archived": False})
-        self._set_state("running")
+        self._set_state(SessionState.RUNNING)
         self._turn = asyncio.create_task(self._run_turn(prompt_id, text), name=f"turn-{self.id}")
         return prompt_id
 
@@ -339,7 +335,7 @@ class Session:
                 stop_reason = "interrupted"  # as after a crash: the daemon, not the user, ended it
             self._emit("turn_ended", prompt_id=prompt_id, stop_reason=stop_reason)
             if self.state in BUSY_STATES:
-                self._set_state("idle")
+                self._set_state(SessionState.IDLE)
 
     async def cancel(self) -> None:
         """End the running turn (if any): pending permissions resolve as cancelled at once."""
@@ -359,7 +355,7 @@ class Session:
         await self._end_turn()
         log.info("session %s closed (%s)", self.id, reason)
         self.closed_at = time.time()
-        self._set_state("closed")
+        self._set_state(SessionState.CLOSED)
         self.events.close_subscribers()
 
     async def suspend(self) -> None:
@@ -406,7 +402,7 @@ class Session:
         request's questions, ``{"0": "SQLite"}``) are checked first and sent as the agent reads them."""
         pending = self.pending.get(request_id)
         if pending is None:
-            stored = self._persist.store.permission_status(self.id, request_id) if self._persist else None
+            stored = self.persist.store.permission_status(self.id, request_id)
             if stored == "expired":
                 raise PermissionAlreadyAnswered(
                     f"permission request {request_id} expired when the daemon restarted; "
@@ -415,8 +411,7 @@ class Session:
             if request_id in self._answered or stored is not None:
                 raise PermissionAlreadyAnswered(f"permission request {request_id} was already answered")
             raise PermissionNotFound(f"no permission request {request_id} in session {self.id}")
-        if self._persist is not None:  # the agent would wait for a commit that cannot happen
-            self._persist.require_writable()
+        self.persist.require_writable()  # the agent would wait for a commit that cannot happen
         reply = pending.ask.answer(option_id, answers)  # BadRequest before anything is forwarded
         pending.answers = reply.answers
         self._resolve(pending, option_id, reply.response)
@@ -431,18 +426,17 @@ class Session:
             if not pending.future.done():
                 pending.future.set_result(outcome)
 
-        if self._persist is not None and option_id is not None:
+        if option_id is not None:
             # the agent acts on an answer only once it is on disk: were the commit lost (a full
             # disk, then a crash), the restart would record it expired while the agent had acted
-            self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered", release)
+            self.persist.permission(self.id, pending.request_id, pending.as_json(), "answered", release)
         else:
             release()
-            if self._persist is not None:
-                self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
+            self.persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
         given = {} if pending.answers is None else {"answers": pending.answers}
         self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id, **given)
         if not self.pending and self.state == "awaiting_permission":
-            self._set_state("running")
+            self._set_state(SessionState.RUNNING)
 
     def _resolve_all_pending(self) -> None:
         for pending in list(self.pending.values()):
@@ -473,10 +467,9 @@ class Session:
             future=asyncio.get_running_loop().create_future(),
         )
         self.pending[pending.request_id] = pending
-        if self._persist is not None:
-            self._persist.permission(self.id, pending.request_id, pending.as_json(), "pending")
+        self.persist.permission(self.id, pending.request_id, pending.as_json(), "pending")
         self._emit("permission_request", **pending.as_json())
-        self._set_state("awaiting_permission")
+        self._set_state(SessionState.AWAITING_PERMISSION)
         try:
             return await pending.future
         except asyncio.CancelledError:
@@ -493,7 +486,7 @@ class Session:
         if self.host.crash_looping:
             self.failure = f"the agent keeps crashing ({message}); not restarting it"
             self._emit("error", message=self.failure)
-            self._set_state("failed")
+            self._set_state(SessionState.FAILED)
         elif not self.busy:
             self._emit("error", message=message)
         # a running turn sees the broken connection and ends itself with the same message

@@ -413,7 +413,7 @@ def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> Non
     """A leading ``-`` makes an id unusable as a CLI argument (argparse reads it as an option)."""
     import secrets
 
-    from qwen_daemon.sessions import session as session_module
+    from qwen_daemon.sessions import ids as session_module
 
     drawn = iter(["-H5-YtY4OgOp", "-x", "aB-cD_eF"])
     monkeypatch.setattr(secrets, "token_urlsafe", lambda nbytes: next(drawn))

@@ -12,8 +12,10 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from qwen_daemon.contract.states import SessionState
+from qwen_daemon.contract.states import BUSY_STATES
 from qwen_daemon.errors import BadRequest
+from qwen_daemon.sessions import states as machine
+from qwen_daemon.sessions.states import Trigger
 from qwen_daemon.terminal import control_in, one_line
 
 if TYPE_CHECKING:
@@ -106,19 +108,17 @@ def reopen(session: Session) -> bool:
 
     Its ``agent_session_id`` is kept, so the next prompt starts the agent and restores the
     conversation (ACP resume/load), exactly as after a daemon restart. The caller has checked
-    that its agent exists and bound it to a usable host. The state is set here directly because
-    :meth:`Session._set_state` keeps ``closed`` for good against late agent callbacks; the
-    record is persisted like any change, so the reopened session stays open across restarts.
+    that its agent exists and bound it to a usable host. ``reopen`` is the one trigger the
+    state table lets out of ``closed``; the record is persisted like any change, so the reopened
+    session stays open across restarts.
     """
-    if session.state not in ("failed", "closed"):
+    if machine.outcome(session.state, Trigger.REOPEN) is machine.IGNORED:
         return False
     session.failure = None
     session.closed_at = None
     session.stored_standing = None  # its agent is back: what is in memory is what to keep
     session._agent_generation = -1  # whichever host it is bound to now restores its agent session
-    session.state = SessionState.IDLE
-    session._emit("state", state="idle")
-    session._changed()
+    session.transition(Trigger.REOPEN)
     return True
 
 
@@ -130,16 +130,13 @@ def agent_missing(session: Session, reason: str) -> None:
     once the agent is back, the next start restores the session as it was rather than failed.
     """
     session.stored_standing = (session.state, session.failure)
-    session.state, session.failure = SessionState.FAILED, reason
+    # set, not announced: this is how it is listed from the start, not a change anyone saw happen
+    session.state, session.failure = machine.next_state(session.state, Trigger.AGENT_MISSING), reason
 
 
 def recover(session: Session, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
     """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
-    for request in expired:
-        request_id = str(request.get("request_id"))
-        session.persist.permission(session.id, request_id, request, "expired")
-        session._emit("permission_resolved", request_id=request_id, option_id=None, expired=True)
-    if session.state in ("running", "awaiting_permission", "starting"):
-        if interrupted_prompt is not None and session.state != "starting":
-            session._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
-        session._set_state(SessionState.IDLE)
+    session.permissions.expire(expired)
+    if session.state in BUSY_STATES and interrupted_prompt is not None:
+        session._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
+    session.transition(Trigger.RECOVER)  # a turn or a start the restart cut off is over

@@ -167,7 +167,7 @@ class SessionManager:
             self.agent_modes[agent] = list(record.modes.get("availableModes") or [])
         interrupted = _open_turn(self.persist.last_turn_event(record.id))
         lifecycle.recover(session, interrupted, self.persist.store.permissions(record.id, "pending"))
-        if unavailable is not None and session.state != "closed":
+        if unavailable is not None and session.state != SessionState.CLOSED:
             log.warning("session %s: listed, but cannot run: %s", record.id, unavailable)
             lifecycle.agent_missing(session, f"its agent {agent!r} is not available: {unavailable}")
         self._watch(session)
@@ -326,7 +326,7 @@ class SessionManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reaper
             self._reaper = None
-        sessions = [s for s in self.sessions.values() if s.state != "closed"]
+        sessions = [s for s in self.sessions.values() if s.state != SessionState.CLOSED]
         # durable: sessions carry on after the restart
         await asyncio.gather(*(s.suspend() for s in sessions), return_exceptions=True)
         hosts = list(self.hosts.values()) + list(self.spares.values())
@@ -465,7 +465,7 @@ class SessionManager:
         doomed = [
             s.id
             for s in self.sessions.values()
-            if s.state == "closed" and s.closed_at is not None and s.closed_at < cutoff
+            if s.state == SessionState.CLOSED and s.closed_at is not None and s.closed_at < cutoff
         ]
         for session_id in doomed:
             await self.delete(session_id)

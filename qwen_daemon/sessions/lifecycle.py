@@ -1,8 +1,12 @@
 """What happens to a session between turns: rename, archive, reopen, and recovery after a restart.
 
 Why a module of its own: these change a session's standing rather than run its turns, and
-``session.py`` is the turn machine. No timer closes a session (issue 13: a user who walks away
-for hours must find it as it was); only a delete removes one. ``closed`` survives in databases
+``session.py`` is the turn machine. Each function takes a :class:`LifecycleSession`, the part of
+a session it needs, not the class: ``session.py`` calls in here (a prompt unarchives, a restore
+puts the mode back), and importing it back would be a cycle.
+
+No timer closes a session (issue 13: a user who walks away for hours must find it as it was);
+only a delete removes one. ``closed`` survives in databases
 from before that (the former idle timeout) and, like ``failed``, is left by :func:`reopen`.
 """
 
@@ -10,20 +14,54 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from qwen_daemon.contract.states import BUSY_STATES
+from qwen_daemon.agents.host import AgentHost
+from qwen_daemon.contract.states import BUSY_STATES, SessionState
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.sessions import states as machine
+from qwen_daemon.sessions.modes import mode_ids
+from qwen_daemon.sessions.permissions import PermissionRegistry
+from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.states import Trigger
 from qwen_daemon.terminal import control_in, one_line
-
-if TYPE_CHECKING:
-    from qwen_daemon.sessions.session import Session
 
 MAX_TITLE = 200
 #: the fields ``PATCH /api/sessions/{id}`` may change
 EDITABLE = ("title", "archived")
+
+
+class LifecycleSession(Protocol):
+    """What these functions read and change of a session (:class:`~qwen_daemon.sessions.session.Session`).
+
+    Its private members are the session's own bookkeeping that a standing change must keep in
+    step: events (``_emit``), the saved record (``_changed``), the mode (``_mode_changed``) and
+    which agent process its agent session lives in (``_agent_generation``).
+    """
+
+    id: str
+    cwd: str
+    title: str
+    archived: bool
+    state: SessionState
+    failure: str | None
+    closed_at: float | None
+    stored_standing: tuple[SessionState, str | None] | None
+    modes: dict[str, Any] | None
+    mode: str | None
+    agent_session_id: str | None
+    host: AgentHost
+    persist: Persistence
+    permissions: PermissionRegistry
+    _agent_generation: int
+
+    def transition(self, trigger: Trigger) -> None: ...
+
+    def _emit(self, type_: str, **fields: Any) -> None: ...
+
+    def _changed(self) -> None: ...
+
+    def _mode_changed(self, mode_id: str) -> None: ...
 
 
 def validate_title(title: Any, cwd: str) -> str:
@@ -54,7 +92,7 @@ def _folder_title(cwd: str) -> str:
     return one_line(os.path.basename(cwd) or cwd)[:MAX_TITLE]
 
 
-def edit(session: Session, changes: Mapping[str, Any]) -> None:
+def edit(session: LifecycleSession, changes: Mapping[str, Any]) -> None:
     """Rename and/or (un)archive (``PATCH``): all checked before anything changes, then persisted.
 
     Any state, a running turn included: neither touches the agent. Archiving only moves the
@@ -83,7 +121,7 @@ def edit(session: Session, changes: Mapping[str, Any]) -> None:
     session._changed()
 
 
-async def reapply_mode(session: Session, wanted: str | None, *, announce: bool = False) -> None:
+async def reapply_mode(session: LifecycleSession, wanted: str | None, *, announce: bool = False) -> None:
     """Put back the session's mode, which a restored or new agent session resets to its default.
 
     Qwen Code keeps no mode across ``session/load``, and a new agent session (the conversation
@@ -92,8 +130,6 @@ async def reapply_mode(session: Session, wanted: str | None, *, announce: bool =
     ``announce``: say which mode is in force with the event the agent sends for a switch (after
     a lost conversation, the transcript shows which mode the new agent session runs in).
     """
-    from qwen_daemon.sessions.session import mode_ids  # session.py imports this module
-
     offered = mode_ids((session.modes or {}).get("availableModes") or [])
     if wanted and wanted != session.mode and wanted in offered and session.agent_session_id is not None:
         await session.host.set_mode(session.agent_session_id, wanted)
@@ -103,7 +139,7 @@ async def reapply_mode(session: Session, wanted: str | None, *, announce: bool =
         session._emit("agent_update", update=update)
 
 
-def reopen(session: Session) -> bool:
+def reopen(session: LifecycleSession) -> bool:
     """Bring a ``failed`` or ``closed`` session back to ``idle``; False if it was open already.
 
     Its ``agent_session_id`` is kept, so the next prompt starts the agent and restores the
@@ -122,7 +158,7 @@ def reopen(session: Session) -> bool:
     return True
 
 
-def agent_missing(session: Session, reason: str) -> None:
+def agent_missing(session: LifecycleSession, reason: str) -> None:
     """List a restored session as failed because its named agent is not in the config (or not found).
 
     The failure lives in memory only: its record keeps the state it was stored with, however
@@ -134,7 +170,7 @@ def agent_missing(session: Session, reason: str) -> None:
     session.state, session.failure = machine.next_state(session.state, Trigger.AGENT_MISSING), reason
 
 
-def recover(session: Session, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
+def recover(session: LifecycleSession, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
     """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
     session.permissions.expire(expired)
     if session.state in BUSY_STATES and interrupted_prompt is not None:

@@ -55,8 +55,9 @@ from qwen_daemon.errors import (
 from qwen_daemon.sessions import lifecycle, reaping
 from qwen_daemon.sessions.events import Event
 from qwen_daemon.sessions.lifecycle import validate_title
+from qwen_daemon.sessions.modes import mode_ids, require_offered
 from qwen_daemon.sessions.persistence import Persistence
-from qwen_daemon.sessions.session import Session, mode_ids, require_offered
+from qwen_daemon.sessions.session import Session
 from qwen_daemon.sessions.store import SessionRecord, Store
 
 log = logging.getLogger(__name__)

@@ -34,23 +34,13 @@ from qwen_daemon.sessions import lifecycle
 from qwen_daemon.sessions import states as machine
 from qwen_daemon.sessions.events import Event, EventLog, utc_now
 from qwen_daemon.sessions.ids import new_id
+from qwen_daemon.sessions.modes import mode_ids, require_offered
 from qwen_daemon.sessions.permissions import CANCELLED, PendingPermission, PermissionRegistry
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.states import Trigger
 from qwen_daemon.sessions.store import SessionRecord
 
 log = logging.getLogger(__name__)
-
-
-def mode_ids(modes: list[Any]) -> list[Any]:
-    """The ids in an ACP ``availableModes`` list."""
-    return [m.get("id") for m in modes if isinstance(m, dict)]
-
-
-def require_offered(mode_id: Any, available: list[Any]) -> None:
-    """Refuse (400) a mode id that is not among ``available``, naming the ones that are."""
-    if not isinstance(mode_id, str) or mode_id not in available:
-        raise BadRequest(f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}")
 
 
 class Session:

@@ -18,10 +18,9 @@ boot (about 1 s for Qwen Code). At most ``spare_agents`` spares live at once (ol
 first); ``reaping.py`` stops a spare unused for ``agent_idle_timeout``, and every spare at once
 when the machine runs short of memory.
 
-Durability: :meth:`SessionManager.load` opens the SQLite store, and every session lives in it
-(sessions, events and permission requests) from then on; there is no manager without one, in tests
-too (a temporary database), so what runs is what ships. A daemon stop suspends sessions instead of
-closing them, so after any restart every session is listed again with its history and carries on.
+Durability: :meth:`SessionManager.load` opens the SQLite store that every session lives in (tests
+too: a temporary one); a daemon stop suspends sessions instead of closing them, so after any
+restart every session is listed again with its history and carries on.
 """
 
 from __future__ import annotations
@@ -126,11 +125,8 @@ class SessionManager:
 
     @property
     def persist(self) -> Persistence:
-        """The session store's front (see persistence.py); raises RuntimeError before :meth:`load`.
-
-        Every session is stored, so nothing works without it: a manager used before it is loaded
-        is a bug, said at once rather than papered over by a session that saves nothing.
-        """
+        """The session store's front (persistence.py). Every session is stored, so a manager used
+        before :meth:`load` is a bug: RuntimeError, not a session that saves nothing."""
         if self._persist is None:
             raise RuntimeError("the session manager is not loaded: its store is not open")
         return self._persist

@@ -138,14 +138,14 @@ async def test_start_stop_and_restart(
     host = make_host(tmp_path)
     assert state_of(host) is H.STOPPED and not host.running and not host.starting
     starting = asyncio.ensure_future(host.ensure_started())
-    await until(lambda: host.starting)
-    assert state_of(host) is H.STARTING and not host.running
+    await asyncio.sleep(0)  # one step: the start takes its lock and awaits the spawn
+    assert host.starting and state_of(host) is H.STARTING and not host.running
     await starting
     assert host.state is H.RUNNING and host.running and not host.starting and host.generation == 1
     await host.ensure_started()  # running: no new start
     stopping = asyncio.ensure_future(host.stop())
-    await until(lambda: host.state is H.STOPPING)
-    assert not host.running
+    await asyncio.sleep(0)  # one step: stdin closed, waiting for the agent to exit
+    assert state_of(host) is H.STOPPING and not host.running
     await stopping
     assert host.state is H.STOPPED and not host.running
     await host.ensure_started()
@@ -207,21 +207,20 @@ async def test_a_retired_host_refuses_to_start(
 async def test_a_stop_during_a_start_wins(
     tmp_path: Path, steps: list[tuple[HostState, HostEvent, HostState]]
 ) -> None:
-    gate = tmp_path / "gate"  # the fake agent answers initialize once this exists
-    host = make_host(tmp_path, FAKE_AGENT_INIT_GATE=str(gate))
+    host = make_host(tmp_path)
     starting = asyncio.ensure_future(host.ensure_started())
-    await until(lambda: host.state is H.STARTING)
+    await asyncio.sleep(0)  # one step: the start takes its lock and awaits the spawn
+    assert state_of(host) is H.STARTING
     await host.stop()  # before the spawn returned: nothing to stop yet, but the start gives up
     with pytest.raises(AgentFailed, match="stopped while it started"):
         await starting
-    assert host.state is H.STOPPED and not host.running
+    assert state_of(host) is H.STOPPED and not host.running
     assert steps == [
         (H.STOPPED, E.START, H.STARTING),
         (H.STARTING, E.STOP, H.STOPPING),
         (H.STOPPING, E.STOP_DONE, H.STOPPED),
         (H.STOPPED, E.START_FAILED, H.STOPPED),
     ]
-    gate.touch()
     await host.ensure_started()  # the next start is a fresh one
     assert host.running
     await host.retire()

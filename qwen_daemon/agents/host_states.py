@@ -12,10 +12,12 @@
                           ▲  (from stopped and starting too: a start under way gives up)
     any state ── retire ──▶ retired   (for good: a start is refused, stops change nothing)
 
-The host used to keep this in five variables (the process and connection optionals, ``_stopping``,
-``_retired`` and the start lock); which combinations were possible, and what each call did in
-each, had to be read out of the code. Now a call says what happened (a :class:`HostEvent`) and
-the table says where that leads; ``tests/test_host_states.py`` tries every pair.
+Why a table: where the host was used to be read off flags (``_stopping``, ``_retired``, whether
+the start lock was held) together with its process and connection optionals, and which
+combinations could happen, and what each call did in each, had to be worked out from the code.
+Now a call says what happened (a :class:`HostEvent`) and the table says where that leads;
+``tests/test_host_states.py`` tries every pair. The process and the connection stay where they
+were: they are what the host holds, not where it is.
 
 Each cell: a :class:`HostState` (move there; the same state is no move), :data:`IGNORED`
 (nothing changes: a late signal a newer start or stop has overtaken), :data:`REFUSED` (the call is

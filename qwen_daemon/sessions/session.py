@@ -65,7 +65,7 @@ class Session:
         self.agent = agent or " ".join(host.command)  # the agent's name (see config.AgentSpec)
         self.created_at = utc_now()
         self.updated_at = self.created_at
-        self.state = SessionState.STARTING
+        self.state: SessionState = SessionState.STARTING  # changed only by transition()
         self.failure: str | None = None
         self.agent_session_id: str | None = None
         self.modes: dict[str, Any] | None = None

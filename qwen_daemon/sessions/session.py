@@ -163,12 +163,12 @@ class Session:
             self._changed()
 
     def _allowed(self, trigger: Trigger) -> SessionState:
-        """Where ``trigger`` would lead; raises the table's refusal for it (409, 410...)."""
+        """Where ``trigger`` would lead; raises the table's refusal for it (session_busy...: 409)."""
         return machine.next_state(self.state, trigger, self.id, self.failure)
 
     def _check_open(self, trigger: Trigger, *, writes: bool = True) -> None:
         """A command's first checks, in the order clients see: closed or failed (the table's
-        refusal, 410 / 409), then 507 while nothing can be saved."""
+        refusal, 409), then 507 while nothing can be saved."""
         if self.state in (SessionState.CLOSED, SessionState.FAILED):
             self._allowed(trigger)
         if writes:

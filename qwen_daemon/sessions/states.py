@@ -2,17 +2,15 @@
 
 States are the contract's :class:`SessionState`; every move emits a ``state`` event::
 
-                       ┌───────────── reopen ◀───────────────┐
-                       ▼                                      │
-    starting ─started─▶ idle ─prompt─▶ running ─permission_asked─▶ awaiting_permission
-       │                 ▲               │  ▲                             │
-       │                 └──turn_ended───┘  └──────permissions_settled────┘
-       │                 ▲    (from awaiting_permission too)
-       │                 └── recover (after a restart: starting / running / awaiting_permission)
-       └─start_failed─▶ failed ◀─agent_gave_up─ (starting, idle, running, awaiting_permission)
-                          │        ◀─agent_missing─ (any state but closed; not announced)
-                          └─────────────── reopen ──▶ idle
-    any state ─close─▶ closed (for good: every later change is ignored, but a reopen)
+    starting ──started──▶ idle ──prompt──▶ running ──permission_asked──▶ awaiting_permission
+       │                  ▲ ▲               │  ▲                                 │
+       │                  │ └──turn_ended───┘  └───────permissions_settled───────┘
+       │                  │     (turn_ended from awaiting_permission too)
+       │                  ├── recover: after a restart, from starting, running, awaiting_permission
+       │                  └── reopen: from failed or closed
+       └──start_failed──▶ failed ◀── agent_gave_up: from any open state (a crash loop)
+                                 ◀── agent_missing: from any state but closed (set, not announced)
+    any state ──close──▶ closed   (for good: only a reopen leads out)
 
 Each cell holds one :data:`Outcome`:
 
@@ -20,7 +18,7 @@ Each cell holds one :data:`Outcome`:
 * :data:`IGNORED`: nothing changes, silently. A late agent callback after a close, a turn that
   ends after a crash loop failed its session, a cancel with no turn, a reopen of an open session;
 * a :class:`Refused`: a command the state does not allow, refused with the error the API maps to
-  a status (SessionBusy 409, SessionClosed 410, SessionFailed 409);
+  a status (SessionBusy, SessionClosed and SessionFailed: 409, each with its own code);
 * :data:`ILLEGAL`: cannot happen; :class:`IllegalTransition` is raised, a bug said out loud
   rather than a session silently set to a state that contradicts what it is doing.
 

@@ -156,11 +156,10 @@ async def _serve(
     daemon.on_stopping.append(lambda: notifier.notify("STOPPING=1"))
     await daemon.start(sockets=sockets)
     notifier.notify(f"READY=1\nSTATUS=Listening on {daemon.url}\nMAINPID={os.getpid()}")
-    if daemon.manager.persist is not None:  # `systemctl --user status` shows a full disk too
-        listening = f"STATUS=Listening on {daemon.url}"
-        daemon.manager.persist.listeners.append(
-            lambda failure: notifier.notify(f"STATUS=degraded: {failure}" if failure else listening)
-        )
+    listening = f"STATUS=Listening on {daemon.url}"  # `systemctl --user status` shows a full disk too
+    daemon.manager.persist.listeners.append(
+        lambda failure: notifier.notify(f"STATUS=degraded: {failure}" if failure else listening)
+    )
     on_ready(daemon)
     # What start-up made (modules, classes, the app) lives as long as the daemon: out of the
     # collector's sight, a full collection no longer scans ~50k objects (20-50 ms with streams held).

@@ -326,7 +326,6 @@ class Daemon:
             log.warning("%s", notice)
         try:
             self.manager.load()
-            assert self.manager.persist is not None  # load() opened it
             self.devices.load(self.manager.persist.store.connection)
         except (StoreError, ConfigError) as exc:  # ConfigError: UnsafePath (the agent-groups file)
             raise StartupError(str(exc)) from None

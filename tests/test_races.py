@@ -86,7 +86,6 @@ async def test_a_session_deleted_while_it_starts_stays_deleted(tmp_path: Path, s
         created = await creating
         assert created.status in (409, 502), created.body  # closed meanwhile / its agent stopped
         assert sid not in manager.sessions
-        assert manager.persist is not None
         manager.persist.flush()
         assert manager.persist.store.sessions() == []
         for host in [*manager.pool.hosts.values(), *manager.pool.spares.values()]:

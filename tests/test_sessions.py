@@ -28,6 +28,7 @@ from qwen_daemon.errors import (
 from qwen_daemon.sessions.manager import SessionManager
 from qwen_daemon.sessions.session import Session
 from tests.support.probe import until
+from tests.support.sessions import loaded_manager
 
 FAKE_AGENT = str(Path(__file__).with_name("fake_agent.py"))
 pytestmark = pytest.mark.timeout(60)
@@ -58,17 +59,14 @@ async def run(
     env: dict[str, str] | None = None,
     **overrides: Any,
 ) -> None:
-    """Run ``body`` with a manager whose agent is the fake; always shut it down."""
+    """Run ``body`` with a loaded manager (a store under ``tmp_path``) whose agent is the fake."""
     workspace = tmp_path / "ws"
     workspace.mkdir(exist_ok=True)
 
     async def main() -> None:
-        manager = SessionManager(make_settings(tmp_path, **overrides), env={**os.environ, **(env or {})})
-        manager.start()
-        try:
+        settings = make_settings(tmp_path, **overrides)
+        async with loaded_manager(settings, env={**os.environ, **(env or {})}) as manager:
             await body(manager, workspace)
-        finally:
-            await manager.shutdown()
 
     await main()
 
@@ -403,8 +401,9 @@ async def test_shutdown_cancels_running_turns_and_stops_agents(tmp_path: Path) -
         assert session.host.pid is not None
         pids.append(session.host.pid)
         await manager.shutdown()
-        assert session.state == "closed"
-        assert "turn_ended" in types(session)
+        # suspended, not closed: the session carries on after the restart
+        assert session.state == "idle"
+        assert last(session, "turn_ended")["stop_reason"] == "interrupted"
 
     await run(tmp_path, body)
     assert not pid_alive(pids[0])
@@ -416,7 +415,7 @@ def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> Non
     """A leading ``-`` makes an id unusable as a CLI argument (argparse reads it as an option)."""
     import secrets
 
-    from qwen_daemon.sessions import session as session_module
+    from qwen_daemon.sessions import ids as session_module
 
     drawn = iter(["-H5-YtY4OgOp", "-x", "aB-cD_eF"])
     monkeypatch.setattr(secrets, "token_urlsafe", lambda nbytes: next(drawn))
@@ -446,10 +445,7 @@ async def test_an_answer_reaches_the_agent_only_once_it_is_stored(
     monkeypatch.setattr("qwen_daemon.sessions.persistence.Persistence.RETRY_SECONDS", 0.05)
 
     async def main() -> None:
-        manager = SessionManager(make_settings(tmp_path), env=dict(os.environ))
-        manager.load()
-        manager.start()
-        try:
+        async with loaded_manager(make_settings(tmp_path), env=dict(os.environ)) as manager:
             ws = tmp_path / "ws"
             ws.mkdir()
             session = await manager.create(str(ws))
@@ -464,9 +460,6 @@ async def test_an_answer_reaches_the_agent_only_once_it_is_stored(
             disk_full[0] = False
             await finish_turn(session)
             assert "allowed proceed_once" in text_of(session)
-            assert manager.persist is not None
             assert manager.persist.store.permission_status(session.id, request_id) == "answered"
-        finally:
-            await manager.shutdown()
 
     await main()

@@ -222,7 +222,6 @@ async def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from
         await client.seen(is_idle_again)
         assert "\ud800 café" in "".join(f.get("text", "") for f in client.events())
         assert "\ud800 café" in "".join(e.get("text", "") for e in await api.events(sid))
-        assert api.daemon.manager.persist is not None
         stored = api.daemon.manager.persist.store.events(sid)
         assert any("\\ud800" in payload for *_, payload in stored)
         assert (await api.call("GET", "/api/sessions")).status == 200

@@ -13,6 +13,10 @@ can be 570 KB), and stderr appended to a log file. :meth:`AgentHost.stop` escala
 then SIGTERM to the group, then SIGKILL, each with a deadline.
 
 The daemon advertises no ``fs`` or ``terminal`` client capabilities: the agent does its own I/O.
+
+Where a host is (stopped, starting, running, stopping, retired) is one :class:`HostState`, moved
+only through the transition table of ``host_states.py`` (drawn there); ``running``, ``starting``
+and ``state`` are read from it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from qwen_daemon.agents.connection import (
     request_error,
 )
 from qwen_daemon.agents.credentials import with_hint
+from qwen_daemon.agents.host_states import RETIRED_MESSAGE, HostEvent, HostState, next_host_state, refuses
 from qwen_daemon.config import ConfigError
 from qwen_daemon.errors import AgentFailed
 from qwen_daemon.private_files import ensure_private_dir, open_private
@@ -93,9 +98,8 @@ class AgentHost:
         self._sinks: dict[str, SessionSink] = {}
         self._start_lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._state = HostState.STOPPED  # changed only by _fire (see host_states.py)
         self._stopped: asyncio.Event | None = None  # set once the last stop() has finished
-        self._retired = False
         #: create one ACP session ahead of time, so the next daemon session skips session/new
         self.keep_spare_session = False
         self._spare_session: _SpareSession | None = None
@@ -111,13 +115,20 @@ class AgentHost:
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property
+    def state(self) -> HostState:
+        return self._state
+
+    def _fire(self, event: HostEvent) -> None:
+        self._state = next_host_state(self._state, event)
+
+    @property
     def running(self) -> bool:
-        """Alive, talking and not being stopped: stdout at EOF means it is gone even before it is
+        """Running, and still alive and talking: stdout at EOF means it is gone even before it is
         reaped; one being stopped takes no new work (``ensure_started`` waits, then restarts it)."""
         proc = self._proc
-        if proc is None or proc.returncode is not None or self._conn is None or self._stopping:
+        if self._state is not HostState.RUNNING or proc is None or proc.returncode is not None:
             return False
-        return proc.stdout is not None and not proc.stdout.at_eof()
+        return self._conn is not None and proc.stdout is not None and not proc.stdout.at_eof()
 
     @property
     def pid(self) -> int | None:
@@ -126,24 +137,28 @@ class AgentHost:
     async def ensure_started(self) -> None:
         """Start the agent and run ``initialize`` unless it already runs. Raises AgentFailed."""
         async with self._start_lock:
-            if self._retired:
-                raise AgentFailed(
-                    "the agent was stopped for good: its sessions closed or the daemon is stopping"
-                )
-            if self._stopped is not None:
-                await self._stopped.wait()  # a stop under way ends first: one process at a time
+            if refuses(self._state, HostEvent.START):
+                raise AgentFailed(RETIRED_MESSAGE)
+            while self._stopped is not None and not self._stopped.is_set():
+                await self._stopped.wait()  # a stop under way ends first (and one begun meanwhile)
             if self.running:
                 return
-            self._stopping = False
+            self._fire(HostEvent.START)  # refused too if it was retired meanwhile
             try:
                 await asyncio.wait_for(self._spawn_and_initialize(), self._start_timeout)
             except TimeoutError:
+                self._fire(HostEvent.START_FAILED)
                 await self._kill_group()
                 raise AgentFailed(
                     f"agent did not answer initialize within {self._start_timeout:g} s"
                 ) from None
             except AgentFailed:
+                self._fire(HostEvent.START_FAILED)
                 await self._kill_group()
+                raise
+            except BaseException:  # cancelled: no start is under way any more
+                if self._state is HostState.STARTING:
+                    self._fire(HostEvent.START_FAILED)
                 raise
 
     async def _spawn_and_initialize(self) -> None:
@@ -172,13 +187,14 @@ class AgentHost:
             self._on_spawn(self._proc.pid)
         if not relay_connection_built():  # the first agent: import the SDK while Node boots
             await asyncio.to_thread(relay_connection_class)  # off the loop, which keeps serving
-        if self._stopping:  # stop() found no process to stop while this one was being spawned
+        if self._state is not HostState.STARTING:  # a stop (or retire) came while it was spawned
             raise AgentFailed("the agent was stopped while it started")
         self.generation += 1
         conn = open_relay_connection(self._handle, self._on_update, self._proc.stdin, self._proc.stdout)
         self._conn = conn
         self._watch = asyncio.create_task(self._watch_exit(self._proc, self._conn))
         log.info("agent started pid=%s cwd=%s", self._proc.pid, self.cwd)
+        self._fire(HostEvent.CONNECTED)  # running: ``initialize`` is its first request
         params = {
             "protocolVersion": PROTOCOL_VERSION,
             "clientCapabilities": {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False},
@@ -197,7 +213,7 @@ class AgentHost:
         if current:
             self._conn = None
         message = self._exit_message(code)
-        if current and self._stopping:
+        if current and self._state in (HostState.STOPPING, HostState.RETIRED):  # a stop's doing
             log.info("agent pid=%s stopped (%s)", proc.pid, message)
             return
         self._crashes.append(asyncio.get_running_loop().time())
@@ -206,6 +222,7 @@ class AgentHost:
         if self._on_gone is not None:
             self._on_gone(proc.pid)
         if current:
+            self._fire(HostEvent.EXITED)
             sinks = list(self._sinks.values())
             self._sinks.clear()
             for sink in sinks:
@@ -231,22 +248,23 @@ class AgentHost:
     @property
     def starting(self) -> bool:
         """Whether a start is under way: a caller of :meth:`ensure_started` now waits for it."""
-        return self._start_lock.locked()
+        return self._state is HostState.STARTING
 
     async def retire(self) -> None:
         """Stop the agent for good: a later :meth:`ensure_started` fails instead of starting a
         process that nobody tracks any more (the host was dropped, or the daemon is stopping)."""
-        self._retired = True
+        self._fire(HostEvent.RETIRE)
         await self.stop()
 
     async def stop(self) -> None:
         """Stop the agent: stdin EOF, then SIGTERM, then SIGKILL to its group, each with a deadline."""
-        self._stopping = True
+        self._fire(HostEvent.STOP)  # a start under way sees it and gives up
         self._spare_session = None
         if self._spare_task is not None:
             self._spare_task.cancel()
         proc = self._proc
         if proc is None:
+            self._fire(HostEvent.STOP_DONE)
             return
         stopped = self._stopped = asyncio.Event()
         try:
@@ -263,6 +281,7 @@ class AgentHost:
                 with contextlib.suppress(asyncio.CancelledError, Exception):  # it logs its own
                     await self._watch
         finally:
+            self._fire(HostEvent.STOP_DONE)
             stopped.set()
 
     async def _kill_group(self, wait: float = 2.0) -> None:
@@ -347,7 +366,7 @@ class AgentHost:
             generation = self.generation
             buffer = _SpareSession(cwd, generation)
             buffer.session_id, buffer.result = await self._new_acp_session(cwd)
-            if generation == self.generation and self.running and not self._stopping:
+            if generation == self.generation and self.running:
                 self._spare_session = buffer
                 # updates the agent sends for it (e.g. its command list) are kept for its owner
                 self._sinks[buffer.session_id] = buffer

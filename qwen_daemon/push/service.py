@@ -109,12 +109,9 @@ class PushService:
     @property
     def subscriptions(self) -> Subscriptions:
         """Loaded on first use from the session database (the store's connection)."""
-        if self._subs is None:
-            persist = self._manager.persist
-            if persist is None:
-                raise RuntimeError("the session database is not open")
-            # the store has no API for other tables; its connection is autocommit between commits
-            self._subs = Subscriptions(persist.store._db)
+        if self._subs is None:  # the manager's persist raises RuntimeError before it is loaded
+            # the store's connection, for the small tables: autocommit between commits
+            self._subs = Subscriptions(self._manager.persist.store.connection)
         return self._subs
 
     def device_revoked(self, device_id: str) -> int:

@@ -64,9 +64,7 @@ class SubscriptionsHandler(_PushHandler):
         await self.public_key()
         body = validated(PushSubscribe, data)
         endpoint, p256dh, auth, expiration = subscriptions.parse(body, self.context.push_insecure_endpoints)
-        persist = self.manager.persist
-        if persist is not None:
-            persist.require_writable()  # 507 while the database cannot be written
+        self.manager.persist.require_writable()  # 507 while the database cannot be written
         sub, created = self.push.subscriptions.add(self.device_id, endpoint, p256dh, auth, expiration)
         self.set_header("Location", f"/api/push/subscriptions/{sub.id}")
         self.write_json({"id": sub.id}, status=201 if created else 200)

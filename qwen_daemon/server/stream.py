@@ -108,8 +108,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
         replay, self._sub = self.session.events.subscribe(self._after, self._send_event, self._session_ended)
         for event in replay:
             self._send_event(event)
-        persist = self.manager.persist
-        notice = persist.notice() if persist is not None else None
+        notice = self.manager.persist.notice()
         if notice is not None:  # commits fail now: what the clients already here were told
             self._write(notice)
 

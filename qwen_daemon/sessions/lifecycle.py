@@ -1,24 +1,65 @@
 """What happens to a session between turns: rename, archive, reopen, and recovery after a restart.
 
 Why a module of its own: these change a session's standing rather than run its turns, and
-``session.py`` is the turn machine. No timer closes a session (issue 13: a user who walks away
-for hours must find it as it was); only a delete removes one. ``closed`` survives in databases
+``session.py`` is the turn machine. Each function takes a :class:`LifecycleSession`, the part of
+a session it needs, not the class: ``session.py`` calls in here (a prompt unarchives, a restore
+puts the mode back), and importing it back would be a cycle.
+
+No timer closes a session (issue 13: a user who walks away for hours must find it as it was);
+only a delete removes one. ``closed`` survives in databases
 from before that (the former idle timeout) and, like ``failed``, is left by :func:`reopen`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.contract.bodies import EditSession
+from qwen_daemon.contract.states import BUSY_STATES, SessionState
 from qwen_daemon.errors import BadRequest
+from qwen_daemon.sessions import states as machine
+from qwen_daemon.sessions.modes import mode_ids
+from qwen_daemon.sessions.permissions import PermissionRegistry
+from qwen_daemon.sessions.persistence import Persistence
+from qwen_daemon.sessions.states import Trigger
 from qwen_daemon.terminal import control_in, one_line
 
-if TYPE_CHECKING:
-    from qwen_daemon.sessions.session import Session
-
 MAX_TITLE = 200
+
+
+class LifecycleSession(Protocol):
+    """What these functions read and change of a session (:class:`~qwen_daemon.sessions.session.Session`).
+
+    Its private members are the session's own bookkeeping that a standing change must keep in
+    step: events (``_emit``), the saved record (``_changed``), the mode (``_mode_changed``) and
+    which agent process its agent session lives in (``_agent_generation``).
+    """
+
+    id: str
+    cwd: str
+    title: str
+    archived: bool
+    state: SessionState
+    failure: str | None
+    closed_at: float | None
+    stored_standing: tuple[SessionState, str | None] | None
+    modes: dict[str, Any] | None
+    mode: str | None
+    agent_session_id: str | None
+    host: AgentHost
+    persist: Persistence
+    permissions: PermissionRegistry
+    _agent_generation: int
+
+    def transition(self, trigger: Trigger) -> None: ...
+
+    def _emit(self, type_: str, **fields: Any) -> None: ...
+
+    def _changed(self) -> None: ...
+
+    def _mode_changed(self, mode_id: str) -> None: ...
 
 
 def validate_title(title: Any, cwd: str) -> str:
@@ -49,7 +90,7 @@ def _folder_title(cwd: str) -> str:
     return one_line(os.path.basename(cwd) or cwd)[:MAX_TITLE]
 
 
-def edit(session: Session, changes: EditSession) -> None:
+def edit(session: LifecycleSession, changes: EditSession) -> None:
     """Rename and/or (un)archive (``PATCH``): all checked before anything changes, then persisted.
     The body's form (known fields, at least one, their types) was checked against
     ``contract.bodies.EditSession``; the title's content is checked here.
@@ -58,8 +99,7 @@ def edit(session: Session, changes: EditSession) -> None:
     session to the archived list; its history stays and a prompt brings it back. Emits
     ``session_updated {title, archived}``.
     """
-    if session._persist is not None:
-        session._persist.require_writable()  # 507: a change that cannot be saved is not made
+    session.persist.require_writable()  # 507: a change that cannot be saved is not made
     if "title" in changes:
         session.title = validate_title(changes["title"], session.cwd)
     if "archived" in changes:
@@ -70,7 +110,7 @@ def edit(session: Session, changes: EditSession) -> None:
     session._changed()
 
 
-async def reapply_mode(session: Session, wanted: str | None, *, announce: bool = False) -> None:
+async def reapply_mode(session: LifecycleSession, wanted: str | None, *, announce: bool = False) -> None:
     """Put back the session's mode, which a restored or new agent session resets to its default.
 
     Qwen Code keeps no mode across ``session/load``, and a new agent session (the conversation
@@ -79,8 +119,6 @@ async def reapply_mode(session: Session, wanted: str | None, *, announce: bool =
     ``announce``: say which mode is in force with the event the agent sends for a switch (after
     a lost conversation, the transcript shows which mode the new agent session runs in).
     """
-    from qwen_daemon.sessions.session import mode_ids  # session.py imports this module
-
     offered = mode_ids((session.modes or {}).get("availableModes") or [])
     if wanted and wanted != session.mode and wanted in offered and session.agent_session_id is not None:
         await session.host.set_mode(session.agent_session_id, wanted)
@@ -90,28 +128,26 @@ async def reapply_mode(session: Session, wanted: str | None, *, announce: bool =
         session._emit("agent_update", update=update)
 
 
-def reopen(session: Session) -> bool:
+def reopen(session: LifecycleSession) -> bool:
     """Bring a ``failed`` or ``closed`` session back to ``idle``; False if it was open already.
 
     Its ``agent_session_id`` is kept, so the next prompt starts the agent and restores the
     conversation (ACP resume/load), exactly as after a daemon restart. The caller has checked
-    that its agent exists and bound it to a usable host. The state is set here directly because
-    :meth:`Session._set_state` keeps ``closed`` for good against late agent callbacks; the
-    record is persisted like any change, so the reopened session stays open across restarts.
+    that its agent exists and bound it to a usable host. ``reopen`` is the one trigger the
+    state table lets out of ``closed``; the record is persisted like any change, so the reopened
+    session stays open across restarts.
     """
-    if session.state not in ("failed", "closed"):
+    if machine.outcome(session.state, Trigger.REOPEN) is machine.IGNORED:
         return False
     session.failure = None
     session.closed_at = None
     session.stored_standing = None  # its agent is back: what is in memory is what to keep
     session._agent_generation = -1  # whichever host it is bound to now restores its agent session
-    session.state = "idle"
-    session._emit("state", state="idle")
-    session._changed()
+    session.transition(Trigger.REOPEN)
     return True
 
 
-def agent_missing(session: Session, reason: str) -> None:
+def agent_missing(session: LifecycleSession, reason: str) -> None:
     """List a restored session as failed because its named agent is not in the config (or not found).
 
     The failure lives in memory only: its record keeps the state it was stored with, however
@@ -119,17 +155,13 @@ def agent_missing(session: Session, reason: str) -> None:
     once the agent is back, the next start restores the session as it was rather than failed.
     """
     session.stored_standing = (session.state, session.failure)
-    session.state, session.failure = "failed", reason
+    # set, not announced: this is how it is listed from the start, not a change anyone saw happen
+    session.state, session.failure = machine.next_state(session.state, Trigger.AGENT_MISSING), reason
 
 
-def recover(session: Session, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
+def recover(session: LifecycleSession, interrupted_prompt: str | None, expired: list[dict[str, Any]]) -> None:
     """After a daemon restart: end the turn the crash cut off and expire its permission requests."""
-    for request in expired:
-        request_id = str(request.get("request_id"))
-        if session._persist is not None:
-            session._persist.permission(session.id, request_id, request, "expired")
-        session._emit("permission_resolved", request_id=request_id, option_id=None, expired=True)
-    if session.state in ("running", "awaiting_permission", "starting"):
-        if interrupted_prompt is not None and session.state != "starting":
-            session._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
-        session._set_state("idle")
+    session.permissions.expire(expired)
+    if session.state in BUSY_STATES and interrupted_prompt is not None:
+        session._emit("turn_ended", prompt_id=interrupted_prompt, stop_reason="interrupted")
+    session.transition(Trigger.RECOVER)  # a turn or a start the restart cut off is over

@@ -12,9 +12,9 @@ list). A failed (or, in an old database, closed) session can be reopened (``life
 Closed sessions stay listed with their history until deleted, or pruned ``retention_days`` after
 closing.
 
-Durability (after :meth:`SessionManager.load`): sessions, events and permission requests live in
-the SQLite store; a daemon stop suspends sessions instead of closing them, so after any restart
-every session is listed again with its history and carries on.
+Durability: :meth:`SessionManager.load` opens the SQLite store that every session lives in (tests
+too: a temporary one); a daemon stop suspends sessions instead of closing them, so after any
+restart every session is listed again with its history and carries on.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.pool import AgentPool, validate_cwd
 from qwen_daemon.config import Settings
+from qwen_daemon.contract.states import OPEN_STATES, SessionState
 from qwen_daemon.errors import (
     AgentFailed,
     AgentUnavailable,
@@ -43,15 +44,15 @@ from qwen_daemon.errors import (
 from qwen_daemon.sessions import lifecycle
 from qwen_daemon.sessions.events import Event
 from qwen_daemon.sessions.lifecycle import validate_title
+from qwen_daemon.sessions.modes import mode_ids, require_offered
 from qwen_daemon.sessions.persistence import Persistence
-from qwen_daemon.sessions.session import Session, mode_ids, require_offered
+from qwen_daemon.sessions.session import Session
 from qwen_daemon.sessions.store import SessionRecord, Store
 
 log = logging.getLogger(__name__)
 
 #: events of a restored session kept in memory at start; older ones are read from the store
 RESTORED_EVENTS = 100
-OPEN_STATES = frozenset({"starting", "idle", "running", "awaiting_permission"})
 
 
 class SessionManager:
@@ -68,7 +69,7 @@ class SessionManager:
         self._closing = False
         self._creating: set[str] = set()  # ids of sessions whose create() awaits their agent
         self._recent: list[tuple[str, str]] = []  # (agent, cwd) of stored sessions, newest first
-        self.persist: Persistence | None = None
+        self._persist: Persistence | None = None  # opened by load()
         #: told of every committed event of every session (the push notifier); set before load()
         self.on_event: Callable[[Session, Event], None] | None = None
 
@@ -80,19 +81,26 @@ class SessionManager:
         """
         self.pool.sweep_orphans()
         store = Store(self.settings.paths.database)
-        self.persist = Persistence(store)
+        self._persist = Persistence(store)
         records = store.sessions()
         for record in records:
             self._restore(record)
-        self.persist.flush()
+        self._persist.flush()
         self._recent = [
             (self.sessions[r.id].agent, self.sessions[r.id].cwd)
             for r in sorted(records, key=lambda r: r.updated_at, reverse=True)
             if r.id in self.sessions
         ]
 
+    @property
+    def persist(self) -> Persistence:
+        """The session store's front (persistence.py). Every session is stored, so a manager used
+        before :meth:`load` is a bug: RuntimeError, not a session that saves nothing."""
+        if self._persist is None:
+            raise RuntimeError("the session manager is not loaded: its store is not open")
+        return self._persist
+
     def _restore(self, record: SessionRecord) -> None:
-        assert self.persist is not None
         agent, unavailable = self._restored_agent(record.agent)
         host = None
         if unavailable is None:
@@ -118,13 +126,14 @@ class SessionManager:
         )
         session.created_at, session.updated_at = record.created_at, record.updated_at
         session.agent_session_id, session.mode = record.agent_session_id, record.mode
-        session.state, session.failure, session.closed_at = record.state, record.failure, record.closed_at  # type: ignore[assignment]
+        session.state, session.failure = SessionState(record.state), record.failure
+        session.closed_at = record.closed_at
         session.archived, session.modes = record.archived, record.modes
         if record.modes and not self.agent_modes.get(agent):  # for GET /api/agents before any start
             self.agent_modes[agent] = list(record.modes.get("availableModes") or [])
         interrupted = _open_turn(self.persist.last_turn_event(record.id))
         lifecycle.recover(session, interrupted, self.persist.store.permissions(record.id, "pending"))
-        if unavailable is not None and session.state != "closed":
+        if unavailable is not None and session.state != SessionState.CLOSED:
             log.warning("session %s: listed, but cannot run: %s", record.id, unavailable)
             lifecycle.agent_missing(session, f"its agent {agent!r} is not available: {unavailable}")
         self._watch(session)
@@ -155,7 +164,7 @@ class SessionManager:
         """Since when ``host``'s sessions have neither worked nor been watched (loop time); None
         while one runs a turn, starts, or has a client attached. For the pool's reaper."""
         mine = [s for s in self.sessions.values() if s.host is host]
-        if any(s.busy or s.state == "starting" or s.events.subscriber_count for s in mine):
+        if any(s.busy or s.state == SessionState.STARTING or s.events.subscriber_count for s in mine):
             return None
         return max((s.last_activity for s in mine), default=float("-inf"))
 
@@ -178,31 +187,24 @@ class SessionManager:
         self._closing = True
         for session_id in self._creating:  # never confirmed to their clients, who get ShuttingDown
             self.sessions.pop(session_id, None)
-            if self.persist is not None:
-                self.persist.delete(session_id)
+            self.persist.delete(session_id)
         await self.pool.stop_housekeeping()
-        sessions = [s for s in self.sessions.values() if s.state != "closed"]
-        if self.persist is not None:  # durable: sessions carry on after the restart
-            await asyncio.gather(*(s.suspend() for s in sessions), return_exceptions=True)
-        else:
-            await asyncio.gather(
-                *(s.close(reason="daemon stopping") for s in sessions), return_exceptions=True
-            )
+        sessions = [s for s in self.sessions.values() if s.state != SessionState.CLOSED]
+        # durable: sessions carry on after the restart
+        await asyncio.gather(*(s.suspend() for s in sessions), return_exceptions=True)
         await self.pool.shutdown()
-        if self.persist is not None:
-            self.persist.close()
-            self.persist = None
+        if self._persist is not None:  # load() ran: a start that failed before it opened nothing
+            self._persist.close()  # later writes are dropped
 
     # --- sessions -----------------------------------------------------------------------------
 
     @property
     def storage_failure(self) -> str | None:
         """Why the session database cannot be written now (None: it can); see persistence.py."""
-        return self.persist.failure if self.persist is not None else None
+        return self.persist.failure
 
     def _require_writable(self) -> None:
-        if self.persist is not None:
-            self.persist.require_writable()
+        self.persist.require_writable()
 
     @property
     def open_count(self) -> int:
@@ -307,8 +309,7 @@ class SessionManager:
         self._require_writable()  # deleting rows needs room in the WAL too
         await session.close(reason="deleted")
         self.sessions.pop(session_id, None)
-        if self.persist is not None:
-            self.persist.delete(session_id)
+        self.persist.delete(session_id)
         await self.release_host(session)
 
     async def prune(self, older_than_days: float | None = None) -> builtins.list[str]:
@@ -319,7 +320,7 @@ class SessionManager:
         doomed = [
             s.id
             for s in self.sessions.values()
-            if s.state == "closed" and s.closed_at is not None and s.closed_at < cutoff
+            if s.state == SessionState.CLOSED and s.closed_at is not None and s.closed_at < cutoff
         ]
         for session_id in doomed:
             await self.delete(session_id)

@@ -350,7 +350,9 @@ class Persistence:
             self.flush()
 
     def close(self) -> None:
-        """Commit what is queued and close the store; later writes are dropped (shutdown)."""
+        """Commit what is queued and close the store; later writes are dropped (shutdown). Once."""
+        if self._closed:
+            return
         self._holding = False  # store.close() waits for a running checkpoint (its lock)
         if self._timer is not None:
             self._timer.cancel()

@@ -1,12 +1,8 @@
-"""One agent session: its state machine, turns, permission requests and event log.
+"""One agent session: its turns and event log, driven by the state machine of ``states.py``.
 
-States (every transition emits a ``state`` event)::
-
-    starting ──agent session created──▶ idle ──prompt──▶ running ──permission asked──▶ awaiting_permission
-       │                                 ▲                │  ▲                               │
-       │                                 └──turn_ended────┘  └────────answered / cancel──────┘
-       └──agent refused / failed to start──▶ failed
-    any state ──delete──▶ closed           failed / closed ──reopen──▶ idle   (lifecycle.py)
+Every state change goes through :meth:`Session.transition`, which does what the table in
+``states.py`` says (drawn there) and emits a ``state`` event; permission requests are kept by the
+:class:`PermissionRegistry` of ``permissions.py``.
 
 One turn at a time: :meth:`Session.prompt` moves to ``running`` synchronously, before any await, so
 a second prompt is refused with :class:`SessionBusy` and never reaches the agent (Qwen Code would
@@ -27,76 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any
 
 from qwen_daemon.agents.host import AgentHost
-from qwen_daemon.agents.questions import PermissionAsk, read_permission_request
 from qwen_daemon.agents.translate import translate_update
-from qwen_daemon.contract.events import PermissionRequest
 from qwen_daemon.contract.responses import SessionDetail, SessionSummary
-from qwen_daemon.contract.states import SessionState
-from qwen_daemon.errors import (
-    AgentFailed,
-    BadRequest,
-    PermissionAlreadyAnswered,
-    PermissionNotFound,
-    SessionBusy,
-    SessionClosed,
-    SessionFailed,
-)
+from qwen_daemon.contract.states import BUSY_STATES, SessionState
+from qwen_daemon.errors import AgentFailed, BadRequest, SessionClosed
 from qwen_daemon.sessions import lifecycle
+from qwen_daemon.sessions import states as machine
 from qwen_daemon.sessions.events import Event, EventLog, utc_now
+from qwen_daemon.sessions.ids import new_id
+from qwen_daemon.sessions.modes import mode_ids, require_offered
+from qwen_daemon.sessions.permissions import CANCELLED, PendingPermission, PermissionRegistry
 from qwen_daemon.sessions.persistence import Persistence
+from qwen_daemon.sessions.states import Trigger
 from qwen_daemon.sessions.store import SessionRecord
 
 log = logging.getLogger(__name__)
-
-State = Literal["starting", "idle", "running", "awaiting_permission", "closed", "failed"]
-BUSY_STATES: frozenset[str] = frozenset({"running", "awaiting_permission"})
-_ANSWERED_MEMORY = 1000
-
-
-def new_id(nbytes: int = 9) -> str:
-    """A random URL-safe id that never begins with ``-``.
-
-    Ids are typed as command-line arguments (``qwen-daemon mode ID plan``), and argparse reads a
-    leading ``-`` as an option: one id in 64 would otherwise be unusable there.
-    """
-    while True:
-        token = secrets.token_urlsafe(nbytes)
-        if not token.startswith("-"):
-            return token
-
-
-@dataclass
-class PendingPermission:
-    """A permission request waiting for its answer; ``ask`` is it in the daemon's shape."""
-
-    request_id: str
-    ask: PermissionAsk
-    future: asyncio.Future[dict[str, Any]]
-    created_at: str = field(default_factory=utc_now)
-    answers: dict[str, Any] | None = None  # once answered: the answers to its questions, as given
-
-    def as_json(self) -> PermissionRequest:
-        fields = {"request_id": self.request_id, **self.ask.fields(), "created_at": self.created_at}
-        return cast(PermissionRequest, fields)  # the ask's fields are typed by questions.py
-
-
-def mode_ids(modes: list[Any]) -> list[Any]:
-    """The ids in an ACP ``availableModes`` list."""
-    return [m.get("id") for m in modes if isinstance(m, dict)]
-
-
-def require_offered(mode_id: str, available: list[Any]) -> None:
-    """Refuse (400) a mode id that is not among ``available``, naming the ones that are (its form
-    was checked with the request body: ``contract.bodies.ModeId``)."""
-    if mode_id not in available:
-        raise BadRequest(f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}")
 
 
 class Session:
@@ -107,8 +52,8 @@ class Session:
         cwd: str,
         title: str,
         host: AgentHost,
-        max_events: int = 10_000,
-        persist: Persistence | None = None,
+        max_events: int,
+        persist: Persistence,
         *,
         session_id: str | None = None,
         history: list[Event] | None = None,
@@ -121,7 +66,7 @@ class Session:
         self.agent = agent or " ".join(host.command)  # the agent's name (see config.AgentSpec)
         self.created_at = utc_now()
         self.updated_at = self.created_at
-        self.state: State = "starting"
+        self.state: SessionState = SessionState.STARTING  # changed only by transition()
         self.failure: str | None = None
         self.agent_session_id: str | None = None
         self.modes: dict[str, Any] | None = None
@@ -130,17 +75,15 @@ class Session:
         self.archived = False  # only hides it from the default list; a prompt unarchives it
         #: the state and failure its record keeps while it is failed only because its named agent
         #: is missing (see ``lifecycle.agent_missing``); None when what is in memory is the truth
-        self.stored_standing: tuple[State, str | None] | None = None
+        self.stored_standing: tuple[SessionState, str | None] | None = None
         self._suspending = False  # a daemon stop is ending the turn: it ends "interrupted"
-        self._persist = persist
-        if persist is None:
-            self.events = EventLog(max_events, history=history)
-        else:
-            sink, backfill = persist.sink_for(self.id), persist.backfill_for(self.id)
-            self.events = EventLog(max_events, sink=sink, backfill=backfill, history=history)
+        #: where it is stored: every session is (its events committed before clients see them)
+        self.persist = persist
+        sink, backfill = persist.sink_for(self.id), persist.backfill_for(self.id)
+        self.events = EventLog(max_events, sink=sink, backfill=backfill, history=history)
         self._replaying = False
-        self.pending: dict[str, PendingPermission] = {}
-        self._answered: OrderedDict[str, str | None] = OrderedDict()
+        #: its permission requests (see permissions.py); the last one resolved lets the turn go on
+        self.permissions = PermissionRegistry(self.id, persist, self._emit, self._permissions_settled)
         self._turn: asyncio.Task[None] | None = None
         self._prompt_id: str | None = None
         # a cancel that arrives before the prompt reached the agent must stop it from being sent
@@ -176,6 +119,11 @@ class Session:
         }
 
     @property
+    def pending(self) -> dict[str, PendingPermission]:
+        """The permission requests waiting for an answer, by request id."""
+        return self.permissions.pending
+
+    @property
     def busy(self) -> bool:
         return self.state in BUSY_STATES
 
@@ -198,8 +146,7 @@ class Session:
         )
 
     def _changed(self) -> None:
-        if self._persist is not None:
-            self._persist.session_changed(self.id, self.record)
+        self.persist.session_changed(self.id, self.record)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -208,19 +155,26 @@ class Session:
         self.last_activity = asyncio.get_running_loop().time()
         self.events.append(type_, **fields)
 
-    def _set_state(self, state: State) -> None:
-        if state != self.state and self.state != "closed":  # closed is for good
+    def transition(self, trigger: Trigger) -> None:
+        """Make the change the table says (``states.py``), emitting ``state`` and saving the
+        record; a refusal of the table is raised, an ignored trigger changes nothing."""
+        state = self._allowed(trigger)
+        if state != self.state:
             self.state = state
-            self._emit("state", state=state)
+            self._emit("state", state=state.value)
             self._changed()
 
-    def _check_open(self, *, writes: bool = True) -> None:
-        if self.state == "closed":
-            raise SessionClosed(f"session {self.id} is closed")
-        if self.state == "failed":
-            raise SessionFailed(f"session {self.id} failed: {self.failure}")
-        if writes and self._persist is not None:
-            self._persist.require_writable()  # 507 while nothing can be saved
+    def _allowed(self, trigger: Trigger) -> SessionState:
+        """Where ``trigger`` would lead; raises the table's refusal for it (session_busy...: 409)."""
+        return machine.next_state(self.state, trigger, self.id, self.failure)
+
+    def _check_open(self, trigger: Trigger, *, writes: bool = True) -> None:
+        """A command's first checks, in the order clients see: closed or failed (the table's
+        refusal, 409), then 507 while nothing can be saved."""
+        if self.state in (SessionState.CLOSED, SessionState.FAILED):
+            self._allowed(trigger)
+        if writes:
+            self.persist.require_writable()  # 507 while nothing can be saved
 
     async def _ensure_agent_session(self) -> None:
         """Make sure the agent holds a live ACP session for us, restoring ours after a restart."""
@@ -280,31 +234,30 @@ class Session:
     async def start(self) -> None:
         """Create the agent session. On refusal the session is ``failed`` and AgentFailed is raised;
         closed meanwhile (deleted while the agent started), it stays closed: SessionClosed."""
-        self._emit("state", state="starting")
+        self._emit("state", state=SessionState.STARTING.value)
         try:
             await self._ensure_agent_session()
         except AgentFailed as exc:
-            self._check_not_closed_while_starting()
+            self._check_not_closed_while_starting(Trigger.START_FAILED)
             self.failure = exc.message
             self._emit("error", message=exc.message)
-            self._set_state("failed")
+            self.transition(Trigger.START_FAILED)
             raise
-        self._check_not_closed_while_starting()
-        self._set_state("idle")
+        self._check_not_closed_while_starting(Trigger.STARTED)
+        self.transition(Trigger.STARTED)
 
-    def _check_not_closed_while_starting(self) -> None:
-        if self.state == "closed":
+    def _check_not_closed_while_starting(self, trigger: Trigger) -> None:
+        try:
+            self._allowed(trigger)  # SessionClosed once deleted meanwhile
+        except SessionClosed:
             if self.agent_session_id is not None:
                 self.host.forget(self.agent_session_id)
-            raise SessionClosed(f"session {self.id} was closed while its agent started")
+            raise
 
     def prompt(self, text: str) -> str:
         """Start a turn; returns its prompt id. Never forwards a prompt while a turn runs."""
-        self._check_open()
-        if self.state == "starting":
-            raise SessionBusy("the session is still starting")
-        if self.busy:
-            raise SessionBusy("a turn is already running in this session; cancel it or wait for it to end")
+        self._check_open(Trigger.PROMPT)
+        self._allowed(Trigger.PROMPT)  # SessionBusy while starting or while a turn runs
         prompt_id = new_id(6)
         self._prompt_id = prompt_id
         self._prompt_sent = self._cancel_requested = False
@@ -312,7 +265,7 @@ class Session:
         self._emit("turn_started", prompt_id=prompt_id)
         if self.archived:  # a prompt brings it back, and every page showing it learns so
             lifecycle.edit(self, {"archived": False})
-        self._set_state("running")
+        self.transition(Trigger.PROMPT)
         self._turn = asyncio.create_task(self._run_turn(prompt_id, text), name=f"turn-{self.id}")
         return prompt_id
 
@@ -336,21 +289,20 @@ class Session:
             log.exception("turn %s of session %s failed", prompt_id, self.id)
             self._emit("error", message=f"internal error: {exc}")
         finally:
-            self._resolve_all_pending()
+            self.permissions.resolve_all()
             self._prompt_id = None
             self._turn = None
             if self._suspending and stop_reason == "cancelled":
                 stop_reason = "interrupted"  # as after a crash: the daemon, not the user, ended it
             self._emit("turn_ended", prompt_id=prompt_id, stop_reason=stop_reason)
-            if self.state in BUSY_STATES:
-                self._set_state("idle")
+            self.transition(Trigger.TURN_ENDED)  # ignored once failed or closed meanwhile
 
     async def cancel(self) -> None:
         """End the running turn (if any): pending permissions resolve as cancelled at once."""
-        self._check_open(writes=False)  # stopping an agent must work on a full disk
-        if not self.busy:
-            return
-        self._resolve_all_pending()
+        self._check_open(Trigger.CANCEL, writes=False)  # stopping an agent must work on a full disk
+        if machine.outcome(self.state, Trigger.CANCEL) is machine.IGNORED:
+            return  # no turn to stop
+        self.permissions.resolve_all()
         if not self._prompt_sent:
             self._cancel_requested = True
         elif self.agent_session_id is not None:
@@ -358,12 +310,12 @@ class Session:
 
     async def close(self, reason: str = "closed") -> None:
         """Cancel any turn, release the agent session and move to ``closed`` for good."""
-        if self.state == "closed":
-            return
+        if machine.outcome(self.state, Trigger.CLOSE) is machine.IGNORED:
+            return  # closed already
         await self._end_turn()
         log.info("session %s closed (%s)", self.id, reason)
         self.closed_at = time.time()
-        self._set_state("closed")
+        self.transition(Trigger.CLOSE)
         self.events.close_subscribers()
 
     async def suspend(self) -> None:
@@ -389,13 +341,12 @@ class Session:
 
     async def set_mode(self, mode_id: str) -> None:
         """Switch the agent session's mode (plan, default, auto-edit, …) to one the agent offers."""
-        self._check_open()
+        self._check_open(Trigger.SET_MODE)
         available = mode_ids((self.modes or {}).get("availableModes") or [])
         if not available:
             raise BadRequest(f"the agent {self.agent!r} offers no modes for this session")
         require_offered(mode_id, available)
-        if self.state == "starting":
-            raise SessionBusy("the session is still starting")
+        self._allowed(Trigger.SET_MODE)  # SessionBusy while starting
         await self._ensure_agent_session()
         assert self.agent_session_id is not None
         await self.host.set_mode(self.agent_session_id, mode_id)
@@ -406,56 +357,16 @@ class Session:
     # --- permissions --------------------------------------------------------------------------
 
     def answer_permission(self, request_id: str, option_id: str, answers: Any = None) -> None:
-        """The first answer wins; later ones get PermissionAlreadyAnswered (409). ``answers`` (to the
-        request's questions, ``{"0": "SQLite"}``) are checked first and sent as the agent reads them."""
-        pending = self.pending.get(request_id)
-        if pending is None:
-            stored = self._persist.store.permission_status(self.id, request_id) if self._persist else None
-            if stored == "expired":
-                raise PermissionAlreadyAnswered(
-                    f"permission request {request_id} expired when the daemon restarted; "
-                    "prompt again to let the agent ask anew"
-                )
-            if request_id in self._answered or stored is not None:
-                raise PermissionAlreadyAnswered(f"permission request {request_id} was already answered")
-            raise PermissionNotFound(f"no permission request {request_id} in session {self.id}")
-        if self._persist is not None:  # the agent would wait for a commit that cannot happen
-            self._persist.require_writable()
-        reply = pending.ask.answer(option_id, answers)  # BadRequest before anything is forwarded
-        pending.answers = reply.answers
-        self._resolve(pending, option_id, reply.response)
+        """Answer a pending permission request (see :meth:`PermissionRegistry.answer`)."""
+        self.permissions.answer(request_id, option_id, answers)
 
-    def _resolve(self, pending: PendingPermission, option_id: str | None, outcome: dict[str, Any]) -> None:
-        self.pending.pop(pending.request_id, None)
-        self._answered[pending.request_id] = option_id
-        while len(self._answered) > _ANSWERED_MEMORY:
-            self._answered.popitem(last=False)
-
-        def release() -> None:
-            if not pending.future.done():
-                pending.future.set_result(outcome)
-
-        if self._persist is not None and option_id is not None:
-            # the agent acts on an answer only once it is on disk: were the commit lost (a full
-            # disk, then a crash), the restart would record it expired while the agent had acted
-            self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered", release)
-        else:
-            release()
-            if self._persist is not None:
-                self._persist.permission(self.id, pending.request_id, pending.as_json(), "answered")
-        given = {} if pending.answers is None else {"answers": pending.answers}
-        self._emit("permission_resolved", request_id=pending.request_id, option_id=option_id, **given)
-        if not self.pending and self.state == "awaiting_permission":
-            self._set_state("running")
-
-    def _resolve_all_pending(self) -> None:
-        for pending in list(self.pending.values()):
-            self._resolve(pending, None, {"outcome": {"outcome": "cancelled"}})
+    def _permissions_settled(self) -> None:
+        self.transition(Trigger.PERMISSIONS_SETTLED)  # awaiting_permission: running again
 
     # --- SessionSink: what the agent host delivers ----------------------------------------------
 
     def on_update(self, update: dict[str, Any]) -> None:
-        if self.state == "closed" or self._replaying:
+        if self.state == SessionState.CLOSED or self._replaying:
             return
         if update.get("sessionUpdate") == "current_mode_update" and isinstance(
             update.get("currentModeId"), str
@@ -465,39 +376,29 @@ class Session:
         self._emit(event_type, **fields)
 
     def on_notification(self, method: str, params: dict[str, Any]) -> None:
-        if self.state != "closed":
+        if self.state != SessionState.CLOSED:
             self._emit("agent_update", update={"method": method, "params": params})
 
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
-        if self.state not in BUSY_STATES:
-            return {"outcome": {"outcome": "cancelled"}}
-        pending = PendingPermission(
-            request_id=new_id(6),
-            ask=read_permission_request(params),  # questions and plans in the daemon's one shape
-            future=asyncio.get_running_loop().create_future(),
-        )
-        self.pending[pending.request_id] = pending
-        if self._persist is not None:
-            self._persist.permission(self.id, pending.request_id, pending.as_json(), "pending")
-        self._emit("permission_request", **pending.as_json())
-        self._set_state("awaiting_permission")
+        if machine.outcome(self.state, Trigger.PERMISSION_ASKED) is machine.IGNORED:
+            return CANCELLED  # no turn is running: nobody would see it
+        pending = self.permissions.add(params)
+        self.transition(Trigger.PERMISSION_ASKED)
         try:
             return await pending.future
         except asyncio.CancelledError:
-            # the agent withdrew the request (it went away): nobody can answer it any more
-            if pending.request_id in self.pending:
-                self._resolve(pending, None, {"outcome": {"outcome": "cancelled"}})
+            self.permissions.withdraw(pending)
             raise
 
     def on_agent_exit(self, message: str) -> None:
         # keep agent_session_id: the next prompt restarts the agent and restores that session
-        if self.state in ("closed", "failed"):
+        if self.state in (SessionState.CLOSED, SessionState.FAILED):
             return
-        self._resolve_all_pending()
+        self.permissions.resolve_all()
         if self.host.crash_looping:
             self.failure = f"the agent keeps crashing ({message}); not restarting it"
             self._emit("error", message=self.failure)
-            self._set_state("failed")
+            self.transition(Trigger.AGENT_GAVE_UP)
         elif not self.busy:
             self._emit("error", message=message)
         # a running turn sees the broken connection and ends itself with the same message

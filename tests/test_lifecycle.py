@@ -163,7 +163,10 @@ def test_an_older_database_gains_archived_and_modes_when_opened(tmp_path: Path) 
         [record] = store.sessions()
         assert (record.id, record.state, record.mode) == ("s1", "closed", "plan")
         assert record.archived is False and record.modes is None
-        record.archived, record.modes = True, {"currentModeId": "plan", "availableModes": [{"id": "plan"}]}
+        record.archived, record.modes = (
+            True,
+            {"current_mode_id": "plan", "available": [{"id": "plan", "name": "Plan"}]},
+        )
         store.save_session(record)
         store.flush()
         [again] = store.sessions()
@@ -189,8 +192,8 @@ def test_modes_are_in_the_detail_after_a_restart_before_any_prompt(tmp_path: Pat
     async def restarted(api: Api, ws: Path) -> None:
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
         assert api.daemon.manager.get(sid).host.pid is None  # no agent has run in this daemon
-        assert detail["mode"] == "plan" and detail["modes"]["currentModeId"] == "plan", detail
-        assert {m["id"] for m in detail["modes"]["availableModes"]} == {"default", "plan"}
+        assert detail["mode"] == "plan" and detail["modes"]["current_mode_id"] == "plan", detail
+        assert {m["id"] for m in detail["modes"]["available"]} == {"default", "plan"}
         agents = (await api.call("GET", "/api/agents")).body["agents"]
         assert {m["id"] for m in next(a for a in agents if a["name"] == "qwen")["modes"]} == {
             "default",
@@ -199,13 +202,13 @@ def test_modes_are_in_the_detail_after_a_restart_before_any_prompt(tmp_path: Pat
         # the agent's session/load resets its mode to default; the daemon re-applies plan
         assert (await turn(api, sid, "say after"))["stop_reason"] == "end_turn"
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
-        assert detail["mode"] == "plan" and detail["modes"]["currentModeId"] == "plan", detail
+        assert detail["mode"] == "plan" and detail["modes"]["current_mode_id"] == "plan", detail
         switched = await api.call("POST", f"/api/sessions/{sid}/mode", {"mode_id": "default"})
         assert switched.status == 200
 
     async def again(api: Api, ws: Path) -> None:
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
-        assert detail["mode"] == "default" and detail["modes"]["currentModeId"] == "default", detail
+        assert detail["mode"] == "default" and detail["modes"]["current_mode_id"] == "default", detail
 
     runs(tmp_path, make, restarted, again)
 

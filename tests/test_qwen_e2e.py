@@ -218,7 +218,7 @@ def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake_llm: 
         async with running_daemon(Settings(paths=Paths.from_platform(), port=0, spare_agents=1)) as api:
             planned = await api.create(workspace, agent="qwen", mode="plan")
             assert planned["agent"] == "qwen" and planned["mode"] == "plan"
-            offered = {m["id"] for m in planned["modes"]["availableModes"]}
+            offered = {m["id"] for m in planned["modes"]["available"]}
             assert {"plan", "default", "auto-edit"} <= offered, offered
             reply = await api.call("POST", f"/api/sessions/{planned['id']}/mode", {"mode_id": "auto-edit"})
             assert reply.status == 200 and reply.body["mode"] == "auto-edit"
@@ -295,7 +295,7 @@ def test_real_qwen_idle_agent_sleeps_and_wakes_with_its_conversation_and_mode(
             assert target.read_text() == "awake\n"
             assert host.running and host.pid != first_pid
             detail = (await api.call("GET", f"/api/sessions/{sid}")).body
-            assert detail["mode"] == "auto-edit" and detail["modes"]["currentModeId"] == "auto-edit", detail
+            assert detail["mode"] == "auto-edit" and detail["modes"]["current_mode_id"] == "auto-edit", detail
             woken = [e["text"] for e in await api.events(sid) if e["type"] == "user_message"]
             assert woken == [
                 "Remember the word KIWI-4411 for later.",

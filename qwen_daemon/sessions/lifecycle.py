@@ -87,18 +87,21 @@ async def reapply_mode(session: Session, wanted: str | None, *, announce: bool =
     Qwen Code keeps no mode across ``session/load``, and a new agent session (the conversation
     could not be restored) starts in the default one: the user's plan mode must not silently
     become "default". A mode the agent no longer offers is left: the agent's one then stands.
-    ``announce``: say which mode is in force with the event the agent sends for a switch (after
-    a lost conversation, the transcript shows which mode the new agent session runs in).
+    ``announce``: say which mode is in force with a ``mode_changed`` event (after a lost
+    conversation, the transcript shows which mode the new agent session runs in).
     """
-    from qwen_daemon.sessions.session import mode_ids  # session.py imports this module
+    from qwen_daemon.sessions.session import offered_modes  # session.py imports this module
 
-    offered = mode_ids((session.modes or {}).get("availableModes") or [])
-    if wanted and wanted != session.mode and wanted in offered and session.agent_session_id is not None:
+    if (
+        wanted
+        and wanted != session.mode
+        and wanted in offered_modes(session.modes)
+        and session.agent_session_id is not None
+    ):
         await session.host.set_mode(session.agent_session_id, wanted)
         session._mode_changed(wanted)
     if announce and session.mode is not None:
-        update = {"sessionUpdate": "current_mode_update", "currentModeId": session.mode}
-        session._emit("agent_update", update=update)
+        session._emit("mode_changed", mode_id=session.mode)
 
 
 def reopen(session: Session) -> bool:

@@ -42,6 +42,7 @@ from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.orphans import OrphanGuard
 from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
 from qwen_daemon.config import Settings
+from qwen_daemon.contract.modes import Mode
 from qwen_daemon.errors import (
     AgentFailed,
     AgentUnavailable,
@@ -87,7 +88,7 @@ class SessionManager:
         self.spares: OrderedDict[tuple[str, str], AgentHost] = OrderedDict()
         self.spare_since: dict[AgentHost, float] = {}
         #: the modes each agent last advertised (from session/new), for GET /api/agents
-        self.agent_modes: dict[str, list[dict[str, Any]]] = {}
+        self.agent_modes: dict[str, list[Mode]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         # agent stops in flight; shielded so cancelling their caller cannot leave an agent running
@@ -152,7 +153,7 @@ class SessionManager:
         session.state, session.failure, session.closed_at = record.state, record.failure, record.closed_at  # type: ignore[assignment]
         session.archived, session.modes = record.archived, record.modes
         if record.modes and not self.agent_modes.get(agent):  # for GET /api/agents before any start
-            self.agent_modes[agent] = list(record.modes.get("availableModes") or [])
+            self.agent_modes[agent] = list(record.modes["available"])
         interrupted = _open_turn(self.persist.last_turn_event(record.id))
         lifecycle.recover(session, interrupted, self.persist.store.permissions(record.id, "pending"))
         if unavailable is not None and session.state != "closed":
@@ -395,7 +396,7 @@ class SessionManager:
         if session.id not in self.sessions:  # dropped by shutdown() while its agent started
             raise ShuttingDown("the daemon is stopping; create the session once it is back")
         if session.modes:
-            self.agent_modes[agent_name] = list(session.modes.get("availableModes") or [])
+            self.agent_modes[agent_name] = list(session.modes["available"])
         if mode is not None and mode != session.mode:
             try:
                 await session.set_mode(mode)

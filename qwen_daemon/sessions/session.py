@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.questions import PermissionAsk, read_permission_request
-from qwen_daemon.agents.translate import translate_update
+from qwen_daemon.contract.modes import Mode, Modes
 from qwen_daemon.errors import (
     AgentFailed,
     BadRequest,
@@ -83,12 +83,17 @@ class PendingPermission:
         return {"request_id": self.request_id, **self.ask.fields(), "created_at": self.created_at}
 
 
-def mode_ids(modes: list[Any]) -> list[Any]:
-    """The ids in an ACP ``availableModes`` list."""
-    return [m.get("id") for m in modes if isinstance(m, dict)]
+def mode_ids(modes: list[Mode]) -> list[str]:
+    """The ids of the modes offered (``Modes.available``, or an agent's list in ``/api/agents``)."""
+    return [m["id"] for m in modes]
 
 
-def require_offered(mode_id: Any, available: list[Any]) -> None:
+def offered_modes(modes: Modes | None) -> list[str]:
+    """The ids of the modes a session's agent offers it (none when it named none)."""
+    return mode_ids(modes["available"]) if modes is not None else []
+
+
+def require_offered(mode_id: Any, available: list[str]) -> None:
     """Refuse (400) a mode id that is not among ``available``, naming the ones that are."""
     if not isinstance(mode_id, str) or mode_id not in available:
         raise BadRequest(f"mode {mode_id!r} is not offered; choose one of: {', '.join(map(str, available))}")
@@ -119,7 +124,7 @@ class Session:
         self.state: State = "starting"
         self.failure: str | None = None
         self.agent_session_id: str | None = None
-        self.modes: dict[str, Any] | None = None
+        self.modes: Modes | None = None
         self.mode: str | None = None  # re-applied after a restore: Qwen Code does not persist it
         self.closed_at: float | None = None
         self.archived = False  # only hides it from the default list; a prompt unarchives it
@@ -227,8 +232,8 @@ class Session:
         if self.agent_session_id is not None and await self._restore_agent_session(self.agent_session_id):
             return
         wanted = self.mode  # None at creation; else the conversation was lost, not the mode
-        self.agent_session_id, result = await self.host.new_session(self.cwd, self)
-        self._after_agent_session(result)
+        self.agent_session_id, modes = await self.host.new_session(self.cwd, self)
+        self._after_agent_session(modes)
         self._changed()
         if wanted is not None and wanted != self.mode:
             await lifecycle.reapply_mode(self, wanted, announce=True)
@@ -237,7 +242,7 @@ class Session:
         """Reattach to the agent's own session; False (with an error event) if it cannot be."""
         self._replaying = True  # session/load replays history we already hold
         try:
-            result = await self.host.restore_session(self.cwd, agent_session_id, self)
+            modes = await self.host.restore_session(self.cwd, agent_session_id, self)
         except AgentFailed as exc:
             if not self.host.running:
                 raise
@@ -250,7 +255,7 @@ class Session:
         finally:
             self._replaying = False
         wanted = self.mode
-        self._after_agent_session(result)
+        self._after_agent_session(modes)
         await lifecycle.reapply_mode(self, wanted)
         return True
 
@@ -258,16 +263,15 @@ class Session:
         """Record the current mode, in ``modes`` too: both are persisted and shown after a restart."""
         self.mode = mode_id
         if self.modes is not None:
-            self.modes["currentModeId"] = mode_id
+            self.modes["current_mode_id"] = mode_id
         self._changed()
 
-    def _after_agent_session(self, result: dict[str, Any]) -> None:
+    def _after_agent_session(self, modes: Modes | None) -> None:
         self._agent_generation = self.host.generation
-        modes = result.get("modes")
-        if isinstance(modes, dict):  # an answer without them keeps the ones persisted
+        if modes is not None:  # an answer without them keeps the ones persisted
             self.modes = modes
-        if self.modes and isinstance(self.modes.get("currentModeId"), str):
-            self.mode = self.modes["currentModeId"]
+        if self.modes is not None and self.modes["current_mode_id"] is not None:
+            self.mode = self.modes["current_mode_id"]
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -386,7 +390,7 @@ class Session:
     async def set_mode(self, mode_id: Any) -> None:
         """Switch the agent session's mode (plan, default, auto-edit, …) to one the agent offers."""
         self._check_open()
-        available = mode_ids((self.modes or {}).get("availableModes") or [])
+        available = offered_modes(self.modes)
         if not available:
             raise BadRequest(f"the agent {self.agent!r} offers no modes for this session")
         require_offered(mode_id, available)
@@ -396,8 +400,7 @@ class Session:
         assert self.agent_session_id is not None
         await self.host.set_mode(self.agent_session_id, mode_id)
         self._mode_changed(mode_id)
-        # the same event the agent itself sends when it switches modes
-        self._emit("agent_update", update={"sessionUpdate": "current_mode_update", "currentModeId": mode_id})
+        self._emit("mode_changed", mode_id=mode_id)  # as when the agent itself switches modes
 
     # --- permissions --------------------------------------------------------------------------
 
@@ -450,19 +453,15 @@ class Session:
 
     # --- SessionSink: what the agent host delivers ----------------------------------------------
 
-    def on_update(self, update: dict[str, Any]) -> None:
-        if self.state == "closed" or self._replaying:
+    def on_event(self, event_type: str, fields: dict[str, Any]) -> None:
+        """An event from the agent, already in the daemon's vocabulary (``agents/`` translated it).
+        A load's replay of history we hold is dropped (extension notifications are not replays)."""
+        notification = event_type == "agent_update" and "method" in fields
+        if self.state == "closed" or (self._replaying and not notification):
             return
-        if update.get("sessionUpdate") == "current_mode_update" and isinstance(
-            update.get("currentModeId"), str
-        ):
-            self._mode_changed(update["currentModeId"])
-        event_type, fields = translate_update(update)
+        if event_type == "mode_changed":
+            self._mode_changed(fields["mode_id"])
         self._emit(event_type, **fields)
-
-    def on_notification(self, method: str, params: dict[str, Any]) -> None:
-        if self.state != "closed":
-            self._emit("agent_update", update={"method": method, "params": params})
 
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.state not in BUSY_STATES:

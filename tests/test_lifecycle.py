@@ -152,7 +152,7 @@ def test_an_older_database_gains_archived_and_modes_when_opened(tmp_path: Path) 
     """A database written before schema 2 opens with every session unarchived and no modes."""
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    db.executescript(MIGRATIONS[0] + "\nPRAGMA user_version=1;")
+    db.executescript(f"{MIGRATIONS[0]}\nPRAGMA user_version=1;")
     db.execute(
         "INSERT INTO sessions VALUES ('s1', '/w', 't', 'qwen', 'a-1', 'plan', 'closed', NULL, 'c', 'u', 1.0)"
     )

@@ -468,3 +468,26 @@ def test_an_answer_reaches_the_agent_only_once_it_is_stored(
             await manager.shutdown()
 
     asyncio.run(main())
+
+
+def test_mode_changed_from_the_agent_and_from_the_daemon(tmp_path: Path) -> None:
+    """A switch the agent makes itself and one the daemon asks for are both ``mode_changed``: the
+    session follows either by the event's type, and no ACP update is left for clients to parse."""
+
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        assert session.mode == "default" and session.detail()["modes"]["current_mode_id"] == "default"
+        session.prompt("mode plan")  # the agent switches by itself
+        await finish_turn(session)
+        assert last(session, "mode_changed") == {**last(session, "mode_changed"), "mode_id": "plan"}
+        assert session.mode == "plan" and session.detail()["modes"]["current_mode_id"] == "plan"
+        seen = session.events.last_seq
+        await session.set_mode("default")  # the daemon asks, for a client
+        await until(lambda: len([e for e in session.events.since(seen) if e.type == "mode_changed"]) == 2)
+        after = session.events.since(seen)
+        assert [e.data["mode_id"] for e in after if e.type == "mode_changed"] == ["default", "default"]
+        assert session.mode == "default" and session.detail()["modes"]["current_mode_id"] == "default"
+        assert "agent_update" not in types(session)
+        assert "sessionUpdate" not in "".join(e.json for e in session.events.since(0))
+
+    run(tmp_path, body)

@@ -3,7 +3,9 @@ data snake_cased, the agent's own data passed as sent, and events stored by olde
 
 from __future__ import annotations
 
+import re
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -416,3 +418,27 @@ def test_upgrade_event_stored_by_an_older_version(
 ) -> None:
     assert upgrade_event(old_type, old) == (new_type, new)
     assert upgrade_event(new_type, new) == (new_type, new)
+
+
+#: names only ACP spells this way; the daemon's vocabulary has a snake_case one for each
+ACP_NAMES = re.compile(
+    r"\b(sessionUpdate|currentModeId|availableModes|toolCallId|rawInput|rawOutput|oldText|newText|mimeType"
+    r"|terminalId|availableCommands|configOptions|currentValue|messageId|planId)\b|[\"'.]_meta\b"
+)
+PACKAGE = Path(__file__).resolve().parent.parent / "qwen_daemon"
+
+
+def test_only_agents_knows_acps_naming() -> None:
+    """Every browser module (and every Python module outside ``agents/``) reads the daemon's
+    vocabulary only: an ACP name creeping back in fails here."""
+    static = PACKAGE / "web" / "static"
+    browser = [p for p in static.rglob("*.js") if "vendor" not in p.parts]
+    python = [p for p in PACKAGE.rglob("*.py") if "agents" not in p.parts and p.name != "migrations.py"]
+    assert len(browser) > 10
+    found = []
+    for path in browser + python:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            is_prose = (path.suffix == ".py" and line.lstrip().startswith(("#", '"""'))) or "``" in line
+            if not is_prose and ACP_NAMES.search(line):
+                found.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    assert found == []

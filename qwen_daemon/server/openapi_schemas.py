@@ -161,7 +161,7 @@ SCHEMAS: dict[str, Any] = {
                     "failure": {"type": ["string", "null"]},
                     "modes": {
                         "type": ["object", "null"],
-                        "description": "the agent's {currentModeId, availableModes}, kept across restarts",
+                        "description": "the modes the agent offers, {available: [{id, name, description}], current_mode_id}, kept across restarts",
                     },
                 },
             },

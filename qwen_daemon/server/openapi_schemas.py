@@ -161,7 +161,8 @@ SCHEMAS: dict[str, Any] = {
                     "failure": {"type": ["string", "null"]},
                     "modes": {
                         "type": ["object", "null"],
-                        "description": "the modes the agent offers, {available: [{id, name, description}], current_mode_id}, kept across restarts",
+                        "description": "the modes the agent offers, "
+                        "{available: [{id, name, description}], current_mode_id}, kept across restarts",
                     },
                 },
             },

@@ -3,6 +3,7 @@ data snake_cased, the agent's own data passed as sent, and events stored by olde
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 from pathlib import Path
@@ -442,3 +443,35 @@ def test_only_agents_knows_acps_naming() -> None:
             if not is_prose and ACP_NAMES.search(line):
                 found.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert found == []
+
+
+def _without_agent_data(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_agent_data(v)
+            for k, v in value.items()
+            if k not in ("raw_input", "raw_output", "meta")
+        }
+    if isinstance(value, list):
+        return [_without_agent_data(v) for v in value]
+    return value
+
+
+def test_what_real_qwen_code_sent_translates_fully() -> None:
+    """The updates and permission requests recorded from real Qwen Code (the fixture the fake agent
+    replays): every update has a daemon type, and no ACP name is left outside the agent's own data."""
+    from qwen_daemon.agents.questions import read_permission_request
+
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "qwen_permissions.json").read_text())
+    seen = set()
+    for scenario in fixture["scenarios"].values():
+        for item in scenario["before"] + scenario["after"]:
+            if "update" not in item and "sessionUpdate" not in item:
+                continue  # an extension notification: the agent's, by design
+            event_type, fields = translate_update(item.get("update", item))
+            assert event_type != "agent_update", item
+            assert not ACP_NAMES.search(json.dumps(_without_agent_data(fields))), fields
+            seen.add(event_type)
+        asked = read_permission_request(scenario["request"]).fields()
+        assert not ACP_NAMES.search(json.dumps(_without_agent_data(asked))), asked
+    assert {"tool_call", "tool_call_update", "mode_changed"} <= seen

@@ -48,6 +48,7 @@ CASES: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
         "agent_message_chunk",
         {"text": "", "content": {"type": "image", "data": "QQ==", "mime_type": "image/png"}},
     ),
+    ({"sessionUpdate": "agent_message_chunk"}, "agent_message_chunk", {"text": ""}),
     (
         {"sessionUpdate": "agent_thought_chunk", "content": {"type": "text", "text": "hmm"}},
         "agent_thought_chunk",

@@ -40,7 +40,9 @@ def _key(name: str) -> str:
     """``toolCallId`` → ``tool_call_id``; ``_meta`` → ``meta``; snake_case stays as it is."""
     ours = _KEYS.get(name)
     if ours is None:
-        ours = _KEYS[name] = _CAMEL.sub("_", name).lower() if len(_KEYS) < 4096 else name.lower()
+        ours = _CAMEL.sub("_", name).lower()
+        if len(_KEYS) < 4096:  # bounded: an agent inventing keys cannot grow it without end
+            _KEYS[name] = ours
     return ours
 
 
@@ -95,8 +97,10 @@ def _chunk(update: dict[str, Any]) -> Fields:
     if isinstance(content, dict) and content.get("type") == "text":
         text = content.get("text")
         fields: Fields = {"text": text if isinstance(text, str) else ""}
-    else:
+    elif isinstance(content, dict):
         fields = {"text": "", "content": content_block(content)}
+    else:
+        fields = {"text": ""}
     if "_meta" in update:
         fields["meta"] = update["_meta"]
     if "messageId" in update:

@@ -3,9 +3,10 @@
 The host spawns the agent lazily, speaks JSON-RPC to it over stdio through the
 ``agent-client-protocol`` package's :class:`acp.connection.Connection` (wrapped in
 ``qwen_daemon.agents.connection``), and routes what the agent sends by ACP session id to a
-:class:`SessionSink`. Incoming messages are handled as raw JSON, not through the SDK's pydantic
-models: the daemon is a relay, and a parse/dump round trip would drop fields it does not know
-(Qwen Code sends several non-standard ones).
+:class:`SessionSink`, translated into the daemon's events first
+(:mod:`qwen_daemon.agents.translate`). Incoming messages are handled as raw JSON, not through the
+SDK's pydantic models: the daemon is a relay, and a parse/dump round trip would drop fields it
+does not know (Qwen Code sends several non-standard ones).
 
 Process hygiene: the agent gets its own process group, an environment without the supervisor's
 NOTIFY_SOCKET/WATCHDOG_*/LISTEN_* variables, a stdout line limit far above 64 KiB (one Qwen update

@@ -110,13 +110,13 @@ async def test_modes_per_session(paths: Paths) -> None:
         assert planned["mode"] == "plan" and other["mode"] == "default"
         reply = await api.call("POST", f"/api/sessions/{planned['id']}/mode", {"mode_id": "default"})
         assert reply.status == 200 and reply.body["mode"] == "default"
-        assert reply.body["modes"]["currentModeId"] == "default"
+        assert reply.body["modes"]["current_mode_id"] == "default"
         bad = await api.call("POST", f"/api/sessions/{other['id']}/mode", {"mode_id": "yolo"})
         assert bad.status == 400 and "default, plan" in bad.body["error"]["message"]
         ws_client = await api.ws(other["id"])
         switched = await api.call("POST", f"/api/sessions/{other['id']}/mode", {"mode_id": "plan"})
         assert switched.status == 200 and switched.body["mode"] == "plan"
-        await ws_client.until(lambda f: f.get("type") == "agent_update")  # watchers hear of it
+        await ws_client.until(lambda f: f.get("type") == "mode_changed")  # watchers hear of it
         assert (await api.call("GET", f"/api/sessions/{other['id']}")).body["mode"] == "plan"
         tiny = await api.create(ws, agent="tiny")
         none = await api.call("POST", f"/api/sessions/{tiny['id']}/mode", {"mode_id": "plan"})

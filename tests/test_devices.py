@@ -308,7 +308,9 @@ def test_at_most_a_handful_of_codes_live_at_once() -> None:
 
 def test_last_seen_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
     db = sqlite3.connect(":memory:", isolation_level=None)
-    db.executescript(MIGRATIONS[2])  # the devices table
+    devices_table = MIGRATIONS[2]
+    assert isinstance(devices_table, str)
+    db.executescript(devices_table)  # the devices table
     now = [1_700_000_000.0]
     registry = DeviceRegistry(clock=lambda: now[0])
     registry.load(db)

@@ -1,4 +1,4 @@
-"""EventLog numbering, replay and live fan-out; ACP update translation."""
+"""EventLog numbering, replay and live fan-out (ACP translation: test_translate.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from qwen_daemon.agents.translate import permission_options, translate_update
 from qwen_daemon.sessions.events import Event, EventLog
 
 
@@ -126,91 +125,3 @@ def test_a_commit_held_up_past_the_window_still_reaches_subscribers_whole() -> N
 def test_bad_window_size() -> None:
     with pytest.raises(ValueError):
         EventLog(max_events=0)
-
-
-@pytest.mark.parametrize(
-    ("update", "expected"),
-    [
-        (
-            {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "hi"}},
-            ("agent_message_chunk", {"text": "hi"}),
-        ),
-        (
-            {"sessionUpdate": "agent_thought_chunk", "content": {"type": "text", "text": "hmm"}},
-            ("agent_thought_chunk", {"text": "hmm"}),
-        ),
-        (
-            {
-                "sessionUpdate": "agent_message_chunk",
-                "content": {"type": "text", "text": ""},
-                "_meta": {"usage": {"total": 3}},
-            },
-            ("agent_message_chunk", {"text": "", "meta": {"usage": {"total": 3}}}),
-        ),
-        (
-            {"sessionUpdate": "agent_message_chunk", "content": {"type": "image", "data": "x"}},
-            ("agent_message_chunk", {"text": "", "content": {"type": "image", "data": "x"}}),
-        ),
-        (
-            {
-                "sessionUpdate": "tool_call",
-                "toolCallId": "t1",
-                "title": "Write a",
-                "kind": "edit",
-                "status": "pending",
-                "rawInput": {"file_path": "/a"},
-                "locations": [{"path": "/a"}],
-            },
-            (
-                "tool_call",
-                {
-                    "tool_call_id": "t1",
-                    "title": "Write a",
-                    "kind": "edit",
-                    "status": "pending",
-                    "raw_input": {"file_path": "/a"},
-                    "locations": [{"path": "/a"}],
-                },
-            ),
-        ),
-        (
-            {
-                "sessionUpdate": "tool_call_update",
-                "toolCallId": "t1",
-                "status": "completed",
-                "content": [{"type": "diff", "path": "/a", "oldText": None, "newText": "x"}],
-            },
-            (
-                "tool_call_update",
-                {
-                    "tool_call_id": "t1",
-                    "status": "completed",
-                    "content": [{"type": "diff", "path": "/a", "oldText": None, "newText": "x"}],
-                },
-            ),
-        ),
-        (
-            {"sessionUpdate": "plan", "entries": [{"content": "a", "status": "pending", "priority": "low"}]},
-            ("plan", {"entries": [{"content": "a", "status": "pending", "priority": "low"}]}),
-        ),
-        (
-            {"sessionUpdate": "current_mode_update", "currentModeId": "plan"},
-            ("agent_update", {"update": {"sessionUpdate": "current_mode_update", "currentModeId": "plan"}}),
-        ),
-        ({"no": "kind"}, ("agent_update", {"update": {"no": "kind"}})),
-    ],
-)
-def test_translate_update(update: dict[str, object], expected: tuple[str, dict[str, object]]) -> None:
-    assert translate_update(update) == expected
-
-
-def test_permission_options_keep_agent_order_and_skip_garbage() -> None:
-    raw = [
-        {"optionId": "proceed_once", "name": "Allow once", "kind": "allow_once"},
-        "garbage",
-        {"optionId": "cancel", "name": "Reject", "kind": "reject_once"},
-    ]
-    assert permission_options(raw) == [  # type: ignore[arg-type]
-        {"option_id": "proceed_once", "name": "Allow once", "kind": "allow_once"},
-        {"option_id": "cancel", "name": "Reject", "kind": "reject_once"},
-    ]

@@ -96,10 +96,7 @@ class Sink:
     def __init__(self) -> None:
         self.exits: list[str] = []
 
-    def on_update(self, update: dict[str, Any]) -> None:
-        return None
-
-    def on_notification(self, method: str, params: dict[str, Any]) -> None:
+    def on_event(self, event_type: str, fields: dict[str, Any]) -> None:
         return None
 
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:

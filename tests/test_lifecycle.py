@@ -152,7 +152,7 @@ def test_an_older_database_gains_archived_and_modes_when_opened(tmp_path: Path) 
     """A database written before schema 2 opens with every session unarchived and no modes."""
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    db.executescript(MIGRATIONS[0] + "\nPRAGMA user_version=1;")
+    db.executescript(f"{MIGRATIONS[0]}\nPRAGMA user_version=1;")
     db.execute(
         "INSERT INTO sessions VALUES ('s1', '/w', 't', 'qwen', 'a-1', 'plan', 'closed', NULL, 'c', 'u', 1.0)"
     )
@@ -163,7 +163,10 @@ def test_an_older_database_gains_archived_and_modes_when_opened(tmp_path: Path) 
         [record] = store.sessions()
         assert (record.id, record.state, record.mode) == ("s1", "closed", "plan")
         assert record.archived is False and record.modes is None
-        record.archived, record.modes = True, {"currentModeId": "plan", "availableModes": [{"id": "plan"}]}
+        record.archived, record.modes = (
+            True,
+            {"current_mode_id": "plan", "available": [{"id": "plan", "name": "Plan"}]},
+        )
         store.save_session(record)
         store.flush()
         [again] = store.sessions()
@@ -191,8 +194,8 @@ async def test_modes_are_in_the_detail_after_a_restart_before_any_prompt(
     async def restarted(api: Api, ws: Path) -> None:
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
         assert api.daemon.manager.get(sid).host.pid is None  # no agent has run in this daemon
-        assert detail["mode"] == "plan" and detail["modes"]["currentModeId"] == "plan", detail
-        assert {m["id"] for m in detail["modes"]["availableModes"]} == {"default", "plan"}
+        assert detail["mode"] == "plan" and detail["modes"]["current_mode_id"] == "plan", detail
+        assert {m["id"] for m in detail["modes"]["available"]} == {"default", "plan"}
         agents = (await api.call("GET", "/api/agents")).body["agents"]
         assert {m["id"] for m in next(a for a in agents if a["name"] == "qwen")["modes"]} == {
             "default",
@@ -201,13 +204,13 @@ async def test_modes_are_in_the_detail_after_a_restart_before_any_prompt(
         # the agent's session/load resets its mode to default; the daemon re-applies plan
         assert (await turn(api, sid, "say after"))["stop_reason"] == "end_turn"
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
-        assert detail["mode"] == "plan" and detail["modes"]["currentModeId"] == "plan", detail
+        assert detail["mode"] == "plan" and detail["modes"]["current_mode_id"] == "plan", detail
         switched = await api.call("POST", f"/api/sessions/{sid}/mode", {"mode_id": "default"})
         assert switched.status == 200
 
     async def again(api: Api, ws: Path) -> None:
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
-        assert detail["mode"] == "default" and detail["modes"]["currentModeId"] == "default", detail
+        assert detail["mode"] == "default" and detail["modes"]["current_mode_id"] == "default", detail
 
     await runs(tmp_path, make, restarted, again)
 

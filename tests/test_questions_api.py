@@ -161,23 +161,20 @@ async def test_a_plan_approval_carries_the_plan_and_its_mode_change(tmp_path: Pa
         assert detail["mode"] == "default"
         events = await api.events(sid)
         asked_at = next(e["seq"] for e in events if e["type"] == "permission_request")
-        modes = [
-            e["update"]["currentModeId"]
-            for e in events
-            if e["seq"] > asked_at
-            and e["type"] == "agent_update"
-            and e["update"].get("sessionUpdate") == "current_mode_update"
-        ]
+        modes = [e["mode_id"] for e in events if e["seq"] > asked_at and e["type"] == "mode_changed"]
         assert modes == ["default"]  # after the plan's approval, as Qwen Code sends it
 
         pending = await asked(api, sid, "permission Write notes.txt")
         url = f"/api/sessions/{sid}/permissions/{pending['request_id']}"
         assert (await api.call("POST", url, {"option_id": "proceed_always"})).status == 200
         detail = await api.wait_state(sid, "idle")
-        assert detail["mode"] == "auto-edit" and detail["modes"]["currentModeId"] == "auto-edit"
-        last = [e for e in await api.events(sid) if e["type"] == "agent_update"][-2:]
-        assert last[0]["update"] == {"sessionUpdate": "current_mode_update", "currentModeId": "auto-edit"}
-        assert last[1]["update"]["method"] == "qwen/notify/session/mode-update"
+        assert detail["mode"] == "auto-edit" and detail["modes"]["current_mode_id"] == "auto-edit"
+        last = [e for e in await api.events(sid) if e["type"] in ("mode_changed", "agent_update")][-2:]
+        assert {k: last[0][k] for k in ("type", "mode_id")} == {
+            "type": "mode_changed",
+            "mode_id": "auto-edit",
+        }
+        assert last[1]["type"] == "agent_update" and last[1]["method"] == "qwen/notify/session/mode-update"
 
     await serve(tmp_path, body)
 

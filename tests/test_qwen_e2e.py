@@ -22,6 +22,7 @@ from qwen_daemon.config import Paths, Settings
 from tests.support.daemon import Api, running_daemon
 from tests.support.fake_openai import FakeOpenAI, serving_fake_openai, text, write_file
 from tests.support.qwen import AGENT_ENV, prepare_qwen_home
+from tests.test_translate import ACP_NAMES
 
 pytestmark = [pytest.mark.qwen, pytest.mark.timeout(180)]
 
@@ -67,6 +68,33 @@ async def answer_permission(api: Api, sid: str, after: int, option: str) -> dict
     return request
 
 
+def without_agent_data(value: Any) -> Any:
+    """``value`` minus what is the agent's own (a tool's arguments and result, ``meta``)."""
+    if isinstance(value, dict):
+        opaque = ("raw_input", "raw_output", "meta")
+        return {k: without_agent_data(v) for k, v in value.items() if k not in opaque}
+    if isinstance(value, list):
+        return [without_agent_data(v) for v in value]
+    return value
+
+
+def assert_daemon_vocabulary(events: list[dict[str, Any]]) -> None:
+    """Everything real Qwen Code sent arrived translated: no update left untranslated, no ACP name."""
+    for event in events:
+        if event["type"] == "agent_update":
+            assert "update" not in event, event  # a session/update kind no table knows
+        else:
+            assert not ACP_NAMES.search(json.dumps(without_agent_data(event))), event
+    diffs = [
+        item
+        for e in events
+        if e["type"] in ("tool_call", "tool_call_update")
+        for item in e.get("content") or []
+        if item.get("type") == "diff"
+    ]
+    assert diffs and all("new_text" in d and "path" in d for d in diffs), diffs
+
+
 async def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     workspace = tmp_path / "project"
     workspace.mkdir()
@@ -107,6 +135,9 @@ async def test_real_qwen_streams_and_asks_permission(tmp_path: Path, fake_llm: F
             assert (await turn_end(api, sid, before))["stop_reason"] == "end_turn"
             assert not rejected.exists()
             assert fake_llm.main_requests  # everything the agent asked went to the fake server
+            events = await api.events(sid)
+            assert_daemon_vocabulary(events)
+            assert any(e["type"] == "commands_changed" and e["commands"] for e in events)
 
             agent_pid = api.daemon.manager.pool.hosts[("qwen", os.path.realpath(workspace))].pid
         assert agent_pid is not None
@@ -218,7 +249,7 @@ async def test_real_qwen_modes_per_session_and_a_warm_spare(tmp_path: Path, fake
         async with running_daemon(Settings(paths=Paths.from_platform(), port=0, spare_agents=1)) as api:
             planned = await api.create(workspace, agent="qwen", mode="plan")
             assert planned["agent"] == "qwen" and planned["mode"] == "plan"
-            offered = {m["id"] for m in planned["modes"]["availableModes"]}
+            offered = {m["id"] for m in planned["modes"]["available"]}
             assert {"plan", "default", "auto-edit"} <= offered, offered
             reply = await api.call("POST", f"/api/sessions/{planned['id']}/mode", {"mode_id": "auto-edit"})
             assert reply.status == 200 and reply.body["mode"] == "auto-edit"
@@ -295,7 +326,7 @@ async def test_real_qwen_idle_agent_sleeps_and_wakes_with_its_conversation_and_m
             assert target.read_text() == "awake\n"
             assert host.running and host.pid != first_pid
             detail = (await api.call("GET", f"/api/sessions/{sid}")).body
-            assert detail["mode"] == "auto-edit" and detail["modes"]["currentModeId"] == "auto-edit", detail
+            assert detail["mode"] == "auto-edit" and detail["modes"]["current_mode_id"] == "auto-edit", detail
             woken = [e["text"] for e in await api.events(sid) if e["type"] == "user_message"]
             assert woken == [
                 "Remember the word KIWI-4411 for later.",

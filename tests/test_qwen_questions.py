@@ -89,13 +89,7 @@ def tool_result(fake: FakeOpenAI, call_id: str) -> str:
 
 
 def mode_changes(events: list[dict[str, Any]], after: int) -> list[str]:
-    return [
-        e["update"]["currentModeId"]
-        for e in events
-        if e["seq"] > after
-        and e["type"] == "agent_update"
-        and e["update"].get("sessionUpdate") == "current_mode_update"
-    ]
+    return [e["mode_id"] for e in events if e["seq"] > after and e["type"] == "mode_changed"]
 
 
 async def test_real_qwen_question_answered_through_the_api_reaches_the_model(

@@ -78,7 +78,7 @@ async def test_graceful_restart_keeps_everything_and_restores_the_agent_session(
             assert texts(new) == "second turn"  # session/load's replay was not added again
             assert texts(after).count("first turn") == 1
             assert not any(e["type"] == "error" for e in new), new
-            modes = [e["update"].get("currentModeId") for e in new if e["type"] == "agent_update"]
+            modes = [e["mode_id"] for e in new if e["type"] == "mode_changed"]
             assert "plan" in modes  # the mode was re-applied after the restore
             hello_ws = await api.ws(sid, after=last)
             hello = await hello_ws.recv()

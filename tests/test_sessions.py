@@ -267,8 +267,8 @@ async def test_huge_update_line_is_relayed(tmp_path: Path) -> None:
         session = await manager.create(str(ws))
         session.prompt("big 700\nsay still here")
         await finish_turn(session)
-        update = last(session, "agent_update")["update"]
-        assert update["sessionUpdate"] == "available_commands_update"
+        commands = [e for e in session.events.since(0) if e.type == "commands_changed"][-1]
+        assert len(commands.json) > 700 * 1024 and commands.data["commands"]
         assert len(session.events.since(0)[-1].json) > 0
         assert "still here" in text_of(session)
 
@@ -463,3 +463,32 @@ async def test_an_answer_reaches_the_agent_only_once_it_is_stored(
             assert manager.persist.store.permission_status(session.id, request_id) == "answered"
 
     await main()
+
+
+def current_mode(session: Session) -> str | None:
+    """The mode in force, as the session's detail tells clients."""
+    modes = session.detail()["modes"]
+    return modes["current_mode_id"] if modes is not None else None
+
+
+async def test_mode_changed_from_the_agent_and_from_the_daemon(tmp_path: Path) -> None:
+    """A switch the agent makes itself and one the daemon asks for are both ``mode_changed``: the
+    session follows either by the event's type, and no ACP update is left for clients to parse."""
+
+    async def body(manager: SessionManager, ws: Path) -> None:
+        session = await manager.create(str(ws))
+        assert session.mode == "default" and current_mode(session) == "default"
+        session.prompt("mode plan")  # the agent switches by itself
+        await finish_turn(session)
+        assert last(session, "mode_changed") == {**last(session, "mode_changed"), "mode_id": "plan"}
+        assert session.mode == "plan" and current_mode(session) == "plan"
+        seen = session.events.last_seq
+        await session.set_mode("default")  # the daemon asks, for a client
+        await until(lambda: len([e for e in session.events.since(seen) if e.type == "mode_changed"]) == 2)
+        after = session.events.since(seen)
+        assert [e.data["mode_id"] for e in after if e.type == "mode_changed"] == ["default", "default"]
+        assert session.mode == "default" and current_mode(session) == "default"
+        assert "agent_update" not in types(session)
+        assert "sessionUpdate" not in "".join(e.json for e in session.events.since(0))
+
+    await run(tmp_path, body)

@@ -56,16 +56,12 @@ async def test_a_lost_conversation_keeps_the_sessions_mode_and_says_so(tmp_path:
         assert before["mode"] == "plan", before
         assert (await turn(api, sid, "say hi"))["stop_reason"] == "end_turn"
         detail = (await api.call("GET", f"/api/sessions/{sid}")).body
-        assert detail["mode"] == "plan" and detail["modes"]["currentModeId"] == "plan", detail
+        assert detail["mode"] == "plan" and detail["modes"]["current_mode_id"] == "plan", detail
         events = await api.events(sid, before["last_seq"])
         lost = next(e["seq"] for e in events if e["type"] == "error" and "could not restore" in e["message"])
-        modes = [
-            e["update"]["currentModeId"]
-            for e in events
-            if e["type"] == "agent_update" and e["update"].get("sessionUpdate") == "current_mode_update"
-        ]
+        modes = [e["mode_id"] for e in events if e["type"] == "mode_changed"]
         assert modes and modes[-1] == "plan" and "default" not in modes, events
-        assert all(e["seq"] > lost for e in events if e["type"] == "agent_update"), events
+        assert all(e["seq"] > lost for e in events if e["type"] == "mode_changed"), events
         assert api.daemon.manager.get(sid).host.pid is not None
 
     async def again(api: Api, ws: Path) -> None:

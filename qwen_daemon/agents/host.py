@@ -3,9 +3,10 @@
 The host spawns the agent lazily, speaks JSON-RPC to it over stdio through the
 ``agent-client-protocol`` package's :class:`acp.connection.Connection` (wrapped in
 ``qwen_daemon.agents.connection``), and routes what the agent sends by ACP session id to a
-:class:`SessionSink`. Incoming messages are handled as raw JSON, not through the SDK's pydantic
-models: the daemon is a relay, and a parse/dump round trip would drop fields it does not know
-(Qwen Code sends several non-standard ones).
+:class:`SessionSink`, translated into the daemon's events first
+(:mod:`qwen_daemon.agents.translate`). Incoming messages are handled as raw JSON, not through the
+SDK's pydantic models: the daemon is a relay, and a parse/dump round trip would drop fields it
+does not know (Qwen Code sends several non-standard ones).
 
 Process hygiene: the agent gets its own process group, an environment without the supervisor's
 variables (:mod:`qwen_daemon.supervisor_env`), a stdout line limit far above 64 KiB (one Qwen update
@@ -41,7 +42,9 @@ from qwen_daemon.agents.connection import (
 )
 from qwen_daemon.agents.credentials import with_hint
 from qwen_daemon.agents.host_states import RETIRED_MESSAGE, HostEvent, HostState, next_host_state, refuses
+from qwen_daemon.agents.translate import session_modes, translate_notification, translate_update
 from qwen_daemon.config import ConfigError
+from qwen_daemon.contract.modes import Modes
 from qwen_daemon.errors import AgentFailed
 from qwen_daemon.private_files import ensure_private_dir, open_private
 from qwen_daemon.supervisor_env import without_supervisor
@@ -59,11 +62,13 @@ CRASH_WINDOW = 60.0
 
 
 class SessionSink(Protocol):
-    """What a host delivers to the daemon session bound to one ACP session id."""
+    """What a host delivers to the daemon session bound to one ACP session id.
 
-    def on_update(self, update: dict[str, Any]) -> None: ...
+    Events arrive translated (:mod:`qwen_daemon.agents.translate`): the session reacts to them by
+    their daemon type (``mode_changed``) and never reads ACP's naming.
+    """
 
-    def on_notification(self, method: str, params: dict[str, Any]) -> None: ...
+    def on_event(self, event_type: str, fields: dict[str, Any]) -> None: ...
 
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -322,11 +327,11 @@ class AgentHost:
             raise AgentFailed(f"the agent went away; see {self.log_path}") from None
         return result if isinstance(result, dict) else {}
 
-    async def new_session(self, cwd: str, sink: SessionSink) -> tuple[str, dict[str, Any]]:
-        """Create an ACP session; returns its id and the agent's full answer (modes etc.).
+    async def new_session(self, cwd: str, sink: SessionSink) -> tuple[str, Modes | None]:
+        """Create an ACP session; returns its id and the modes the agent offers it (if any).
 
         With ``keep_spare_session`` a session created ahead of time is handed out instead (its
-        buffered updates replayed to ``sink``), and the next one is prepared in the background:
+        buffered events replayed to ``sink``), and the next one is prepared in the background:
         Qwen Code takes a few hundred ms to answer ``session/new`` even when it is already up.
         """
         await self.ensure_started()
@@ -338,14 +343,14 @@ class AgentHost:
         if spare is not None and spare.cwd == cwd and spare.generation == self.generation and self.running:
             self._spare_session = None
             self._sinks[spare.session_id] = sink
-            for update in spare.updates:
-                sink.on_update(update)
+            for event_type, fields in spare.events:
+                sink.on_event(event_type, fields)
             self.prepare_spare_session(cwd)
-            return spare.session_id, spare.result
+            return spare.session_id, session_modes(spare.result)
         session_id, result = await self._new_acp_session(cwd)
         self._sinks[session_id] = sink
         self.prepare_spare_session(cwd)
-        return session_id, result
+        return session_id, session_modes(result)
 
     async def _new_acp_session(self, cwd: str) -> tuple[str, dict[str, Any]]:
         result = await self.request("session/new", {"cwd": cwd, "mcpServers": []})
@@ -375,8 +380,9 @@ class AgentHost:
         finally:
             self._spare_task = None
 
-    async def restore_session(self, cwd: str, session_id: str, sink: SessionSink) -> dict[str, Any]:
-        """Reattach to an existing agent session: ``session/resume`` if offered, else ``session/load``."""
+    async def restore_session(self, cwd: str, session_id: str, sink: SessionSink) -> Modes | None:
+        """Reattach to an existing agent session: ``session/resume`` if offered, else ``session/load``.
+        Returns the modes the agent offers it, when its answer names them."""
         await self.ensure_started()
         caps = self.agent_capabilities
         session_caps = caps.get("sessionCapabilities")
@@ -389,7 +395,7 @@ class AgentHost:
             raise AgentFailed("the agent cannot restore sessions (it offers neither session/load nor resume)")
         self._sinks[session_id] = sink  # a load replays history as updates before it answers
         try:
-            return await self.request(method, params)
+            return session_modes(await self.request(method, params))
         except AgentFailed:
             self._sinks.pop(session_id, None)
             raise
@@ -427,7 +433,7 @@ class AgentHost:
         sink = self._sinks.get(str(params.get("sessionId", "")))
         update = params.get("update")
         if sink is not None and isinstance(update, dict):
-            sink.on_update(update)
+            sink.on_event(*translate_update(update))
 
     async def _handle(self, method: str, params: Any, is_notification: bool) -> Any:
         RequestError = request_error()
@@ -443,7 +449,7 @@ class AgentHost:
             return await sink.on_permission_request(params)
         if is_notification:
             if sink is not None:
-                sink.on_notification(method, params)
+                sink.on_event(*translate_notification(method, params))
             else:
                 log.debug("agent notification %s ignored", method)
             return None
@@ -451,21 +457,20 @@ class AgentHost:
 
 
 class _SpareSession:
-    """An ACP session created ahead of time; buffers what the agent sends it until handed out."""
+    """An ACP session created ahead of time; buffers what the agent sends it (translated, e.g. its
+    command list) until handed out."""
 
     def __init__(self, cwd: str, generation: int) -> None:
         self.cwd = cwd
         self.generation = generation
         self.session_id = ""
         self.result: dict[str, Any] = {}
-        self.updates: list[dict[str, Any]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
 
-    def on_update(self, update: dict[str, Any]) -> None:
-        if len(self.updates) < 100:
-            self.updates.append(update)
-
-    def on_notification(self, method: str, params: dict[str, Any]) -> None:
-        return None
+    def on_event(self, event_type: str, fields: dict[str, Any]) -> None:
+        notification = event_type == "agent_update" and "method" in fields  # never kept for it
+        if not notification and len(self.events) < 100:
+            self.events.append((event_type, fields))
 
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"outcome": {"outcome": "cancelled"}}

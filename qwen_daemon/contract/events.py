@@ -29,7 +29,9 @@ class ContentBlock(TypedDict):
     title: NotRequired[str]
     description: NotRequired[str]
     size: NotRequired[int]
-    resource: NotRequired[dict[str, Any]]
+    resource: NotRequired[dict[str, Any]]  # {uri, text | blob, mime_type}
+    annotations: NotRequired[dict[str, Any]]
+    meta: NotRequired[dict[str, Any]]
 
 
 class ToolContent(TypedDict):
@@ -41,11 +43,13 @@ class ToolContent(TypedDict):
     old_text: NotRequired[str | None]
     new_text: NotRequired[str]
     terminal_id: NotRequired[str]
+    meta: NotRequired[dict[str, Any]]
 
 
 class Location(TypedDict):
     path: str
     line: NotRequired[int | None]
+    meta: NotRequired[dict[str, Any]]
 
 
 class ToolCall(TypedDict):
@@ -66,6 +70,7 @@ class PlanEntry(TypedDict):
     content: str
     priority: str
     status: str
+    meta: NotRequired[dict[str, Any]]
 
 
 class PermissionOption(TypedDict):
@@ -92,15 +97,25 @@ class UserMessage(TypedDict):
 
 
 class MessageChunk(TypedDict):
-    """A piece of the agent's reply or thinking; ``content`` when it is not plain text."""
+    """A piece of the agent's reply or thinking (or, replayed, the user's); ``content`` when it is
+    not plain text; ``message_id`` groups the chunks of one message when the agent says."""
 
     text: str
     content: NotRequired[ContentBlock]
+    message_id: NotRequired[str | None]
     meta: NotRequired[dict[str, Any]]
 
 
 class Plan(TypedDict):
+    """The agent's plan, replacing the one shown before: a checklist (``entries``), or a Markdown
+    plan / a plan file (``markdown`` / ``uri``, entries empty); ``removed``: no plan any more."""
+
     entries: list[PlanEntry]
+    plan_id: NotRequired[str]
+    markdown: NotRequired[str]
+    uri: NotRequired[str]
+    removed: NotRequired[bool]
+    meta: NotRequired[dict[str, Any]]
 
 
 class PermissionRequest(TypedDict):
@@ -147,6 +162,72 @@ class ModeChanged(TypedDict):
     mode_id: str
 
 
+class CommandInput(TypedDict):
+    hint: str
+
+
+class Command(TypedDict):
+    """A slash command the agent offers (``/init``, a skill, …)."""
+
+    name: str
+    description: str
+    input: NotRequired[CommandInput | None]
+    meta: NotRequired[dict[str, Any]]
+
+
+class CommandsChanged(TypedDict):
+    """The commands the agent offers this session now (the whole list, replacing the last one)."""
+
+    commands: list[Command]
+
+
+class ConfigSelectOption(TypedDict):
+    value: str
+    name: str
+    description: NotRequired[str | None]
+
+
+class ConfigOption(TypedDict):
+    """One session setting the agent offers (``select``: one of ``options``; ``boolean``)."""
+
+    id: str
+    name: str
+    type: str
+    current_value: str | bool
+    description: NotRequired[str | None]
+    category: NotRequired[Any]
+    #: for a select: its choices, or groups of them (``{group, name, options}``)
+    options: NotRequired[list[dict[str, Any]]]
+
+
+class ConfigChanged(TypedDict):
+    """The agent's session settings now (the whole list)."""
+
+    config_options: list[ConfigOption]
+
+
+class SessionInfo(TypedDict):
+    """What the agent says about its session: its own title, its last activity (null: cleared)."""
+
+    title: NotRequired[str | None]
+    updated_at: NotRequired[str | None]
+    meta: NotRequired[dict[str, Any]]
+
+
+class Cost(TypedDict):
+    amount: float
+    currency: str
+
+
+class Usage(TypedDict):
+    """Context window use: ``used`` of ``size`` tokens, and what the session cost so far."""
+
+    used: int
+    size: int
+    cost: NotRequired[Cost | None]
+    meta: NotRequired[dict[str, Any]]
+
+
 class AgentUpdate(TypedDict):
     """What no translation knows, passed as the agent sent it (``update``, or ``method``+``params``)."""
 
@@ -160,6 +241,7 @@ EVENTS: dict[str, type] = {
     "user_message": UserMessage,
     "agent_message_chunk": MessageChunk,
     "agent_thought_chunk": MessageChunk,
+    "user_message_chunk": MessageChunk,
     "tool_call": ToolCall,
     "tool_call_update": ToolCall,
     "plan": Plan,
@@ -171,6 +253,10 @@ EVENTS: dict[str, type] = {
     "error": Error,
     "session_updated": SessionUpdated,
     "mode_changed": ModeChanged,
+    "commands_changed": CommandsChanged,
+    "config_changed": ConfigChanged,
+    "session_info": SessionInfo,
+    "usage": Usage,
     "agent_update": AgentUpdate,
 }
 
@@ -178,6 +264,7 @@ EventType = Literal[
     "user_message",
     "agent_message_chunk",
     "agent_thought_chunk",
+    "user_message_chunk",
     "tool_call",
     "tool_call_update",
     "plan",
@@ -189,6 +276,10 @@ EventType = Literal[
     "error",
     "session_updated",
     "mode_changed",
+    "commands_changed",
+    "config_changed",
+    "session_info",
+    "usage",
     "agent_update",
 ]
 

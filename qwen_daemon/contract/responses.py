@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from qwen_daemon.contract.bodies import Id
 from qwen_daemon.contract.events import PermissionRequest
+from qwen_daemon.contract.modes import Mode, Modes
 from qwen_daemon.contract.schema import Description, MaxItems, Minimum, MinLength, Pattern, Ref, closed
 from qwen_daemon.contract.states import SessionState
 
@@ -50,9 +51,9 @@ class SessionDetail(SessionSummary):
     pending_permissions: list[PermissionRequest]
     prompt_id: str | None
     failure: str | None
-    # the agent's modes, kept across restarts; the contract engineer gives them the daemon's
-    # vocabulary ({available: [{id, name, description}], current_mode_id}), hence loosely typed
-    modes: Annotated[dict[str, Any] | None, Description("the modes the agent offers and the current one")]
+    modes: Annotated[
+        Modes | None, Description("the modes the agent offers and the current one, kept across restarts")
+    ]
 
 
 class SessionList(TypedDict):
@@ -108,7 +109,7 @@ class AgentInfo(TypedDict):
     default: bool
     command: NotRequired[list[str] | None]
     modes: Annotated[
-        list[Any], Description("advertised by the agent when a session starts; empty until then")
+        list[Mode], Description("advertised by the agent when a session starts; empty until then")
     ]
     running: Annotated[list[str], Description("workspaces with a running agent")]
     spares: Annotated[list[str], Description("workspaces with a warm spare")]

@@ -25,26 +25,9 @@ from typing import Any, NamedTuple, Protocol
 
 from qwen_daemon import jsontext
 
-#: Every event type a session can emit; anything else the agent sends travels as ``agent_update``.
-EVENT_TYPES = frozenset(
-    {
-        "user_message",
-        "agent_message_chunk",
-        "agent_thought_chunk",
-        "tool_call",
-        "tool_call_update",
-        "plan",
-        "permission_request",
-        "permission_resolved",
-        "turn_started",
-        "turn_ended",
-        "state",
-        "error",
-        "agent_update",
-        "session_updated",  # renamed or (un)archived: {title, archived}
-    }
-)
-
+#: Every event type a session can emit: the contract's, re-exported for the modules that read it
+#: from here (anything else the agent sends travels as ``agent_update``)
+from qwen_daemon.contract.events import EVENT_TYPES as EVENT_TYPES
 
 _last_stamp: tuple[int, str] = (-1, "")
 

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.contract.bodies import EditSession
+from qwen_daemon.contract.modes import Modes
 from qwen_daemon.contract.states import BUSY_STATES, SessionState
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.sessions import states as machine
-from qwen_daemon.sessions.modes import mode_ids
+from qwen_daemon.sessions.modes import offered_modes
 from qwen_daemon.sessions.permissions import PermissionRegistry
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.states import Trigger
@@ -45,7 +46,7 @@ class LifecycleSession(Protocol):
     failure: str | None
     closed_at: float | None
     stored_standing: tuple[SessionState, str | None] | None
-    modes: dict[str, Any] | None
+    modes: Modes | None
     mode: str | None
     agent_session_id: str | None
     host: AgentHost
@@ -116,16 +117,19 @@ async def reapply_mode(session: LifecycleSession, wanted: str | None, *, announc
     Qwen Code keeps no mode across ``session/load``, and a new agent session (the conversation
     could not be restored) starts in the default one: the user's plan mode must not silently
     become "default". A mode the agent no longer offers is left: the agent's one then stands.
-    ``announce``: say which mode is in force with the event the agent sends for a switch (after
-    a lost conversation, the transcript shows which mode the new agent session runs in).
+    ``announce``: say which mode is in force with a ``mode_changed`` event (after a lost
+    conversation, the transcript shows which mode the new agent session runs in).
     """
-    offered = mode_ids((session.modes or {}).get("availableModes") or [])
-    if wanted and wanted != session.mode and wanted in offered and session.agent_session_id is not None:
+    if (
+        wanted
+        and wanted != session.mode
+        and wanted in offered_modes(session.modes)
+        and session.agent_session_id is not None
+    ):
         await session.host.set_mode(session.agent_session_id, wanted)
         session._mode_changed(wanted)
     if announce and session.mode is not None:
-        update = {"sessionUpdate": "current_mode_update", "currentModeId": session.mode}
-        session._emit("agent_update", update=update)
+        session._emit("mode_changed", mode_id=session.mode)
 
 
 def reopen(session: LifecycleSession) -> bool:

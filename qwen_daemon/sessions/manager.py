@@ -32,6 +32,7 @@ from typing import Any
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.pool import AgentPool, validate_cwd
 from qwen_daemon.config import Settings
+from qwen_daemon.contract.modes import Mode
 from qwen_daemon.contract.states import OPEN_STATES, SessionState
 from qwen_daemon.errors import (
     AgentFailed,
@@ -65,7 +66,7 @@ class SessionManager:
         self.pool = AgentPool(settings, env)
         self.pool.idle_since = self._idle_since
         #: the modes each agent last advertised (from session/new), for GET /api/agents
-        self.agent_modes: dict[str, list[dict[str, Any]]] = {}
+        self.agent_modes: dict[str, list[Mode]] = {}
         self._closing = False
         self._creating: set[str] = set()  # ids of sessions whose create() awaits their agent
         self._recent: list[tuple[str, str]] = []  # (agent, cwd) of stored sessions, newest first
@@ -130,7 +131,7 @@ class SessionManager:
         session.closed_at = record.closed_at
         session.archived, session.modes = record.archived, record.modes
         if record.modes and not self.agent_modes.get(agent):  # for GET /api/agents before any start
-            self.agent_modes[agent] = list(record.modes.get("availableModes") or [])
+            self.agent_modes[agent] = list(record.modes["available"])
         interrupted = _open_turn(self.persist.last_turn_event(record.id))
         lifecycle.recover(session, interrupted, self.persist.store.permissions(record.id, "pending"))
         if unavailable is not None and session.state != SessionState.CLOSED:
@@ -255,7 +256,7 @@ class SessionManager:
         if session.id not in self.sessions:  # dropped by shutdown() while its agent started
             raise ShuttingDown("the daemon is stopping; create the session once it is back")
         if session.modes:
-            self.agent_modes[agent_name] = list(session.modes.get("availableModes") or [])
+            self.agent_modes[agent_name] = list(session.modes["available"])
         if mode is not None and mode != session.mode:
             try:
                 await session.set_mode(mode)

@@ -1,8 +1,83 @@
 """The database's schema, one migration at a time (see ``Store``): each is applied once, in order,
 in its own transaction, and recorded in ``PRAGMA user_version``. Append; never edit a released one.
+
+A migration is SQL, or a function given the connection inside that transaction when rows must be
+rewritten by Python (the event vocabulary of issue 16 is translated by ``agents/``'s functions,
+not re-spelled in SQL).
 """
 
-MIGRATIONS: list[str] = [
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+
+from qwen_daemon.agents.translate import modes_of, upgrade_event
+from qwen_daemon.jsontext import dumps
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+#: the event types older versions stored (partly) in ACP's naming
+_OLD_SHAPES = (
+    "agent_update",
+    "tool_call",
+    "tool_call_update",
+    "agent_message_chunk",
+    "agent_thought_chunk",
+    "plan",
+    "permission_request",
+)
+
+
+def daemon_vocabulary(db: sqlite3.Connection) -> None:
+    """Events, pending permission requests and session modes stored before issue 16, in today's
+    vocabulary: an old session replays as a new one does (``mode_changed``, snake_case nested
+    data) and clients need to know one naming scheme only. Rows already in it are left alone."""
+    marks = ",".join("?" for _ in _OLD_SHAPES)
+    rows = db.execute(
+        f"SELECT session_id, seq, type, payload FROM events WHERE type IN ({marks})",  # noqa: S608 (placeholders)
+        _OLD_SHAPES,
+    ).fetchall()
+    for session_id, seq, old_type, payload in rows:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            continue  # damaged text stays as it was: replay skips nothing it could show before
+        if not isinstance(data, dict):
+            continue
+        head = {k: data.pop(k) for k in ("seq", "type", "ts") if k in data}
+        new_type, fields = upgrade_event(old_type, data)
+        text = dumps({**head, "type": new_type, **fields})
+        if new_type != old_type or text != payload:
+            db.execute(
+                "UPDATE events SET type = ?, payload = ? WHERE session_id = ? AND seq = ?",
+                (new_type, text, session_id, seq),
+            )
+    for session_id, request_id, payload in db.execute(
+        "SELECT session_id, request_id, payload FROM permissions"
+    ).fetchall():
+        try:
+            request = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(request, dict):
+            _, upgraded = upgrade_event("permission_request", request)
+            db.execute(
+                "UPDATE permissions SET payload = ? WHERE session_id = ? AND request_id = ?",
+                (json.dumps(upgraded), session_id, request_id),
+            )
+    for session_id, text in db.execute("SELECT id, modes FROM sessions WHERE modes IS NOT NULL").fetchall():
+        try:
+            modes = modes_of(json.loads(text))
+        except ValueError:
+            modes = None
+        db.execute(
+            "UPDATE sessions SET modes = ? WHERE id = ?",
+            (json.dumps(modes) if modes is not None else None, session_id),
+        )
+
+
+MIGRATIONS: list[Migration] = [
     # 1: the first release
     """
     CREATE TABLE sessions (
@@ -63,4 +138,6 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 5: events, permission requests and modes in the daemon's own vocabulary (issue 16)
+    daemon_vocabulary,
 ]

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from qwen_daemon.agents.host import AgentHost
-from qwen_daemon.agents.translate import translate_update
+from qwen_daemon.contract.modes import Modes
 from qwen_daemon.contract.responses import SessionDetail, SessionSummary
 from qwen_daemon.contract.states import BUSY_STATES, SessionState
 from qwen_daemon.errors import AgentFailed, BadRequest, SessionClosed
@@ -35,7 +35,7 @@ from qwen_daemon.sessions import lifecycle
 from qwen_daemon.sessions import states as machine
 from qwen_daemon.sessions.events import Event, EventLog, utc_now
 from qwen_daemon.sessions.ids import new_id
-from qwen_daemon.sessions.modes import mode_ids, require_offered
+from qwen_daemon.sessions.modes import offered_modes, require_offered
 from qwen_daemon.sessions.permissions import CANCELLED, PendingPermission, PermissionRegistry
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.states import Trigger
@@ -69,7 +69,7 @@ class Session:
         self.state: SessionState = SessionState.STARTING  # changed only by transition()
         self.failure: str | None = None
         self.agent_session_id: str | None = None
-        self.modes: dict[str, Any] | None = None
+        self.modes: Modes | None = None
         self.mode: str | None = None  # re-applied after a restore: Qwen Code does not persist it
         self.closed_at: float | None = None
         self.archived = False  # only hides it from the default list; a prompt unarchives it
@@ -187,8 +187,8 @@ class Session:
         if self.agent_session_id is not None and await self._restore_agent_session(self.agent_session_id):
             return
         wanted = self.mode  # None at creation; else the conversation was lost, not the mode
-        self.agent_session_id, result = await self.host.new_session(self.cwd, self)
-        self._after_agent_session(result)
+        self.agent_session_id, modes = await self.host.new_session(self.cwd, self)
+        self._after_agent_session(modes)
         self._changed()
         if wanted is not None and wanted != self.mode:
             await lifecycle.reapply_mode(self, wanted, announce=True)
@@ -197,7 +197,7 @@ class Session:
         """Reattach to the agent's own session; False (with an error event) if it cannot be."""
         self._replaying = True  # session/load replays history we already hold
         try:
-            result = await self.host.restore_session(self.cwd, agent_session_id, self)
+            modes = await self.host.restore_session(self.cwd, agent_session_id, self)
         except AgentFailed as exc:
             if not self.host.running:
                 raise
@@ -210,7 +210,7 @@ class Session:
         finally:
             self._replaying = False
         wanted = self.mode
-        self._after_agent_session(result)
+        self._after_agent_session(modes)
         await lifecycle.reapply_mode(self, wanted)
         return True
 
@@ -218,16 +218,15 @@ class Session:
         """Record the current mode, in ``modes`` too: both are persisted and shown after a restart."""
         self.mode = mode_id
         if self.modes is not None:
-            self.modes["currentModeId"] = mode_id
+            self.modes["current_mode_id"] = mode_id
         self._changed()
 
-    def _after_agent_session(self, result: dict[str, Any]) -> None:
+    def _after_agent_session(self, modes: Modes | None) -> None:
         self._agent_generation = self.host.generation
-        modes = result.get("modes")
-        if isinstance(modes, dict):  # an answer without them keeps the ones persisted
+        if modes is not None:  # an answer without them keeps the ones persisted
             self.modes = modes
-        if self.modes and isinstance(self.modes.get("currentModeId"), str):
-            self.mode = self.modes["currentModeId"]
+        if self.modes is not None and self.modes["current_mode_id"] is not None:
+            self.mode = self.modes["current_mode_id"]
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -342,7 +341,7 @@ class Session:
     async def set_mode(self, mode_id: str) -> None:
         """Switch the agent session's mode (plan, default, auto-edit, …) to one the agent offers."""
         self._check_open(Trigger.SET_MODE)
-        available = mode_ids((self.modes or {}).get("availableModes") or [])
+        available = offered_modes(self.modes)
         if not available:
             raise BadRequest(f"the agent {self.agent!r} offers no modes for this session")
         require_offered(mode_id, available)
@@ -351,8 +350,7 @@ class Session:
         assert self.agent_session_id is not None
         await self.host.set_mode(self.agent_session_id, mode_id)
         self._mode_changed(mode_id)
-        # the same event the agent itself sends when it switches modes
-        self._emit("agent_update", update={"sessionUpdate": "current_mode_update", "currentModeId": mode_id})
+        self._emit("mode_changed", mode_id=mode_id)  # as when the agent itself switches modes
 
     # --- permissions --------------------------------------------------------------------------
 
@@ -365,19 +363,15 @@ class Session:
 
     # --- SessionSink: what the agent host delivers ----------------------------------------------
 
-    def on_update(self, update: dict[str, Any]) -> None:
-        if self.state == SessionState.CLOSED or self._replaying:
+    def on_event(self, event_type: str, fields: dict[str, Any]) -> None:
+        """An event from the agent, already in the daemon's vocabulary (``agents/`` translated it).
+        A load's replay of history we hold is dropped (extension notifications are not replays)."""
+        notification = event_type == "agent_update" and "method" in fields
+        if self.state == SessionState.CLOSED or (self._replaying and not notification):
             return
-        if update.get("sessionUpdate") == "current_mode_update" and isinstance(
-            update.get("currentModeId"), str
-        ):
-            self._mode_changed(update["currentModeId"])
-        event_type, fields = translate_update(update)
+        if event_type == "mode_changed":
+            self._mode_changed(fields["mode_id"])
         self._emit(event_type, **fields)
-
-    def on_notification(self, method: str, params: dict[str, Any]) -> None:
-        if self.state != SessionState.CLOSED:
-            self._emit("agent_update", update={"method": method, "params": params})
 
     async def on_permission_request(self, params: dict[str, Any]) -> dict[str, Any]:
         if machine.outcome(self.state, Trigger.PERMISSION_ASKED) is machine.IGNORED:

@@ -32,7 +32,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from qwen_daemon.agents.translate import modes_of
 from qwen_daemon.config import ConfigError
+from qwen_daemon.contract.modes import Modes
 from qwen_daemon.errors import StorageUnavailable
 from qwen_daemon.jsontext import replace_lone_surrogates
 from qwen_daemon.private_files import check_path, ensure_private_dir, open_private, write_private_file
@@ -84,8 +86,8 @@ class SessionRecord:
     updated_at: str
     closed_at: float | None
     archived: bool = False
-    #: the agent's ACP ``{currentModeId, availableModes}`` for this session (JSON text on disk)
-    modes: dict[str, Any] | None = None
+    #: the modes the agent offers this session, ``{available, current_mode_id}`` (JSON text on disk)
+    modes: Modes | None = None
 
 
 #: the sessions table's columns, in the order SessionRecord takes them
@@ -213,8 +215,18 @@ class Store:
             raise sqlite3.DatabaseError(
                 f"schema version {version} is newer than this qwen-daemon understands ({len(MIGRATIONS)})"
             )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            if isinstance(step, str):
+                db.executescript(f"BEGIN;\n{step}\nPRAGMA user_version={number};\nCOMMIT;")
+                continue
+            db.execute("BEGIN")
+            try:
+                step(db)
+                db.execute(f"PRAGMA user_version={number}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def _checkpoint_connection(self) -> sqlite3.Connection:
         """The checkpointer's connection, with the WAL open from the start: opened only once the
@@ -445,7 +457,7 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
         modes = json.loads(record.modes) if isinstance(record.modes, str) else None
     except ValueError:  # damaged text must not keep the session from being listed
         modes = None
-    record.modes = modes if isinstance(modes, dict) else None
+    record.modes = modes_of(modes)  # checked: a damaged value is no modes, not a crash later
     return record
 
 

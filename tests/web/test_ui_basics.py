@@ -226,9 +226,9 @@ def test_agent_html_is_shown_as_text_never_run(pages: Pages, daemon: DaemonThrea
     assert page.evaluate("window.pwned") is None
 
 
-DIFF_VIEW = """async ([oldText, newText]) => {
+DIFF_VIEW = """async ([old_text, new_text]) => {
   const cards = await import("/static/js/cards.js");
-  const view = cards.diffView({ path: "f.py", oldText, newText });
+  const view = cards.diffView({ path: "f.py", old_text, new_text });
   return {
     lines: [...view.querySelectorAll(".line")].map((l) => `${l.classList[1]}|${l.textContent}`),
     head: view.querySelector(".diff-head").textContent,

@@ -32,13 +32,13 @@ function splitLines(text) {
 
 /**
  * Line diff of two texts: [{op: " " | "-" | "+", text}] (LCS on the part that differs).
- * @param {string} oldText
- * @param {string} newText
+ * @param {string} before
+ * @param {string} after
  * @returns {{op: " " | "-" | "+", text: string}[]}
  */
-export function diffLines(oldText, newText) {
-  const a = splitLines(oldText);
-  const b = splitLines(newText);
+export function diffLines(before, after) {
+  const a = splitLines(before);
+  const b = splitLines(after);
   let start = 0;
   while (start < a.length && start < b.length && a[start] === b[start]) start++;
   let endA = a.length;
@@ -88,7 +88,7 @@ export function diffLines(oldText, newText) {
  * @param {Record<string, any>} item a tool content item of type "diff"
  */
 export function diffView(item) {
-  const lines = diffLines(item.oldText || "", item.newText || "");
+  const lines = diffLines(item.old_text || "", item.new_text || "");
   const keep = lines.map(() => false);
   lines.forEach((line, index) => {
     if (line.op === " ") return;
@@ -114,7 +114,7 @@ export function diffView(item) {
   flush();
   const added = lines.filter((l) => l.op === "+").length;
   const removed = lines.filter((l) => l.op === "-").length;
-  const title = item.oldText ? "" : " (new file)";
+  const title = item.old_text ? "" : " (new file)";
   return el(
     "div",
     { class: "diff" },
@@ -150,14 +150,14 @@ export function toolContentView(content) {
   return items.map((item) => {
     if (!item || typeof item !== "object") return null;
     if (item.type === "diff") return diffView(item);
-    if (item.type === "terminal") return el("p", { class: "muted", text: `terminal ${item.terminalId || ""}` });
+    if (item.type === "terminal") return el("p", { class: "muted", text: `terminal ${item.terminal_id || ""}` });
     if (item.type === "content") return contentBlockView(item.content);
     return null;
   });
 }
 
 /** @param {unknown} raw */
-function rawInputView(raw) {
+function inputView(raw) {
   if (raw === undefined || raw === null || (typeof raw === "object" && !Object.keys(raw).length)) return null;
   const text = typeof raw === "string" ? raw : JSON.stringify(raw, null, 2);
   return el("details", { class: "raw" }, el("summary", { text: "Input" }), el("pre", { class: "output", text }));
@@ -193,7 +193,7 @@ export class ToolCard {
     const reported = d.status || "pending";
     const status = this.ended && OPEN_STATUSES.has(reported) ? this.ended : reported;
     this.el.className = `tool status-${status}`;
-    this.el.dataset.toolCallId = d.tool_call_id || "";
+    this.el.setAttribute("data-tool-call-id", d.tool_call_id || "");
     this.el.dataset.status = status;
     this.el.setAttribute("aria-label", `${kind}: ${d.title || d.tool_call_id || "tool call"}`);
     const locations = Array.isArray(d.locations) ? d.locations.filter((l) => l && l.path) : [];
@@ -210,7 +210,7 @@ export class ToolCard {
         ? el("ul", { class: "locations" }, locations.map((l) => el("li", { text: l.line ? `${l.path}:${l.line}` : l.path })))
         : null,
       el("div", { class: "tool-body" }, toolContentView(d.content)),
-      rawInputView(d.raw_input),
+      inputView(d.raw_input),
     );
   }
 }

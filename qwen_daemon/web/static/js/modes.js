@@ -3,9 +3,10 @@
 // modes: Qwen Code has plan, default, auto-edit, auto and yolo), switched through the REST API.
 //
 // The current mode follows the stream, not our own requests: every switch, whoever makes it (this
-// tab, another one, the CLI, the agent itself), arrives as an `agent_update` event carrying a
-// `current_mode_update`. The list of modes is only in the session's detail (the daemon keeps it
-// with the session, so it is there after a restart while the agent still sleeps): the page gives
+// tab, another one, the CLI, the agent itself), arrives as a `mode_changed` event. The list of
+// modes is only in the session's detail, `modes: {available: [{id, name, description}],
+// current_mode_id}` (the daemon keeps it with the session, so it is there after a restart while
+// the agent still sleeps): the page gives
 // it the detail it was rendered with and the one it fetches at each (re)connect, and the picker
 // fetches it again when the session finishes starting or reports a mode not listed. An agent that
 // advertises no modes gets no selector.
@@ -20,11 +21,7 @@ import { api, el, replaceChildren } from "./util.js";
  * @returns {string | null}
  */
 export function modeOf(event) {
-  const update = event.type === "agent_update" ? event.update : null;
-  if (update && update.sessionUpdate === "current_mode_update" && typeof update.currentModeId === "string") {
-    return update.currentModeId;
-  }
-  return null;
+  return event.type === "mode_changed" && typeof event.mode_id === "string" ? event.mode_id : null;
 }
 
 export class ModePicker {
@@ -116,11 +113,11 @@ export class ModePicker {
   apply(detail, version = this.version) {
     if (!detail) return;
     if (detail.agent) this.ui.agent.textContent = detail.agent;
-    if (detail.modes && Array.isArray(detail.modes.availableModes)) {
-      this.modes = detail.modes.availableModes.filter((m) => m && typeof m.id === "string");
+    if (detail.modes && Array.isArray(detail.modes.available)) {
+      this.modes = detail.modes.available.filter((m) => m && typeof m.id === "string");
     }
     if (version === this.version) {
-      const current = detail.mode ?? detail.modes?.currentModeId;
+      const current = detail.mode ?? detail.modes?.current_mode_id;
       if (typeof current === "string") this.current = current;
     }
     this.render();

@@ -22,6 +22,7 @@ export const EVENT = Object.freeze({
   USER_MESSAGE: "user_message",
   AGENT_MESSAGE_CHUNK: "agent_message_chunk",
   AGENT_THOUGHT_CHUNK: "agent_thought_chunk",
+  USER_MESSAGE_CHUNK: "user_message_chunk",
   TOOL_CALL: "tool_call",
   TOOL_CALL_UPDATE: "tool_call_update",
   PLAN: "plan",
@@ -33,10 +34,14 @@ export const EVENT = Object.freeze({
   ERROR: "error",
   SESSION_UPDATED: "session_updated",
   MODE_CHANGED: "mode_changed",
+  COMMANDS_CHANGED: "commands_changed",
+  CONFIG_CHANGED: "config_changed",
+  SESSION_INFO: "session_info",
+  USAGE: "usage",
   AGENT_UPDATE: "agent_update",
 });
 /** Every event type. */
-export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk", "agent_thought_chunk", "tool_call", "tool_call_update", "plan", "permission_request", "permission_resolved", "turn_started", "turn_ended", "state", "error", "session_updated", "mode_changed", "agent_update"]);
+export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk", "agent_thought_chunk", "user_message_chunk", "tool_call", "tool_call_update", "plan", "permission_request", "permission_resolved", "turn_started", "turn_ended", "state", "error", "session_updated", "mode_changed", "commands_changed", "config_changed", "session_info", "usage", "agent_update"]);
 
 /**
  * @typedef {object} UserMessage
@@ -56,12 +61,15 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
  * @property {string} [description]
  * @property {number} [size]
  * @property {Record<string, any>} [resource]
+ * @property {Record<string, any>} [annotations]
+ * @property {Record<string, any>} [meta]
  */
 /**
- * A piece of the agent's reply or thinking; ``content`` when it is not plain text.
+ * A piece of the agent's reply or thinking (or, replayed, the user's); ``content`` when it is not plain text; ``message_id`` groups the chunks of one message when the agent says.
  * @typedef {object} MessageChunk
  * @property {string} text
  * @property {ContentBlock} [content]
+ * @property {(string|null)} [message_id]
  * @property {Record<string, any>} [meta]
  */
 /**
@@ -73,11 +81,13 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
  * @property {(string|null)} [old_text]
  * @property {string} [new_text]
  * @property {string} [terminal_id]
+ * @property {Record<string, any>} [meta]
  */
 /**
  * @typedef {object} Location
  * @property {string} path
  * @property {(number|null)} [line]
+ * @property {Record<string, any>} [meta]
  */
 /**
  * A tool call as started or updated; an update carries only what changed.
@@ -97,10 +107,17 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
  * @property {string} content
  * @property {string} priority
  * @property {string} status
+ * @property {Record<string, any>} [meta]
  */
 /**
+ * The agent's plan, replacing the one shown before: a checklist (``entries``), or a Markdown plan / a plan file (``markdown`` / ``uri``, entries empty); ``removed``: no plan any more.
  * @typedef {object} Plan
  * @property {Array<PlanEntry>} entries
+ * @property {string} [plan_id]
+ * @property {string} [markdown]
+ * @property {string} [uri]
+ * @property {boolean} [removed]
+ * @property {Record<string, any>} [meta]
  */
 /**
  * @typedef {object} PermissionOption
@@ -165,6 +182,59 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
  * @property {string} mode_id
  */
 /**
+ * @typedef {object} CommandInput
+ * @property {string} hint
+ */
+/**
+ * A slash command the agent offers (``/init``, a skill, …).
+ * @typedef {object} Command
+ * @property {string} name
+ * @property {string} description
+ * @property {(CommandInput|null)} [input]
+ * @property {Record<string, any>} [meta]
+ */
+/**
+ * The commands the agent offers this session now (the whole list, replacing the last one).
+ * @typedef {object} CommandsChanged
+ * @property {Array<Command>} commands
+ */
+/**
+ * One session setting the agent offers (``select``: one of ``options``; ``boolean``).
+ * @typedef {object} ConfigOption
+ * @property {string} id
+ * @property {string} name
+ * @property {string} type
+ * @property {(string|boolean)} current_value
+ * @property {(string|null)} [description]
+ * @property {any} [category]
+ * @property {Array<Record<string, any>>} [options]
+ */
+/**
+ * The agent's session settings now (the whole list).
+ * @typedef {object} ConfigChanged
+ * @property {Array<ConfigOption>} config_options
+ */
+/**
+ * What the agent says about its session: its own title, its last activity (null: cleared).
+ * @typedef {object} SessionInfo
+ * @property {(string|null)} [title]
+ * @property {(string|null)} [updated_at]
+ * @property {Record<string, any>} [meta]
+ */
+/**
+ * @typedef {object} Cost
+ * @property {number} amount
+ * @property {string} currency
+ */
+/**
+ * Context window use: ``used`` of ``size`` tokens, and what the session cost so far.
+ * @typedef {object} Usage
+ * @property {number} used
+ * @property {number} size
+ * @property {(Cost|null)} [cost]
+ * @property {Record<string, any>} [meta]
+ */
+/**
  * What no translation knows, passed as the agent sent it (``update``, or ``method``+``params``).
  * @typedef {object} AgentUpdate
  * @property {Record<string, any>} [update]
@@ -197,6 +267,19 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
  * @property {boolean} archived listed only with ?archived=true; a prompt unarchives it
  */
 /**
+ * One mode an agent offers.
+ * @typedef {object} Mode
+ * @property {string} id
+ * @property {string} name
+ * @property {string} [description]
+ */
+/**
+ * The modes an agent offers a session and the one in force (None until the agent says).
+ * @typedef {object} Modes
+ * @property {Array<Mode>} available
+ * @property {(string|null)} current_mode_id
+ */
+/**
  * A session with what a page showing it needs.
  * @typedef {object} SessionDetail
  * @property {string} id
@@ -213,7 +296,7 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
  * @property {Array<PermissionRequest>} pending_permissions
  * @property {(string|null)} prompt_id
  * @property {(string|null)} failure
- * @property {(Record<string, any>|null)} modes the modes the agent offers and the current one
+ * @property {(Modes|null)} modes the modes the agent offers and the current one, kept across restarts
  */
 /**
  * @typedef {object} SessionList
@@ -266,7 +349,7 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
  * @property {string} name
  * @property {boolean} default
  * @property {(Array<string>|null)} [command]
- * @property {Array<any>} modes advertised by the agent when a session starts; empty until then
+ * @property {Array<Mode>} modes advertised by the agent when a session starts; empty until then
  * @property {Array<string>} running workspaces with a running agent
  * @property {Array<string>} spares workspaces with a warm spare
  */
@@ -409,6 +492,7 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
 /** @typedef {{seq: number, type: "user_message", ts: string} & UserMessage} UserMessageEvent */
 /** @typedef {{seq: number, type: "agent_message_chunk", ts: string} & MessageChunk} AgentMessageChunkEvent */
 /** @typedef {{seq: number, type: "agent_thought_chunk", ts: string} & MessageChunk} AgentThoughtChunkEvent */
+/** @typedef {{seq: number, type: "user_message_chunk", ts: string} & MessageChunk} UserMessageChunkEvent */
 /** @typedef {{seq: number, type: "tool_call", ts: string} & ToolCall} ToolCallEvent */
 /** @typedef {{seq: number, type: "tool_call_update", ts: string} & ToolCall} ToolCallUpdateEvent */
 /** @typedef {{seq: number, type: "plan", ts: string} & Plan} PlanEvent */
@@ -420,6 +504,10 @@ export const EVENT_TYPES = Object.freeze(["user_message", "agent_message_chunk",
 /** @typedef {{seq: number, type: "error", ts: string} & ErrorFields} ErrorEvent */
 /** @typedef {{seq: number, type: "session_updated", ts: string} & SessionUpdated} SessionUpdatedEvent */
 /** @typedef {{seq: number, type: "mode_changed", ts: string} & ModeChanged} ModeChangedEvent */
+/** @typedef {{seq: number, type: "commands_changed", ts: string} & CommandsChanged} CommandsChangedEvent */
+/** @typedef {{seq: number, type: "config_changed", ts: string} & ConfigChanged} ConfigChangedEvent */
+/** @typedef {{seq: number, type: "session_info", ts: string} & SessionInfo} SessionInfoEvent */
+/** @typedef {{seq: number, type: "usage", ts: string} & Usage} UsageEvent */
 /** @typedef {{seq: number, type: "agent_update", ts: string} & AgentUpdate} AgentUpdateEvent */
 /** Any event, as the events page and the WebSocket deliver it. */
-/** @typedef {UserMessageEvent|AgentMessageChunkEvent|AgentThoughtChunkEvent|ToolCallEvent|ToolCallUpdateEvent|PlanEvent|PermissionRequestEvent|PermissionResolvedEvent|TurnStartedEvent|TurnEndedEvent|StateEvent|ErrorEvent|SessionUpdatedEvent|ModeChangedEvent|AgentUpdateEvent} Event */
+/** @typedef {UserMessageEvent|AgentMessageChunkEvent|AgentThoughtChunkEvent|UserMessageChunkEvent|ToolCallEvent|ToolCallUpdateEvent|PlanEvent|PermissionRequestEvent|PermissionResolvedEvent|TurnStartedEvent|TurnEndedEvent|StateEvent|ErrorEvent|SessionUpdatedEvent|ModeChangedEvent|CommandsChangedEvent|ConfigChangedEvent|SessionInfoEvent|UsageEvent|AgentUpdateEvent} Event */

@@ -124,7 +124,17 @@ export class Transcript {
       case "plan": {
         // one checklist per turn, updated in place as the agent ticks entries off
         this.endBlock();
+        if (event.removed) {
+          this.plan?.remove();
+          this.plan = null;
+          break;
+        }
         const view = planView(event.entries);
+        if (typeof event.markdown === "string") {
+          const body = el("div", { class: "md" });
+          renderMarkdown(body, event.markdown);
+          view.append(body);
+        }
         if (this.plan && this.plan.isConnected) this.plan.replaceWith(view);
         else this.add(view);
         this.plan = view;
@@ -156,13 +166,9 @@ export class Transcript {
         this.endBlock();
         this.add(errorCard(event.message));
         break;
-      case "agent_update": {
-        const update = event.update || {};
-        if (update.sessionUpdate === "current_mode_update" && typeof update.currentModeId === "string") {
-          this.modeChange(update.currentModeId);
-        }
+      case "mode_changed":
+        if (typeof event.mode_id === "string") this.modeChange(event.mode_id);
         break;
-      }
       default:
         break; // state is shown in the header
     }

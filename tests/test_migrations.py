@@ -7,7 +7,6 @@ through ``agents/``'s own translation, so an old session's page and ``/events`` 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -137,7 +136,7 @@ def test_the_migration_rewrites_old_shapes_and_leaves_new_ones(tmp_path: Path) -
     db.close()
 
 
-def test_an_old_session_replays_in_the_new_vocabulary(tmp_path: Path) -> None:
+async def test_an_old_session_replays_in_the_new_vocabulary(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path)
     write_old_database(settings.paths.database)
 
@@ -151,4 +150,4 @@ def test_an_old_session_replays_in_the_new_vocabulary(tmp_path: Path) -> None:
             assert [m["id"] for m in qwen["modes"]] == ["default", "plan"]
             check_new_vocabulary(await api.events("s1"))
 
-    asyncio.run(main())
+    await main()

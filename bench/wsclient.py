@@ -2,7 +2,9 @@
 
 Why not Tornado's client: it costs tens of microseconds and a future per frame, which on a
 2-core machine would be measured as the daemon's latency. This one reads the socket in large
-chunks and splits frames with plain slicing (server frames are never masked).
+chunks and splits WebSocket frames with plain slicing (server frames are never masked), then each
+message into the daemon's frames, its lines (``qwen_daemon.server.stream``: newline-delimited
+JSON, several frames per message when they were queued in the same loop turn).
 
 Why kernel timestamps (``SO_TIMESTAMPNS``): with 50 connections in one client process, the
 frame for the 50th is read only after the other 49 were handled, so "when the client read it"
@@ -80,7 +82,8 @@ class RawWebSocket:
             return data
 
     async def frames(self) -> list[bytes]:
-        """Every complete frame payload available now (waits for at least one)."""
+        """Every daemon frame (one JSON text) of the complete messages available now (waits for
+        at least one message). A message is one unfragmented WebSocket frame: Tornado writes it so."""
         out: list[bytes] = []
         while not out:
             buf = self.buffer
@@ -92,7 +95,7 @@ class RawWebSocket:
             pos = 0
             while (frame := _frame_at(buf, pos)) is not None:
                 payload_start, pos = frame
-                out.append(buf[payload_start:pos])
+                out.extend(buf[payload_start:pos].split(b"\n"))
             self.buffer = buf[pos:]
         return out
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from qwen_daemon.runtime import Daemon
 from qwen_daemon.server.openapi import document
-from tests.support.daemon import DaemonThread, fake_settings
+from tests.support.daemon import DaemonThread, fake_settings, frames_in
 from tests.support.probe import poll
 
 pytestmark = pytest.mark.timeout(300)
@@ -266,18 +266,18 @@ async def test_websocket_fuzz_keeps_the_connection_and_the_daemon(
             for frame in frames:
                 await conn.write_message(frame, binary=isinstance(frame, bytes))
             await conn.write_message(json.dumps({"type": "ping", "id": LAST}))
-            answers = 0
-            while True:  # every frame is answered and the connection stays open
+            answers, done = 0, False
+            while not done:  # every frame is answered and the connection stays open
                 message = await asyncio.wait_for(conn.read_message(), 30)
                 assert message is not None, "the daemon closed the connection"
-                reply = json.loads(message)
-                if "seq" in reply or reply.get("type") == "hello":
-                    continue  # the greeting, or an event of a prompt another test sent over HTTP
-                assert reply.get("type") in ("ack", "error"), reply
-                assert reply["type"] == "ack" or {"code", "message"} <= set(reply["error"]), reply
-                answers += 1
-                if reply.get("id") == LAST and reply.get("type") == "ack":
-                    break
+                for reply in frames_in(message):  # replies of one loop turn share a message
+                    assert not done, f"a frame after the last answer: {reply}"
+                    if "seq" in reply or reply.get("type") == "hello":
+                        continue  # the greeting, or an event of a prompt another test sent over HTTP
+                    assert reply.get("type") in ("ack", "error"), reply
+                    assert reply["type"] == "ack" or {"code", "message"} <= set(reply["error"]), reply
+                    answers += 1
+                    done = reply.get("id") == LAST and reply.get("type") == "ack"
             assert answers == len(frames) + 1
         finally:
             conn.close()
@@ -434,16 +434,17 @@ def test_websocket_protocol_fuzz_answers_or_closes_cleanly(
     last = _text(json.dumps({"type": "ping", "id": LAST}))
     with wire.sock:
         wire.send(b"".join(frame.wire() for draw in [*draws, [last]] for frame in draw))
-        while True:  # bounded: every read has a 30 s timeout, and the daemon sends finitely many
+        done = False
+        while not done:  # bounded: every read has a 30 s timeout, and the daemon sends finitely many
             frame = _next_server_frame(wire)
             if frame is None or frame[0] == 0x8:
                 break  # closed, or closing
             opcode, payload = frame
             if opcode == 0x1:
-                reply = json.loads(payload)
-                if reply.get("id") == LAST and reply.get("type") == "ack":
-                    break
-                assert "seq" in reply or reply.get("type") in ("hello", "ack", "error"), reply
+                for reply in frames_in(payload):  # one message: the daemon's frames of a loop turn
+                    assert not done, f"a frame after the last answer: {reply}"
+                    done = reply.get("id") == LAST and reply.get("type") == "ack"
+                    assert done or "seq" in reply or reply.get("type") in ("hello", "ack", "error"), reply
             else:
                 assert opcode == 0xA, opcode  # a pong for a ping
     assert request(daemon, "GET", "/health")[0] == 200

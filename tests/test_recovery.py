@@ -21,7 +21,7 @@ import tornado.websocket
 from qwen_daemon.cli import wait_gone
 from qwen_daemon.config import Paths
 from qwen_daemon.discovery import read_discovery
-from tests.support.daemon import FAKE_AGENT, Api, fake_settings, running_daemon
+from tests.support.daemon import FAKE_AGENT, Api, fake_settings, frames_in, running_daemon
 from tests.support.probe import cli, start_daemon
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("daemon_reaper")]
@@ -178,9 +178,7 @@ async def test_kill_9_mid_stream_loses_nothing_a_client_saw(
             while len([f for f in seen if f.get("type") == "agent_message_chunk"]) < 200:
                 message = await asyncio.wait_for(conn.read_message(), 20)
                 assert message is not None, "the daemon closed the connection"
-                frame = json.loads(message)
-                if "seq" in frame:
-                    seen.append(frame)
+                seen.extend(frame for frame in frames_in(message) if "seq" in frame)
             kill9(first)
             while await asyncio.wait_for(conn.read_message(), 20) is not None:
                 pass  # drain until the dead daemon's connection is seen closed

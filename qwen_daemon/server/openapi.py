@@ -211,7 +211,11 @@ PATHS: dict[str, Any] = {
         "parameters": [_SESSION_ID, _AFTER],
         "get": {
             "summary": "WebSocket, read-only: hello, replay after `after`, then live events",
-            "description": "Server frames: {type: hello, instance_id, session, last_seq} first, then "
+            "description": "Each server message is one or more frames, one JSON object per line "
+            "(newline-delimited JSON: split the message on \\n and parse each line); frames the "
+            "daemon queued in one event-loop turn share a message. A client sends one frame per "
+            "message. "
+            "Server frames: {type: hello, instance_id, session, last_seq} first, then "
             "the events (each carries seq), and control frames without seq: {type: ack, op, id?}, "
             "{type: error, id?, error: {code, message}}. Client frames are about the connection "
             "only: {type: visibility, visible} | {type: ping}, each with an optional id echoed in "
@@ -219,7 +223,8 @@ PATHS: dict[str, Any] = {
             "Commands (prompt, cancel, permission answers, mode) are the REST requests above; any "
             "other frame gets {type: error, error: {code: bad_request}} and the socket stays open. "
             "A socket starts not visible; while one of a device's sockets on the session is "
-            "visible, that device gets no push about it.",
+            "visible, that device gets no push about it. A client that stops reading is closed "
+            "with 4008; it reconnects with after=<its last seq> and loses nothing.",
             "responses": {"101": {"description": "switching protocols"}, **_errors(400, 403, 404, 429)},
         },
     },

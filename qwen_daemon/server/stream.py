@@ -1,5 +1,12 @@
 """WebSocket ``/api/sessions/{id}/ws?after=N``: replay, then live events. Read-only.
 
+Messages and frames: a WebSocket message carries one or more *frames*, each one JSON object
+on its own line (newline-delimited JSON: the frames joined with ``"\\n"``, no newline after the
+last). A client splits every message on ``"\\n"`` and parses each piece; a frame never holds a raw
+newline (JSON escapes one inside a string, and :mod:`qwen_daemon.jsontext` writes no whitespace
+between tokens; :meth:`SessionStreamHandler._write` makes sure of it for text read back from the
+store). A client sends one frame per message.
+
 The first frame is a greeting ``{"type": "hello", "instance_id", "session", "last_seq"}``; then
 every stored event with ``seq > after`` and, seamlessly, every new one (no gap, no duplicate: see
 :meth:`EventLog.subscribe`). Event frames are the events themselves and always carry ``seq``;
@@ -26,20 +33,23 @@ While the session database cannot be written, the daemon sends an ``error`` fram
 events are held, and after the replay to any client that connects meanwhile); the held events,
 followed by the same message as an ``error`` event, arrive once a write succeeds.
 
-A client that cannot keep up (too many unflushed bytes) is disconnected rather than allowed to
-grow the daemon's memory; it reconnects with its last ``seq`` and loses nothing.
+A client that cannot keep up (too many unflushed bytes) is disconnected with close code 4008
+rather than allowed to grow the daemon's memory; it reconnects with its last ``seq`` and loses
+nothing.
 
-Why frames are written by hand: Tornado's ``write_message`` wraps every frame in a coroutine
-(a task per frame) and a ``send()`` per frame; profiling showed that to be the largest cost of the
-relay. Frames queued during one event-loop turn (a store commit publishes a whole batch; a replay
-is thousands) are framed here, joined, and written to the stream once per turn. The framing is
-RFC 6455's unmasked server frame; the handler never negotiates compression, so it is exact.
+Why several frames per message: Tornado's ``write_message`` costs a task (a coroutine wrapping
+the write Future) and a ``send()`` per call; one call per event was measured to be the largest
+cost of the relay. A store commit publishes a whole batch of events in one loop turn, and a
+replay is thousands, so the frames queued during one turn go out in one ``write_message`` call:
+one task and one ``send()`` per turn, whatever the number of events. A batch past
+:data:`MAX_MESSAGE_CHARS` is cut into several messages, because common client libraries refuse
+large messages (1 MiB for Python's ``websockets``). Only Tornado's public API is used
+(``write_message``, its Future, ``close``): no hand-made RFC 6455 frames and no private
+attribute, so a Tornado release cannot silently change the wire format or turn a check off.
 
-Only Tornado's public API is used for it: the connection's ``stream`` and ``IOStream.write``,
-whose Future resolves once everything written up to it has gone to the kernel. The unflushed
-bytes are counted here from those Futures (added on write, taken off when its Future resolves),
-not read from the stream's private buffer size, so a Tornado release cannot silently turn the
-slow-client check off.
+The unflushed bytes are counted here from the Future ``write_message`` returns (added on write,
+taken off when it resolves, which is once Tornado's stream has handed that message to the
+kernel), not read from the stream's private buffer size.
 """
 
 from __future__ import annotations
@@ -47,12 +57,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import tornado.iostream
 import tornado.web
+import tornado.websocket
 
 from qwen_daemon import jsontext
 from qwen_daemon.errors import BadRequest, DaemonError, LimitReached
@@ -69,6 +79,10 @@ MAX_CLIENTS_PER_SESSION = 32
 MAX_WEBSOCKETS = 256
 #: Bytes written but not yet taken by the socket before a client counts as too slow.
 MAX_UNFLUSHED_BYTES = 64 * 1024 * 1024
+#: Frames queued in one loop turn go out in messages of at most this many characters, so at most
+#: 1 MiB of UTF-8 (a single longer frame goes alone): what Python's ``websockets`` accepts by
+#: default, and a tenth of Tornado's client limit.
+MAX_MESSAGE_CHARS = 256 * 1024
 CLOSE_TOO_SLOW = 4008
 CLOSE_SESSION_CLOSED = 4000
 
@@ -77,8 +91,8 @@ class SessionStreamHandler(BaseWebSocketHandler):
     session: Session
     _after: int
     _sub: Subscription | None = None
-    _outbox: list[bytes] | None = None
-    #: bytes handed to the stream whose write Future has not resolved yet (see the module doc)
+    _outbox: list[str] | None = None
+    #: bytes passed to ``write_message`` whose Future has not resolved yet (see the module doc)
     unflushed_bytes = 0
     #: the page is shown (its last ``visibility`` frame); see the module doc
     visible = False
@@ -94,7 +108,7 @@ class SessionStreamHandler(BaseWebSocketHandler):
         await super().get(*args, **kwargs)
 
     def open(self, *args: str, **kwargs: str) -> None:
-        # Frames are already batched per loop turn (see _write); with Nagle on as well, a frame
+        # Frames are already batched per loop turn (see _write); with Nagle on as well, a message
         # written while the previous one waits for its (delayed) ACK sat ~40 ms in the kernel.
         self.set_nodelay(True)
         self._send_control(
@@ -120,37 +134,44 @@ class SessionStreamHandler(BaseWebSocketHandler):
     # --- outgoing -----------------------------------------------------------------------------
 
     def get_compression_options(self) -> None:
-        return None  # the hand-made frames below are uncompressed
+        return None  # no permessage-deflate: zlib work per message on the relay's hot path
 
     def _write(self, text: str) -> None:
-        """Queue one text frame; everything queued in this loop turn goes out in one write."""
+        """Queue one frame; everything queued in this loop turn goes out in one message.
+
+        A raw newline would split the frame in two for the client. In valid JSON one can only be
+        whitespace between tokens, so a space in its place keeps the meaning; the daemon's own
+        JSON has none, so this guards only text read back from the store (a damaged row).
+        """
+        if "\n" in text:
+            text = text.replace("\n", " ")
         if self._outbox is None:
             self._outbox = []
             asyncio.get_running_loop().call_soon(self._flush)
-        self._outbox.append(_text_frame(text.encode("utf-8")))
+        self._outbox.append(text)
 
     def _flush(self) -> None:
-        frames, self._outbox = self._outbox or [], None
+        texts, self._outbox = self._outbox or [], None
         conn = self.ws_connection
-        if conn is None or conn.is_closing() or not frames:
-            return
-        stream = conn.stream
-        if stream is None or stream.closed():
+        if conn is None or conn.is_closing() or not texts:
             return
         if self.unflushed_bytes >= MAX_UNFLUSHED_BYTES:
             log.warning("closing a WebSocket on session %s: client too slow", self.session.id)
             self.close(CLOSE_TOO_SLOW, "client too slow; reconnect with ?after=<last seq>")
             return
-        data = b"".join(frames)
-        try:
-            written = stream.write(data)
-        except tornado.iostream.StreamClosedError:
-            return
-        self.unflushed_bytes += len(data)
-        written.add_done_callback(functools.partial(self._flushed, len(data)))
+        for batch in _messages(texts):
+            # bytes of UTF-8 sent as a text message (``binary=False``): encoded once, here, so the
+            # unflushed count below is exact
+            data = "\n".join(batch).encode("utf-8")
+            try:
+                written = self.write_message(data)
+            except (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
+                return  # on_close follows
+            self.unflushed_bytes += len(data)
+            written.add_done_callback(functools.partial(self._flushed, len(data)))
 
     def _flushed(self, size: int, future: asyncio.Future[None]) -> None:
-        """A write's Future resolved: its bytes reached the kernel (or the stream closed)."""
+        """A write's Future resolved: its bytes reached the kernel (or the connection closed)."""
         self.unflushed_bytes -= size
         _ignore_result(future)
 
@@ -212,16 +233,21 @@ def watching_devices(websockets: Iterable[object], session_id: str) -> set[str |
     }
 
 
-def _text_frame(payload: bytes) -> bytes:
-    """An unmasked, final text frame (RFC 6455 5.2): what a server sends."""
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size <= 0xFFFF:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
+def _messages(texts: list[str]) -> Iterator[list[str]]:
+    """``texts`` in order, cut into runs of at most :data:`MAX_MESSAGE_CHARS` once joined."""
+    if sum(map(len, texts)) + len(texts) <= MAX_MESSAGE_CHARS:  # live traffic: always one message
+        yield texts
+        return
+    run: list[str] = []
+    size = 0
+    for text in texts:
+        if run and size + len(text) > MAX_MESSAGE_CHARS:
+            yield run
+            run, size = [], 0
+        run.append(text)
+        size += len(text) + 1
+    if run:
+        yield run
 
 
 def _ignore_result(future: asyncio.Future[None]) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -123,18 +124,30 @@ class Api:
             await asyncio.sleep(0.02)
 
 
+def frames_in(message: str | bytes) -> list[Any]:
+    """The daemon's frames in one WebSocket message: one JSON text per line
+    (``qwen_daemon.server.stream``), parsed."""
+    text = message.decode("utf-8") if isinstance(message, bytes) else message
+    return [json.loads(line) for line in text.split("\n")]
+
+
 class WsClient:
-    """Reads frames with a deadline; keeps every frame seen."""
+    """Reads frames with a deadline, one at a time (a message may hold several); keeps every
+    frame seen."""
 
     def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
         self.conn = conn
         self.frames: list[dict[str, Any]] = []
+        #: frames of a message already read that :meth:`recv` has not returned yet
+        self.unread: deque[dict[str, Any]] = deque()
 
     async def recv(self, timeout: float = 15.0) -> dict[str, Any] | None:
-        message = await asyncio.wait_for(self.conn.read_message(), timeout)
-        if message is None:
-            return None
-        frame = json.loads(message)
+        if not self.unread:
+            message = await asyncio.wait_for(self.conn.read_message(), timeout)
+            if message is None:
+                return None
+            self.unread.extend(frames_in(message))
+        frame = self.unread.popleft()
         self.frames.append(frame)
         return dict(frame)
 

@@ -276,7 +276,9 @@ def test_daemon_restart_reconnects_and_the_view_carries_on(
 def test_lost_and_repeated_frames_are_repaired_by_seq(
     pages: Pages, daemon: DaemonThread, workspace: Path
 ) -> None:
-    """A frame lost in transit is refetched from /events; a repeated one is shown once."""
+    """A frame lost in transit is refetched from /events; a repeated one is shown once. Frames
+    travel as lines of a message (several when the daemon queued them in one loop turn): the
+    route drops or repeats one line and passes the rest on."""
     sid = new_session(daemon, workspace)
     context = pages.context()
     page = pages.watch(context.new_page())
@@ -286,14 +288,19 @@ def test_lost_and_repeated_frames_are_repaired_by_seq(
         server = ws.connect_to_server()
 
         def from_server(message: str | bytes) -> None:
-            frame = json.loads(message)
-            if frame.get("text") == "chunk 5\n":
-                tampered.append("dropped")
-                return
-            ws.send(message)
-            if frame.get("text") == "chunk 9\n":
-                tampered.append("repeated")
-                ws.send(message)
+            assert isinstance(message, str)
+            passed: list[str] = []
+            for line in message.split("\n"):
+                text = json.loads(line).get("text")
+                if text == "chunk 5\n":
+                    tampered.append("dropped")
+                    continue
+                passed.append(line)
+                if text == "chunk 9\n":
+                    tampered.append("repeated")
+                    passed.append(line)
+            if passed:
+                ws.send("\n".join(passed))
 
         server.on_message(from_server)
 

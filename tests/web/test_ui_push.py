@@ -37,6 +37,7 @@ from tests.support.browser import (
     Pages,
     wait_for_js,
 )
+from tests.support.daemon import frames_in
 from tests.support.push_browser import (
     CLICK,
     FAKE_VISIBILITY,
@@ -345,7 +346,7 @@ def test_the_session_page_tells_the_daemon_when_it_is_visible(
 
     def on_websocket(ws: WebSocket) -> None:
         ws.on("framesent", lambda payload: sent.append(json.loads(payload)))
-        ws.on("framereceived", lambda payload: received.append(json.loads(payload)))
+        ws.on("framereceived", lambda payload: received.extend(frames_in(payload)))
 
     page.on("websocket", on_websocket)
     page.goto(f"{daemon.base}/s/{sid}")

@@ -109,7 +109,7 @@ export class SessionStream {
     this.greeted = false;
     this.pending = []; // the replay after lastSeq brings these again
     ws.onopen = () => this.ws === ws && this.sendVisibility();
-    ws.onmessage = (message) => this.ws === ws && this.frame(message.data);
+    ws.onmessage = (message) => this.message(ws, message.data);
     ws.onclose = (close) => this.ws === ws && this.lost(close);
     this.timers.hello = setTimeout(() => this.ws === ws && !this.greeted && this.kill("no greeting"), HELLO_WITHIN_MS);
   }
@@ -240,7 +240,20 @@ export class SessionStream {
 
   // --- frames ----------------------------------------------------------------------------------
 
-  /** @param {string} text a frame as received */
+  /**
+   * A message holds one or more frames, one JSON text per line: the daemon sends everything it
+   * queued in one loop turn as one message (see qwen_daemon/server/stream.py).
+   * @param {WebSocket} ws the socket it came on
+   * @param {string} data the message as received
+   */
+  message(ws, data) {
+    for (const line of String(data).split("\n")) {
+      if (this.ws !== ws) return; // a frame before this one dropped the socket (e.g. a new log)
+      this.frame(line);
+    }
+  }
+
+  /** @param {string} text one frame: a line of a message */
   frame(text) {
     let frame;
     try {

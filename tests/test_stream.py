@@ -3,6 +3,8 @@ and every other frame (commands included: they are REST requests) refused the sa
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,10 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from tests.support.daemon import Api, WsClient, serve
+from qwen_daemon.server import stream
+from qwen_daemon.server.stream import SessionStreamHandler
+from qwen_daemon.sessions.events import Event
+from tests.support.daemon import Api, WsClient, frames_in, serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -229,6 +234,67 @@ async def test_lone_surrogates_are_refused_from_clients_and_relayed_escaped_from
     await serve(tmp_path, body)
 
 
+async def test_events_published_in_one_loop_turn_share_one_message_a_line_each(tmp_path: Path) -> None:
+    """Everything queued in one loop turn goes out in one ``write_message``: one message, its
+    frames joined by newlines; a client splitting it sees each frame once, in order. A newline in
+    an event's text is escaped JSON, so it does not split its frame."""
+
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        log = api.daemon.manager.get(sid).events
+        raw, split = await api.ws(sid, after=log.last_seq), await api.ws(sid, after=log.last_seq)
+        hello = await asyncio.wait_for(raw.conn.read_message(), 15)
+        assert isinstance(hello, str) and [f["type"] for f in frames_in(hello)] == ["hello"]
+        assert (await split.recv() or {}).get("type") == "hello"
+
+        first = log.append("agent_message_chunk", text="one\n")  # committed and published together
+        second = log.append("agent_message_chunk", text="two")
+        message = await asyncio.wait_for(raw.conn.read_message(), 15)
+        assert isinstance(message, str) and message.count("\n") == 1, message
+        assert frames_in(message) == [first.data, second.data]
+
+        await split.send({"type": "ping", "id": "after"})
+        pong = await split.until(lambda f: f.get("type") == "ack")
+        assert pong["id"] == "after" and pong["last_seq"] == second.seq
+        assert split.frames[1:] == [first.data, second.data, pong]  # each once, in order
+
+    await serve(tmp_path, body)
+
+
+async def test_a_large_batch_is_cut_into_messages_and_a_stored_newline_cannot_split_a_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay is thousands of frames in one loop turn: they go out in messages of at most
+    ``MAX_MESSAGE_CHARS`` (client libraries cap a message), in order. Text read back from a
+    damaged store row may hold a raw newline between JSON tokens: it reaches the client as one
+    frame that parses to the same object."""
+    monkeypatch.setattr(stream, "MAX_MESSAGE_CHARS", 400)
+
+    async def body(api: Api, ws: Path) -> None:
+        sid = (await api.create(ws))["id"]
+        await api.call("POST", f"/api/sessions/{sid}/prompt", {"text": "stream 30 1"})
+        await api.wait_state(sid, "idle")
+        stored = await api.events(sid)
+        client = await api.ws(sid, after=0)
+        messages: list[str] = []
+        while len(client.frames) < len(stored) + 1:  # the greeting, then the replay
+            message = await asyncio.wait_for(client.conn.read_message(), 15)
+            assert isinstance(message, str)
+            messages.append(message)
+            client.frames.extend(frames_in(message))
+        assert client.events() == stored
+        assert len(messages) > 2 and all(len(m) <= 400 or "\n" not in m for m in messages)
+
+        (handler,) = api.daemon.websockets
+        assert isinstance(handler, SessionStreamHandler)
+        damaged = '{"seq": 9999,\n "type": "agent_message_chunk",\r\n "text": "x"}'
+        handler._send_event(Event(9999, "agent_message_chunk", "", damaged))
+        message = await asyncio.wait_for(client.conn.read_message(), 15)
+        assert isinstance(message, str) and frames_in(message) == [json.loads(damaged)]
+
+    await serve(tmp_path, body)
+
+
 def _frames(data: bytes) -> list[tuple[int, bytes]]:
     """(opcode, payload) of each unmasked frame a server sent, in order."""
     frames, at = [], 0
@@ -248,11 +314,8 @@ async def test_a_client_that_stops_reading_is_closed_as_too_slow(
 ) -> None:
     """Past ``MAX_UNFLUSHED_BYTES`` written but not taken by the client, the daemon closes the
     socket with 4008 instead of buffering without bound; the count comes from the write Futures
-    of Tornado's public API, so this keeps working whatever Tornado calls its buffer."""
-    import asyncio
-
-    from qwen_daemon.server import stream
-
+    of Tornado's public API, so this keeps working whatever Tornado calls its buffer. What did
+    arrive before the close is whole: newline-delimited frames, events in seq order without a gap."""
     monkeypatch.setattr(stream, "MAX_UNFLUSHED_BYTES", 1024 * 1024)
 
     async def body(api: Api, ws: Path) -> None:
@@ -286,7 +349,12 @@ async def test_a_client_that_stops_reading_is_closed_as_too_slow(
             pass
         finally:
             sock.close()
-        opcode, payload = _frames(received.partition(b"\r\n\r\n")[2])[-1]
+        frames = _frames(received.partition(b"\r\n\r\n")[2])
+        opcode, payload = frames[-1]
         assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == stream.CLOSE_TOO_SLOW
+        texts = [frame for opcode, message in frames if opcode == 0x1 for frame in frames_in(message)]
+        assert texts[0]["type"] == "hello"
+        got = [frame["seq"] for frame in texts if "seq" in frame]
+        assert got and got == list(range(1, len(got) + 1)), got  # from the first (no ?after), none lost
 
     await serve(tmp_path, body)

@@ -85,7 +85,7 @@ def quick_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     connect = sqlite3.connect
 
     def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        db = connect(*args, **kwargs)
+        db: sqlite3.Connection = connect(*args, **kwargs)
         db.set_trace_callback(lambda sql: seen.append(sql) if "quick_check" in sql else None)
         return db
 

@@ -3,9 +3,10 @@
 Tests that read ``host._sinks`` or set ``daemon._port`` pin the implementation instead of the
 contract: a refactor that keeps every behaviour breaks them. This scan (``ast``, no imports of the
 scanned files) fails on any ``x._name`` whose ``x`` is not ``self``/``cls`` and whose ``_name`` is
-not a dunder, and on ``getattr``/``setattr``/``hasattr``/``delattr`` (``monkeypatch`` too) with such
-a name as a string. A class using its own private names inside its own body (``other._key`` in
-``__eq__``, ``conn._recv()`` in a classmethod) is fine: that is still inside the class.
+not a dunder, and on ``getattr``/``setattr``/``hasattr``/``delattr`` (``monkeypatch`` and
+``mock.patch.object`` too) with such a name as a string, or ``mock.patch``/``monkeypatch.setattr``
+with a dotted path through one. A class using its own private names inside its own body
+(``other._key`` in ``__eq__``, ``conn._recv()`` in a classmethod) is fine: that is still inside it.
 
 What has no public way at all is listed in ``ALLOWED`` below, each with its reason. A new entry
 needs the same: first look for (or add, if it is a genuine part of the product's contract) a
@@ -45,7 +46,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("tests/test_cli.py", "argparse._SubParsersAction"): "argparse: no public list of subcommands",
 }
 
-ATTR_FUNCTIONS = {"getattr", "setattr", "hasattr", "delattr"}
+#: calls naming an attribute as a string: ``f(obj, "_name")`` (``object`` is ``mock.patch.object``)
+ATTR_FUNCTIONS = {"getattr", "setattr", "hasattr", "delattr", "object"}
+#: calls naming one by a dotted path: ``monkeypatch.setattr("pkg.mod._name", v)``, ``mock.patch(...)``
+PATH_FUNCTIONS = {"setattr", "delattr", "patch"}
 
 
 def is_private(name: str) -> bool:
@@ -86,17 +90,15 @@ def private_reads(tree: ast.AST) -> Iterator[tuple[int, str]]:
             and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
         ):
             yield node.lineno, ast.unparse(node)
-        if isinstance(node, ast.Call) and len(node.args) >= 2:
+        if isinstance(node, ast.Call) and node.args:
             func = node.func
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-            key = node.args[1]
-            if (
-                name in ATTR_FUNCTIONS
-                and isinstance(key, ast.Constant)
-                and isinstance(key.value, str)
-                and is_private(key.value)
-                and key.value not in allowed
-            ):
+            strings = [
+                a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else "" for a in node.args
+            ]
+            by_name = name in ATTR_FUNCTIONS and len(strings) >= 2 and is_private(strings[1])
+            by_path = name in PATH_FUNCTIONS and any(is_private(part) for part in strings[0].split(".")[1:])
+            if (by_name and strings[1] not in allowed) or by_path:
                 yield node.lineno, ast.unparse(node)
         for child in ast.iter_child_nodes(node):
             yield from visit(child, allowed)
@@ -138,6 +140,11 @@ host._sinks
 daemon._port = 1
 getattr(host, "_spare")
 monkeypatch.setattr(Store, "_connect", traced)
+mock.patch.object(Store, "_connect")
+monkeypatch.setattr("qwen_daemon.sessions.store.Store._connect", traced)
+mock.patch("qwen_daemon.runtime._helper")
+monkeypatch.setattr("qwen_daemon.runtime.helper", traced)
+mock.patch("qwen_daemon.runtime.Daemon.__init__")
 self._fine
 cls._fine
 obj.__dict__
@@ -159,5 +166,8 @@ other._recv
         "daemon._port",
         "getattr(host, '_spare')",
         "monkeypatch.setattr(Store, '_connect', traced)",
+        "mock.patch.object(Store, '_connect')",
+        "monkeypatch.setattr('qwen_daemon.sessions.store.Store._connect', traced)",
+        "mock.patch('qwen_daemon.runtime._helper')",
         "other._recv",
     ]

@@ -370,8 +370,7 @@ class AgentHost:
         prepared; None when there is none. Public so the warm-spare contract (the next session
         is made ahead of time) can be observed, e.g. by diagnostics and tests."""
         if self._spare_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._spare_task)
+            await asyncio.wait([self._spare_task])  # its outcome, even a cancel, is not ours to raise
         spare = self._spare_session
         return None if spare is None else spare.session_id
 
@@ -433,6 +432,7 @@ class AgentHost:
 
     @property
     def session_count(self) -> int:
+        """How many daemon sessions this agent's traffic is routed to (a spare is not one)."""
         return len(self._sinks) - (1 if self._spare_session is not None else 0)
 
     # --- what the agent sends -----------------------------------------------------------------

@@ -353,10 +353,8 @@ async def test_next_agent_session_is_created_ahead_of_time(paths: Paths) -> None
         manager = api.daemon.manager
         first = await api.create(ws)
         host = manager.get(first["id"]).host
-        if host._spare_task is not None:
-            await host._spare_task
-        assert host._spare_session is not None
-        ready = host._spare_session.session_id
+        ready = await host.spare_session_id()
+        assert ready is not None
         second = await api.create(ws, mode="plan")
         assert manager.get(second["id"]).agent_session_id == ready
         assert second["mode"] == "plan"

@@ -89,7 +89,7 @@ async def test_a_session_deleted_while_it_starts_stays_deleted(tmp_path: Path, s
         manager.persist.flush()
         assert manager.persist.store.sessions() == []
         for host in [*manager.pool.hosts.values(), *manager.pool.spares.values()]:
-            assert host._sinks == {}, "nothing is routed to the deleted session"
+            assert host.session_count == 0, "nothing is routed to the deleted session"
 
     await run(tmp_path, agents.command(gated=True), body, spare_agents=spares)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.config import Paths, Settings
 from qwen_daemon.contract.bodies import Prompt
 from qwen_daemon.contract.validate import ContractError, check
@@ -340,16 +341,17 @@ def pid_alive(pid: int) -> bool:
 
 
 async def test_stop_escalates_to_sigkill_and_kills_the_group(tmp_path: Path) -> None:
-    log_dir = tmp_path / "log" / "agents"
-
-    async def body(manager: SessionManager, ws: Path) -> None:
-        session = await manager.create(str(ws))
-        host = session.host
-        host._stop_timeouts = (0.3, 0.3, 2.0)
+    log_path = tmp_path / "agent.log"
+    env = {**os.environ, "FAKE_AGENT_IGNORE_SIGTERM": "1", "FAKE_AGENT_SPAWN_CHILD": "1"}
+    host = AgentHost(
+        (sys.executable, FAKE_AGENT), str(tmp_path), log_path, env, stop_timeouts=(0.3, 0.3, 2.0)
+    )
+    try:
+        await host.ensure_started()
         pid = host.pid
         assert pid is not None
-        await until(lambda: any("child pid=" in p.read_text() for p in log_dir.glob("*.log")))
-        child = int(next(p for p in log_dir.glob("*.log")).read_text().split("child pid=")[1].split()[0])
+        await until(lambda: log_path.exists() and "child pid=" in log_path.read_text())
+        child = int(log_path.read_text().split("child pid=")[1].split()[0])
         assert os.getpgid(child) == pid  # the agent leads its own group, with its child in it
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -357,8 +359,8 @@ async def test_stop_escalates_to_sigkill_and_kills_the_group(tmp_path: Path) -> 
         assert loop.time() - started < 5
         assert not pid_alive(pid)
         await until(lambda: not pid_alive(child) or _is_zombie(child))
-
-    await run(tmp_path, body, env={"FAKE_AGENT_IGNORE_SIGTERM": "1", "FAKE_AGENT_SPAWN_CHILD": "1"})
+    finally:
+        await host.retire()  # a failed check must not leave the agent behind
 
 
 def _is_zombie(pid: int) -> bool:

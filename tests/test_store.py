@@ -6,6 +6,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,14 +82,14 @@ def test_damaged_pages_are_detected(tmp_path: Path) -> None:
 def quick_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every quick check a Store runs from now on."""
     seen: list[str] = []
-    connect = Store._connect
+    connect = sqlite3.connect
 
-    def traced(self: Store) -> sqlite3.Connection:
-        db = connect(self)
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db: sqlite3.Connection = connect(*args, **kwargs)
         db.set_trace_callback(lambda sql: seen.append(sql) if "quick_check" in sql else None)
         return db
 
-    monkeypatch.setattr(Store, "_connect", traced)
+    monkeypatch.setattr(sqlite3, "connect", traced)  # every connection a Store opens
     return seen
 
 

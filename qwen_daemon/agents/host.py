@@ -365,6 +365,15 @@ class AgentHost:
             return
         self._spare_task = asyncio.ensure_future(self._prepare_spare(cwd))
 
+    async def spare_session_id(self) -> str | None:
+        """The ACP session id of the spare ready to be handed out, after waiting for one being
+        prepared; None when there is none. Public so the warm-spare contract (the next session
+        is made ahead of time) can be observed, e.g. by diagnostics and tests."""
+        if self._spare_task is not None:
+            await asyncio.wait([self._spare_task])  # its outcome, even a cancel, is not ours to raise
+        spare = self._spare_session
+        return None if spare is None else spare.session_id
+
     async def _prepare_spare(self, cwd: str) -> None:
         try:
             await self.ensure_started()
@@ -423,6 +432,7 @@ class AgentHost:
 
     @property
     def session_count(self) -> int:
+        """How many daemon sessions this agent's traffic is routed to (a spare is not one)."""
         return len(self._sinks) - (1 if self._spare_session is not None else 0)
 
     # --- what the agent sends -----------------------------------------------------------------

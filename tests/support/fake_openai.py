@@ -292,7 +292,8 @@ class FakeOpenAI:
             return list(self._requests)
 
     # -- used by the handlers (loop thread) ------------------------------------------------
-    def _take(self, body: dict[str, Any]) -> Turn:
+    # public: the request handlers below are separate classes that record through these
+    def take_turn(self, body: dict[str, Any]) -> Turn:
         with self._cond:
             self._requests.append(body)
             self._cond.notify_all()
@@ -302,11 +303,11 @@ class FakeOpenAI:
                 return self._turns.popleft()
             return TextTurn(self.default_reply, pieces=1)
 
-    def _note_other(self, method: str, path: str) -> None:
+    def note_other(self, method: str, path: str) -> None:
         with self._cond:
             self._other.append((method, path))
 
-    def _note_abort(self) -> None:
+    def note_abort(self) -> None:
         with self._cond:
             self._aborted += 1
 
@@ -363,14 +364,14 @@ class _Base(tornado.web.RequestHandler):
 
 class _Models(_Base):
     def get(self) -> None:
-        self.fake._note_other("GET", self.request.path)
+        self.fake.note_other("GET", self.request.path)
         model = {"id": self.fake.model, "object": "model", "created": 0, "owned_by": "fake"}
         self._json({"object": "list", "data": [model]})
 
 
 class _NotFound(_Base):
     def prepare(self) -> None:
-        self.fake._note_other(self.request.method or "?", self.request.path)
+        self.fake.note_other(self.request.method or "?", self.request.path)
         self._json({"error": {"message": f"no route {self.request.path}", "type": "not_found"}}, 404)
 
 
@@ -384,7 +385,7 @@ class _ChatCompletions(_Base):
         if not isinstance(body, dict):
             self._json({"error": {"message": "body is not an object", "type": "invalid_request_error"}}, 400)
             return
-        turn = self.fake._take(body)
+        turn = self.fake.take_turn(body)
         if isinstance(turn, ErrorTurn):
             error = {"message": turn.message, "type": "scripted_error", "code": turn.status}
             self._json({"error": error}, turn.status)
@@ -427,7 +428,7 @@ class _ChatCompletions(_Base):
             self.write("data: [DONE]\n\n")
             await self.finish()
         except tornado.iostream.StreamClosedError:
-            self.fake._note_abort()
+            self.fake.note_abort()
 
 
 @contextlib.asynccontextmanager

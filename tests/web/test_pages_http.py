@@ -16,9 +16,8 @@ import tornado.httpclient
 import tornado.httputil
 import tornado.websocket
 
-from qwen_daemon.runtime import Daemon
-from qwen_daemon.server.pages import DashboardPage
 from tests.support.daemon import Api, fake_settings, frames_in, running_daemon
+from tests.support.probe import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -303,30 +302,25 @@ async def test_static_files_refuse_listing_traversal_and_unknown_types(tmp_path:
 async def test_login_cookie_is_secure_when_served_over_https(
     tmp_path: Path, protocol: str, public_url: str | None, secure: bool
 ) -> None:
-    """Behind TLS, or an https ``public_url``, the cookie gets Secure (checked on a handler
-    directly: the tests speak http)."""
+    """Behind TLS, or an https ``public_url``, the cookie gets Secure (checked on a request handed
+    to the application directly, as the HTTP server would hand it: the tests speak http)."""
 
     async def main() -> None:
-        daemon = Daemon(fake_settings(tmp_path, public_url=public_url))
-        daemon._port = 8443
-        daemon.manager.load()
-        assert daemon.manager.persist is not None
-        daemon.devices.load(daemon.manager.persist.store.connection)
-        request = tornado.httputil.HTTPServerRequest(
-            start_line=tornado.httputil.RequestStartLine("GET", f"/?token={daemon.token}", "HTTP/1.1"),
-            headers=tornado.httputil.HTTPHeaders({"Host": "127.0.0.1:8443"}),
-            connection=mock.Mock(),
-        )
-        request.protocol = protocol
-        handler = DashboardPage(daemon.app, request)
-        handler._transforms = []  # normally set by _execute, which this direct call skips
-        try:
-            assert handler.login_from_token()
-            assert handler.get_status() == 302
-            cookie = "".join(handler._new_cookie.output().split("\n"))
+        async with running_daemon(fake_settings(tmp_path, public_url=public_url)) as api:
+            daemon = api.daemon
+            connection = mock.Mock()
+            request = tornado.httputil.HTTPServerRequest(
+                start_line=tornado.httputil.RequestStartLine("GET", f"/?token={daemon.token}", "HTTP/1.1"),
+                headers=tornado.httputil.HTTPHeaders({"Host": f"127.0.0.1:{daemon.port}"}),
+                connection=connection,
+            )
+            request.protocol = protocol
+            daemon.app(request)  # the HTTPServer's way in: routing, prepare, the handler's answer
+            await until(lambda: connection.write_headers.called)
+            start_line, headers = connection.write_headers.call_args.args[:2]
+            assert start_line.code == 302
+            (cookie,) = headers.get_list("Set-Cookie")
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
             assert ("Secure" in cookie) == secure
-        finally:
-            await daemon.manager.shutdown()
 
     await main()

@@ -45,8 +45,6 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-import psutil
-
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.agents.orphans import OrphanGuard
 from qwen_daemon.agents.registry import AgentCommand, AgentNotFound, resolve_spec
@@ -81,6 +79,8 @@ def workspace_key(agent: str, cwd: str) -> WorkspaceKey:
 def memory_is_short() -> bool:
     """Whether the machine has less than :data:`SPARE_MIN_AVAILABLE_MIB` of memory available."""
     try:
+        import psutil  # here, not at import: ~8 ms that start → ready need not pay
+
         available = psutil.virtual_memory().available
     except (OSError, RuntimeError):  # an unreadable /proc or an unsupported platform: never short
         return False

@@ -16,7 +16,6 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, is_typeddict
 
@@ -26,51 +25,88 @@ T = TypeVar("T")
 # --- constraint markers (Annotated[...] metadata) --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MinLength:
-    value: int
+class _Marker:
+    """Base of the markers. Plain classes, not dataclasses: eight dataclasses cost ~3 ms of every
+    start (their methods are generated with ``exec``). Equal only to a marker of the same class
+    and value, because ``typing`` caches ``Annotated[...]`` by its metadata: were ``MinLength(1)``
+    equal to ``MaxLength(1)`` (as two named tuples would be), one would stand for the other."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and isinstance(other, _Marker) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self._key()!r}"
 
 
-@dataclass(frozen=True)
-class MaxLength:
-    value: int
+class MinLength(_Marker):
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True)
-class Pattern:
+class MaxLength(_Marker):
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class Pattern(_Marker):
     """``regex`` is searched for (JSON Schema semantics: anchor it to match the whole string);
     ``says`` completes "<field> must ..." in the 400 a mismatch gets."""
 
-    regex: str
-    says: str = ""
+    __slots__ = ("regex", "says")
+
+    def __init__(self, regex: str, says: str = "") -> None:
+        self.regex = regex
+        self.says = says
 
 
-@dataclass(frozen=True)
-class Minimum:
-    value: float
+class Minimum(_Marker):
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True)
-class Maximum:
-    value: float
+class Maximum(_Marker):
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True)
-class MaxItems:
-    value: int
+class MaxItems(_Marker):
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True)
-class Description:
-    text: str
+class Description(_Marker):
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(_Marker):
     """Stands for a component derived some other way (``Event``, a ``oneOf`` of the event
     schemas): the schema is a ``$ref`` to it; the validator checks only the base type."""
 
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 Marker = MinLength | MaxLength | Pattern | Minimum | Maximum | MaxItems | Description | Ref

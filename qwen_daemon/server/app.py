@@ -14,7 +14,7 @@ from typing import Any
 import tornado.web
 
 from qwen_daemon.logbounds import REFUSED, request_line
-from qwen_daemon.server import devices_api, health, openapi, pages, push_api, sessions_api, stream
+from qwen_daemon.server import devices_api, health, openapi_route, pages, push_api, sessions_api, stream
 from qwen_daemon.server.base import BaseHandler, BaseWebSocketHandler, NotFoundHandler
 from qwen_daemon.server.context import HandlerContext
 
@@ -53,7 +53,7 @@ def make_app(context: HandlerContext) -> tornado.web.Application:
     """
     routes: list[Any] = [
         *health.routes,
-        *openapi.routes,
+        *openapi_route.routes,
         *sessions_api.routes,
         *push_api.routes,
         *stream.routes,

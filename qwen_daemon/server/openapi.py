@@ -1,4 +1,4 @@
-"""``GET /api/openapi.json``: an OpenAPI 3.1 description of the HTTP API.
+"""The OpenAPI 3.1 description of the HTTP API (served by ``openapi_route.py`` at ``/api/openapi.json``).
 
 Kept next to the handlers and checked by the tests against the live route table and against real
 responses, so it cannot drift: a route without an entry here, or a response that does not match
@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from qwen_daemon import __version__
-from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.server.openapi_push import PUSH_PATHS
-from qwen_daemon.server.openapi_schemas import SCHEMAS
+from qwen_daemon.server.openapi_schemas import schemas
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -282,17 +281,9 @@ def document() -> dict[str, Any]:
             '{"error": {"code", "message"}}.',
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
         "paths": PATHS,
     }
-
-
-class OpenApiHandler(BaseHandler):
-    def get(self) -> None:
-        self.write_json(document())
-
-
-routes = [(r"/api/openapi.json", OpenApiHandler)]

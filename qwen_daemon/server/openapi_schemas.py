@@ -10,6 +10,7 @@ derivation differ. JSON Schema 2020-12, as OpenAPI 3.1 requires.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from qwen_daemon.contract.bodies import BODIES, AnswersShape, Id
@@ -37,4 +38,8 @@ def derive() -> dict[str, Any]:
     return {**schemas, **deriver.components, **events}
 
 
-SCHEMAS: dict[str, Any] = derive()
+@functools.cache
+def schemas() -> dict[str, Any]:
+    """The components, derived on the first request of the document rather than at import: the
+    derivation walks every contract type, a cost no start should pay for a page seldom read."""
+    return derive()

@@ -35,12 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qwen_daemon.contract.responses import Device as DeviceJson
 from qwen_daemon.errors import BadRequest, DeviceNotFound, StorageUnavailable
 from qwen_daemon.sessions.store import write_now
 from qwen_daemon.terminal import control_in
+
+if TYPE_CHECKING:
+    from qwen_daemon.contract.responses import Device as DeviceJson
 
 log = logging.getLogger(__name__)
 

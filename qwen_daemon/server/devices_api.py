@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.contract.bodies import RenameDevice
-from qwen_daemon.contract.responses import Pairing
 from qwen_daemon.devices import iso
 from qwen_daemon.errors import PayloadTooLarge
 from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.server.pages import PageHandler
 from qwen_daemon.server.sessions_api import _ID
+
+if TYPE_CHECKING:
+    from qwen_daemon.contract.responses import Pairing
 
 #: the pages' words for a code that does not log in: (status, heading, first sentence)
 _REFUSED_CODE = {

@@ -11,13 +11,15 @@ until a write succeeds again. The reason names no path, for the same reason as a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import tornado.web
 
 from qwen_daemon import __version__
-from qwen_daemon.contract.responses import Health
 from qwen_daemon.server.base import BaseHandler
+
+if TYPE_CHECKING:
+    from qwen_daemon.contract.responses import Health
 
 
 class HealthHandler(BaseHandler):

@@ -8,13 +8,21 @@ session, and every failure is a domain error that ``base.py`` turns into a JSON 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.contract import bodies
-from qwen_daemon.contract.responses import AgentInfo, AgentList, PermissionAnswered, PromptAccepted, Warming
 from qwen_daemon.errors import BadRequest
 from qwen_daemon.server.base import BaseHandler
 from qwen_daemon.sessions import lifecycle
+
+if TYPE_CHECKING:
+    from qwen_daemon.contract.responses import (
+        AgentInfo,
+        AgentList,
+        PermissionAnswered,
+        PromptAccepted,
+        Warming,
+    )
 
 _ID = r"([A-Za-z0-9_-]{1,64})"
 

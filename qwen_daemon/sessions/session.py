@@ -24,11 +24,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwen_daemon.agents.host import AgentHost
 from qwen_daemon.contract.modes import Modes
-from qwen_daemon.contract.responses import SessionDetail, SessionSummary
 from qwen_daemon.contract.states import BUSY_STATES, SessionState
 from qwen_daemon.errors import AgentFailed, BadRequest, SessionClosed
 from qwen_daemon.sessions import lifecycle
@@ -40,6 +39,9 @@ from qwen_daemon.sessions.permissions import CANCELLED, PendingPermission, Permi
 from qwen_daemon.sessions.persistence import Persistence
 from qwen_daemon.sessions.states import Trigger
 from qwen_daemon.sessions.store import SessionRecord
+
+if TYPE_CHECKING:
+    from qwen_daemon.contract.responses import SessionDetail, SessionSummary
 
 log = logging.getLogger(__name__)
 

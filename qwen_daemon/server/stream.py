@@ -138,14 +138,9 @@ class SessionStreamHandler(BaseWebSocketHandler):
         return None  # no permessage-deflate: zlib work per message on the relay's hot path
 
     def _write(self, text: str) -> None:
-        """Queue one frame; everything queued in this loop turn goes out in one message.
-
-        A raw newline would split the frame in two for the client. In valid JSON one can only be
-        whitespace between tokens, so a space in its place keeps the meaning; the daemon's own
-        JSON has none, so this guards only text read back from the store (a damaged row).
-        """
-        if "\n" in text:
-            text = text.replace("\n", " ")
+        """Queue one frame; everything queued in this loop turn goes out in one message. The text
+        is on one line: the daemon's JSON has no raw newline, and events read back from the store
+        are put on one line as they are read (``persistence._stored_event``)."""
         if self._outbox is None:
             self._outbox = []
             asyncio.get_running_loop().call_soon(self._flush)

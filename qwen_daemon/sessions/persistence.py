@@ -57,6 +57,18 @@ from qwen_daemon.sessions.store import SessionRecord, Store
 log = logging.getLogger(__name__)
 
 
+def _stored_event(seq: int, type_: str, ts: str, text: str) -> Event:
+    """An event read back from the store, its JSON on one line.
+
+    Clients take one WebSocket message as newline-delimited events, so a raw newline would split
+    a frame in two. The daemon's own JSON never has one; a row written by other means (a damaged
+    or hand-edited database) may, and in valid JSON it can only be whitespace between tokens, so
+    a space in its place keeps the meaning. Done here, where such text enters, not for every
+    event the relay sends.
+    """
+    return Event(seq, type_, ts, text.replace("\n", " ") if "\n" in text else text)
+
+
 class Persistence:
     """Commits what live sessions queue once per loop turn, publishes after it, checkpoints."""
 
@@ -140,17 +152,17 @@ class Persistence:
     def backfill_for(self, session_id: str) -> Backfill:
         def backfill(after: int, through: int) -> list[Event]:
             rows = self.store.events(session_id, after, limit=max(0, through - after))
-            return [Event(*row) for row in rows]
+            return [_stored_event(*row) for row in rows]
 
         return backfill
 
     def history(self, session_id: str, count: int) -> list[Event]:
         rows = self.store.tail_events(session_id, count)
-        return [Event(*row) for row in rows]
+        return [_stored_event(*row) for row in rows]
 
     def last_turn_event(self, session_id: str) -> Event | None:
         row = self.store.last_turn_event(session_id)
-        return None if row is None else Event(*row)
+        return None if row is None else _stored_event(*row)
 
     def session_changed(self, session_id: str, snapshot: Callable[[], SessionRecord]) -> None:
         if session_id in self._deleted:

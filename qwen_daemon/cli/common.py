@@ -51,6 +51,31 @@ def running(paths: Paths) -> tuple[DiscoveryInfo | None, dict[str, Any] | None]:
     return info, (probe_health(info) if info is not None else None)
 
 
+class Refused(Exception):
+    """The command cannot go on; ``code`` is its exit status (the reason is printed already)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def call_daemon(
+    paths: Paths, method: str, path: str, body: object | None, *, timeout: float
+) -> tuple[int, Any]:
+    """One call to the running daemon's API: ``(status, answer)``, the status for the caller to
+    judge. When there is no answer at all it prints why and raises :class:`Refused`: 3 when no
+    daemon is running, 1 when it cannot be reached."""
+    info, health = running(paths)
+    if info is None or health is None:
+        print_err("qwen-daemon is not running")
+        raise Refused(EXIT_NOT_RUNNING)
+    try:
+        return request_json(info.url + path, method, read_token(paths), body, timeout=timeout)
+    except ClientError as exc:
+        print_err(str(exc))
+        raise Refused(EXIT_FAIL) from None
+
+
 def session_list(info: DiscoveryInfo, paths: Paths, *, archived: bool = False) -> list[dict[str, Any]]:
     """The running daemon's sessions (or archived ones); :class:`ClientError` if it cannot say."""
     url = info.url + ("api/sessions?archived=true" if archived else "api/sessions")

@@ -15,35 +15,17 @@ import sys
 import urllib.parse
 from typing import Any
 
-from qwen_daemon.cli.common import EXIT_FAIL, EXIT_NOT_RUNNING, EXIT_OK, print_err, running
-from qwen_daemon.client import ClientError, request_json
+from qwen_daemon.cli.common import EXIT_FAIL, EXIT_OK, Refused, call_daemon, print_err
 from qwen_daemon.config import Paths
-from qwen_daemon.daemon_files import read_token
 from qwen_daemon.terminal import printable
 
 
-class _Refused(Exception):
-    """The command cannot go on; ``code`` is its exit status (the reason is printed already)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def _ask(paths: Paths, method: str, path: str, expect: int, body: object | None = None) -> Any:
-    """The running daemon's answer to one API call, or :class:`_Refused` after printing why not."""
-    info, health = running(paths)
-    if info is None or health is None:
-        print_err("qwen-daemon is not running")
-        raise _Refused(EXIT_NOT_RUNNING)
-    try:
-        status, payload = request_json(info.url + path, method, read_token(paths), body, timeout=30.0)
-    except ClientError as exc:
-        print_err(str(exc))
-        raise _Refused(EXIT_FAIL) from None
+    """The running daemon's answer to one API call, or :class:`Refused` after printing why not."""
+    status, payload = call_daemon(paths, method, path, body, timeout=30.0)
     if status != expect:
         print_err(f"the daemon answered {status}")
-        raise _Refused(EXIT_FAIL)
+        raise Refused(EXIT_FAIL)
     return payload
 
 
@@ -51,7 +33,7 @@ def cmd_pair(args: argparse.Namespace, paths: Paths) -> int:
     """Print a QR code of a one-time pairing URL, the URL and when it expires."""
     try:
         payload = _ask(paths, "POST", "api/pairing", 201, {})
-    except _Refused as refused:
+    except Refused as refused:
         return refused.code
     if args.json:
         print(json.dumps({key: payload.get(key) for key in ("url", "code", "expires_at")}))
@@ -101,7 +83,7 @@ def cmd_devices(args: argparse.Namespace, paths: Paths) -> int:
             print(f"{args.device}  logged out")
             return EXIT_OK
         payload = _ask(paths, "PATCH", f"api/devices/{args.device}", 200, {"name": args.name})
-    except _Refused as refused:
+    except Refused as refused:
         return refused.code
     print(f"{args.device}  name={payload.get('name')}")
     return EXIT_OK

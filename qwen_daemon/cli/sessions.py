@@ -19,6 +19,8 @@ from qwen_daemon.cli.common import (
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
+    Refused,
+    call_daemon,
     print_err,
     running,
     session_list,
@@ -87,14 +89,9 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
 
 def _call(paths: Paths, method: str, path: str, expect: int, body: object | None = None) -> Any:
     """One call to the running daemon's API: its JSON answer, or None after printing why not."""
-    info, health = running(paths)
-    if info is None or health is None:
-        print_err("qwen-daemon is not running")
-        return None
     try:
-        status, payload = request_json(info.url + path, method, read_token(paths), body, timeout=120.0)
-    except ClientError as exc:
-        print_err(str(exc))
+        status, payload = call_daemon(paths, method, path, body, timeout=120.0)
+    except Refused:
         return None
     if status == expect and isinstance(payload, dict):
         return payload

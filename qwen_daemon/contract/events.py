@@ -181,12 +181,6 @@ class CommandsChanged(TypedDict):
     commands: list[Command]
 
 
-class ConfigSelectOption(TypedDict):
-    value: str
-    name: str
-    description: NotRequired[str | None]
-
-
 class ConfigOption(TypedDict):
     """One session setting the agent offers (``select``: one of ``options``; ``boolean``)."""
 
